@@ -1,0 +1,43 @@
+"""hog-batch: run a Python function over a sweep of arguments, locally or on HPC through Globus Compute.
+
+The Python API mirrors the CLI::
+
+    import groundhog_batch as hb
+    spec = hb.load_manifest("sweep.yaml")
+    plan = hb.make_plan(spec)
+    run = hb.submit(spec, local=True)     # blocks until done; returns a Run
+    table = run.results()                 # a pandas DataFrame, one row per call
+
+Importing this package does no work: everything is loaded on first use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_API = {
+    "load_manifest": ("groundhog_batch.manifest", "load_manifest"),
+    "RunSpec": ("groundhog_batch.manifest", "RunSpec"),
+    "make_plan": ("groundhog_batch.plan", "make_plan"),
+    "Plan": ("groundhog_batch.plan", "Plan"),
+    "submit": ("groundhog_batch.api", "submit"),
+    "open_run": ("groundhog_batch.api", "open_run"),
+    "resume": ("groundhog_batch.api", "resume"),
+    "retry": ("groundhog_batch.api", "retry"),
+    "cancel": ("groundhog_batch.api", "cancel"),
+    "list_runs": ("groundhog_batch.api", "list_runs"),
+    "Run": ("groundhog_batch.api", "Run"),
+    "HogError": ("groundhog_batch.errors", "HogError"),
+    "ManifestError": ("groundhog_batch.errors", "ManifestError"),
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        module_name, attribute = _API[name]
+        return getattr(importlib.import_module(module_name), attribute)
+    raise AttributeError(f"module 'groundhog_batch' has no attribute {name!r}")

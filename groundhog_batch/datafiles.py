@@ -1,0 +1,109 @@
+"""Reading the data files a sweep points at: tables for ``rows``, data for ``chunks``."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl")
+CHUNK_SUFFIXES = (*TABLE_SUFFIXES, ".npy")
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be read; the message says why."""
+
+
+def read_table(path: Path):
+    """A table file as a pandas DataFrame."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix == ".tsv":
+            return pd.read_csv(path, sep="\t")
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix == ".jsonl":
+            return pd.read_json(path, lines=True)
+    except Exception as exc:  # the reader's own message is the useful part
+        raise DataFileError(f"cannot read {path.name}: {exc.__class__.__name__}: {exc}") from None
+    raise DataFileError(f"{path.name}: unsupported table format {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
+
+
+def table_columns(path: Path) -> list[str]:
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as exc:
+            raise DataFileError(f"cannot read {path.name}: {exc}") from None
+    return [str(c) for c in read_table(path).columns]
+
+
+def plain(value: Any) -> Any:
+    """NumPy and pandas scalars as plain Python values."""
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "shape", None) == ():
+        return item()
+    return value
+
+
+def table_rows(path: Path, columns: list[str] | None) -> list[dict[str, Any]]:
+    """The rows of a table, as plain-Python dicts, in file order."""
+    frame = read_table(path)
+    if columns:
+        frame = frame[columns]
+    names = [str(c) for c in frame.columns]
+    return [dict(zip(names, map(plain, row), strict=True)) for row in frame.itertuples(index=False, name=None)]
+
+
+def count_rows(path: Path) -> int:
+    """Rows (or first-axis length) of a chunkable data file."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        import numpy as np
+
+        try:
+            return int(np.load(path, mmap_mode="r").shape[0])
+        except Exception as exc:
+            raise DataFileError(f"cannot read {path.name}: {exc}") from None
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except Exception as exc:
+            raise DataFileError(f"cannot read {path.name}: {exc}") from None
+    return len(read_table(path))
+
+
+def load_chunkable(path: Path):
+    """The whole data file: a DataFrame, or a NumPy array (memory-mapped) for .npy."""
+    if path.suffix.lower() == ".npy":
+        import numpy as np
+
+        return np.load(path, mmap_mode="r")
+    return read_table(path)
+
+
+def slice_rows(data: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of a DataFrame, an array or a list, as an independent object."""
+    if hasattr(data, "iloc"):
+        return data.iloc[start:stop].copy()
+    if hasattr(data, "shape"):
+        import numpy as np
+
+        return np.array(data[start:stop])
+    return list(data[start:stop])
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,90 @@
+"""Errors a user can cause, each carrying what went wrong, where, and the fix.
+
+The CLI turns any :class:`HogError` into one readable block and its
+``exit_code``; anything else is a bug in hog-batch and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_CALLS_FAILED = 1
+EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
+
+KeyPath = tuple[str | int, ...]
+
+
+def format_key_path(key_path: Sequence[str | int]) -> str:
+    """``("sweep", "product", "n")`` -> ``sweep.product.n``; list items as ``[i]``."""
+    text = ""
+    for part in key_path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+@dataclass
+class HogError(Exception):
+    """A user-facing error: what is wrong, where, and how to fix it."""
+
+    message: str
+    hint: str = ""
+    file: str | Path | None = None
+    line: int | None = None
+    key_path: KeyPath = ()
+    exit_code: int = EXIT_INVALID
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    @property
+    def where(self) -> str:
+        place = ""
+        if self.file is not None:
+            place = str(self.file)
+            if self.line is not None:
+                place += f":{self.line}"
+        if self.key_path:
+            place += (" at " if place else "at ") + format_key_path(self.key_path)
+        return place
+
+    def render(self) -> str:
+        head = f"error: {self.where}: {self.message}" if self.where else f"error: {self.message}"
+        return head + (f"\n  fix: {self.hint}" if self.hint else "")
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class ManifestError(HogError):
+    """Something in a manifest, a script's metadata or an input file is wrong."""
+
+
+@dataclass
+class ManifestErrors(HogError):
+    """Several manifest errors, reported together rather than one at a time."""
+
+    errors: list[HogError] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, errors: Iterable[HogError]) -> ManifestErrors:
+        found = list(errors)
+        noun = "error" if len(found) == 1 else "errors"
+        return cls(message=f"{len(found)} {noun} in the manifest", errors=found)
+
+    def render(self) -> str:
+        return "\n".join(error.render() for error in self.errors)
+
+
+class RunError(HogError):
+    """A run directory is missing, locked, or in a state that forbids the action."""
+
+
+class BackendError(HogError):
+    """The execution machinery (uv, bash, Globus Compute) could not do its part."""

@@ -1,0 +1,74 @@
+"""``--set KEY.PATH=VALUE`` overrides, applied to the manifest before validation."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ManifestError
+from .yaml_source import parse_yaml_value
+
+HINT = "write --set KEY.PATH=VALUE, e.g. --set sweep.product.n=[1,2] or --set config.walltime=01:00:00"
+
+
+@dataclass(frozen=True)
+class Override:
+    text: str  # as given on the command line
+    path: tuple[str | int, ...]
+    value: Any
+
+
+def parse_override(text: str) -> Override:
+    key, sep, raw_value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ManifestError(message=f"--set {text!r} has no KEY=VALUE", hint=HINT)
+    parts = key.split(".")
+    if any(not part for part in parts):
+        raise ManifestError(message=f"--set {text!r}: empty part in key path {key!r}", hint=HINT)
+    path = tuple(int(p) if p.isdigit() else p for p in parts)
+    return Override(text, path, parse_yaml_value(raw_value, f"--set {key}"))
+
+
+def apply_overrides(data: Any, overrides: Iterable[Override]) -> tuple[Any, dict[str, Any]]:
+    """The manifest with overrides applied, and the top-priority config layer from ``config.*``.
+
+    ``--set config.KEY=V`` goes to its own layer, above even a job's ``config``
+    (see :mod:`groundhog_batch.manifest.endpoint_config`); every other key is
+    written into the manifest itself.
+    """
+    data = copy.deepcopy(data) if data is not None else {}
+    cli_config: dict[str, Any] = {}
+    for override in overrides:
+        if override.path[0] == "config" and len(override.path) >= 2:
+            _set_path(cli_config, override.path[1:], override.value, override)
+        else:
+            _set_path(data, override.path, override.value, override)
+    return data, cli_config
+
+
+def _set_path(target: Any, path: tuple[str | int, ...], value: Any, override: Override) -> None:
+    for depth, part in enumerate(path[:-1]):
+        following = path[depth + 1]
+        if isinstance(target, list) and isinstance(part, int):
+            if part >= len(target):
+                raise ManifestError(message=f"--set {override.text!r}: index {part} is past the end of a list of {len(target)}", hint=HINT)
+            target = target[part]
+        elif isinstance(target, dict):
+            key = str(part)
+            if not isinstance(target.get(key), dict | list):
+                target[key] = [] if isinstance(following, int) else {}
+            target = target[key]
+        else:
+            raise ManifestError(message=f"--set {override.text!r}: cannot set a key inside a {type(target).__name__}", hint=HINT)
+    last = path[-1]
+    if isinstance(target, list) and isinstance(last, int):
+        if last >= len(target):
+            raise ManifestError(message=f"--set {override.text!r}: index {last} is past the end of a list of {len(target)}", hint=HINT)
+        target[last] = value
+    elif isinstance(target, dict):
+        target[str(last)] = value
+    else:
+        raise ManifestError(message=f"--set {override.text!r}: cannot set a key inside a {type(target).__name__}", hint=HINT)

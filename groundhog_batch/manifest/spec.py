@@ -1,0 +1,69 @@
+"""The validated manifest: what every later stage works from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..ids import content_id
+from ..sweep import Sweep
+from .endpoint_config import ResolvedEndpoint
+from .script_shape import Signature
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """What the task's uv environment is built from; its id names the cached environment."""
+
+    requires_python: str | None
+    dependencies: tuple[str, ...]
+    tool_uv: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def env_id(self) -> str:
+        return content_id(
+            {"python": self.requires_python, "dependencies": sorted(self.dependencies), "tool.uv": self.tool_uv},
+            length=24,
+        )
+
+
+@dataclass
+class JobSpec:
+    name: str
+    script_path: Path
+    script_text: str
+    script_sha256: str
+    function: str
+    signature: Signature | None
+    environment: EnvironmentSpec
+    endpoint: ResolvedEndpoint
+    args: list[Any]
+    kwargs: dict[str, Any]
+    sweep: Sweep
+    calls_per_task: int | str  # an int, or "auto"
+    max_parallel: int
+    retries: int
+    timeout_s: float | None
+    n_calls: int
+
+    @property
+    def module_name(self) -> str:
+        return self.script_path.stem
+
+
+@dataclass
+class RunSpec:
+    """A whole manifest, validated and resolved (overrides applied)."""
+
+    name: str
+    manifest_path: Path
+    manifest_text: str
+    overrides: list[str]
+    data: dict[str, Any]  # the manifest after overrides, as plain data
+    jobs: list[JobSpec]
+    output: Path | None
+
+    @property
+    def n_calls(self) -> int:
+        return sum(job.n_calls for job in self.jobs)

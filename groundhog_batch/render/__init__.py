@@ -1,0 +1,1 @@
+"""Turning planned calls into the bash script a task runs."""

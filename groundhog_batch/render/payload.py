@@ -1,0 +1,63 @@
+"""The payload a task carries in, and the records it prints back.
+
+A payload is two base64 lines: a JSON header (function, call indices, limits),
+which the runner's supervisor reads without unpickling anything, and a pickle
+of the arguments, which only the worker (in the user's environment) loads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .runner import DELIMITER
+
+PICKLE_PROTOCOL = 4  # readable by every Python a task may run on (3.8+)
+
+
+@dataclass(frozen=True)
+class TaskPayload:
+    function: str
+    call_indices: list[int]
+    swept_kwargs: list[dict[str, Any]]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout_s: float | None = None
+    max_output_bytes: int = 2 * 1024 * 1024
+    max_result_bytes: int = 0  # 0: no limit
+
+    def encode(self) -> str:
+        header = {
+            "function": self.function,
+            "calls": self.call_indices,
+            "timeout_s": self.timeout_s,
+            "max_output_bytes": self.max_output_bytes,
+            "max_result_bytes": self.max_result_bytes,
+        }
+        body = {"swept": self.swept_kwargs, "args": self.args, "kwargs": self.kwargs}
+        header_line = base64.b64encode(json.dumps(header, separators=(",", ":")).encode()).decode()
+        body_line = base64.b64encode(pickle.dumps(body, protocol=PICKLE_PROTOCOL)).decode()
+        return f"{header_line}\n{body_line}"
+
+
+def iter_records(lines: Iterator[str] | list[str]) -> Iterator[dict[str, Any]]:
+    """The call records in a task's stdout lines: every JSON line after the delimiter."""
+    seen_delimiter = False
+    for line in lines:
+        line = line.rstrip("\r\n")
+        if not seen_delimiter:
+            seen_delimiter = line == DELIMITER
+            continue
+        if line.startswith("{"):
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def has_delimiter(text: str) -> bool:
+    return DELIMITER in text

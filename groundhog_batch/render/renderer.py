@@ -1,0 +1,114 @@
+"""Render a task: the one place where values enter shell text.
+
+The template is filled in one pass (``@@NAME@@`` placeholders, no second
+templating layer). Words are quoted with ``shlex.quote``; file contents go in
+quoted heredocs whose terminators are chosen so no line of the content can
+end them. Call arguments never touch the shell text: they travel as base64.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..manifest.spec import EnvironmentSpec
+from .runner import DELIMITER
+
+_PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
+PAYLOAD_SENTINEL = "HOG_BATCH_PAYLOAD_SENTINEL_7f3a"
+
+
+@cache
+def _template() -> str:
+    return resources.files("groundhog_batch.render").joinpath("task.sh").read_text("utf-8")
+
+
+@cache
+def runner_source() -> str:
+    return resources.files("groundhog_batch.render").joinpath("runner.py").read_text("utf-8")
+
+
+def heredoc_terminator(base: str, text: str) -> str:
+    """A terminator no line of ``text`` equals."""
+    lines = set(text.splitlines())
+    terminator, n = base, 0
+    while terminator in lines:
+        n += 1
+        terminator = f"{base}_{n}"
+    return terminator
+
+
+def toml_value(value: Any) -> str:
+    """A TOML inline value (strings as JSON strings, which TOML reads the same)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))
+
+
+def uv_toml(tool_uv: dict[str, Any]) -> str:
+    return "\n".join(f"{json.dumps(str(key))} = {toml_value(value)}" for key, value in tool_uv.items())
+
+
+def script_file_name(script_path: Path) -> str:
+    """The script's name in the task: its stem (the module name) plus .py."""
+    return f"{script_path.stem}.py"
+
+
+def render_task_script(
+    job_name: str,
+    script_path: Path,
+    script_text: str,
+    environment: EnvironmentSpec,
+    payload_text: str,
+    n_calls: int,
+) -> str:
+    """The bash script of one task."""
+    python_downloads = str(environment.tool_uv.get("python-downloads", "never"))
+    if not re.fullmatch(r"[a-z-]+", python_downloads):
+        python_downloads = "never"
+    contents = {
+        "SCRIPT": script_text.rstrip("\n"),
+        "RUNNER": runner_source().rstrip("\n"),
+        "REQUIREMENTS": "\n".join(environment.dependencies),
+        "UV_TOML": uv_toml(environment.tool_uv),
+        "PAYLOAD": payload_text,
+    }
+    values = {
+        "JOB_COMMENT": re.sub(r"[^A-Za-z0-9_.-]", "_", job_name),
+        "N_CALLS": str(n_calls),
+        "VERSION": __version__,
+        "ENV_ID": environment.env_id,
+        "DELIMITER": DELIMITER,
+        "SCRIPT_FILE": shlex.quote(script_file_name(script_path)),
+        "REQUIRES_PYTHON": shlex.quote(environment.requires_python or ""),
+        "PYTHON_DOWNLOADS": python_downloads,
+    }
+    for name, text in contents.items():
+        values[f"{name}_TEXT" if name != "PAYLOAD" else name] = text
+        values[f"{name}_EOF"] = heredoc_terminator(f"HOG_{name}_EOF", text)
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], _template())
+
+
+def shell_function_command(rendered_with_sentinel: str) -> str:
+    """A rendered task as a Globus ``ShellFunction`` command: braces escaped, ``{payload}`` left open.
+
+    ``ShellFunction`` fills its command with ``str.format``; this is the one
+    place that escapes for it. Formatting the result with the payload gives
+    back exactly the script the local backend runs.
+    """
+    escaped = rendered_with_sentinel.replace("{", "{{").replace("}", "}}")
+    return escaped.replace(PAYLOAD_SENTINEL, "{payload}")

@@ -1,0 +1,301 @@
+"""The hog-batch task runner: standard library only, shipped inside every task script.
+
+Usage (from the task script)::
+
+    python hog_runner.py SCRIPT.py PAYLOAD.b64
+
+It prints a delimiter line, then one JSON record per call, in order, as each
+call finishes. The calls run in a worker process that imports the script as a
+module named after its stem (so ``if __name__ == "__main__"`` blocks never
+run). This supervising process watches it: a call that kills the worker
+(``os._exit``, a signal, a segfault) is recorded as failed with that reason
+and the calls after it go on in a fresh worker; a call over its timeout gets a
+TimeoutError raised inside it and, if it does not return within a short grace
+(stuck in C code), its worker is killed.
+
+It must run on any Python from 3.8 on, with nothing installed.
+"""
+
+import base64
+import importlib.util
+import json
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+DELIMITER = "__HOG_BATCH_RESULTS_V1__"
+READY = b"R\n"
+TIMEOUT_GRACE_S = 3.0
+
+
+class CallTimeout(BaseException):
+    """Raised inside a call that ran past its timeout (a BaseException: `except Exception` won't eat it)."""
+
+
+class NotPlain(Exception):
+    pass
+
+
+def to_plain(value):
+    """``value`` as JSON-able data, NumPy scalars and arrays as Python numbers and lists."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return value if type(value) in (int, float) else (float(value) if isinstance(value, float) else int(value))
+    if isinstance(value, (list, tuple)):
+        return [to_plain(item) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise NotPlain()
+        return {key: to_plain(item) for key, item in value.items()}
+    if type(value).__module__ == "numpy" and getattr(getattr(value, "dtype", None), "kind", "O") in "biufU":
+        return to_plain(value.tolist())
+    raise NotPlain()
+
+
+def encode_result(value, max_bytes):
+    """(kind, encoded): JSON-able data as itself, anything else pickled and base64-encoded."""
+    try:
+        plain = to_plain(value)
+        json.dumps(plain)
+        kind, encoded = "json", plain
+        size = len(json.dumps(plain)) if max_bytes else 0
+    except (NotPlain, TypeError, ValueError, RecursionError):
+        try:
+            data = pickle.dumps(value, protocol=4)
+        except Exception as exc:
+            raise TypeError("the result of type %s cannot be serialized: %s: %s"
+                            % (type(value).__name__, type(exc).__name__, exc)) from None
+        kind, encoded, size = "pickle", base64.b64encode(data).decode("ascii"), len(data)
+    if max_bytes and size > max_bytes:
+        raise ValueError("the result is %d bytes, over the limit of %d bytes; return less, or write it to a file"
+                         % (size, max_bytes))
+    return kind, encoded
+
+
+def resolve(module, attribute_path):
+    """Find ``name`` or ``Class.method``; a plain method is bound to an instance made with no arguments."""
+    target = module
+    parent = None
+    for part in attribute_path.split("."):
+        parent, target = target, getattr(target, part)
+    if isinstance(parent, type):
+        raw = parent.__dict__.get(attribute_path.rsplit(".", 1)[-1])
+        if raw is not None and not isinstance(raw, (staticmethod, classmethod)) and callable(raw):
+            target = getattr(parent(), attribute_path.rsplit(".", 1)[-1])
+    return target
+
+
+def import_script(path):
+    name = os.path.splitext(os.path.basename(path))[0]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Capture:
+    """One of the worker's file descriptors (1 or 2), redirected to a temporary file between calls."""
+
+    def __init__(self, fd, limit):
+        self.fd, self.limit = fd, limit
+        self.file = tempfile.TemporaryFile()
+        os.dup2(self.file.fileno(), fd)
+
+    def take(self):
+        size = os.lseek(self.fd, 0, os.SEEK_END)
+        if size == 0:
+            return ""
+        os.lseek(self.fd, max(0, size - self.limit) if self.limit else 0, os.SEEK_SET)
+        data = b""
+        while True:
+            block = os.read(self.fd, 1 << 20)
+            if not block:
+                break
+            data += block
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        text = data.decode("utf-8", "replace")
+        if self.limit and size > self.limit:
+            text = "[hog-batch: %d earlier bytes dropped]\n" % (size - self.limit) + text
+        return text
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _on_alarm(signum, frame):
+    raise CallTimeout()
+
+
+def read_payload(path, with_body):
+    """The payload file: a base64 JSON header line, then a base64 pickle of the arguments."""
+    with open(path, "rb") as handle:
+        header_line = handle.readline()
+        header = json.loads(base64.b64decode(header_line))
+        if with_body:
+            header.update(pickle.loads(base64.b64decode(handle.read())))
+    return header
+
+
+def run_worker(script_path, payload_path, start, channel_fd):
+    """Import the script and run calls from position ``start``; one record per call on ``channel_fd``."""
+    payload = read_payload(payload_path, with_body=False)
+    out = Capture(1, payload.get("max_output_bytes", 0))
+    err = Capture(2, payload.get("max_output_bytes", 0))
+    timeout_s = payload.get("timeout_s")
+    max_result_bytes = payload.get("max_result_bytes", 0)
+    call_indices = payload["calls"]
+    if timeout_s:
+        signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        module = import_script(script_path)  # first: the arguments may be instances of its classes
+        function = resolve(module, payload["function"])
+        payload = read_payload(payload_path, with_body=True)
+        swept_kwargs, fixed_args, fixed_kwargs = payload["swept"], payload["args"], payload["kwargs"]
+        setup_error = None
+    except BaseException as exc:
+        function, setup_error = None, (exc, traceback.format_exc())
+    write_all(channel_fd, READY)
+    for position in range(start, len(call_indices)):
+        call_index = call_indices[position]
+        started = time.time()
+        record = {"call": call_index, "ok": False, "kind": None, "value": None, "error": None, "tb": None}
+        try:
+            if setup_error is not None:
+                exc, text = setup_error
+                record["error"] = "%s: %s (while loading %s or its arguments)" % (type(exc).__name__, exc, os.path.basename(script_path))
+                record["tb"] = text
+            else:
+                kwargs = dict(fixed_kwargs)
+                kwargs.update(swept_kwargs[position])
+                if timeout_s:
+                    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+                try:
+                    value = function(*fixed_args, **kwargs)
+                finally:
+                    if timeout_s:
+                        signal.setitimer(signal.ITIMER_REAL, 0)
+                record["kind"], record["value"] = encode_result(value, max_result_bytes)
+                record["ok"] = True
+        except CallTimeout:
+            record["error"] = "TimeoutError: the call exceeded its timeout of %g s" % timeout_s
+            record["tb"] = traceback.format_exc()
+        except BaseException as exc:
+            record["error"] = "%s: %s" % (type(exc).__name__, exc)
+            record["tb"] = traceback.format_exc()
+        finished = time.time()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        record["out"], record["err"] = out.take(), err.take()
+        record["t0"], record["t1"] = started, finished
+        write_all(channel_fd, (json.dumps(record) + "\n").encode())
+
+
+def _death_reason(returncode):
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        return "process killed by signal %d (%s)" % (-returncode, name)
+    return "process exited with code %d before the call returned" % returncode
+
+
+def _synthetic(call_index, error, started):
+    now = time.time()
+    return {"call": call_index, "ok": False, "kind": None, "value": None, "error": error, "tb": None,
+            "out": "", "err": "", "t0": started, "t1": now, "lost": True}
+
+
+def supervise(script_path, payload_path):
+    """Run every call of the payload through workers; print the records after the delimiter."""
+    payload = read_payload(payload_path, with_body=False)
+    calls = payload["calls"]
+    timeout_s = payload.get("timeout_s")
+    stdout = sys.stdout.buffer
+    stdout.write((DELIMITER + "\n").encode())
+    stdout.flush()
+    position = 0
+    while position < len(calls):
+        read_fd, write_fd = os.pipe()
+        worker = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", script_path, payload_path, str(position), str(write_fd)],
+            pass_fds=(write_fd,), stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        os.close(write_fd)
+        ready, buffer, call_started, killed_for_timeout = False, b"", None, False
+        while True:
+            wait_s = None
+            if timeout_s and call_started is not None:
+                wait_s = max(0.0, call_started + timeout_s + TIMEOUT_GRACE_S - time.time())
+            readable, _, _ = select.select([read_fd], [], [], wait_s)
+            if not readable:
+                os.killpg(worker.pid, signal.SIGKILL)
+                killed_for_timeout = True
+                break
+            block = os.read(read_fd, 1 << 20)
+            if not block:
+                break
+            buffer += block
+            lines = buffer.split(b"\n")
+            buffer = lines.pop()
+            for line in lines:
+                if not ready and line + b"\n" == READY:
+                    ready = True
+                    call_started = time.time()
+                    continue
+                stdout.write(line + b"\n")
+                position += 1
+                call_started = time.time()
+            stdout.flush()
+        os.close(read_fd)
+        returncode = worker.wait()
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)  # anything the call left behind
+        except (ProcessLookupError, PermissionError):
+            pass
+        if position >= len(calls):
+            break
+        started = call_started or time.time()
+        if killed_for_timeout:
+            error = "TimeoutError: the call exceeded its timeout of %g s and was killed after %g s more" % (timeout_s, TIMEOUT_GRACE_S)
+        elif not ready:
+            error = "the worker died while importing the script: " + _death_reason(returncode)
+        else:
+            error = _death_reason(returncode)
+        if not ready and not killed_for_timeout:
+            for call_index in calls[position:]:
+                stdout.write((json.dumps(_synthetic(call_index, error, started)) + "\n").encode())
+            stdout.flush()
+            break
+        stdout.write((json.dumps(_synthetic(calls[position], error, started)) + "\n").encode())
+        stdout.flush()
+        position += 1
+    return 0
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[1] == "--worker":
+        script_path, payload_path, start, channel_fd = argv[2], argv[3], int(argv[4]), int(argv[5])
+        run_worker(script_path, payload_path, start, channel_fd)
+        return 0
+    if len(argv) != 3:
+        sys.stderr.write("usage: hog_runner.py SCRIPT.py PAYLOAD.b64\n")
+        return 2
+    return supervise(argv[1], argv[2])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

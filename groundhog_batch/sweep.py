@@ -1,0 +1,335 @@
+"""A sweep spec, expanded into points: deterministic order, streamed.
+
+A sweep object's groups (product, zip, rows, chunks) combine as a cartesian
+product in the order they are written; inside ``product`` the last key varies
+fastest. A list of sweep objects is their union, in order. Nothing here holds
+all points at once: the points of a 1,000,000-call sweep are produced one by
+one from a few short lists of values (the axes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import datafiles
+from .errors import KeyPath, ManifestError
+
+# A fragment of a point: (parameter name, value in the results table, value passed to the function).
+Fragment = tuple[tuple[str, Any, Any], ...]
+Locate = Callable[[KeyPath, str, str], ManifestError]
+MAX_CALLS_PER_JOB = 100_000_000
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """Piece ``index`` of a chunked parameter; the data is read when the payload is built."""
+
+    param: str
+    index: int
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class ChunkSource:
+    """Where a chunked parameter's data comes from and how it is cut."""
+
+    param: str
+    file: Path | None  # None: an inline list
+    inline_values: tuple[Any, ...] | None
+    bounds: tuple[tuple[int, int], ...]
+    pass_as: str  # value | path
+
+
+@dataclass
+class Point:
+    params: dict[str, Any]  # what the results table shows (a chunk's index for chunks)
+    kwargs: dict[str, Any]  # what the function receives (ChunkRef for chunks passed by value)
+
+
+@dataclass
+class SweepPart:
+    """One sweep object: its axes, combined as a product, minus exclusions."""
+
+    axes: list[Sequence[Fragment]]
+    names: list[str]
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+
+    def size_before_exclude(self) -> int:
+        return math.prod(len(axis) for axis in self.axes)
+
+
+@dataclass
+class Sweep:
+    parts: list[SweepPart]
+    chunk_sources: dict[str, ChunkSource]
+
+    @property
+    def names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for part in self.parts:
+            seen.update(dict.fromkeys(part.names))
+        return list(seen)
+
+    def points(self) -> Iterator[Point]:
+        for part in self.parts:
+            for fragments in odometer(part.axes):
+                params: dict[str, Any] = {}
+                kwargs: dict[str, Any] = {}
+                for fragment in fragments:
+                    for name, shown, passed in fragment:
+                        params[name] = shown
+                        kwargs[name] = passed
+                if part.exclude and any(_matches(params, entry) for entry in part.exclude):
+                    continue
+                yield Point(params, kwargs)
+
+    def count(self) -> int:
+        if not any(part.exclude for part in self.parts):
+            return sum(part.size_before_exclude() for part in self.parts)
+        return sum(1 for _ in self.points())
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, without YAML's true matching 1."""
+    return (isinstance(a, bool) == isinstance(b, bool)) and a == b
+
+
+def _matches(params: dict[str, Any], entry: dict[str, Any]) -> bool:
+    return all(key in params and _same(params[key], value) for key, value in entry.items())
+
+
+def odometer(axes: Sequence[Sequence[Fragment]]) -> Iterator[tuple[Fragment, ...]]:
+    """The cartesian product of indexable axes, last axis fastest, without copying them."""
+    if any(len(axis) == 0 for axis in axes):
+        return
+    if not axes:
+        yield ()
+        return
+    lengths = [len(axis) for axis in axes]
+    indices = [0] * len(axes)
+    current = [axis[0] for axis in axes]
+    last = len(axes) - 1
+    while True:
+        yield tuple(current)
+        position = last
+        while position >= 0:
+            indices[position] += 1
+            if indices[position] < lengths[position]:
+                current[position] = axes[position][indices[position]]
+                break
+            indices[position] = 0
+            current[position] = axes[position][0]
+            position -= 1
+        if position < 0:
+            return
+
+
+class _LazyAxis(Sequence):
+    """An axis over a range (or other sequence) of values, built on demand."""
+
+    def __init__(self, name: str, values: Sequence[Any]) -> None:
+        self.name, self.values = name, values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        value = self.values[index]
+        return ((self.name, value, value),)
+
+
+# --- value specs -------------------------------------------------------------------------
+
+
+def linspace(start: float, stop: float, num: int) -> list[float]:
+    if num == 1:
+        return [float(start)]
+    step = (stop - start) / (num - 1)
+    return [float(start + step * i) if i < num - 1 else float(stop) for i in range(num)]
+
+
+def geomspace(start: float, stop: float, num: int) -> list[float]:
+    if num == 1:
+        return [float(start)]
+    ratio = stop / start
+    values = [start * ratio ** (i / (num - 1)) for i in range(num)]
+    values[-1] = stop
+    return [float(f"{v:.15g}") for v in values]
+
+
+def expand_value_spec(spec: Any, where: KeyPath, locate: Locate) -> Sequence[Any]:
+    """The values of one swept parameter, as a sequence (a range stays lazy)."""
+    if isinstance(spec, list):
+        return spec
+    if not isinstance(spec, dict):
+        return [spec]
+    if "values" in spec:
+        return spec["values"]
+    if "range" in spec:
+        bounds = spec["range"]
+        if len(bounds) == 3 and bounds[2] == 0:
+            raise locate((*where, "range"), "range step must not be 0", "use a positive or negative step, e.g. {range: [0, 10, 2]}")
+        values = range(*bounds)
+        if len(values) == 0:
+            raise locate((*where, "range"), f"range {bounds} is empty", "for counting down give a negative step, e.g. {range: [10, 0, -1]}")
+        return values
+    kind = "linspace" if "linspace" in spec else "geomspace"
+    start, stop, num = spec[kind]
+    if kind == "geomspace" and (start == 0 or stop == 0 or (start > 0) != (stop > 0)):
+        raise locate((*where, kind), f"geomspace needs non-zero start and stop of the same sign, got {start} and {stop}",
+                     "use linspace for ranges through zero")
+    return linspace(start, stop, num) if kind == "linspace" else geomspace(start, stop, num)
+
+
+# --- groups --------------------------------------------------------------------------------
+
+
+def _chunk_bounds(n_items: int, spec: dict[str, Any]) -> list[tuple[int, int]]:
+    if "parts" in spec:
+        parts = min(spec["parts"], n_items) or 1
+        base, extra = divmod(n_items, parts)
+        bounds, start = [], 0
+        for i in range(parts):
+            stop = start + base + (1 if i < extra else 0)
+            bounds.append((start, stop))
+            start = stop
+        return bounds
+    size = spec.get("rows") or spec.get("size")
+    return [(start, min(start + size, n_items)) for start in range(0, n_items, size)]
+
+
+def _chunk_source(name: str, spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate) -> ChunkSource:
+    sizing = [key for key in ("rows", "size", "parts") if key in spec]
+    if len(sizing) != 1:
+        raise locate(where, "a chunked parameter needs exactly one of rows, size or parts"
+                     + (f" (got {', '.join(sizing)})" if sizing else ""),
+                     "rows: N for N rows per chunk, or parts: K for K near-equal chunks")
+    if ("file" in spec) == ("values" in spec):
+        raise locate(where, "a chunked parameter needs either file or values", "file: data.parquet, or values: [1, 2, 3]")
+    pass_as = spec.get("pass", "value")
+    if "values" in spec:
+        if pass_as == "path":
+            raise locate((*where, "pass"), "pass: path needs a file, not inline values", "remove pass, or put the values in a file")
+        values = tuple(spec["values"])
+        if not values:
+            raise locate((*where, "values"), "there is nothing to chunk: values is empty", "give at least one value")
+        return ChunkSource(name, None, values, tuple(_chunk_bounds(len(values), spec)), "value")
+    path = (base_dir / spec["file"]).resolve()
+    if not path.is_file():
+        raise locate((*where, "file"), f"data file not found: {path}", "paths are relative to the manifest's folder")
+    if path.suffix.lower() not in datafiles.CHUNK_SUFFIXES:
+        raise locate((*where, "file"), f"cannot chunk a {path.suffix or 'suffix-less'} file",
+                     f"use one of {', '.join(datafiles.CHUNK_SUFFIXES)}")
+    try:
+        n_rows = datafiles.count_rows(path)
+    except datafiles.DataFileError as exc:
+        raise locate((*where, "file"), str(exc), "check the file's format") from None
+    if n_rows == 0:
+        raise locate((*where, "file"), f"{path.name} has no rows to chunk", "point at a file with data")
+    return ChunkSource(name, path, None, tuple(_chunk_bounds(n_rows, spec)), pass_as)
+
+
+def _chunk_axis(source: ChunkSource) -> list[Fragment]:
+    axis: list[Fragment] = []
+    for index, (start, stop) in enumerate(source.bounds):
+        if source.pass_as == "path":
+            passed: Any = {"path": str(source.file), "start": start, "stop": stop}
+        else:
+            passed = ChunkRef(source.param, index, start, stop)
+        axis.append(((source.param, index, passed),))
+    return axis
+
+
+def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate) -> tuple[list[Fragment], list[str]]:
+    path = (base_dir / spec["file"]).resolve()
+    if not path.is_file():
+        raise locate((*where, "file"), f"rows file not found: {path}", "paths are relative to the manifest's folder")
+    if path.suffix.lower() not in datafiles.TABLE_SUFFIXES:
+        raise locate((*where, "file"), f"cannot read rows from a {path.suffix or 'suffix-less'} file",
+                     f"use one of {', '.join(datafiles.TABLE_SUFFIXES)}")
+    try:
+        available = datafiles.table_columns(path)
+        columns = spec.get("columns")
+        missing = [c for c in columns or [] if c not in available]
+        if missing:
+            raise locate((*where, "columns"), f"{path.name} has no column {', '.join(map(repr, missing))}",
+                         f"its columns are: {', '.join(available)}")
+        rows = datafiles.table_rows(path, columns)
+    except datafiles.DataFileError as exc:
+        raise locate((*where, "file"), str(exc), "check the file's format") from None
+    names = list(columns or available)
+    bad = [n for n in names if not n.isidentifier()]
+    if bad:
+        raise locate((*where, "file"), f"column {bad[0]!r} of {path.name} is not a valid parameter name",
+                     "rename the column, or pick others with columns: [...]")
+    return [tuple((k, v, v) for k, v in row.items()) for row in rows], names
+
+
+def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate,
+               chunk_sources: dict[str, ChunkSource], errors: list[ManifestError]) -> SweepPart:
+    """One sweep object -> its axes. Problems are appended to ``errors``, not raised."""
+    axes: list[Sequence[Fragment]] = []
+    names: list[str] = []
+
+    def add_names(new: list[str], at: KeyPath) -> None:
+        for name in new:
+            if name in names:
+                errors.append(locate(at, f"parameter {name!r} is swept twice in one sweep", "sweep each parameter in one group only"))
+            names.append(name)
+
+    for group, body in raw.items():
+        at = (*where, group)
+        try:
+            if group == "product":
+                add_names(list(body), at)
+                for name, spec in body.items():
+                    axes.append(_LazyAxis(name, expand_value_spec(spec, (*at, name), locate)))
+            elif group == "zip":
+                lengths = {name: len(values) for name, values in body.items()}
+                if len(set(lengths.values())) > 1:
+                    raise locate(at, "zip lists differ in length: " + ", ".join(f"{k} has {v}" for k, v in lengths.items()),
+                                 "give every list under zip the same number of values")
+                add_names(list(body), at)
+                axes.append([tuple((name, body[name][i], body[name][i]) for name in body) for i in range(min(lengths.values(), default=0))])
+            elif group == "rows":
+                axis, row_names = _rows_axis(body, base_dir, at, locate)
+                add_names(row_names, at)
+                axes.append(axis)
+            elif group == "chunks":
+                add_names(list(body), at)
+                for name, spec in body.items():
+                    source = _chunk_source(name, spec, base_dir, (*at, name), locate)
+                    chunk_sources[name] = source
+                    axes.append(_chunk_axis(source))
+        except ManifestError as exc:
+            errors.append(exc)
+    exclude = raw.get("exclude", [])
+    for i, entry in enumerate(exclude):
+        for key in entry:
+            if key not in names:
+                errors.append(locate((*where, "exclude", i, key), f"exclude names {key!r}, which is not swept here",
+                                     f"swept parameters: {', '.join(names) or 'none'}"))
+    return SweepPart(axes=axes, names=names, exclude=list(exclude))
+
+
+def build_sweep(raw: Any, base_dir: Path, where: KeyPath, locate: Locate, errors: list[ManifestError]) -> Sweep:
+    """A sweep spec (one object, a list of them, or nothing) -> a Sweep."""
+    chunk_sources: dict[str, ChunkSource] = {}
+    if raw is None:
+        return Sweep([SweepPart(axes=[], names=[])], chunk_sources)
+    objects = raw if isinstance(raw, list) else [raw]
+    parts = []
+    for i, body in enumerate(objects):
+        at = (*where, i) if isinstance(raw, list) else where
+        parts.append(build_part(body, base_dir, at, locate, chunk_sources, errors))
+    sweep = Sweep(parts, chunk_sources)
+    total = sum(part.size_before_exclude() for part in parts)
+    if total > MAX_CALLS_PER_JOB:
+        errors.append(locate(where, f"the sweep expands to {total:,} calls, over the limit of {MAX_CALLS_PER_JOB:,}",
+                             "split it into several runs, or chunk the data so one call handles many points"))
+    return sweep
