@@ -23,7 +23,7 @@ from .pep723 import ScriptMetadata, parse_script_metadata
 from .schema import schema_errors
 from .script_shape import defined_callables, find_function
 from .spec import EnvironmentSpec, JobSpec, RunSpec
-from .yaml_source import SourceMap, load_yaml_file
+from .yaml_source import SourceMap, load_yaml_file, load_yaml_text
 
 JOB_KEYS = ("script", "function", "endpoint", "endpoints", "config", "python", "dependencies", "args",
             "kwargs", "sweep", "calls_per_task", "max_parallel", "retries", "timeout")
@@ -34,10 +34,18 @@ def default_parallelism() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def load_manifest(path: str | Path, overrides: Sequence[str] = (), endpoint: str | None = None) -> RunSpec:
-    """Load, validate and resolve a manifest. Raises ManifestErrors listing every problem."""
+def load_manifest(path: str | Path, overrides: Sequence[str] = (), endpoint: str | None = None,
+                  text: str | None = None) -> RunSpec:
+    """Load, validate and resolve a manifest. Raises ManifestErrors listing every problem.
+
+    ``text`` replaces the file's content (a run's snapshot), paths staying relative to ``path``'s folder.
+    """
     manifest_path = Path(path).absolute()
-    raw, source = load_yaml_file(manifest_path)
+    if text is None:
+        raw, source = load_yaml_file(manifest_path)
+        text = manifest_path.read_text("utf-8")
+    else:
+        raw, source = load_yaml_text(text, manifest_path)
     parsed_overrides = [parse_override(text) for text in overrides]
     if raw is None:
         raw = {}
@@ -56,7 +64,7 @@ def load_manifest(path: str | Path, overrides: Sequence[str] = (), endpoint: str
     return RunSpec(
         name=data.get("name") or manifest_path.stem,
         manifest_path=manifest_path,
-        manifest_text=manifest_path.read_text("utf-8"),
+        manifest_text=text,
         overrides=list(overrides),
         data=data,
         jobs=jobs,

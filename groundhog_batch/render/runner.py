@@ -219,13 +219,60 @@ def _synthetic(call_index, error, started):
             "out": "", "err": "", "t0": started, "t1": now, "lost": True}
 
 
+class Output:
+    """The task's stdout, and a copy of every record in HOG_BATCH_RECORDS_FILE when it is set.
+
+    The copy is written first: if the submitter dies and takes stdout with it,
+    the records of finished calls are still on disk for ``resume``.
+    """
+
+    def __init__(self):
+        self.stdout = sys.stdout.buffer
+        path = os.environ.get("HOG_BATCH_RECORDS_FILE")
+        self.copy = open(path, "ab") if path else None
+
+    def write(self, data):
+        if self.copy is not None:
+            self.copy.write(data)
+            self.copy.flush()
+        self.stdout.write(data)
+
+    def flush(self):
+        self.stdout.flush()
+
+
+_current_worker = [None]
+
+
+def _on_terminate(signum, frame):
+    worker = _current_worker[0]
+    if worker is not None:
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(128 + signum)
+
+
+def _die_with_parent():
+    """Linux: the worker gets SIGKILL when its supervisor dies, however it dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def supervise(script_path, payload_path):
     """Run every call of the payload through workers; print the records after the delimiter."""
     payload = read_payload(payload_path, with_body=False)
     calls = payload["calls"]
     timeout_s = payload.get("timeout_s")
-    stdout = sys.stdout.buffer
-    stdout.write((DELIMITER + "\n").encode())
+    signal.signal(signal.SIGTERM, _on_terminate)
+    signal.signal(signal.SIGINT, _on_terminate)
+    stdout = Output()
+    stdout.stdout.write((DELIMITER + "\n").encode())
     stdout.flush()
     position = 0
     while position < len(calls):
@@ -234,6 +281,7 @@ def supervise(script_path, payload_path):
             [sys.executable, os.path.abspath(__file__), "--worker", script_path, payload_path, str(position), str(write_fd)],
             pass_fds=(write_fd,), stdin=subprocess.DEVNULL, start_new_session=True,
         )
+        _current_worker[0] = worker
         os.close(write_fd)
         ready, buffer, call_started, killed_for_timeout = False, b"", None, False
         while True:
@@ -288,6 +336,7 @@ def supervise(script_path, payload_path):
 
 def main(argv):
     if len(argv) >= 2 and argv[1] == "--worker":
+        _die_with_parent()
         script_path, payload_path, start, channel_fd = argv[2], argv[3], int(argv[4]), int(argv[5])
         run_worker(script_path, payload_path, start, channel_fd)
         return 0

@@ -1,0 +1,304 @@
+"""The Python API: everything the CLI does, as functions over manifests and run directories."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .backends.base import Backend
+from .datafiles import file_sha256
+from .errors import EXIT_CALLS_FAILED, EXIT_OK, RunError
+from .executor import Executor
+from .ids import canonical_json, content_id
+from .ledger import CallState, Ledger
+from .manifest import RunSpec, load_manifest
+from .plan import Plan, iter_calls
+from .run_lock import RunLock
+from .run_paths import RUNS_FOLDER, RunPaths, new_run_dir, write_atomic
+
+Progress = Callable[[dict[str, int]], None]
+
+
+class Run:
+    """A run directory: its plan, its ledger, its results."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.paths = RunPaths(Path(root).absolute())
+        if not self.paths.exists():
+            raise RunError(message=f"{root} is not a hog-batch run directory (no {self.paths.ledger.name})",
+                           hint="`hog-batch runs` lists the runs under the current folder")
+        self.info = json.loads(self.paths.run_info.read_text())
+        self.ledger = Ledger(self.paths.ledger)
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    @property
+    def name(self) -> str:
+        return self.info["name"]
+
+    def counts(self) -> dict[str, int]:
+        return self.ledger.counts()
+
+    def results(self, objects: bool = False):
+        """The results table as a pandas DataFrame, one row per call in plan order."""
+        from .results import results_frame
+
+        return results_frame(self.ledger, objects=objects)
+
+    def export(self, path: str | Path | None = None) -> Path:
+        from .results import export_frame
+
+        target = Path(path) if path else self.paths.default_results()
+        return export_frame(self.results(), target.absolute())
+
+    def spec(self) -> RunSpec:
+        """The run's manifest (its snapshot), resolved again; the scripts must be unchanged."""
+        spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
+                             text=self.paths.manifest_snapshot.read_text("utf-8"))
+        recorded = {job["name"]: job for job in self.info["jobs"]}
+        for job in spec.jobs:
+            before = recorded.get(job.name)
+            if before and before["script_sha256"] != job.script_sha256:
+                raise RunError(
+                    message=f"{job.script_path} changed since this run started (job {job.name!r})",
+                    hint=f"restore it (the original is in {self.paths.script_snapshot(job.name)}), "
+                    "or start a new run with `hog-batch submit ... --reuse` " + str(self.root),
+                )
+        return spec
+
+    def lock(self, action: str) -> RunLock:
+        return RunLock(self.paths.lock).acquire(action)
+
+    def holder(self) -> dict | None:
+        return RunLock(self.paths.lock).holder()
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def _provenance(spec: RunSpec) -> dict:
+    def git_commit(folder: Path) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+            if done.returncode != 0:
+                return None
+            dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+            return done.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    data_files = {}
+    for job in spec.jobs:
+        for source in job.sweep.chunk_sources.values():
+            if source.file is not None:
+                data_files[str(source.file)] = file_sha256(source.file)
+    return {
+        "hog_batch_version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "user": getpass.getuser(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "argv": sys.argv,
+        "scripts": {job.name: {"path": str(job.script_path), "sha256": job.script_sha256,
+                               "git_commit": git_commit(job.script_path.parent)} for job in spec.jobs},
+        "environments": {job.name: {"env_id": job.environment.env_id, "requires_python": job.environment.requires_python,
+                                    "dependencies": list(job.environment.dependencies)} for job in spec.jobs},
+        "data_files": data_files,
+    }
+
+
+def call_key(plan: Plan, job, call) -> str:
+    """Identity of a call across runs: same script, function, arguments and environment."""
+    chunks = {name: [str(source.file), source.bounds[call.params[name]]] for name, source in job.sweep.chunk_sources.items()
+              if name in call.params}
+    return content_id({"script": job.script_sha256, "function": job.function, "env": job.environment.env_id,
+                       "args": job.args, "kwargs": job.kwargs, "params": call.params, "chunks": chunks}, length=32)
+
+
+def create_run(spec: RunSpec, run_dir: str | Path | None = None, local: bool = False) -> Run:
+    """Make the run directory: snapshot, provenance, and every planned call in the ledger."""
+    plan = Plan(spec)
+    for job in spec.jobs:  # payload limits are checked before anything exists
+        if not job.endpoint.is_local:
+            for _ in plan.tasks(job):
+                pass
+    root = Path(run_dir).absolute() if run_dir else new_run_dir(spec.name)
+    paths = RunPaths(root)
+    if paths.exists():
+        raise RunError(message=f"{root} already holds a run", hint=f"resume it with `hog-batch resume {root}`, or pick another --run-dir")
+    root.mkdir(parents=True, exist_ok=True)
+    write_atomic(paths.manifest_snapshot, spec.manifest_text)
+    for job in spec.jobs:
+        write_atomic(paths.script_snapshot(job.name), job.script_text)
+    info = {
+        "name": spec.name,
+        "manifest_path": str(spec.manifest_path),
+        "overrides": spec.overrides,
+        "endpoint": "local" if local else None,
+        "jobs": [{"name": job.name, "script_sha256": job.script_sha256, "n_calls": job.n_calls,
+                  "endpoint": job.endpoint.reference, "env_id": job.environment.env_id} for job in spec.jobs],
+        "output": str(spec.output) if spec.output else None,
+        "provenance": _provenance(spec),
+    }
+    ledger = Ledger(paths.ledger)
+    try:
+        for order, job in enumerate(spec.jobs):
+            ledger.add_calls((job.name, call.index, order, json.dumps(call.params, default=str), call_key(plan, job, call))
+                             for call in iter_calls(job))
+        ledger.set_meta("created_at", time.time())
+    finally:
+        ledger.close()
+    write_atomic(paths.run_info, json.dumps(info, indent=2, default=str))  # last: its presence marks a complete run dir
+    return Run(root)
+
+
+def make_backend(run: Run, spec: RunSpec) -> Backend:
+    remote = [job for job in spec.jobs if not job.endpoint.is_local]
+    if remote:
+        from .backends.globus_compute import GlobusComputeBackend
+
+        return GlobusComputeBackend(run.paths, spec)
+    from .backends.local import LocalBackend
+
+    return LocalBackend(run.paths.task_scratch, spec.manifest_path.parent)
+
+
+def execute(run: Run, on_progress: Progress | None = None, action: str = "submit", backend: Backend | None = None) -> dict[str, int]:
+    """Run what the ledger says is pending, holding the run's lock; return the final counts."""
+    with run.lock(action):
+        spec = run.spec()
+        plan = Plan(spec)
+        backend = backend or make_backend(run, spec)
+        try:
+            counts = Executor(plan, run.ledger, backend, run.paths, on_progress).run()
+        finally:
+            backend.close()
+        _export_output(run, spec)
+        return counts
+
+
+def _export_output(run: Run, spec: RunSpec) -> None:
+    if spec.output is not None:
+        run.export(spec.output)
+
+
+def exit_code(counts: dict[str, int]) -> int:
+    unfinished = sum(counts.get(s.value, 0) for s in (CallState.FAILED, CallState.CANCELLED, CallState.PENDING,
+                                                       CallState.SUBMITTED, CallState.RUNNING))
+    return EXIT_OK if unfinished == 0 else EXIT_CALLS_FAILED
+
+
+def submit(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local: bool = False, endpoint: str | None = None,
+           run_dir: str | Path | None = None, on_progress: Progress | None = None, reuse: str | Path | None = None) -> Run:
+    """Plan the manifest into a new run directory and run it to the end."""
+    run = prepare(manifest, overrides, local, endpoint, run_dir, reuse)
+    execute(run, on_progress, "submit")
+    return run
+
+
+def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local: bool = False, endpoint: str | None = None,
+            run_dir: str | Path | None = None, reuse: str | Path | None = None) -> Run:
+    """Create the run directory without running anything (``submit --detach`` runs it in the background)."""
+    if isinstance(manifest, RunSpec):
+        spec = manifest
+    else:
+        spec = load_manifest(manifest, overrides, "local" if local else endpoint)
+    run = create_run(spec, run_dir, local=local)
+    if endpoint and not local:
+        run.info["endpoint"] = endpoint
+        write_atomic(run.paths.run_info, json.dumps(run.info, indent=2, default=str))
+    if reuse is not None:
+        reuse_results(run, Run(reuse))
+    return run
+
+
+def reuse_results(run: Run, earlier: Run) -> int:
+    """Take succeeded calls of an earlier run that are identical (script, function, arguments, environment)."""
+    keys = [key for (key,) in run.ledger.db.execute("SELECT call_key FROM calls WHERE state = 'pending'")]
+    found = earlier.ledger.succeeded_by_key(keys)
+    reused = 0
+    with run.ledger.transaction() as db:
+        for job, call, key in db.execute("SELECT job, call, call_key FROM calls WHERE state = 'pending'").fetchall():
+            if key in found:
+                run.ledger.reuse(job, call, found[key])
+                reused += 1
+    return reused
+
+
+def open_run(run_dir: str | Path) -> Run:
+    return Run(run_dir)
+
+
+def resume(run_dir: str | Path, on_progress: Progress | None = None) -> Run:
+    """Finish what the run left: calls never started, calls in flight when the submitter died."""
+    run = Run(run_dir)
+    run.ledger.reset_cancelled()
+    execute(run, on_progress, "resume")
+    return run
+
+
+def retry(run_dir: str | Path, on_progress: Progress | None = None) -> Run:
+    """Run the failed calls again."""
+    run = Run(run_dir)
+    with run.lock("retry"):
+        run.ledger.reset_failed()
+    execute(run, on_progress, "retry")
+    return run
+
+
+def cancel(run_dir: str | Path, wait_s: float = 30.0) -> dict[str, int]:
+    """Stop the run: a running submitter stops its tasks; pending calls become cancelled."""
+    run = Run(run_dir)
+    if run.holder() is not None:
+        write_atomic(run.paths.cancel_request, str(os.getpid()))
+        deadline = time.time() + wait_s
+        while run.holder() is not None and time.time() < deadline:
+            time.sleep(0.2)
+    with run.lock("cancel"):
+        spec = None
+        in_flight = run.ledger.tasks_in_flight()
+        if in_flight:
+            try:
+                spec = run.spec()
+                backend = make_backend(run, spec)
+                backend.reattach(in_flight)
+                backend.close()
+            except Exception:
+                pass
+        run.ledger.cancel_unfinished()
+        run.paths.cancel_request.unlink(missing_ok=True)
+    return run.counts()
+
+
+def list_runs(folder: str | Path | None = None) -> list[dict]:
+    """The runs under ``folder/hog-runs`` (default: the current folder), oldest first."""
+    base = Path(folder or Path.cwd()) / RUNS_FOLDER
+    found = []
+    for info_path in sorted(base.glob("*/run.json")):
+        try:
+            info = json.loads(info_path.read_text())
+            ledger = Ledger(RunPaths(info_path.parent).ledger)
+            counts = ledger.counts()
+            ledger.close()
+        except (OSError, ValueError):
+            continue
+        found.append({"run_dir": str(info_path.parent), "name": info["name"],
+                      "started_at": info.get("provenance", {}).get("started_at"), "counts": counts,
+                      "active": RunLock(RunPaths(info_path.parent).lock).holder() is not None})
+    return found
+
+
+__all__ = ["Run", "canonical_json", "cancel", "create_run", "execute", "exit_code", "list_runs", "open_run",
+           "prepare", "resume", "retry", "submit"]

@@ -1,0 +1,1 @@
+"""Where tasks run: the narrow contract (base) and its implementations."""

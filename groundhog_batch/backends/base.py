@@ -1,0 +1,63 @@
+"""The backend contract: submit tasks, poll for what they report, cancel.
+
+A backend knows nothing of manifests or ledgers. It receives rendered task
+scripts and hands back, task by task, the lines after the runner's delimiter
+and how the task ended. A new backend is one small file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskSubmission:
+    task_id: str  # hog-batch's own id, unique in the run
+    job: str
+    calls: list[int]
+    script: str  # the rendered bash script (the remote backend sends only its payload part)
+    payload: str = ""
+
+
+@dataclass
+class TaskReport:
+    """What a task said since the last poll; ``finished`` once it has ended."""
+
+    task_id: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+    returncode: int | None = None
+    stderr_tail: str = ""
+    saw_delimiter: bool = True
+    lost: bool = False  # the backend has no trace of the task (e.g. the service dropped it)
+
+
+class Backend(ABC):
+    name: str = "backend"
+
+    @abstractmethod
+    def submit(self, tasks: list[TaskSubmission]) -> list[str | None]:
+        """Start the tasks; return the backend's id for each (or None)."""
+
+    @abstractmethod
+    def poll(self, timeout_s: float) -> list[TaskReport]:
+        """Reports since the last call, waiting up to ``timeout_s`` for the first one."""
+
+    @abstractmethod
+    def cancel(self, task_ids: list[str]) -> None:
+        """Stop these tasks and everything they started."""
+
+    def reattach(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> list[TaskReport]:
+        """What tasks a previous submitter started have recorded: (task_id, job, external_id, calls) each.
+
+        The tasks are stopped if they still run; one report per task, in order.
+        """
+        return [TaskReport(task_id) for task_id, *_ in tasks]
+
+    def forget(self, task_id: str) -> None:
+        """The ledger holds everything the task reported: drop what the backend kept for it."""
+
+    def close(self) -> None:
+        """Release resources; running tasks are cancelled."""

@@ -1,0 +1,189 @@
+"""Run tasks as local subprocesses: the same rendered bash script a remote endpoint runs.
+
+Each task is ``bash TASK.sh`` in its own process group, so cancelling it
+stops everything it started. Its stdout is read as it comes: each call's
+record reaches the ledger as soon as the call finishes.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+from ..render.runner import DELIMITER
+from .base import Backend, TaskReport, TaskSubmission
+
+STDERR_TAIL_BYTES = 4000
+
+
+def find_uv() -> str | None:
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except Exception:
+        import shutil
+
+        return shutil.which("uv")
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, scratch_dir: Path, working_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.scratch_dir = scratch_dir
+        self.working_dir = working_dir
+        self.env = dict(os.environ)
+        uv = find_uv()
+        if uv and "HOG_BATCH_UV" not in self.env:
+            self.env["HOG_BATCH_UV"] = uv
+        self.env.update(extra_env or {})
+        self._reports: queue.Queue[TaskReport] = queue.Queue()
+        self._processes: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, tasks: list[TaskSubmission]) -> list[str | None]:
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        ids: list[str | None] = []
+        for task in tasks:
+            script_path = self.scratch_dir / f"{task.task_id}.sh"
+            stderr_path = self.scratch_dir / f"{task.task_id}.stderr"
+            script_path.write_text(task.script)
+            env = dict(self.env, HOG_BATCH_RECORDS_FILE=str(self._records_path(task.task_id)))
+            with stderr_path.open("wb") as stderr:
+                process = subprocess.Popen(
+                    ["bash", str(script_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    cwd=self.working_dir,
+                    env=env,
+                    start_new_session=True,
+                )
+            with self._lock:
+                self._processes[task.task_id] = process
+            threading.Thread(target=self._follow, args=(task.task_id, process, script_path, stderr_path), daemon=True).start()
+            ids.append(str(process.pid))
+        return ids
+
+    def _follow(self, task_id: str, process: subprocess.Popen, script_path: Path, stderr_path: Path) -> None:
+        from ..render.payload import iter_records
+
+        saw_delimiter = False
+
+        def lines():
+            nonlocal saw_delimiter
+            for raw in process.stdout:
+                line = raw.decode("utf-8", "replace")
+                if line.rstrip("\r\n") == DELIMITER:
+                    saw_delimiter = True
+                yield line
+
+        for record in iter_records(lines()):
+            self._reports.put(TaskReport(task_id, records=[record]))
+        returncode = process.wait()
+        with self._lock:
+            self._processes.pop(task_id, None)
+        tail = _tail(stderr_path)
+        for path in (script_path, stderr_path):
+            path.unlink(missing_ok=True)
+        self._reports.put(TaskReport(task_id, finished=True, returncode=returncode, stderr_tail=tail, saw_delimiter=saw_delimiter))
+
+    def _records_path(self, task_id: str) -> Path:
+        return self.scratch_dir / f"{task_id}.records"
+
+    def forget(self, task_id: str) -> None:
+        self._records_path(task_id).unlink(missing_ok=True)
+
+    def reattach(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> list[TaskReport]:
+        from ..render.payload import iter_records
+        from ..render.runner import DELIMITER
+
+        reports = []
+        for task_id, _job, external_id, _calls in tasks:
+            if external_id and external_id.isdigit():
+                _kill_leftover(int(external_id), task_id)
+            path = self._records_path(task_id)
+            try:
+                lines = path.read_text("utf-8", "replace").splitlines()
+            except FileNotFoundError:
+                lines = []
+            # The copy holds only complete lines, except perhaps a last one cut by a kill.
+            reports.append(TaskReport(task_id, records=list(iter_records([DELIMITER, *lines])), finished=True))
+            for suffix in (".sh", ".stderr"):
+                (self.scratch_dir / f"{task_id}{suffix}").unlink(missing_ok=True)
+        return reports
+
+    def poll(self, timeout_s: float) -> list[TaskReport]:
+        reports: list[TaskReport] = []
+        try:
+            reports.append(self._reports.get(timeout=timeout_s))
+        except queue.Empty:
+            return reports
+        while True:
+            try:
+                reports.append(self._reports.get_nowait())
+            except queue.Empty:
+                return reports
+
+    def cancel(self, task_ids: list[str]) -> None:
+        with self._lock:
+            processes = [self._processes.get(task_id) for task_id in task_ids]
+        for process in processes:
+            if process is not None:
+                _kill_group(process)
+
+    def close(self) -> None:
+        with self._lock:
+            running = list(self._processes.values())
+        for process in running:
+            _kill_group(process)
+        for process in running:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """SIGTERM the task's process group (bash cleans its temp dir), SIGKILL what is left."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        process.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_leftover(pid: int, task_id: str) -> None:
+    """Kill the process group of a task a dead submitter started, if that process is still that task."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return
+    if task_id in cmdline:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - STDERR_TAIL_BYTES))
+            return handle.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""

@@ -1,0 +1,95 @@
+"""What ``hog-batch plan`` shows: a summary per job, as data (``--json``) or as text."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+from typing import Any
+
+from .errors import HogError
+from .plan import Plan, iter_calls
+
+SAMPLE_CALLS = 5
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n_bytes < 1000 or unit == "GB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return f"{n_bytes} B"
+
+
+def plan_report(plan: Plan) -> dict[str, Any]:
+    jobs = []
+    for job in plan.jobs:
+        n_tasks, sizes = 0, []
+        for task in plan.tasks(job):
+            n_tasks += 1
+            sizes.append(len(plan.payload(task).encode()))
+        signature = f"({', '.join(job.signature.names)})" if job.signature else "(...)"
+        jobs.append({
+            "name": job.name,
+            "script": str(job.script_path),
+            "function": job.function + signature,
+            "endpoint": job.endpoint.reference,
+            "endpoint_id": job.endpoint.endpoint_id,
+            "config": job.endpoint.config,
+            "unused_variants": list(job.endpoint.unused_variants),
+            "environment": {"env_id": job.environment.env_id, "requires_python": job.environment.requires_python,
+                            "dependencies": list(job.environment.dependencies), "tool.uv": job.environment.tool_uv},
+            "swept": job.sweep.names,
+            "n_calls": job.n_calls,
+            "n_tasks": n_tasks,
+            "calls_per_task": plan.calls_per_task(job),
+            "max_parallel": job.max_parallel,
+            "retries": job.retries,
+            "timeout_s": job.timeout_s,
+            "payload_bytes": {"min": min(sizes, default=0), "max": max(sizes, default=0), "total": sum(sizes)},
+            "first_calls": [call.params for call in islice(iter_calls(job), SAMPLE_CALLS)],
+        })
+    return {"name": plan.spec.name, "manifest": str(plan.spec.manifest_path), "n_calls": plan.spec.n_calls,
+            "n_tasks": sum(j["n_tasks"] for j in jobs), "output": str(plan.spec.output) if plan.spec.output else None,
+            "jobs": jobs}
+
+
+def text_report(report: dict[str, Any]) -> str:
+    lines = [f"run {report['name']}: {len(report['jobs'])} job(s), {report['n_calls']:,} call(s) in {report['n_tasks']:,} task(s)"]
+    for job in report["jobs"]:
+        env = job["environment"]
+        deps = ", ".join(env["dependencies"]) or "no dependencies"
+        payload = job["payload_bytes"]
+        lines += [
+            "",
+            f"job {job['name']}",
+            f"  script       {job['script']}",
+            f"  function     {job['function']}",
+            f"  endpoint     {job['endpoint']}" + (f" ({job['endpoint_id']})" if job["endpoint_id"] and job["endpoint_id"] != job["endpoint"] else ""),
+            f"  calls        {job['n_calls']:,}" + (f", swept: {', '.join(job['swept'])}" if job["swept"] else ""),
+            f"  tasks        {job['n_tasks']:,} of up to {job['calls_per_task']:,} call(s); {job['max_parallel']} at once",
+            f"  payload      {_size(payload['min'])} to {_size(payload['max'])} per task, {_size(payload['total'])} in all",
+            f"  environment  {env['env_id']}: python {env['requires_python'] or '(any)'}; {deps}",
+            f"  retries      {job['retries']}; timeout {str(job['timeout_s']) + ' s' if job['timeout_s'] else 'none'}",
+        ]
+        if job["config"]:
+            lines.append(f"  config       {json.dumps(job['config'])}")
+        if job["unused_variants"]:
+            lines.append(f"  variants     not selected: {', '.join(job['unused_variants'])}")
+        lines.append("  first calls")
+        for i, params in enumerate(job["first_calls"]):
+            shown = " ".join(f"{k}={v!r}" for k, v in params.items()) or "(no swept parameters)"
+            lines.append(f"    {i:>4}  {shown}")
+    if report["output"]:
+        lines += ["", f"results will also be exported to {report['output']}"]
+    return "\n".join(lines)
+
+
+def render_task(plan: Plan, index: int) -> str:
+    """Task ``index`` (0-based, over all jobs in order) as its bash script."""
+    if index < 0:
+        raise HogError(message=f"--render takes a task number from 0, got {index}")
+    for i, task in enumerate(plan.all_tasks()):
+        if i == index:
+            return plan.render(task)
+    raise HogError(message=f"there is no task {index}: the plan has {i + 1 if index >= 0 else 0} task(s)",
+                   hint="`hog-batch plan MANIFEST` shows how many tasks there are; they are numbered from 0")

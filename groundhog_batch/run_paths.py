@@ -1,0 +1,88 @@
+"""The one object that knows every path inside a run directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+RUNS_FOLDER = "hog-runs"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def manifest_snapshot(self) -> Path:
+        return self.root / "manifest.yaml"
+
+    @property
+    def run_info(self) -> Path:
+        """How to re-create the plan: manifest path, overrides, endpoint, provenance (JSON)."""
+        return self.root / "run.json"
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "state.sqlite"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def cancel_request(self) -> Path:
+        return self.root / "cancel-requested"
+
+    @property
+    def submitter_log(self) -> Path:
+        return self.root / "submitter.log"
+
+    @property
+    def scripts(self) -> Path:
+        return self.root / "scripts"
+
+    def script_snapshot(self, job_name: str) -> Path:
+        return self.scripts / f"{job_name}.py"
+
+    @property
+    def task_scratch(self) -> Path:
+        """Rendered task scripts while they run (removed afterwards)."""
+        return self.root / "tasks"
+
+    def default_results(self, suffix: str = ".parquet") -> Path:
+        return self.root / f"results{suffix}"
+
+    def exists(self) -> bool:
+        return self.ledger.is_file()
+
+
+def new_run_dir(name: str, parent: Path | None = None) -> Path:
+    """``hog-runs/<name>-<UTC timestamp>/`` under the current folder, unique."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    base = (parent or Path.cwd() / RUNS_FOLDER) / f"{safe}-{stamp}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
