@@ -129,6 +129,7 @@ def call_key(plan: Plan, job, call) -> str:
 
 def create_run(spec: RunSpec, run_dir: str | Path | None = None, local: bool = False) -> Run:
     """Make the run directory: snapshot, provenance, and every planned call in the ledger."""
+    require_supported_backend(spec)
     plan = Plan(spec)
     for job in spec.jobs:  # payload limits are checked before anything exists
         if not job.endpoint.is_local:
@@ -164,12 +165,20 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, local: bool = F
     return Run(root)
 
 
-def make_backend(run: Run, spec: RunSpec) -> Backend:
+def require_supported_backend(spec: RunSpec) -> None:
     remote = [job for job in spec.jobs if not job.endpoint.is_local]
     if remote:
-        from .backends.globus_compute import GlobusComputeBackend
+        from .errors import BackendError
 
-        return GlobusComputeBackend(run.paths, spec)
+        raise BackendError(
+            message=f"job {remote[0].name!r} targets Globus Compute endpoint {remote[0].endpoint.reference!r}, "
+            "and this version of hog-batch runs tasks locally only",
+            hint="run it here with `hog-batch submit MANIFEST --local`; remote submission comes with the Globus Compute backend",
+        )
+
+
+def make_backend(run: Run, spec: RunSpec) -> Backend:
+    require_supported_backend(spec)
     from .backends.local import LocalBackend
 
     return LocalBackend(run.paths.task_scratch, spec.manifest_path.parent)

@@ -40,6 +40,13 @@ def load_manifest(path: str | Path, overrides: Sequence[str] = (), endpoint: str
 
     ``text`` replaces the file's content (a run's snapshot), paths staying relative to ``path``'s folder.
     """
+    try:
+        return _load_manifest(path, overrides, endpoint, text)
+    except ManifestError as error:
+        raise ManifestErrors.of([error]) from None
+
+
+def _load_manifest(path: str | Path, overrides: Sequence[str], endpoint: str | None, text: str | None) -> RunSpec:
     manifest_path = Path(path).absolute()
     if text is None:
         raw, source = load_yaml_file(manifest_path)
@@ -99,13 +106,12 @@ class _ManifestChecks:
         else:
             specs = [self.job(self._inherit(entry), ("jobs", i), entry.get("name")) for i, entry in enumerate(entries)]
         seen: dict[str, int] = {}
-        for i, spec in enumerate(specs):
-            if spec is None:
-                continue
-            if spec.name in seen:
-                self.errors.append(self.locate(("jobs", i, "name"), f"job name {spec.name!r} is used twice (also by job {seen[spec.name]})",
-                                               "give each job a unique name:"))
-            seen[spec.name] = i
+        for i, entry in enumerate(entries or []):
+            name = entry.get("name") or entry.get("function") or self.data.get("function")
+            if name in seen:
+                self.errors.append(self.locate(("jobs", i, "name"), f"job name {name!r} is used twice (also by job {seen[name]})",
+                                               "give each job a unique name: with `name:`"))
+            seen.setdefault(name, i)
         return [s for s in specs if s is not None]
 
     def _inherit(self, entry: dict[str, Any]) -> dict[str, Any]:

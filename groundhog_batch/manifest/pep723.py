@@ -33,15 +33,16 @@ class ScriptMetadata:
 
 def parse_script_metadata(source: str, path: Path) -> ScriptMetadata:
     """Parse the script's metadata block; no block means no metadata."""
-    blocks = [m for m in BLOCK_REGEX.finditer(source) if m.group("type") == "script"]
-    if len(blocks) > 1:
-        second_line = source.count("\n", 0, blocks[1].start()) + 1
+    openings = [i for i, line in enumerate(source.splitlines(), start=1) if line == "# /// script"]
+    if len(openings) > 1:
+        second_line = openings[1]
         raise ManifestError(
             message="more than one '# /// script' metadata block",
             hint="PEP 723 allows one block per script: merge them",
             file=path,
             line=second_line,
         )
+    blocks = [m for m in BLOCK_REGEX.finditer(source) if m.group("type") == "script"]
     if not blocks:
         return ScriptMetadata()
     block = blocks[0]

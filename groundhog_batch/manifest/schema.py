@@ -63,6 +63,10 @@ def _unknown_keys_error(error, source: SourceMap) -> list[ManifestError]:
     return found
 
 
+IDENTIFIER_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
+_ARTICLE = {"integer": "an integer", "object": "a mapping", "array": "a list", "mapping": "a mapping", "list": "a list"}
+
+
 def _describe(error) -> tuple[str, str]:
     """A message and a hint for one schema error."""
     schema = error.schema
@@ -71,48 +75,46 @@ def _describe(error) -> tuple[str, str]:
     if error.validator in ("oneOf", "anyOf"):
         return (f"{_type_name(value)} {value!r} is not a valid value here", description)
     if error.validator == "type":
-        expected = schema["type"] if isinstance(schema["type"], str) else " or ".join(schema["type"])
-        expected = {"object": "mapping", "array": "list"}.get(expected, expected)
-        return (f"expected a {expected}, got {_type_name(value)} {value!r}", description)
+        expected = [schema["type"]] if isinstance(schema["type"], str) else schema["type"]
+        wanted = " or ".join(_ARTICLE.get(t, f"a {t}") for t in expected)
+        return (f"expected {wanted}, got {_type_name(value)} {value!r}", description)
     if error.validator == "pattern" and isinstance(value, str):
+        if schema["pattern"] == IDENTIFIER_PATTERN:
+            return (f"{value!r} is not a valid parameter name", "use a Python identifier: letters, digits and _, not starting with a digit")
         return (f"{value!r} is not allowed here", description or f"it must match {schema['pattern']}")
     if error.validator == "required":
         return (error.message.replace("is a required property", "is required"), description)
     return (error.message, description)
 
 
+def _nearest_description(error) -> str:
+    while error is not None:
+        if error.schema.get("description"):
+            return error.schema["description"]
+        error = error.parent
+    return ""
+
+
+def _most_specific(error):
+    """Inside oneOf/anyOf, the failure of the alternative the user evidently meant (the deepest one)."""
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        deepest = max(error.context, key=lambda e: (len(e.absolute_path), e.validator not in ("type", "required", "const")))
+        if len(deepest.absolute_path) == len(error.absolute_path) and deepest.validator in ("type", "required", "const"):
+            return error
+        error = deepest
+    return error
+
+
 def schema_errors(data: Any, source: SourceMap) -> list[ManifestError]:
     """Every schema violation in ``data``, each located and with a fix."""
     found: list[ManifestError] = []
-    for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+    for outer in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        error = _most_specific(outer)
         if error.validator in ("unevaluatedProperties", "additionalProperties") and isinstance(error.instance, dict):
-            unknown = _unknown_keys_error(error, source)
-            if unknown:
-                found += unknown
-                continue
-        if error.validator == "propertyNames":
-            found.append(
-                source.error(
-                    tuple(error.absolute_path),
-                    f"{error.instance!r} is not a valid parameter name",
-                    "use a Python identifier: letters, digits and _, not starting with a digit",
-                )
-            )
+            found += _unknown_keys_error(error, source)  # keys the schema knows are reported where they fail
             continue
-        if error.validator in ("oneOf", "anyOf") and error.context:
-            # Prefer the alternative whose own checks went deepest (the user's evident intent).
-            deepest = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
-            if len(deepest.absolute_path) > len(error.absolute_path) or deepest.validator not in ("type", "required", "const"):
-                if deepest.validator in ("unevaluatedProperties", "additionalProperties") and isinstance(deepest.instance, dict):
-                    unknown = _unknown_keys_error(deepest, source)
-                    if unknown:
-                        found += unknown
-                        continue
-                message, hint = _describe(deepest)
-                found.append(source.error(tuple(deepest.absolute_path), message, hint or _describe(error)[1]))
-                continue
         message, hint = _describe(error)
-        found.append(source.error(tuple(error.absolute_path), message, hint))
+        found.append(source.error(tuple(error.absolute_path), message, hint or _nearest_description(error)))
     return _dedupe(found)
 
 

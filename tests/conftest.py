@@ -1,0 +1,63 @@
+"""Shared fixtures: a scratch project folder, the real CLI, one warm environment cache per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TRIVIAL_SCRIPT = '''\
+# /// script
+# requires-python = ">=3.10"
+# dependencies = []
+# ///
+def square(x, offset=0):
+    return x * x + offset
+'''
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory):
+    """Every test shares one uv environment cache; tasks never download a Python."""
+    cache = tmp_path_factory.mktemp("env-cache")
+    old = dict(os.environ)
+    os.environ["HOG_BATCH_CACHE_DIR"] = str(cache)
+    os.environ["UV_PYTHON_DOWNLOADS"] = "never"
+    os.environ["HOG_BATCH_RETRY_BACKOFF_S"] = "0.01"
+    yield cache
+    os.environ.clear()
+    os.environ.update(old)
+
+
+class Project:
+    """A folder with a manifest, scripts and data files, and the CLI run inside it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def manifest(self, text: str, name: str = "sweep.yaml") -> Path:
+        return self.write(name, text)
+
+    def cli(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "groundhog_batch", *args],
+            cwd=self.root, capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    folder = tmp_path / "my project"  # a space in every path
+    folder.mkdir()
+    return Project(folder)
