@@ -1,0 +1,134 @@
+"""Runs survive: a killed submitter loses nothing, resume never re-runs a succeeded call."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from groundhog_batch.api import open_run
+
+HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+COUNTING = HEAD + (
+    "import os, time\n"
+    "def f(x):\n"
+    "    time.sleep(0.05)\n"
+    "    with open(os.environ['SIDE_EFFECTS'], 'a') as log:\n"
+    "        log.write(f'{x}\\n')\n"
+    "    return x\n"
+)
+N_CALLS = 40
+
+
+def start_submit(project, side_effects, run_dir="run"):
+    return subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", run_dir],
+                            cwd=project.root, env={**os.environ, "SIDE_EFFECTS": str(side_effects)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def counting_project(project):
+    project.write("work.py", COUNTING)
+    project.manifest(f"script: work.py\nfunction: f\ncalls_per_task: 5\nsweep:\n  product:\n    x: {{range: [0, {N_CALLS}]}}\n")
+    return project.root / "side-effects.txt"
+
+
+@pytest.mark.parametrize("kill_after_s", [0.4, 0.9, 1.5, 2.2])
+def test_sigkill_of_the_submitter_then_resume_loses_nothing_and_reruns_nothing(project, kill_after_s):
+    side_effects = counting_project(project)
+    submitter = start_submit(project, side_effects)
+    time.sleep(kill_after_s)
+    os.killpg(submitter.pid, signal.SIGKILL)
+    submitter.wait()
+    if not (project.root / "run" / "run.json").exists():
+        assert not side_effects.exists()  # killed while planning: nothing ran
+        return
+    before = open_run(project.root / "run").counts()
+    done = project.cli("resume", "run", env={"SIDE_EFFECTS": str(side_effects)})
+    assert done.returncode == 0, done.stderr
+    table = open_run(project.root / "run").results()
+    assert (table["status"] == "succeeded").all() and list(table["result"]) == list(range(N_CALLS))
+    runs = Counter(int(line) for line in side_effects.read_text().split())
+    assert set(runs) == set(range(N_CALLS))
+    assert all(count == 1 for count in runs.values()), (before, runs)
+
+
+def test_interrupt_stops_every_process_and_resume_finishes(project):
+    project.write("work.py", HEAD + "import time\ndef f(x):\n    time.sleep(30 if x == 0 else 0)\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 1\nsweep:\n  product:\n    x: [0, 1]\n")
+    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+                                 cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and open_run_counts(project).get("succeeded", 0) < 1:
+        time.sleep(0.2)
+    submitter.send_signal(signal.SIGINT)
+    _, stderr = submitter.communicate(timeout=30)
+    assert submitter.returncode == 130, stderr
+    assert "hog-batch resume" in stderr and "Traceback" not in stderr
+    time.sleep(0.5)
+    leftover = subprocess.run(["pgrep", "-f", str(project.root / "run")], capture_output=True, text=True).stdout.split()
+    assert leftover == []
+    run = open_run(project.root / "run")
+    assert run.counts()["succeeded"] == 1 and run.counts()["pending"] == 1
+
+
+def open_run_counts(project):
+    try:
+        return open_run(project.root / "run").counts()
+    except Exception:
+        return {}
+
+
+def test_status_collect_runs_retry_and_cancel(project):
+    project.write("work.py", HEAD + "import os\ndef f(x):\n    if x == 1 and not os.path.exists('fixed'):\n        raise ValueError('not yet')\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0, 1, 2]\n")
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 1
+    status = project.cli("status", "run")
+    assert "2 succeeded, 1 failed" in status.stdout and "failed: f call 1: ValueError: not yet" in status.stdout
+    (project.root / "fixed").write_text("")
+    assert project.cli("retry", "run").returncode == 0
+    collected = project.cli("collect", "run", "-o", "out.csv")
+    assert collected.returncode == 0 and (project.root / "out.csv").read_text().count("succeeded") == 3
+    assert "run" in project.cli("runs").stdout or project.cli("runs").returncode == 0
+    cancelled = project.cli("cancel", "run")
+    assert cancelled.returncode == 0 and "3 succeeded" in cancelled.stdout
+
+
+def test_cancel_of_a_running_run_stops_it_and_marks_pending_calls_cancelled(project):
+    project.write("work.py", HEAD + "import time\ndef f(x):\n    time.sleep(0.5)\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 1\nmax_parallel: 1\nsweep:\n  product:\n    x: {range: [0, 20]}\n")
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
+    assert done.returncode == 0 and "detached" in done.stderr
+    deadline = time.time() + 60
+    while time.time() < deadline and open_run_counts(project).get("succeeded", 0) < 1:
+        time.sleep(0.2)
+    assert project.cli("cancel", "run").returncode == 0
+    counts = open_run(project.root / "run").counts()
+    assert counts["cancelled"] > 0 and counts["succeeded"] + counts["cancelled"] + counts["failed"] == 20
+
+
+def test_a_second_process_on_a_running_run_is_refused_with_the_holder_named(project):
+    project.write("work.py", HEAD + "import time\ndef f(x):\n    time.sleep(3)\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0]\n")
+    project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
+    deadline = time.time() + 20
+    while time.time() < deadline and open_run(project.root / "run").holder() is None:
+        time.sleep(0.1)
+    refused = project.cli("resume", "run")
+    assert refused.returncode == 2 and "in use by another hog-batch process (pid" in refused.stderr
+    while time.time() < deadline + 20 and open_run(project.root / "run").holder() is not None:
+        time.sleep(0.2)
+    assert open_run(project.root / "run").counts()["succeeded"] == 1
+
+
+def test_reuse_takes_identical_succeeded_calls_from_an_earlier_run(project):
+    side_effects = counting_project(project)
+    env = {"SIDE_EFFECTS": str(side_effects)}
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "first", env=env).returncode == 0
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "second", "--reuse", "first", env=env).returncode == 0
+    assert len(side_effects.read_text().split()) == N_CALLS
+    assert (open_run(project.root / "second").results()["status"] == "succeeded").all()
