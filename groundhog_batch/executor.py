@@ -23,6 +23,7 @@ from .run_paths import RunPaths
 
 ENV_BUILD_FAILED_EXIT = 97
 POLL_INTERVAL_S = 0.5
+PROGRESS_INTERVAL_S = 0.25
 
 
 class Interrupted(Exception):
@@ -80,6 +81,7 @@ class Executor:
         self.plan, self.ledger, self.backend, self.paths = plan, ledger, backend, paths
         self.on_progress = on_progress or (lambda counts: None)
         self.in_flight: dict[str, InFlight] = {}
+        self._progress_at = 0.0
         self.retries = {job.name: job.retries for job in plan.jobs}
 
     # --- the loop -------------------------------------------------------------------------
@@ -170,7 +172,9 @@ class Executor:
             self.ledger.finish_task(task_id)
             self.backend.forget(task_id)
             del self.in_flight[task_id]
-        self.on_progress(self.ledger.counts())
+        if time.monotonic() - self._progress_at > PROGRESS_INTERVAL_S:  # counting scans the ledger: not per result
+            self._progress_at = time.monotonic()
+            self.on_progress(self.ledger.counts())
 
     def _unreported(self, flight: InFlight, report: TaskReport) -> list[CallOutcome]:
         """Outcomes for the calls a finished task said nothing about."""
