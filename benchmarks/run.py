@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
             rows += BENCHMARKS[name](Path(tmp))
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
     for row in rows:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
 
 

@@ -218,7 +218,7 @@ class Executor:
         abandoned = self.ledger.tasks_in_flight()
         if abandoned:
             reports = self.backend.reattach(abandoned)
-            for (task_id, job, _external_id, calls), report in zip(abandoned, reports, strict=True):
+            for (task_id, job, _external_id, _calls), report in zip(abandoned, reports, strict=True):
                 outcomes = [outcome_from_record(job, record) for record in report.records]
                 self.ledger.record(outcomes, self.retries, retry_backoff_s())
                 self.ledger.finish_task(task_id, "abandoned")

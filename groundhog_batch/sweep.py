@@ -203,6 +203,17 @@ def _chunk_bounds(n_items: int, spec: dict[str, Any]) -> list[tuple[int, int]]:
     return [(start, min(start + size, n_items)) for start in range(0, n_items, size)]
 
 
+def _data_file(name: str, base_dir: Path, where: KeyPath, locate: Locate, kind: str, suffixes: tuple[str, ...]) -> Path:
+    """A data file named in the manifest: it exists and has a format hog-batch reads."""
+    path = (base_dir / name).resolve()
+    if not path.is_file():
+        raise locate((*where, "file"), f"{kind} not found: {path}", "paths are relative to the manifest's folder")
+    if path.suffix.lower() not in suffixes:
+        raise locate((*where, "file"), f"cannot read a {kind} with suffix {path.suffix or '(none)'}",
+                     f"use one of {', '.join(suffixes)}")
+    return path
+
+
 def _chunk_source(name: str, spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate) -> ChunkSource:
     sizing = [key for key in ("rows", "size", "parts") if key in spec]
     if len(sizing) != 1:
@@ -219,12 +230,7 @@ def _chunk_source(name: str, spec: dict[str, Any], base_dir: Path, where: KeyPat
         if not values:
             raise locate((*where, "values"), "there is nothing to chunk: values is empty", "give at least one value")
         return ChunkSource(name, None, values, tuple(_chunk_bounds(len(values), spec)), "value")
-    path = (base_dir / spec["file"]).resolve()
-    if not path.is_file():
-        raise locate((*where, "file"), f"data file not found: {path}", "paths are relative to the manifest's folder")
-    if path.suffix.lower() not in datafiles.CHUNK_SUFFIXES:
-        raise locate((*where, "file"), f"cannot chunk a {path.suffix or 'suffix-less'} file",
-                     f"use one of {', '.join(datafiles.CHUNK_SUFFIXES)}")
+    path = _data_file(spec["file"], base_dir, where, locate, "data file", datafiles.CHUNK_SUFFIXES)
     try:
         n_rows = datafiles.count_rows(path)
     except datafiles.DataFileError as exc:
@@ -246,12 +252,7 @@ def _chunk_axis(source: ChunkSource) -> list[Fragment]:
 
 
 def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate) -> tuple[list[Fragment], list[str]]:
-    path = (base_dir / spec["file"]).resolve()
-    if not path.is_file():
-        raise locate((*where, "file"), f"rows file not found: {path}", "paths are relative to the manifest's folder")
-    if path.suffix.lower() not in datafiles.TABLE_SUFFIXES:
-        raise locate((*where, "file"), f"cannot read rows from a {path.suffix or 'suffix-less'} file",
-                     f"use one of {', '.join(datafiles.TABLE_SUFFIXES)}")
+    path = _data_file(spec["file"], base_dir, where, locate, "rows file", datafiles.TABLE_SUFFIXES)
     try:
         available = datafiles.table_columns(path)
         columns = spec.get("columns")

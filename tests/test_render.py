@@ -8,7 +8,12 @@ from groundhog_batch.backends.local import find_uv
 from groundhog_batch.manifest import load_manifest
 from groundhog_batch.plan import Plan
 from groundhog_batch.render.payload import iter_records
-from groundhog_batch.render.renderer import PAYLOAD_SENTINEL, heredoc_terminator, runner_source, shell_function_command
+from groundhog_batch.render.renderer import (
+    PAYLOAD_SENTINEL,
+    heredoc_terminator,
+    runner_source,
+    shell_function_command,
+)
 
 SCRIPT = ("# /// script\n# dependencies = []\n# ///\n"
           "HOG_SCRIPT_EOF = '{not a format field}'\ndef f(x):\n    return {'x': x, 'text': HOG_SCRIPT_EOF}\n")

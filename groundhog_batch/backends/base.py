@@ -56,8 +56,8 @@ class Backend(ABC):
         """
         return [TaskReport(task_id) for task_id, *_ in tasks]
 
-    def forget(self, task_id: str) -> None:
+    def forget(self, task_id: str) -> None:  # noqa: B027 - optional hook
         """The ledger holds everything the task reported: drop what the backend kept for it."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; running tasks are cancelled."""

@@ -8,10 +8,11 @@ reported at their line in the script, not in the extracted block.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..errors import ManifestError
 
