@@ -90,10 +90,22 @@ def load_chunkable(path: Path):
     return read_table(path)
 
 
+def portable_frame(frame):
+    """A DataFrame that unpickles with pandas and NumPy alone: no pyarrow-backed strings or columns."""
+    frame = frame.copy()
+    frame.columns = frame.columns.astype(object)
+    for name in frame.columns:
+        if frame[name].dtype != object and frame[name].dtype.kind not in "biufcmMb":
+            frame[name] = frame[name].astype(object)
+    if frame.index.dtype.kind not in "biufcmM":
+        frame.index = frame.index.astype(object)
+    return frame
+
+
 def slice_rows(data: Any, start: int, stop: int) -> Any:
     """Rows ``start:stop`` of a DataFrame, an array or a list, as an independent object."""
     if hasattr(data, "iloc"):
-        return data.iloc[start:stop].copy()
+        return portable_frame(data.iloc[start:stop])
     if hasattr(data, "shape"):
         import numpy as np
 
