@@ -58,11 +58,11 @@ def test_sigkill_of_the_submitter_then_resume_loses_nothing_and_reruns_nothing(p
 
 
 def test_interrupt_stops_every_process_and_resume_finishes(project):
-    project.write("work.py", HEAD + "import time\ndef f(x):\n    time.sleep(30 if x == 0 else 0)\n    return x\n")
+    project.write("work.py", HEAD + "import time\ndef f(x):\n    time.sleep(120 if x == 0 else 0)\n    return x\n")
     project.manifest("script: work.py\nfunction: f\ncalls_per_task: 1\nsweep:\n  product:\n    x: [0, 1]\n")
     submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
                                  cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
+    deadline = time.time() + 90
     while time.time() < deadline and open_run_counts(project).get("succeeded", 0) < 1:
         time.sleep(0.2)
     submitter.send_signal(signal.SIGINT)
