@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 
 from .backends.base import Backend, TaskReport, TaskSubmission
 from .ledger import CallOutcome, CallState, Ledger
-from .plan import Plan, PlannedCall, Task, iter_calls
-from .render.renderer import PAYLOAD_SENTINEL
+from .plan import Plan, Task, iter_calls
 from .run_paths import RunPaths
 
 ENV_BUILD_FAILED_EXIT = 97
@@ -227,9 +226,4 @@ class Executor:
         self.in_flight.clear()
 
 
-def render_for_plan(plan: Plan, task: Task) -> str:
-    """A task's script with the payload left as a sentinel (for backends that send payloads separately)."""
-    return plan.render(task, PAYLOAD_SENTINEL)
-
-
-__all__ = ["Executor", "Interrupted", "PlannedCall", "outcome_from_record", "render_for_plan"]
+__all__ = ["Executor", "Interrupted", "outcome_from_record"]

@@ -57,7 +57,3 @@ def iter_records(lines: Iterator[str] | list[str]) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except json.JSONDecodeError:
                 continue
-
-
-def has_delimiter(text: str) -> bool:
-    return DELIMITER in text
