@@ -17,9 +17,9 @@ from . import __version__
 from .backends.base import Backend
 from .datafiles import file_sha256
 from .errors import EXIT_CALLS_FAILED, EXIT_OK, RunError
-from .executor import Executor
-from .ids import canonical_json, content_id
-from .ledger import CallState, Ledger
+from .executor import Executor, Interrupted, recover_abandoned
+from .ids import content_id
+from .ledger import SCHEMA_VERSION, CallState, Ledger
 from .manifest import RunSpec, load_manifest
 from .plan import Plan, iter_calls
 from .run_lock import RunLock
@@ -34,10 +34,13 @@ class Run:
     def __init__(self, root: str | Path) -> None:
         self.paths = RunPaths(Path(root).absolute())
         if not self.paths.exists():
-            raise RunError(message=f"{root} is not a hog-batch run directory (no {self.paths.ledger.name})",
-                           hint="`hog-batch runs` lists the runs under the current folder")
+            raise RunError(message=f"{root} is not a hog-batch run directory (no {self.paths.run_info.name})",
+                           hint="`hog-batch runs` lists the runs under the current folder; a run stopped while it "
+                           "was being planned ran nothing: submit it again")
         self.info = json.loads(self.paths.run_info.read_text())
         self.ledger = Ledger(self.paths.ledger)
+        self.ledger.check_schema_version()
+        self._spec: RunSpec | None = None
 
     @property
     def root(self) -> Path:
@@ -64,6 +67,11 @@ class Run:
 
     def spec(self) -> RunSpec:
         """The run's manifest (its snapshot), resolved again; the scripts must be unchanged."""
+        if self._spec is None:
+            self._spec = self._load_spec()
+        return self._spec
+
+    def _load_spec(self) -> RunSpec:
         spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
                              text=self.paths.manifest_snapshot.read_text("utf-8"))
         recorded = {job["name"]: job for job in self.info["jobs"]}
@@ -127,9 +135,9 @@ def call_key(plan: Plan, job, call) -> str:
                        "args": job.args, "kwargs": job.kwargs, "params": call.params, "chunks": chunks}, length=32)
 
 
-def create_run(spec: RunSpec, run_dir: str | Path | None = None, local: bool = False) -> Run:
+def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str | None = None) -> Run:
     """Make the run directory: snapshot, provenance, and every planned call in the ledger."""
-    require_supported_backend(spec)
+    require_supported_backend({job.name: "local" if job.endpoint.is_local else job.endpoint.reference for job in spec.jobs})
     plan = Plan(spec)
     for job in spec.jobs:  # payload limits are checked before anything exists
         if not job.endpoint.is_local:
@@ -147,7 +155,7 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, local: bool = F
         "name": spec.name,
         "manifest_path": str(spec.manifest_path),
         "overrides": spec.overrides,
-        "endpoint": "local" if local else None,
+        "endpoint": endpoint,  # --local / --endpoint, applied again when the run is resumed
         "jobs": [{"name": job.name, "script_sha256": job.script_sha256, "n_calls": job.n_calls,
                   "endpoint": job.endpoint.reference, "env_id": job.environment.env_id} for job in spec.jobs],
         "output": str(spec.output) if spec.output else None,
@@ -158,49 +166,60 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, local: bool = F
         for order, job in enumerate(spec.jobs):
             ledger.add_calls((job.name, call.index, order, json.dumps(call.params, default=str), call_key(plan, job, call))
                              for call in iter_calls(job))
-        ledger.set_meta("created_at", time.time())
+        ledger.set_meta("schema_version", SCHEMA_VERSION)
     finally:
         ledger.close()
     write_atomic(paths.run_info, json.dumps(info, indent=2, default=str))  # last: its presence marks a complete run dir
-    return Run(root)
+    run = Run(root)
+    run._spec = spec
+    return run
 
 
-def require_supported_backend(spec: RunSpec) -> None:
-    remote = [job for job in spec.jobs if not job.endpoint.is_local]
+def require_supported_backend(endpoints: dict[str, str]) -> None:
+    """``endpoints``: job name -> endpoint reference; every one must be one this version can run on."""
+    remote = {job: ref for job, ref in endpoints.items() if ref != "local"}
     if remote:
         from .errors import BackendError
 
+        job, reference = next(iter(remote.items()))
         raise BackendError(
-            message=f"job {remote[0].name!r} targets Globus Compute endpoint {remote[0].endpoint.reference!r}, "
+            message=f"job {job!r} targets Globus Compute endpoint {reference!r}, "
             "and this version of hog-batch runs tasks locally only",
             hint="run it here with `hog-batch submit MANIFEST --local`; remote submission comes with the Globus Compute backend",
         )
 
 
-def make_backend(run: Run, spec: RunSpec) -> Backend:
-    require_supported_backend(spec)
+def make_backend(run: Run) -> Backend:
+    """The backend the run's jobs were planned for (recorded in run.json)."""
+    require_supported_backend({job["name"]: job["endpoint"] for job in run.info["jobs"]})
     from .backends.local import LocalBackend
 
-    return LocalBackend(run.paths.task_scratch, spec.manifest_path.parent)
+    return LocalBackend(run.paths.task_scratch, Path(run.info["manifest_path"]).parent)
 
 
-def execute(run: Run, on_progress: Progress | None = None, action: str = "submit", backend: Backend | None = None) -> dict[str, int]:
-    """Run what the ledger says is pending, holding the run's lock; return the final counts."""
-    with run.lock(action):
-        spec = run.spec()
-        plan = Plan(spec)
-        backend = backend or make_backend(run, spec)
-        try:
-            counts = Executor(plan, run.ledger, backend, run.paths, on_progress).run()
-        finally:
-            backend.close()
-        _export_output(run, spec)
-        return counts
+def execute(run: Run, on_progress: Progress | None = None, action: str = "submit") -> dict[str, int]:
+    """Run what the ledger says is pending, holding the run's lock; return the final counts.
 
-
-def _export_output(run: Run, spec: RunSpec) -> None:
-    if spec.output is not None:
-        run.export(spec.output)
+    ``action`` is submit, resume (cancelled calls are pending again) or retry
+    (failed calls are pending again); the reset happens under the lock.
+    """
+    try:
+        with run.lock(action):
+            if action == "resume":
+                run.ledger.reset_cancelled()
+            elif action == "retry":
+                run.ledger.reset_failed()
+            spec = run.spec()
+            backend = make_backend(run)
+            try:
+                counts = Executor(Plan(spec), run.ledger, backend, run.paths, on_progress).run()
+            finally:
+                backend.close()
+            if spec.output is not None:
+                run.export(spec.output)
+            return counts
+    except KeyboardInterrupt:
+        raise Interrupted(run.root) from None
 
 
 def exit_code(counts: dict[str, int]) -> int:
@@ -220,14 +239,9 @@ def submit(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local:
 def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local: bool = False, endpoint: str | None = None,
             run_dir: str | Path | None = None, reuse: str | Path | None = None) -> Run:
     """Create the run directory without running anything (``submit --detach`` runs it in the background)."""
-    if isinstance(manifest, RunSpec):
-        spec = manifest
-    else:
-        spec = load_manifest(manifest, overrides, "local" if local else endpoint)
-    run = create_run(spec, run_dir, local=local)
-    if endpoint and not local:
-        run.info["endpoint"] = endpoint
-        write_atomic(run.paths.run_info, json.dumps(run.info, indent=2, default=str))
+    endpoint = "local" if local else endpoint
+    spec = manifest if isinstance(manifest, RunSpec) else load_manifest(manifest, overrides, endpoint)
+    run = create_run(spec, run_dir, endpoint)
     if reuse is not None:
         reuse_results(run, Run(reuse))
     return run
@@ -253,7 +267,6 @@ def open_run(run_dir: str | Path) -> Run:
 def resume(run_dir: str | Path, on_progress: Progress | None = None) -> Run:
     """Finish what the run left: calls never started, calls in flight when the submitter died."""
     run = Run(run_dir)
-    run.ledger.reset_cancelled()
     execute(run, on_progress, "resume")
     return run
 
@@ -261,8 +274,6 @@ def resume(run_dir: str | Path, on_progress: Progress | None = None) -> Run:
 def retry(run_dir: str | Path, on_progress: Progress | None = None) -> Run:
     """Run the failed calls again."""
     run = Run(run_dir)
-    with run.lock("retry"):
-        run.ledger.reset_failed()
     execute(run, on_progress, "retry")
     return run
 
@@ -276,16 +287,10 @@ def cancel(run_dir: str | Path, wait_s: float = 30.0) -> dict[str, int]:
         while run.holder() is not None and time.time() < deadline:
             time.sleep(0.2)
     with run.lock("cancel"):
-        spec = None
-        in_flight = run.ledger.tasks_in_flight()
-        if in_flight:
-            try:
-                spec = run.spec()
-                backend = make_backend(run, spec)
-                backend.reattach(in_flight)
-                backend.close()
-            except Exception:
-                pass
+        if run.ledger.tasks_in_flight():  # left by a submitter that died: keep what they recorded
+            backend = make_backend(run)
+            recover_abandoned(run.ledger, backend, retries={})
+            backend.close()
         run.ledger.cancel_unfinished()
         run.paths.cancel_request.unlink(missing_ok=True)
     return run.counts()
@@ -309,5 +314,5 @@ def list_runs(folder: str | Path | None = None) -> list[dict]:
     return found
 
 
-__all__ = ["Run", "canonical_json", "cancel", "create_run", "execute", "exit_code", "list_runs", "open_run",
+__all__ = ["Run", "cancel", "create_run", "execute", "exit_code", "list_runs", "open_run",
            "prepare", "resume", "retry", "submit"]

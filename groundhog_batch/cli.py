@@ -34,8 +34,8 @@ def user_errors(command):
             return command(*args, **kwargs)
         except HogError as error:
             _fail(error)
-        except (KeyboardInterrupt, Interrupted):
-            run_dir = kwargs.get("run_dir") or getattr(wrapper, "current_run", None)
+        except (KeyboardInterrupt, Interrupted) as stop:
+            run_dir = getattr(stop, "run_dir", None)
             hint = f"; resume it with `hog-batch resume {run_dir}`" if run_dir else ""
             click.echo(f"interrupted: running tasks were stopped, finished results are kept{hint}", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -86,7 +86,6 @@ def _summary(counts: dict[str, int]) -> str:
 def _run_and_report(run, action, *, detach: bool = False) -> None:
     from .api import execute, exit_code
 
-    user_errors.current_run = run.root
     click.echo(f"run directory: {run.root}", err=True)
     if detach:
         log = run.paths.submitter_log.open("ab")
@@ -180,9 +179,7 @@ def resume(run_dir: str) -> None:
     """Finish what a run left unfinished; never re-runs a succeeded call."""
     from .api import Run
 
-    run = Run(run_dir)
-    run.ledger.reset_cancelled()
-    _run_and_report(run, "resume")
+    _run_and_report(Run(run_dir), "resume")
 
 
 @main.command()
@@ -192,10 +189,7 @@ def retry(run_dir: str) -> None:
     """Run a run's failed calls again."""
     from .api import Run
 
-    run = Run(run_dir)
-    with run.lock("retry"):
-        run.ledger.reset_failed()
-    _run_and_report(run, "retry")
+    _run_and_report(Run(run_dir), "retry")
 
 
 @main.command()
@@ -213,8 +207,11 @@ def status(run_dir: str, as_json: bool) -> None:
                                "active": holder, "failures": [{"job": j, "call": c, "error": e} for j, c, e in failures]}, indent=2))
         return
     click.echo(f"run {run.name} ({run.root})")
-    click.echo("  " + ("running: pid {pid} on {host}, {action} since {since}".format(**{"pid": "?", "host": "?", "action": "?", "since": "?", **holder})
-                       if holder else "not running"))
+    if holder:
+        click.echo(f"  running: pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+                   f"{holder.get('action', '?')} since {holder.get('since', '?')}")
+    else:
+        click.echo("  not running")
     for job, job_counts in by_job.items():
         click.echo(f"  {job}: {_summary(job_counts)}")
     for job, call, error in failures:

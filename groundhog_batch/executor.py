@@ -28,6 +28,10 @@ PROGRESS_INTERVAL_S = 0.25
 class Interrupted(Exception):
     """The submitter was interrupted; the run can be resumed."""
 
+    def __init__(self, run_dir=None) -> None:
+        super().__init__(f"interrupted: {run_dir}" if run_dir else "interrupted")
+        self.run_dir = run_dir
+
 
 @dataclass
 class InFlight:
@@ -82,6 +86,7 @@ class Executor:
         self.in_flight: dict[str, InFlight] = {}
         self._progress_at = 0.0
         self.retries = {job.name: job.retries for job in plan.jobs}
+        self.backoff_s = retry_backoff_s()
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -107,7 +112,7 @@ class Executor:
                     break
         except (KeyboardInterrupt, Interrupted):
             self._stop_for_resume()
-            raise Interrupted() from None
+            raise Interrupted(self.paths.root) from None
         counts = self.ledger.counts()
         self.on_progress(counts)
         return counts
@@ -166,7 +171,7 @@ class Executor:
             if report.finished:
                 outcomes += self._unreported(flight, report)
                 finished.append(report.task_id)
-        self.ledger.record(outcomes, self.retries, retry_backoff_s())
+        self.ledger.record(outcomes, self.retries, self.backoff_s)
         for task_id in finished:
             self.ledger.finish_task(task_id)
             self.backend.forget(task_id)
@@ -213,17 +218,20 @@ class Executor:
         self.recover_abandoned()
 
     def recover_abandoned(self) -> None:
-        """Tasks a dead submitter left: keep what they recorded, run the rest again."""
-        abandoned = self.ledger.tasks_in_flight()
-        if abandoned:
-            reports = self.backend.reattach(abandoned)
-            for (task_id, job, _external_id, _calls), report in zip(abandoned, reports, strict=True):
-                outcomes = [outcome_from_record(job, record) for record in report.records]
-                self.ledger.record(outcomes, self.retries, retry_backoff_s())
-                self.ledger.finish_task(task_id, "abandoned")
-                self.backend.forget(task_id)
-        self.ledger.requeue_in_flight()
+        recover_abandoned(self.ledger, self.backend, self.retries, self.backoff_s)
         self.in_flight.clear()
 
 
-__all__ = ["Executor", "Interrupted", "outcome_from_record"]
+def recover_abandoned(ledger: Ledger, backend: Backend, retries: dict[str, int], backoff_s: float = 0.0) -> None:
+    """Tasks a dead submitter left: stop them, keep what they recorded, make the rest pending again."""
+    abandoned = ledger.tasks_in_flight()
+    if abandoned:
+        reports = backend.reattach(abandoned)
+        for (task_id, job, _external_id, _calls), report in zip(abandoned, reports, strict=True):
+            ledger.record([outcome_from_record(job, record) for record in report.records], retries, backoff_s)
+            ledger.finish_task(task_id, "abandoned")
+            backend.forget(task_id)
+    ledger.requeue_in_flight()
+
+
+__all__ = ["Executor", "Interrupted", "outcome_from_record", "recover_abandoned"]

@@ -146,6 +146,15 @@ class Ledger:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
+    def check_schema_version(self) -> None:
+        """Refuse a ledger written by a newer hog-batch, whose format this one may not know."""
+        found = self.get_meta("schema_version", SCHEMA_VERSION)
+        if found > SCHEMA_VERSION:
+            from .errors import RunError
+
+            raise RunError(message=f"this run was written by a newer hog-batch (ledger format {found}, this one knows {SCHEMA_VERSION})",
+                           hint="upgrade hog-batch: pip install -U hog-batch")
+
     # --- planning ---------------------------------------------------------------------
 
     def add_calls(self, rows: Iterable[tuple[str, int, int, str, str]], batch_size: int = 20_000) -> int:

@@ -27,7 +27,6 @@ MAX_AUTO_CALLS_PER_TASK_LOCAL = 10_000
 MAX_AUTO_CALLS_PER_TASK_REMOTE = 1_000
 REMOTE_PAYLOAD_LIMIT_BYTES = 10 * 1000 * 1000
 REMOTE_PAYLOAD_BUDGET_BYTES = 8 * 1000 * 1000  # leaves room for the script, the runner and the request
-REMOTE_RESULT_LIMIT_BYTES = 10 * 1000 * 1000
 REMOTE_MAX_RESULT_BYTES_PER_CALL = 8 * 1000 * 1000
 
 
@@ -116,6 +115,7 @@ class Plan:
                     message=f"call {call.index} of job {job.name!r} carries {size / 1e6:.1f} MB of arguments, over the "
                     f"{REMOTE_PAYLOAD_LIMIT_BYTES / 1e6:.0f} MB Globus Compute payload limit",
                     hint="make its chunk smaller (rows: or parts:), or use pass: path on a shared filesystem",
+                    file=self.spec.manifest_path,
                     key_path=("sweep",),
                 )
             if batch and (len(batch) >= per_task or (budget and batch_bytes + size > budget)):

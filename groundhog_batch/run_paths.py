@@ -57,7 +57,8 @@ class RunPaths:
         return self.root / f"results{suffix}"
 
     def exists(self) -> bool:
-        return self.ledger.is_file()
+        """A complete run directory: ``run.json`` is written last, after every call is in the ledger."""
+        return self.run_info.is_file()
 
 
 def new_run_dir(name: str, parent: Path | None = None) -> Path:

@@ -43,6 +43,7 @@ class ChunkSource:
     inline_values: tuple[Any, ...] | None
     bounds: tuple[tuple[int, int], ...]
     pass_as: str  # value | path
+    key_path: KeyPath = ()  # where the manifest defines it
 
 
 @dataclass
@@ -229,7 +230,7 @@ def _chunk_source(name: str, spec: dict[str, Any], base_dir: Path, where: KeyPat
         values = tuple(spec["values"])
         if not values:
             raise locate((*where, "values"), "there is nothing to chunk: values is empty", "give at least one value")
-        return ChunkSource(name, None, values, tuple(_chunk_bounds(len(values), spec)), "value")
+        return ChunkSource(name, None, values, tuple(_chunk_bounds(len(values), spec)), "value", where)
     path = _data_file(spec["file"], base_dir, where, locate, "data file", datafiles.CHUNK_SUFFIXES)
     try:
         n_rows = datafiles.count_rows(path)
@@ -237,7 +238,7 @@ def _chunk_source(name: str, spec: dict[str, Any], base_dir: Path, where: KeyPat
         raise locate((*where, "file"), str(exc), "check the file's format") from None
     if n_rows == 0:
         raise locate((*where, "file"), f"{path.name} has no rows to chunk", "point at a file with data")
-    return ChunkSource(name, path, None, tuple(_chunk_bounds(n_rows, spec)), pass_as)
+    return ChunkSource(name, path, None, tuple(_chunk_bounds(n_rows, spec)), pass_as, where)
 
 
 def _chunk_axis(source: ChunkSource) -> list[Fragment]:

@@ -132,3 +132,28 @@ def test_reuse_takes_identical_succeeded_calls_from_an_earlier_run(project):
     assert project.cli("submit", "sweep.yaml", "--run-dir", "second", "--reuse", "first", env=env).returncode == 0
     assert len(side_effects.read_text().split()) == N_CALLS
     assert (open_run(project.root / "second").results()["status"] == "succeeded").all()
+
+
+def test_cancel_after_a_killed_submitter_keeps_what_its_tasks_recorded(project):
+    side_effects = counting_project(project)
+    submitter = start_submit(project, side_effects)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (side_effects.exists() and len(side_effects.read_text().split()) >= 8):
+        time.sleep(0.05)
+    os.killpg(submitter.pid, signal.SIGKILL)
+    submitter.wait()
+    time.sleep(0.3)  # the orphaned tasks finish their current call, record it, and stop
+    assert project.cli("cancel", "run").returncode == 0
+    ran = Counter(int(line) for line in side_effects.read_text().split())
+    table = open_run(project.root / "run").results()
+    succeeded = set(table.loc[table["status"] == "succeeded", "call"])
+    assert succeeded == set(ran)  # every call that ran has its result; none is lost to the cancel
+    assert set(table["status"]) <= {"succeeded", "cancelled"}
+
+
+def test_a_folder_without_a_complete_run_is_refused_clearly(project):
+    (project.root / "half").mkdir()
+    (project.root / "half" / "state.sqlite").write_bytes(b"")
+    done = project.cli("resume", "half")
+    assert done.returncode == 2 and "not a hog-batch run directory (no run.json)" in done.stderr
+    assert "Traceback" not in done.stderr

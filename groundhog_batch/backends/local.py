@@ -14,6 +14,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from ..render.payload import iter_records
 from ..render.runner import DELIMITER
 from .base import Backend, TaskReport, TaskSubmission
 
@@ -71,8 +72,6 @@ class LocalBackend(Backend):
         return ids
 
     def _follow(self, task_id: str, process: subprocess.Popen, script_path: Path, stderr_path: Path) -> None:
-        from ..render.payload import iter_records
-
         saw_delimiter = False
 
         def lines():
@@ -100,9 +99,6 @@ class LocalBackend(Backend):
         self._records_path(task_id).unlink(missing_ok=True)
 
     def reattach(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> list[TaskReport]:
-        from ..render.payload import iter_records
-        from ..render.runner import DELIMITER
-
         reports = []
         for task_id, _job, external_id, _calls in tasks:
             if external_id and external_id.isdigit():

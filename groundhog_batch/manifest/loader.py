@@ -184,7 +184,7 @@ class _ManifestChecks:
             for problem in shape.signature.problems(len(job.get("args", [])), keywords):
                 self.errors.append(self.locate(function_at, f"{job['function']}() {problem}",
                                                f"its parameters are ({', '.join(shape.signature.names)}), defined at {script_path.name}:{shape.line}"))
-        self._check_chunk_dependencies(sweep, environment, sweep_at)
+        self._check_chunk_dependencies(sweep, environment)
         if len(self.errors) != n_errors:
             return None
         return JobSpec(
@@ -256,14 +256,14 @@ class _ManifestChecks:
                 self.errors.append(self.locate(where, exc.message, exc.hint))
             return None
 
-    def _check_chunk_dependencies(self, sweep, environment: EnvironmentSpec, sweep_at: KeyPath) -> None:
+    def _check_chunk_dependencies(self, sweep, environment: EnvironmentSpec) -> None:
         names = {_requirement_name(d) for d in environment.dependencies}
-        for param, source in sweep.chunk_sources.items():
+        for source in sweep.chunk_sources.values():
             if source.file is None or source.pass_as != "value":
                 continue
             needed = "numpy" if source.file.suffix.lower() == ".npy" else "pandas"
             if needed not in names:
                 kind = "NumPy arrays" if needed == "numpy" else "pandas DataFrames"
-                self.errors.append(self.locate((*sweep_at, "chunks", param, "file"),
+                self.errors.append(self.locate((*source.key_path, "file"),
                                                f"chunks of {source.file.name} arrive as {kind}, but {needed} is not among the dependencies",
                                                f"add {needed} to the script's dependencies or to the manifest's `dependencies:`, or use pass: path"))

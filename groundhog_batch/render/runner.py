@@ -62,11 +62,10 @@ def to_plain(value):
 def encode_result(value, max_bytes):
     """(kind, encoded): JSON-able data as itself, anything else pickled and base64-encoded."""
     try:
-        plain = to_plain(value)
-        json.dumps(plain)
+        plain = to_plain(value)  # only JSON types come out, so the record's own json.dumps cannot fail on it
         kind, encoded = "json", plain
         size = len(json.dumps(plain)) if max_bytes else 0
-    except (NotPlain, TypeError, ValueError, RecursionError):
+    except (NotPlain, RecursionError):
         try:
             data = pickle.dumps(value, protocol=4)
         except Exception as exc:
