@@ -74,7 +74,7 @@ class ManifestErrors(HogError):
 
     @classmethod
     def of(cls, errors: Iterable[HogError]) -> ManifestErrors:
-        found = list(errors)
+        found = sorted(errors, key=lambda e: (str(e.file or ""), e.line or 0))  # in the order of the file
         noun = "error" if len(found) == 1 else "errors"
         return cls(message=f"{len(found)} {noun} in the manifest", errors=found)
 

@@ -59,6 +59,7 @@ class SweepPart:
     axes: list[Sequence[Fragment]]
     names: list[str]
     exclude: list[dict[str, Any]] = field(default_factory=list)
+    origins: dict[str, KeyPath] = field(default_factory=dict)  # where each parameter is swept
 
     def size_before_exclude(self) -> int:
         return math.prod(len(axis) for axis in self.axes)
@@ -75,6 +76,13 @@ class Sweep:
         for part in self.parts:
             seen.update(dict.fromkeys(part.names))
         return list(seen)
+
+    def origin(self, name: str) -> KeyPath | None:
+        """Where the manifest sweeps ``name`` (its first place)."""
+        for part in self.parts:
+            if name in part.origins:
+                return part.origins[name]
+        return None
 
     def points(self) -> Iterator[Point]:
         for part in self.parts:
@@ -277,12 +285,14 @@ def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loca
     """One sweep object -> its axes. Problems are appended to ``errors``, not raised."""
     axes: list[Sequence[Fragment]] = []
     names: list[str] = []
+    origins: dict[str, KeyPath] = {}
 
-    def add_names(new: list[str], at: KeyPath) -> None:
+    def add_names(new: list[str], at: KeyPath, per_key: bool = True) -> None:
         for name in new:
             if name in names:
                 errors.append(locate(at, f"parameter {name!r} is swept twice in one sweep", "sweep each parameter in one group only"))
             names.append(name)
+            origins.setdefault(name, (*at, name) if per_key else at)
 
     for group, body in raw.items():
         at = (*where, group)
@@ -300,7 +310,7 @@ def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loca
                 axes.append([tuple((name, body[name][i], body[name][i]) for name in body) for i in range(min(lengths.values(), default=0))])
             elif group == "rows":
                 axis, row_names = _rows_axis(body, base_dir, at, locate)
-                add_names(row_names, at)
+                add_names(row_names, at, per_key=False)
                 axes.append(axis)
             elif group == "chunks":
                 add_names(list(body), at)
@@ -316,7 +326,7 @@ def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loca
             if key not in names:
                 errors.append(locate((*where, "exclude", i, key), f"exclude names {key!r}, which is not swept here",
                                      f"swept parameters: {', '.join(names) or 'none'}"))
-    return SweepPart(axes=axes, names=names, exclude=list(exclude))
+    return SweepPart(axes=axes, names=names, exclude=list(exclude), origins=origins)
 
 
 def build_sweep(raw: Any, base_dir: Path, where: KeyPath, locate: Locate, errors: list[ManifestError]) -> Sweep:

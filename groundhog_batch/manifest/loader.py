@@ -181,9 +181,13 @@ class _ManifestChecks:
         self.errors += sweep_errors
         if shape is not None and shape.signature is not None:
             keywords = list(dict.fromkeys([*job.get("kwargs", {}), *sweep.names]))
-            for problem in shape.signature.problems(len(job.get("args", [])), keywords):
-                self.errors.append(self.locate(function_at, f"{job['function']}() {problem}",
-                                               f"its parameters are ({', '.join(shape.signature.names)}), defined at {script_path.name}:{shape.line}"))
+            parameters = shape.signature.names
+            for keyword, problem in shape.signature.problems(len(job.get("args", [])), keywords):
+                where = function_at if keyword is None else self._keyword_origin(keyword, job, sweep, at, function_at)
+                close = difflib.get_close_matches(keyword, parameters, n=1) if keyword else []
+                hint = (f"did you mean {close[0]!r}? " if close else "") + \
+                    f"its parameters are ({', '.join(parameters)}), defined at {script_path.name}:{shape.line}"
+                self.errors.append(self.locate(where, f"{job['function']}() {problem}", hint))
         self._check_chunk_dependencies(sweep, environment)
         if len(self.errors) != n_errors:
             return None
@@ -205,6 +209,15 @@ class _ManifestChecks:
             timeout_s=job.get("timeout"),
             n_calls=sweep.count(),
         )
+
+    def _keyword_origin(self, keyword: str, job: dict[str, Any], sweep, at: KeyPath, fallback: KeyPath) -> KeyPath:
+        """Where the manifest gives the keyword argument ``keyword``: its sweep key, or its kwargs key."""
+        swept = sweep.origin(keyword)
+        if swept is not None:
+            return swept
+        if keyword in job.get("kwargs", {}):
+            return (*at, "kwargs", keyword) if keyword in self._own(at).get("kwargs", {}) else ("kwargs", keyword)
+        return fallback
 
     def _own(self, at: KeyPath) -> dict[str, Any]:
         """The keys written in the job entry itself (not inherited)."""

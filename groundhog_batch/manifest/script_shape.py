@@ -17,21 +17,24 @@ class Signature:
     var_positional: bool
     var_keyword: bool
 
-    def problems(self, n_args: int, keywords: list[str]) -> list[str]:
-        """Why calling with ``n_args`` positional arguments and these keywords would fail."""
-        found = []
+    def problems(self, n_args: int, keywords: list[str]) -> list[tuple[str | None, str]]:
+        """Why calling with ``n_args`` positional arguments and these keywords would fail.
+
+        Each problem comes with the keyword at fault, or None when no single keyword is.
+        """
+        found: list[tuple[str | None, str]] = []
         if n_args > len(self.positional) and not self.var_positional:
-            found.append(f"takes {len(self.positional)} positional arguments but args gives {n_args}")
+            found.append((None, f"takes {len(self.positional)} positional arguments but args gives {n_args}"))
         filled = set(self.positional[:n_args])
         accepted = set(self.positional[n_args:]) - set(self.positional_only) | set(self.keyword_only)
         for name in keywords:
             if name in filled:
-                found.append(f"argument {name!r} is given both in args and by name")
+                found.append((name, f"argument {name!r} is given both in args and by name"))
             elif name not in accepted and not self.var_keyword:
-                found.append(f"has no parameter {name!r}")
+                found.append((name, f"has no parameter {name!r}"))
         missing = sorted(self.required - filled - set(keywords))
         if missing:
-            found.append(f"needs {', '.join(map(repr, missing))}, which no args, kwargs or sweep key gives")
+            found.append((None, f"needs {', '.join(map(repr, missing))}, which no args, kwargs or sweep key gives"))
         return found
 
     @property
