@@ -137,7 +137,7 @@ def call_key(plan: Plan, job, call) -> str:
 
 def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str | None = None) -> Run:
     """Make the run directory: snapshot, provenance, and every planned call in the ledger."""
-    require_supported_backend({job.name: "local" if job.endpoint.is_local else job.endpoint.reference for job in spec.jobs})
+    require_one_backend({job.name: "local" if job.endpoint.is_local else job.endpoint.reference for job in spec.jobs})
     plan = Plan(spec)
     for job in spec.jobs:  # payload limits are checked before anything exists
         if not job.endpoint.is_local:
@@ -175,26 +175,50 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
     return run
 
 
-def require_supported_backend(endpoints: dict[str, str]) -> None:
-    """``endpoints``: job name -> endpoint reference; every one must be one this version can run on."""
-    remote = {job: ref for job, ref in endpoints.items() if ref != "local"}
-    if remote:
+def require_one_backend(endpoints: dict[str, str]) -> None:
+    """``endpoints``: job name -> endpoint reference; a run's jobs run all here, or all on Globus Compute."""
+    local = sorted(job for job, ref in endpoints.items() if ref == "local")
+    remote = sorted(job for job, ref in endpoints.items() if ref != "local")
+    if local and remote:
         from .errors import BackendError
 
-        job, reference = next(iter(remote.items()))
         raise BackendError(
-            message=f"job {job!r} targets Globus Compute endpoint {reference!r}, "
-            "and this version of hog-batch runs tasks locally only",
-            hint="run it here with `hog-batch submit MANIFEST --local`; remote submission comes with the Globus Compute backend",
+            message=f"job {local[0]!r} runs locally and job {remote[0]!r} on Globus Compute; a run uses one or the other",
+            hint="give every job a remote endpoint, or run them all here with --local, or split the manifest in two",
         )
 
 
-def make_backend(run: Run) -> Backend:
+def is_remote(run: Run) -> bool:
+    return any(job["endpoint"] != "local" for job in run.info["jobs"])
+
+
+def make_backend(run: Run, plan: Plan | None = None) -> Backend:
     """The backend the run's jobs were planned for (recorded in run.json)."""
-    require_supported_backend({job["name"]: job["endpoint"] for job in run.info["jobs"]})
+    if is_remote(run):
+        from .backends.globus import GlobusBackend
+
+        return GlobusBackend(plan or Plan(run.spec()), run.ledger)
     from .backends.local import LocalBackend
 
     return LocalBackend(run.paths.task_scratch, Path(run.info["manifest_path"]).parent)
+
+
+def refresh(run: Run) -> bool:
+    """Take in results of remote tasks a run left in flight, when no submitter is following them; True if it did.
+
+    ``status`` and ``collect`` call this, so a detached or killed remote run
+    shows every result the service holds, any day later.
+    """
+    if not is_remote(run) or run.holder() is not None or not run.ledger.tasks_in_flight():
+        return False
+    try:
+        lock = run.lock("refresh")
+    except RunError:  # a submitter took it in the meantime: it is following the tasks
+        return False
+    with lock:
+        plan = Plan(run.spec())
+        Executor(plan, run.ledger, make_backend(run, plan), run.paths).harvest()
+    return True
 
 
 def execute(run: Run, on_progress: Progress | None = None, action: str = "submit") -> dict[str, int]:
@@ -210,9 +234,10 @@ def execute(run: Run, on_progress: Progress | None = None, action: str = "submit
             elif action == "retry":
                 run.ledger.reset_failed()
             spec = run.spec()
-            backend = make_backend(run)
+            plan = Plan(spec)
+            backend = make_backend(run, plan)
             try:
-                counts = Executor(Plan(spec), run.ledger, backend, run.paths, on_progress).run()
+                counts = Executor(plan, run.ledger, backend, run.paths, on_progress).run()
             finally:
                 backend.close()
             if spec.output is not None:
@@ -241,6 +266,11 @@ def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local
     """Create the run directory without running anything (``submit --detach`` runs it in the background)."""
     endpoint = "local" if local else endpoint
     spec = manifest if isinstance(manifest, RunSpec) else load_manifest(manifest, overrides, endpoint)
+    if any(not job.endpoint.is_local for job in spec.jobs):
+        from .endpoint_check import check_endpoint_configs
+        from .globus_service import ComputeService
+
+        check_endpoint_configs(spec, ComputeService())
     run = create_run(spec, run_dir, endpoint)
     if reuse is not None:
         reuse_results(run, Run(reuse))
@@ -315,4 +345,4 @@ def list_runs(folder: str | Path | None = None) -> list[dict]:
 
 
 __all__ = ["Run", "cancel", "create_run", "execute", "exit_code", "list_runs", "open_run",
-           "prepare", "resume", "retry", "submit"]
+           "prepare", "refresh", "resume", "retry", "submit"]

@@ -198,9 +198,10 @@ def retry(run_dir: str) -> None:
 @user_errors
 def status(run_dir: str, as_json: bool) -> None:
     """Counts per state, and the failures with their first error line."""
-    from .api import Run
+    from .api import Run, refresh
 
     run = Run(run_dir)
+    refresh(run)
     counts, by_job, failures, holder = run.counts(), run.ledger.counts_by_job(), run.ledger.failures(), run.holder()
     if as_json:
         click.echo(json.dumps({"run_dir": str(run.root), "name": run.name, "counts": counts, "jobs": by_job,
@@ -224,9 +225,10 @@ def status(run_dir: str, as_json: bool) -> None:
 @user_errors
 def collect(run_dir: str, output: str | None) -> None:
     """Export a run's results table (default: RUN_DIR/results.parquet)."""
-    from .api import Run
+    from .api import Run, refresh
 
     run = Run(run_dir)
+    refresh(run)
     path = run.export(output)
     click.echo(f"{path} ({_summary(run.counts())})")
 

@@ -21,6 +21,7 @@ from .plan import Plan, Task, iter_calls
 from .run_paths import RunPaths
 
 ENV_BUILD_FAILED_EXIT = 97
+WALLTIME_EXIT = 124  # the runner's, and the SDK's ShellFunction's
 POLL_INTERVAL_S = 0.5
 PROGRESS_INTERVAL_S = 0.25
 
@@ -71,6 +72,8 @@ def outcome_from_record(job: str, record: dict) -> CallOutcome:
 def describe_exit(returncode: int | None) -> str:
     if returncode is None:
         return "the task was lost"
+    if returncode == WALLTIME_EXIT:
+        return "the task ran past its walltime (exit 124)"
     if returncode < 0:
         return f"the task was killed by signal {-returncode}"
     if returncode > 128:
@@ -99,6 +102,9 @@ class Executor:
                     self._cancel()
                     break
                 pending = self.ledger.calls_in([CallState.PENDING])
+                if not pending and self.in_flight:  # tasks a previous submitter left on a remote endpoint
+                    self._absorb(self.backend.poll(POLL_INTERVAL_S))
+                    continue
                 if not pending:
                     break
                 now = time.time()
@@ -118,17 +124,25 @@ class Executor:
         return counts
 
     def _round(self, ready) -> None:
+        """Submit the ready calls, as many tasks at once as there are free slots; wait for them all."""
         by_job: dict[str, set[int]] = {}
         for row in ready:
             by_job.setdefault(row.job, set()).add(row.call)
         generators = [(job, self._tasks_for(job, by_job[job.name])) for job in self.plan.jobs if job.name in by_job]
         for job, tasks in generators:
+            batch: list[Task] = []
             for task in tasks:
-                while len(self.in_flight) >= job.max_parallel:
+                while len(self.in_flight) + len(batch) >= job.max_parallel:
+                    if batch:
+                        self._submit(batch)
+                        batch = []
+                        continue
                     self._absorb(self.backend.poll(POLL_INTERVAL_S))
                     if self._cancel_requested():
                         return
-                self._submit([task])
+                batch.append(task)
+            if batch:
+                self._submit(batch)
         while self.in_flight:
             self._absorb(self.backend.poll(POLL_INTERVAL_S))
             if self._cancel_requested():
@@ -143,15 +157,14 @@ class Executor:
         for task in tasks:
             task_id = f"{task.job.name}-{uuid.uuid4().hex[:10]}"
             payload = self.plan.payload(task).encode()
-            script = self.plan.render(task, payload)
+            script = self.plan.render(task, payload) if self.backend.needs_script else ""
             submissions.append(TaskSubmission(task_id, task.job.name, [c.index for c in task.calls], script, payload))
-        for submission in submissions:  # state first: the calls are in flight before the task exists
-            self.ledger.mark_submitted(submission.task_id, submission.job, submission.calls, self.backend.name, None)
+        # State first: the calls are in flight before the tasks exist, and each group of backend ids
+        # is committed as soon as the backend has it, before the next request.
+        self.ledger.mark_submitted([(s.task_id, s.job, s.calls) for s in submissions], self.backend.name)
+        for submission in submissions:
             self.in_flight[submission.task_id] = InFlight(submission.job, submission.calls)
-        external_ids = self.backend.submit(submissions)
-        for submission, external_id in zip(submissions, external_ids, strict=True):
-            if external_id is not None:
-                self.ledger.set_external_id(submission.task_id, external_id)
+        self.backend.submit(submissions, self.ledger.set_external_ids)
 
     # --- reports ----------------------------------------------------------------------
 
@@ -164,10 +177,17 @@ class Executor:
             flight = self.in_flight.get(report.task_id)
             if flight is None:
                 continue
+            deferred = []
             for record in report.records:
+                if record.get("deferred"):  # the task could not run or report it: again, no attempt counted
+                    deferred.append(int(record["call"]))
+                    flight.recorded.add(int(record["call"]))
+                    continue
                 outcome = outcome_from_record(flight.job, record)
                 flight.recorded.add(outcome.call)
                 outcomes.append(outcome)
+            if deferred:
+                self.ledger.requeue(flight.job, deferred)
             if report.finished:
                 outcomes += self._unreported(flight, report)
                 finished.append(report.task_id)
@@ -187,6 +207,9 @@ class Executor:
             return []
         tail = report.stderr_tail.strip()
         detail = f"\n{tail}" if tail else ""
+        if report.failure:
+            error = f"TaskFailed: {report.failure}{detail}"
+            return [CallOutcome(flight.job, call, ok=False, error=error, machinery=True) for call in missing]
         if report.returncode == ENV_BUILD_FAILED_EXIT:
             error = f"EnvironmentBuildFailed: the task's uv environment could not be built{detail}"
             return [CallOutcome(flight.job, call, ok=False, error=error, machinery=True) for call in missing]
@@ -218,20 +241,40 @@ class Executor:
         self.recover_abandoned()
 
     def recover_abandoned(self) -> None:
-        recover_abandoned(self.ledger, self.backend, self.retries, self.backoff_s)
         self.in_flight.clear()
+        for task_id, job, calls in recover_abandoned(self.ledger, self.backend, self.retries, self.backoff_s):
+            self.in_flight[task_id] = InFlight(job, calls)
+
+    def harvest(self) -> dict[str, int]:
+        """Take in what tasks a previous submitter left have finished, without submitting anything."""
+        self.recover_abandoned()
+        if self.in_flight:
+            self._absorb(self.backend.poll(0))
+        self.in_flight.clear()
+        return self.ledger.counts()
 
 
-def recover_abandoned(ledger: Ledger, backend: Backend, retries: dict[str, int], backoff_s: float = 0.0) -> None:
-    """Tasks a dead submitter left: stop them, keep what they recorded, make the rest pending again."""
+def recover_abandoned(ledger: Ledger, backend: Backend, retries: dict[str, int],
+                      backoff_s: float = 0.0) -> list[tuple[str, str, list[int]]]:
+    """Tasks a dead submitter left: keep what they recorded, make the rest pending again.
+
+    Returns the tasks the backend follows again (task_id, job, calls): a remote
+    endpoint's tasks go on running, and their results are still to come.
+    """
     abandoned = ledger.tasks_in_flight()
+    followed = []
     if abandoned:
         reports = backend.reattach(abandoned)
-        for (task_id, job, _external_id, _calls), report in zip(abandoned, reports, strict=True):
-            ledger.record([outcome_from_record(job, record) for record in report.records], retries, backoff_s)
+        for (task_id, job, _external_id, calls), report in zip(abandoned, reports, strict=True):
+            if not report.finished:
+                followed.append((task_id, job, calls))
+                continue
+            ledger.record([outcome_from_record(job, record) for record in report.records if not record.get("deferred")],
+                          retries, backoff_s)
             ledger.finish_task(task_id, "abandoned")
             backend.forget(task_id)
-    ledger.requeue_in_flight()
+    ledger.requeue_in_flight(keep_tasks=[task_id for task_id, _, _ in followed])
+    return followed
 
 
 __all__ = ["Executor", "Interrupted", "outcome_from_record", "recover_abandoned"]

@@ -230,23 +230,29 @@ class Ledger:
 
     # --- transitions ------------------------------------------------------------------
 
-    def mark_submitted(self, task_id: str, job: str, calls: list[int], backend: str, external_id: str | None,
-                       group_id: str | None = None) -> None:
-        """The task exists now: its calls are in flight and attempted once more."""
+    def mark_submitted(self, tasks: list[tuple[str, str, list[int]]], backend: str) -> None:
+        """These tasks (task_id, job, calls) exist now: their calls are in flight and attempted once more."""
+        now = time.time()
         with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, 'submitted', ?, ?, NULL)",
-                (task_id, job, backend, external_id, group_id, json.dumps(calls), time.time()),
-            )
+            db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, NULL, NULL, 'submitted', ?, ?, NULL)",
+                           [(task_id, job, backend, json.dumps(calls), now) for task_id, job, calls in tasks])
             db.executemany(
                 "UPDATE calls SET state = 'submitted', task_id = ?, attempts = attempts + 1 WHERE job = ? AND call = ? AND state != 'succeeded'",
-                [(task_id, job, call) for call in calls],
+                [(task_id, job, call) for task_id, job, calls in tasks for call in calls],
             )
 
     def set_external_id(self, task_id: str, external_id: str, group_id: str | None = None) -> None:
         with self.transaction() as db:
             db.execute("UPDATE tasks SET external_id = ?, group_id = COALESCE(?, group_id) WHERE task_id = ?",
                        (external_id, group_id, task_id))
+
+    def set_external_ids(self, pairs: list[tuple[str, str]], group_id: str | None = None) -> None:
+        """Backend ids of tasks just accepted, in one transaction (and the backend's group id)."""
+        with self.transaction() as db:
+            db.executemany("UPDATE tasks SET external_id = ?, group_id = COALESCE(?, group_id) WHERE task_id = ?",
+                           [(external_id, group_id, task_id) for task_id, external_id in pairs])
+            if group_id is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('group_id', ?)", (json.dumps(group_id),))
 
     def tasks_in_flight(self) -> list[tuple[str, str, str | None, list[int]]]:
         rows = self.db.execute("SELECT task_id, job, external_id, calls FROM tasks WHERE state = 'submitted' ORDER BY submitted_at")
@@ -293,13 +299,17 @@ class Ledger:
                 [(delta, job, call) for call in calls],
             )
 
-    def requeue_in_flight(self) -> int:
-        """After a crash of the submitter: calls it had in flight are pending again."""
+    def requeue_in_flight(self, keep_tasks: Iterable[str] = ()) -> int:
+        """After a crash of the submitter: calls it had in flight are pending again, but for tasks still followed."""
+        keep = list(keep_tasks)
+        marks = ",".join("?" * len(keep))
+        spared = f" AND (task_id IS NULL OR task_id NOT IN ({marks}))" if keep else ""
         with self.transaction() as db:
             cursor = db.execute(
-                "UPDATE calls SET state = 'pending', attempts = MAX(attempts - 1, 0) WHERE state IN ('submitted', 'running')"
-            )
-            db.execute("UPDATE tasks SET state = 'abandoned' WHERE state = 'submitted'")
+                "UPDATE calls SET state = 'pending', attempts = MAX(attempts - 1, 0)"
+                f" WHERE state IN ('submitted', 'running'){spared}", keep)
+            db.execute(f"UPDATE tasks SET state = 'abandoned' WHERE state = 'submitted'"
+                       f"{' AND task_id NOT IN (' + marks + ')' if keep else ''}", keep)
             return cursor.rowcount
 
     def reset_failed(self) -> int:

@@ -18,16 +18,26 @@ from . import datafiles
 from .errors import ManifestError
 from .manifest.spec import JobSpec, RunSpec
 from .render.payload import PICKLE_PROTOCOL, TaskPayload
-from .render.renderer import render_task_script
+from .render.renderer import PAYLOAD_SENTINEL, render_task_script, shell_function_command
+from .render.runner import TIMEOUT_GRACE_S
 from .sweep import ChunkRef, ChunkSource
 
 AUTO = "auto"
 LOCAL_TASKS_PER_WORKER = 4
 MAX_AUTO_CALLS_PER_TASK_LOCAL = 10_000
 MAX_AUTO_CALLS_PER_TASK_REMOTE = 1_000
-REMOTE_PAYLOAD_LIMIT_BYTES = 10 * 1000 * 1000
-REMOTE_PAYLOAD_BUDGET_BYTES = 8 * 1000 * 1000  # leaves room for the script, the runner and the request
-REMOTE_MAX_RESULT_BYTES_PER_CALL = 8 * 1000 * 1000
+# A ShellFunction runs its command as one `bash -c` argument, and Linux caps one argument
+# at 128 KiB (MAX_ARG_STRLEN, with its NUL): script, runner and payload must fit in it.
+SHELL_COMMAND_LIMIT_BYTES = 128 * 1024 - 1
+SHELL_COMMAND_MARGIN_BYTES = 512  # the call-count comment and the header's own growth
+MIN_REMOTE_PAYLOAD_BYTES = 4 * 1024
+# The service answers at most 10 MB per task result; the result echoes the command back.
+REMOTE_RESULT_LIMIT_BYTES = 10 * 1000 * 1000
+REMOTE_STDOUT_BUDGET_BYTES = REMOTE_RESULT_LIMIT_BYTES - SHELL_COMMAND_LIMIT_BYTES - 1_000_000  # stderr snippet, framing
+REMOTE_MAX_RESULT_BYTES_PER_CALL = 6 * 1000 * 1000  # pickled; base64 brings it to 8 MB
+REMOTE_MAX_OUTPUT_BYTES_PER_CALL = 256 * 1024  # each of stdout and stderr
+REMOTE_WALLTIME_SLACK_S = 60.0
+SNIPPET_MARGIN_LINES = 16
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,7 @@ class Plan:
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
         self._resolvers = {job.name: ChunkResolver(job.sweep.chunk_sources) for job in spec.jobs}
+        self._budgets: dict[str, int] = {}
 
     @property
     def jobs(self) -> list[JobSpec]:
@@ -100,7 +111,26 @@ class Plan:
         return auto_calls_per_task(job) if job.calls_per_task == AUTO else int(job.calls_per_task)
 
     def payload_budget_bytes(self, job: JobSpec) -> int | None:
-        return None if job.endpoint.is_local else REMOTE_PAYLOAD_BUDGET_BYTES
+        """Remote: what the 128 KiB command leaves for the payload once script and runner are in."""
+        if job.endpoint.is_local:
+            return None
+        if job.name not in self._budgets:
+            fixed = len(render_task_script(job.name, job.script_path, job.script_text, job.environment, ""))
+            budget = SHELL_COMMAND_LIMIT_BYTES - SHELL_COMMAND_MARGIN_BYTES - fixed
+            if budget < MIN_REMOTE_PAYLOAD_BYTES:
+                raise ManifestError(
+                    message=f"the task script of job {job.name!r} is {fixed / 1024:.0f} KiB with hog-batch's runner in it, "
+                    f"too large for a Globus Compute ShellFunction, which runs its command as one bash argument "
+                    f"(at most {SHELL_COMMAND_LIMIT_BYTES // 1024} KiB on Linux)",
+                    hint="move most of the script into a module installed on the endpoint, and import it from a small script",
+                    file=self.spec.manifest_path, key_path=("script",),
+                )
+            self._budgets[job.name] = budget
+        return self._budgets[job.name]
+
+    def snippet_lines(self, job: JobSpec) -> int:
+        """Lines of stdout a remote task must return: the delimiter and one record per call."""
+        return self.calls_per_task(job) + SNIPPET_MARGIN_LINES
 
     def tasks(self, job: JobSpec, calls: Iterable[PlannedCall] | None = None) -> Iterator[Task]:
         """Pack calls (all of the job's, or the given ones) into tasks, in order."""
@@ -112,9 +142,11 @@ class Plan:
             size = self.call_size_bytes(job, call) if budget else 0
             if budget and size > budget:
                 raise ManifestError(
-                    message=f"call {call.index} of job {job.name!r} carries {size / 1e6:.1f} MB of arguments, over the "
-                    f"{REMOTE_PAYLOAD_LIMIT_BYTES / 1e6:.0f} MB Globus Compute payload limit",
-                    hint="make its chunk smaller (rows: or parts:), or use pass: path on a shared filesystem",
+                    message=f"call {call.index} of job {job.name!r} carries {size / 1024:.0f} KiB of encoded arguments, over "
+                    f"the {budget / 1024:.0f} KiB a Globus Compute task of this script can carry (a ShellFunction's "
+                    f"command is one bash argument, at most {SHELL_COMMAND_LIMIT_BYTES // 1024} KiB on Linux)",
+                    hint="pass data files with `pass: path` on a filesystem the endpoint shares, or make the chunks "
+                    "smaller (rows: or parts:)",
                     file=self.spec.manifest_path,
                     key_path=("sweep",),
                 )
@@ -131,7 +163,9 @@ class Plan:
             yield from self.tasks(job)
 
     def call_size_bytes(self, job: JobSpec, call: PlannedCall) -> int:
-        return len(pickle.dumps(self._resolvers[job.name].resolve(call.kwargs), protocol=PICKLE_PROTOCOL))
+        """What the call adds to its task's encoded payload (base64 of its pickle, and its index)."""
+        pickled = len(pickle.dumps(self._resolvers[job.name].resolve(call.kwargs), protocol=PICKLE_PROTOCOL))
+        return 4 * math.ceil(pickled / 3) + 12
 
     def payload(self, task: Task) -> TaskPayload:
         job = task.job
@@ -145,13 +179,28 @@ class Plan:
             kwargs=job.kwargs,
             timeout_s=job.timeout_s,
             max_result_bytes=REMOTE_MAX_RESULT_BYTES_PER_CALL if remote else 0,
+            max_output_bytes=REMOTE_MAX_OUTPUT_BYTES_PER_CALL if remote else TaskPayload.max_output_bytes,
+            max_stdout_bytes=REMOTE_STDOUT_BUDGET_BYTES if remote else 0,
+            walltime_s=self.walltime_s(job, len(task.calls)) if remote else None,
         )
+
+    @staticmethod
+    def walltime_s(job: JobSpec, n_calls: int) -> float | None:
+        """A remote task's walltime: every call at its timeout, plus slack; none without a timeout."""
+        if not job.timeout_s:
+            return None
+        return n_calls * (job.timeout_s + TIMEOUT_GRACE_S) + REMOTE_WALLTIME_SLACK_S
+
+    def shell_function_command(self, job: JobSpec) -> str:
+        """The job's task script as a Globus ShellFunction command, its payload left as ``{payload}``."""
+        return shell_function_command(
+            render_task_script(job.name, job.script_path, job.script_text, job.environment, PAYLOAD_SENTINEL))
 
     def render(self, task: Task, payload_text: str | None = None) -> str:
         """The task's bash script (with its payload, unless another text is given)."""
         job = task.job
         text = self.payload(task).encode() if payload_text is None else payload_text
-        return render_task_script(job.name, job.script_path, job.script_text, job.environment, text, len(task.calls))
+        return render_task_script(job.name, job.script_path, job.script_text, job.environment, text)
 
 
 def make_plan(spec: RunSpec) -> Plan:

@@ -61,3 +61,33 @@ def project(tmp_path) -> Project:
     folder = tmp_path / "my project"  # a space in every path
     folder.mkdir()
     return Project(folder)
+
+
+@pytest.fixture(scope="session")
+def loopback_service(isolated_environment, tmp_path_factory):
+    """The loopback Globus Compute service (tests/loopback_globus.py), for the whole session."""
+    from loopback_globus import LoopbackGlobus
+
+    from groundhog_batch.backends.local import find_uv
+
+    os.environ["HOG_BATCH_UV"] = find_uv()  # what an endpoint's worker_init would provide
+    try:
+        service = LoopbackGlobus().start()
+    except OSError as exc:
+        pytest.fail(f"the loopback Globus service needs 127.0.0.1:5000 (the SDK's 'local' environment): {exc}")
+    os.environ.update(service.environment())
+    os.environ["GLOBUS_COMPUTE_USER_DIR"] = str(tmp_path_factory.mktemp("globus-compute-dir"))
+    os.environ["HOG_BATCH_GLOBUS_POLL_S"] = "0.2"
+    os.environ["HOG_BATCH_GLOBUS_POLL_MAX_S"] = "1.0"
+    os.environ["HOG_BATCH_GLOBUS_RETRY_S"] = "0.05"
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def globus(loopback_service):
+    """The loopback service with no faults and a fresh request count."""
+    loopback_service.reset()
+    yield loopback_service
+    loopback_service.reset()
+    loopback_service.release()

@@ -8,8 +8,12 @@ and how the task ended. A new backend is one small file.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# (hog-batch task id, backend task id) pairs, and the backend's group id if it has one
+IdsCallback = Callable[[list[tuple[str, str]], "str | None"], None]
 
 
 @dataclass(frozen=True)
@@ -32,14 +36,16 @@ class TaskReport:
     stderr_tail: str = ""
     saw_delimiter: bool = True
     lost: bool = False  # the backend has no trace of the task (e.g. the service dropped it)
+    failure: str = ""  # why the backend says the task failed (an endpoint error), when it says so
 
 
 class Backend(ABC):
     name: str = "backend"
+    needs_script: bool = True  # False: the backend sends only payloads (the script is registered once per job)
 
     @abstractmethod
-    def submit(self, tasks: list[TaskSubmission]) -> list[str | None]:
-        """Start the tasks; return the backend's id for each (or None)."""
+    def submit(self, tasks: list[TaskSubmission], on_ids: IdsCallback) -> None:
+        """Start the tasks; hand their backend ids to ``on_ids`` as soon as each group of them is accepted."""
 
     @abstractmethod
     def poll(self, timeout_s: float) -> list[TaskReport]:
@@ -50,9 +56,11 @@ class Backend(ABC):
         """Stop these tasks and everything they started."""
 
     def reattach(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> list[TaskReport]:
-        """What tasks a previous submitter started have recorded: (task_id, job, external_id, calls) each.
+        """Tasks a previous submitter started: (task_id, job, external_id, calls) each; one report per task, in order.
 
-        The tasks are stopped if they still run; one report per task, in order.
+        A local backend stops them and reports what they recorded (finished). A
+        remote one cannot stop them: it follows them again and reports them
+        unfinished; their results come through ``poll`` like any other's.
         """
         return [TaskReport(task_id) for task_id, *_ in tasks]
 

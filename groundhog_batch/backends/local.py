@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..render.payload import iter_records
 from ..render.runner import DELIMITER
-from .base import Backend, TaskReport, TaskSubmission
+from .base import Backend, IdsCallback, TaskReport, TaskSubmission
 
 STDERR_TAIL_BYTES = 4000
 
@@ -47,9 +47,9 @@ class LocalBackend(Backend):
         self._processes: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
-    def submit(self, tasks: list[TaskSubmission]) -> list[str | None]:
+    def submit(self, tasks: list[TaskSubmission], on_ids: IdsCallback) -> None:
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
-        ids: list[str | None] = []
+        ids: list[tuple[str, str]] = []
         for task in tasks:
             script_path = self.scratch_dir / f"{task.task_id}.sh"
             stderr_path = self.scratch_dir / f"{task.task_id}.stderr"
@@ -68,8 +68,8 @@ class LocalBackend(Backend):
             with self._lock:
                 self._processes[task.task_id] = process
             threading.Thread(target=self._follow, args=(task.task_id, process, script_path, stderr_path), daemon=True).start()
-            ids.append(str(process.pid))
-        return ids
+            ids.append((task.task_id, str(process.pid)))
+        on_ids(ids, None)
 
     def _follow(self, task_id: str, process: subprocess.Popen, script_path: Path, stderr_path: Path) -> None:
         saw_delimiter = False

@@ -30,6 +30,9 @@ JOB_KEYS = ("script", "function", "endpoint", "endpoints", "config", "python", "
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
+REMOTE_DEFAULT_MAX_PARALLEL = 64  # tasks in flight on a Globus Compute endpoint
+
+
 def default_parallelism() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -204,7 +207,7 @@ class _ManifestChecks:
             kwargs=dict(job.get("kwargs", {})),
             sweep=sweep,
             calls_per_task=job.get("calls_per_task", "auto"),
-            max_parallel=job.get("max_parallel", default_parallelism()),
+            max_parallel=job.get("max_parallel", default_parallelism() if endpoint.is_local else REMOTE_DEFAULT_MAX_PARALLEL),
             retries=job.get("retries", 0),
             timeout_s=job.get("timeout"),
             n_calls=sweep.count(),

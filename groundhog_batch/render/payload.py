@@ -29,6 +29,8 @@ class TaskPayload:
     timeout_s: float | None = None
     max_output_bytes: int = 2 * 1024 * 1024
     max_result_bytes: int = 0  # 0: no limit
+    walltime_s: float | None = None  # the whole task; past it the runner kills its calls and exits 124
+    max_stdout_bytes: int = 0  # the task's records; calls that would not fit are deferred (0: no limit)
 
     def encode(self) -> str:
         header = {
@@ -37,6 +39,8 @@ class TaskPayload:
             "timeout_s": self.timeout_s,
             "max_output_bytes": self.max_output_bytes,
             "max_result_bytes": self.max_result_bytes,
+            "walltime_s": self.walltime_s,
+            "max_stdout_bytes": self.max_stdout_bytes,
         }
         body = {"swept": self.swept_kwargs, "args": self.args, "kwargs": self.kwargs}
         header_line = base64.b64encode(json.dumps(header, separators=(",", ":")).encode()).decode()

@@ -74,9 +74,8 @@ def render_task_script(
     script_text: str,
     environment: EnvironmentSpec,
     payload_text: str,
-    n_calls: int,
 ) -> str:
-    """The bash script of one task."""
+    """The bash script of one task (the same for every task of a job, but for its payload)."""
     python_downloads = str(environment.tool_uv.get("python-downloads", "never"))
     if not re.fullmatch(r"[a-z-]+", python_downloads):
         python_downloads = "never"
@@ -89,7 +88,6 @@ def render_task_script(
     }
     values = {
         "JOB_COMMENT": re.sub(r"[^A-Za-z0-9_.-]", "_", job_name),
-        "N_CALLS": str(n_calls),
         "VERSION": __version__,
         "ENV_ID": environment.env_id,
         "DELIMITER": DELIMITER,

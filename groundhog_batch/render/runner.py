@@ -263,21 +263,69 @@ def _die_with_parent():
         pass
 
 
+def _deferred(call_index, reason):
+    """A call this task will not report on: the submitter runs it again in another task, with no attempt counted."""
+    return {"call": call_index, "deferred": True, "reason": reason}
+
+
+class TaskStop(Exception):
+    """The task must stop early (walltime, output budget); ``returncode`` is its exit status."""
+
+    def __init__(self, returncode):
+        Exception.__init__(self, returncode)
+        self.returncode = returncode
+
+
 def supervise(script_path, payload_path):
-    """Run every call of the payload through workers; print the records after the delimiter."""
+    """Run every call of the payload through workers; print the records after the delimiter.
+
+    Two task-wide limits come in the payload header: ``walltime_s`` (past it,
+    the worker is killed, the running call fails, the rest are deferred, and
+    the task exits 124) and ``max_stdout_bytes`` (a record that would not fit
+    is deferred with every call after it, so a remote result stays under the
+    service's size limit).
+    """
     payload = read_payload(payload_path, with_body=False)
     calls = payload["calls"]
     timeout_s = payload.get("timeout_s")
+    walltime_s = payload.get("walltime_s")
+    deadline = time.time() + walltime_s if walltime_s else None
+    budget = payload.get("max_stdout_bytes") or 0
     signal.signal(signal.SIGTERM, _on_terminate)
     signal.signal(signal.SIGINT, _on_terminate)
     stdout = Output()
     stdout.stdout.write((DELIMITER + "\n").encode())
     stdout.flush()
-    position = 0
-    while position < len(calls):
+    state = {"position": 0, "written": 0}
+
+    def emit(line, position):
+        if budget and state["written"] + len(line) + 1 > budget:
+            for call_index in calls[position:]:
+                stdout.write((json.dumps(_deferred(call_index, "output budget of the task spent")) + "\n").encode())
+            stdout.flush()
+            raise TaskStop(0)
+        stdout.write(line + b"\n")
+        state["written"] += len(line) + 1
+
+    try:
+        _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, walltime_s, emit, state, stdout)
+    except TaskStop as stop:
+        worker = _current_worker[0]
+        if worker is not None:
+            try:
+                os.killpg(worker.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        stdout.flush()
+        return stop.returncode
+    return 0
+
+
+def _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, walltime_s, emit, state, stdout):
+    while state["position"] < len(calls):
         read_fd, write_fd = os.pipe()
         worker = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", script_path, payload_path, str(position), str(write_fd)],
+            [sys.executable, os.path.abspath(__file__), "--worker", script_path, payload_path, str(state["position"]), str(write_fd)],
             pass_fds=(write_fd,), stdin=subprocess.DEVNULL, start_new_session=True,
         )
         _current_worker[0] = worker
@@ -287,9 +335,13 @@ def supervise(script_path, payload_path):
             wait_s = None
             if timeout_s and call_started is not None:
                 wait_s = max(0.0, call_started + timeout_s + TIMEOUT_GRACE_S - time.time())
+            if deadline is not None:
+                wait_s = max(0.0, min(wait_s if wait_s is not None else deadline, deadline - time.time()))
             readable, _, _ = select.select([read_fd], [], [], wait_s)
             if not readable:
                 os.killpg(worker.pid, signal.SIGKILL)
+                if deadline is not None and time.time() >= deadline:
+                    _stop_at_walltime(calls, state["position"], call_started, walltime_s, emit)
                 killed_for_timeout = True
                 break
             block = os.read(read_fd, 1 << 20)
@@ -303,8 +355,8 @@ def supervise(script_path, payload_path):
                     ready = True
                     call_started = time.time()
                     continue
-                stdout.write(line + b"\n")
-                position += 1
+                emit(line, state["position"])
+                state["position"] += 1
                 call_started = time.time()
             stdout.flush()
         os.close(read_fd)
@@ -313,6 +365,7 @@ def supervise(script_path, payload_path):
             os.killpg(worker.pid, signal.SIGKILL)  # anything the call left behind
         except (ProcessLookupError, PermissionError):
             pass
+        position = state["position"]
         if position >= len(calls):
             break
         started = call_started or time.time()
@@ -323,14 +376,22 @@ def supervise(script_path, payload_path):
         else:
             error = _death_reason(returncode)
         if not ready and not killed_for_timeout:
-            for call_index in calls[position:]:
-                stdout.write((json.dumps(_synthetic(call_index, error, started)) + "\n").encode())
+            for offset, call_index in enumerate(calls[position:]):
+                emit(json.dumps(_synthetic(call_index, error, started)).encode(), position + offset)
             stdout.flush()
             break
-        stdout.write((json.dumps(_synthetic(calls[position], error, started)) + "\n").encode())
+        emit(json.dumps(_synthetic(calls[position], error, started)).encode(), position)
         stdout.flush()
-        position += 1
-    return 0
+        state["position"] += 1
+
+
+def _stop_at_walltime(calls, position, call_started, walltime_s, emit):
+    """The task's walltime is up: the running call fails, the others are deferred, the task exits 124."""
+    error = "TimeoutError: the task ran past its walltime of %g s while this call ran" % walltime_s
+    emit(json.dumps(_synthetic(calls[position], error, call_started or time.time())).encode(), position)
+    for offset, call_index in enumerate(calls[position + 1:]):
+        emit(json.dumps(_deferred(call_index, "the task ran past its walltime")).encode(), position + 1 + offset)
+    raise TaskStop(124)
 
 
 def main(argv):

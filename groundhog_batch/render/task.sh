@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hog-batch task: job @@JOB_COMMENT@@, @@N_CALLS@@ call(s), rendered by hog-batch @@VERSION@@.
+# hog-batch task of job @@JOB_COMMENT@@, rendered by hog-batch @@VERSION@@.
 # It writes the script, the runner and the payload to a private temp dir,
 # gets the uv environment @@ENV_ID@@ (built once per cache, then reused),
 # and runs the calls. Results follow the line @@DELIMITER@@ on stdout.

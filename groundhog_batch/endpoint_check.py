@@ -1,0 +1,93 @@
+"""A job's merged configuration against its endpoint's ``user_config_schema``, before anything is submitted.
+
+Groundhog drops unknown keys silently; here a typo is an error that names the
+keys the endpoint accepts, and a wrong type names the key and the type
+expected. Each error points at the manifest line that set the key, when the
+manifest set it (else at the script, whose ``[tool.hog.*]`` table did).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from .errors import BackendError, HogError, ManifestError, ManifestErrors
+from .manifest.spec import JobSpec, RunSpec
+from .manifest.yaml_source import SourceMap, load_yaml_text
+
+JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+              "array": "a list", "object": "a mapping", "null": "null"}
+
+
+def check_endpoint_configs(spec: RunSpec, service) -> dict[str, dict]:
+    """Check every remote job; return each endpoint's metadata. Raises ManifestErrors listing every problem."""
+    metadata: dict[str, dict] = {}
+    problems: list[HogError] = []
+    _, source = load_yaml_text(spec.manifest_text, spec.manifest_path)
+    for index, job in enumerate(spec.jobs):
+        endpoint_id = job.endpoint.endpoint_id
+        if endpoint_id is None:
+            continue
+        if endpoint_id not in metadata:
+            try:
+                metadata[endpoint_id] = service.endpoint_metadata(endpoint_id)
+            except BackendError as exc:
+                raise BackendError(message=f"cannot look up endpoint {job.endpoint.reference!r} ({endpoint_id}): {exc.message}",
+                                   hint="check the endpoint UUID (`globus-compute-endpoint list` on its host); "
+                                   + exc.hint) from None
+        schema = metadata[endpoint_id].get("user_config_schema") or {}
+        problems += config_problems(job, schema, spec, source, index)
+    if problems:
+        raise ManifestErrors.of(problems)
+    return metadata
+
+
+def config_problems(job: JobSpec, schema: dict[str, Any], spec: RunSpec, source: SourceMap, index: int) -> list[HogError]:
+    config = job.endpoint.config
+    allowed = schema.get("properties") or {}
+    found: list[HogError] = []
+    if allowed:
+        for key in sorted(set(config) - set(allowed)):
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            found.append(_located(spec, source, job, index, key,
+                                  f"endpoint {job.endpoint.reference!r} does not accept the config key {key!r}",
+                                  (f"did you mean {close[0]!r}? " if close else "")
+                                  + f"it accepts: {', '.join(sorted(allowed))}"))
+    try:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        validator = Draft202012Validator(schema)
+        errors = list(validator.iter_errors({k: v for k, v in config.items() if not allowed or k in allowed}))
+    except SchemaError as exc:
+        return found + [BackendError(message=f"endpoint {job.endpoint.reference!r} publishes an invalid user_config_schema: "
+                                     f"{exc.message}", hint="tell the endpoint's administrator; hog-batch cannot check "
+                                     "your config against it")]
+    for error in errors:
+        key = str(error.path[0]) if error.path else None
+        if error.validator == "type" and key is not None:
+            expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+            wanted = " or ".join(JSON_TYPES.get(t, t) for t in expected)
+            message = f"config key {key!r} is {error.instance!r}; endpoint {job.endpoint.reference!r} expects {wanted}"
+        else:
+            message = f"config for endpoint {job.endpoint.reference!r}: {error.message}"
+        found.append(_located(spec, source, job, index, key, message, "change the value in the manifest or the script's "
+                              "[tool.hog] table, or override it with --set config.KEY=VALUE"))
+    return found
+
+
+def _located(spec: RunSpec, source: SourceMap, job: JobSpec, index: int, key: str | None, message: str,
+             hint: str) -> ManifestError:
+    """The error at the manifest line that sets ``key`` (highest layer first), else at the script."""
+    if key is not None:
+        name, *variants = job.endpoint.reference.split(".")
+        candidates = [("jobs", index, "config", key), ("config", key)]
+        candidates += [("endpoints", name, *variants[:depth], key) for depth in range(len(variants), -1, -1)]
+        for path in candidates:
+            if path in source.lines:
+                return source.error(path, message, hint)
+        return ManifestError(message=message, hint=hint, file=job.script_path, key_path=("tool", "hog", name, key))
+    return ManifestError(message=message, hint=hint, file=spec.manifest_path, key_path=("config",))
+
+
+__all__ = ["check_endpoint_configs", "config_problems"]
