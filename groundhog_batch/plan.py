@@ -31,10 +31,11 @@ MAX_AUTO_CALLS_PER_TASK_REMOTE = 1_000
 SHELL_COMMAND_LIMIT_BYTES = 128 * 1024 - 1
 SHELL_COMMAND_MARGIN_BYTES = 512  # the call-count comment and the header's own growth
 MIN_REMOTE_PAYLOAD_BYTES = 4 * 1024
-# The service answers at most 10 MB per task result; the result echoes the command back.
+# The service keeps at most 10 MB per task result, as serialized by the SDK (base64: 4/3 of
+# the ShellResult), and the ShellResult echoes the command back: the records get what is left.
 REMOTE_RESULT_LIMIT_BYTES = 10 * 1000 * 1000
-REMOTE_STDOUT_BUDGET_BYTES = REMOTE_RESULT_LIMIT_BYTES - SHELL_COMMAND_LIMIT_BYTES - 1_000_000  # stderr snippet, framing
-REMOTE_MAX_RESULT_BYTES_PER_CALL = 6 * 1000 * 1000  # pickled; base64 brings it to 8 MB
+REMOTE_STDOUT_BUDGET_BYTES = REMOTE_RESULT_LIMIT_BYTES * 3 // 4 - SHELL_COMMAND_LIMIT_BYTES - 600_000  # stderr, framing
+REMOTE_MAX_RESULT_BYTES_PER_CALL = 4 * 1000 * 1000  # pickled; base64 brings it to 5.3 MB, under the budget
 REMOTE_MAX_OUTPUT_BYTES_PER_CALL = 256 * 1024  # each of stdout and stderr
 REMOTE_WALLTIME_SLACK_S = 60.0
 SNIPPET_MARGIN_LINES = 16

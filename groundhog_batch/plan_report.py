@@ -45,7 +45,8 @@ def plan_report(plan: Plan) -> dict[str, Any]:
             "max_parallel": job.max_parallel,
             "retries": job.retries,
             "timeout_s": job.timeout_s,
-            "payload_bytes": {"min": min(sizes, default=0), "max": max(sizes, default=0), "total": sum(sizes)},
+            "payload_bytes": {"min": min(sizes, default=0), "max": max(sizes, default=0), "total": sum(sizes),
+                              "limit_per_task": plan.payload_budget_bytes(job)},
             "first_calls": [call.params for call in islice(iter_calls(job), SAMPLE_CALLS)],
         })
     return {"name": plan.spec.name, "manifest": str(plan.spec.manifest_path), "n_calls": plan.spec.n_calls,
@@ -67,7 +68,9 @@ def text_report(report: dict[str, Any]) -> str:
             f"  endpoint     {job['endpoint']}" + (f" ({job['endpoint_id']})" if job["endpoint_id"] and job["endpoint_id"] != job["endpoint"] else ""),
             f"  calls        {job['n_calls']:,}" + (f", swept: {', '.join(job['swept'])}" if job["swept"] else ""),
             f"  tasks        {job['n_tasks']:,} of up to {job['calls_per_task']:,} call(s); {job['max_parallel']} at once",
-            f"  payload      {_size(payload['min'])} to {_size(payload['max'])} per task, {_size(payload['total'])} in all",
+            f"  payload      {_size(payload['min'])} to {_size(payload['max'])} per task, {_size(payload['total'])} in all"
+            + (f"; limit {_size(payload['limit_per_task'])} per task (the ShellFunction command)"
+               if payload["limit_per_task"] else ""),
             f"  environment  {env['env_id']}: python {env['requires_python'] or '(any)'}; {deps}",
             f"  retries      {job['retries']}; timeout {str(job['timeout_s']) + ' s' if job['timeout_s'] else 'none'}",
         ]

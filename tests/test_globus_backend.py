@@ -212,3 +212,18 @@ def wait_for(condition, timeout_s=60.0):
             pass
         time.sleep(0.05)
     pytest.fail("timed out waiting")
+
+
+def test_results_stay_under_the_service_limit_and_a_result_too_large_fails_alone(project, globus):
+    endpoint = globus.add_endpoint()
+    project.write("work.py", HEAD + "def f(mb):\n    return 'y' * (mb * 1_000_000)\n")
+    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\ncalls_per_task: 4\n"
+                     "sweep:\n  zip:\n    mb: [3, 3, 3, 5]\n")
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 1, done.stderr
+    table = results(project)
+    assert list(table["status"]) == ["succeeded", "succeeded", "succeeded", "failed"]
+    assert [len(r) for r in table["result"][:3]] == [3_000_000] * 3
+    assert "over the limit of 4000000 bytes" in table["error"][3]
+    assert list(table["attempts"]) == [1, 1, 1, 1]  # the calls deferred for room were not counted as attempts
+    assert globus.requests["submit"] == 2
