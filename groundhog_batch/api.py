@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import platform
@@ -18,7 +19,7 @@ from .backends.base import Backend
 from .datafiles import file_sha256
 from .errors import EXIT_CALLS_FAILED, EXIT_OK, RunError
 from .executor import Executor, Interrupted, recover_abandoned
-from .ids import content_id
+from .ids import canonical_json
 from .ledger import SCHEMA_VERSION, CallState, Ledger
 from .manifest import RunSpec, load_manifest
 from .plan import Plan, iter_calls
@@ -127,12 +128,23 @@ def _provenance(spec: RunSpec) -> dict:
     }
 
 
-def call_key(plan: Plan, job, call) -> str:
-    """Identity of a call across runs: same script, function, arguments and environment."""
-    chunks = {name: [str(source.file), source.bounds[call.params[name]]] for name, source in job.sweep.chunk_sources.items()
-              if name in call.params}
-    return content_id({"script": job.script_sha256, "function": job.function, "env": job.environment.env_id,
-                       "args": job.args, "kwargs": job.kwargs, "params": call.params, "chunks": chunks}, length=32)
+def call_keyer(job) -> Callable:
+    """Identity of a job's calls across runs: same script, function, arguments and environment.
+
+    The job's part is hashed once; each call adds only its own parameters.
+    """
+    job_part = canonical_json({"script": job.script_sha256, "function": job.function, "env": job.environment.env_id,
+                               "args": job.args, "kwargs": job.kwargs}).encode()
+    sources = job.sweep.chunk_sources
+
+    def key(call) -> str:
+        digest = hashlib.sha256(job_part)
+        chunks = {name: [str(source.file), source.bounds[call.params[name]]] for name, source in sources.items()
+                  if name in call.params} if sources else {}
+        digest.update(canonical_json([call.params, chunks]).encode())
+        return digest.hexdigest()[:32]
+
+    return key
 
 
 def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str | None = None) -> Run:
@@ -164,7 +176,8 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
     ledger = Ledger(paths.ledger)
     try:
         for order, job in enumerate(spec.jobs):
-            ledger.add_calls((job.name, call.index, order, json.dumps(call.params, default=str), call_key(plan, job, call))
+            key = call_keyer(job)
+            ledger.add_calls((job.name, call.index, order, json.dumps(call.params, default=str), key(call))
                              for call in iter_calls(job))
         ledger.set_meta("schema_version", SCHEMA_VERSION)
     finally:

@@ -270,8 +270,21 @@ class Ledger:
         """
         final: list[CallOutcome] = []
         now = time.time()
+        outcomes = list(outcomes)
+        succeeded = [o for o in outcomes if o.ok]
         with self.transaction() as db:
+            # Successes need no decision: one statement for all of them.
+            db.executemany(
+                "UPDATE calls SET state = 'succeeded', attempts = MAX(attempts, 1), not_before = 0, result_kind = ?,"
+                " result = ?, result_type = ?, error = NULL, traceback = NULL, stdout = ?, stderr = ?, started_at = ?,"
+                " finished_at = ? WHERE job = ? AND call = ? AND state != 'succeeded'",
+                [(o.result_kind, o.result, o.result_type, o.stdout, o.stderr, o.started_at, o.finished_at, o.job, o.call)
+                 for o in succeeded],
+            )
+            final += succeeded
             for o in outcomes:
+                if o.ok:
+                    continue
                 row = db.execute("SELECT state, attempts FROM calls WHERE job = ? AND call = ?", (o.job, o.call)).fetchone()
                 if row is None or row[0] == CallState.SUCCEEDED.value:
                     continue

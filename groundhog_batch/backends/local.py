@@ -72,18 +72,28 @@ class LocalBackend(Backend):
         on_ids(ids, None)
 
     def _follow(self, task_id: str, process: subprocess.Popen, script_path: Path, stderr_path: Path) -> None:
+        """Hand on records as they come, every record already read in one report (not one report per call)."""
         saw_delimiter = False
-
-        def lines():
-            nonlocal saw_delimiter
-            for raw in process.stdout:
-                line = raw.decode("utf-8", "replace")
-                if line.rstrip("\r\n") == DELIMITER:
-                    saw_delimiter = True
-                yield line
-
-        for record in iter_records(lines()):
-            self._reports.put(TaskReport(task_id, records=[record]))
+        pending = b""
+        fd = process.stdout.fileno()
+        while True:
+            block = os.read(fd, 1 << 16)
+            if not block:
+                break
+            lines = (pending + block).split(b"\n")
+            pending = lines.pop()
+            text = [line.decode("utf-8", "replace") for line in lines]
+            if not saw_delimiter:
+                if DELIMITER not in text:
+                    continue
+                saw_delimiter = True
+                text = text[text.index(DELIMITER):]
+            else:
+                text.insert(0, DELIMITER)
+            records = list(iter_records(text))
+            if records:
+                self._reports.put(TaskReport(task_id, records=records))
+        process.stdout.close()
         returncode = process.wait()
         with self._lock:
             self._processes.pop(task_id, None)
