@@ -1,7 +1,10 @@
 """hog-batch benchmarks, measured side by side in one run.
 
     python benchmarks/run.py            # every benchmark
-    python benchmarks/run.py plan       # only some: plan, throughput, overhead, collect
+    python benchmarks/run.py plan       # only some: plan throughput groundhog overhead remote coldstart
+
+``HOG_BENCH_GROUNDHOG_CALLS`` (default 2000) sets how many calls Groundhog runs;
+Groundhog starts one uv process per call, so 2,000 take about 12 minutes here.
 
 Each benchmark runs the real CLI in a subprocess and reports wall time and the
 peak resident memory of that subprocess. Nothing here asserts: it prints a
@@ -50,9 +53,12 @@ def bench_plan(base: Path) -> list[tuple]:
              "holds" if wall_s < 10 and peak_mib < 1024 else "MISSED")]
 
 
+THROUGHPUT: dict[str, float] = {}  # calls/s of hog-batch, shared with the Groundhog comparison
+
+
 def bench_throughput(base: Path) -> list[tuple]:
     rows = []
-    rates = {}
+    rates = THROUGHPUT
     for per_task in ("1", "auto"):
         folder = project(base / f"tp-{per_task}", f"calls_per_task: {per_task}\nsweep:\n  product:\n    x: {{range: [0, 2000]}}\n")
         cli(folder, "submit", "sweep.yaml", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")  # warm the environment
@@ -88,7 +94,112 @@ def bench_overhead_and_collect(base: Path) -> list[tuple]:
     return rows
 
 
-BENCHMARKS = {"plan": bench_plan, "throughput": bench_throughput, "overhead": bench_overhead_and_collect}
+GROUNDHOG_VERSION = "0.9.3"
+GROUNDHOG_SCRIPT = """\
+# /// script
+# requires-python = ">=3.10"
+# dependencies = []
+#
+# [tool.uv]
+# python-preference = "system"
+# ///
+import groundhog_hpc as hog
+
+
+@hog.function()
+def f(x):
+    return x
+"""
+GROUNDHOG_DRIVER = """\
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+import groundhog_hpc  # installs the import hook .local() and batch_local() require
+import work
+n = int(sys.argv[1])
+work.f.batch_local(kwargs=[{"x": 0}], executor_kwargs={"max_workers": 1})[0].result()  # its environment, built once
+started = time.perf_counter()
+futures = work.f.batch_local(kwargs=[{"x": i} for i in range(n)], executor_kwargs={"max_workers": os.cpu_count()})
+assert [future.result() for future in futures] == list(range(n))
+print(time.perf_counter() - started)
+"""
+
+
+def bench_groundhog(base: Path) -> list[tuple]:
+    """The same trivial calls through Groundhog's fastest local path, batch_local, in its own environment."""
+    from uv import find_uv_bin
+
+    n = int(os.environ.get("HOG_BENCH_GROUNDHOG_CALLS", "2000"))
+    env_dir = base / "groundhog-env"
+    uv = find_uv_bin()
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(env_dir)], check=True)
+    subprocess.run([uv, "pip", "install", "-q", "--python", str(env_dir / "bin" / "python"),
+                    f"groundhog-hpc=={GROUNDHOG_VERSION}"], check=True)
+    folder = base / "groundhog"
+    folder.mkdir()
+    (folder / "work.py").write_text(GROUNDHOG_SCRIPT)
+    (folder / "drive.py").write_text(GROUNDHOG_DRIVER)
+    done = subprocess.run([str(env_dir / "bin" / "python"), "drive.py", str(n)], cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wall_s = float(done.stdout.split()[-1])
+    rate = n / wall_s
+    if "auto" not in THROUGHPUT:
+        bench_throughput(base)
+    ratio = THROUGHPUT["auto"] / rate
+    return [(f"{n:,} trivial calls, Groundhog {GROUNDHOG_VERSION} batch_local", f"{wall_s:.1f} s", f"{rate:.1f} calls/s", "", ""),
+            ("  hog-batch auto / Groundhog", f"{ratio:.0f}x", "", "target >= 300x", "holds" if ratio >= 300 else "MISSED")]
+
+
+def bench_remote(base: Path) -> list[tuple]:
+    """Requests per 10,000 trivial calls against the loopback Globus Compute service."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from loopback_globus import LoopbackGlobus
+
+    from groundhog_batch.backends.local import find_uv
+
+    n = 10_000
+    os.environ["HOG_BATCH_UV"] = find_uv()
+    service = LoopbackGlobus().start()
+    try:
+        endpoint = service.add_endpoint()
+        env = {**service.environment(), "GLOBUS_COMPUTE_USER_DIR": str(base / "globus-compute"),
+               "HOG_BATCH_GLOBUS_POLL_S": "1.0"}
+        os.environ.update(env)
+        folder = project(base / "remote", f"endpoint: {endpoint}\nsweep:\n  product:\n    x: {{range: [0, {n}]}}\n")
+        wall_s, _, done = cli(folder, "submit", "sweep.yaml", "--run-dir", "run")
+        assert done.returncode == 0, done.stderr
+        counts = dict(service.requests)
+    finally:
+        service.stop()
+    submissions = counts.get("submit", 0)
+    return [(f"{n:,} trivial calls on the loopback Globus service", f"{wall_s:.1f} s",
+             f"{sum(v for k, v in counts.items() if k != 'token')} requests", "", ""),
+            ("  by kind", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), "", "", ""),
+            ("  submission requests", str(submissions), "", "target <= 3", "holds" if submissions <= 3 else "MISSED")]
+
+
+def bench_coldstart(base: Path) -> list[tuple]:
+    """8 tasks at once on a cold environment cache against 1: the environment is built once."""
+    script = "# /// script\n# dependencies = [\"six\"]\n# ///\ndef f(x):\n    return x\n"
+    folder = project(base / "cold", "calls_per_task: 1\nmax_parallel: 8\nsweep:\n  product:\n    x: {range: [0, 8]}\n", script)
+    os.environ["HOG_BATCH_CACHE_DIR"] = str(base / "cold-warmup")
+    cli(folder, "submit", "sweep.yaml", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")  # uv's download cache
+    walls = {}
+    for n_tasks in (1, 8):
+        cache = base / f"cold-cache-{n_tasks}"
+        os.environ["HOG_BATCH_CACHE_DIR"] = str(cache)
+        walls[n_tasks], _, done = cli(folder, "submit", "sweep.yaml", "--run-dir", f"run-{n_tasks}",
+                                      "--set", f"sweep.product.x={{range: [0, {n_tasks}]}}")
+        assert done.returncode == 0, done.stderr
+    built = [p for p in (base / "cold-cache-8" / "hog-batch" / "envs").iterdir() if p.is_dir()]
+    ratio = walls[8] / walls[1]
+    holds = ratio < 2 and len(built) == 1
+    return [("cold cache: 1 task", f"{walls[1]:.1f} s", "", "", ""),
+            ("cold cache: 8 tasks at once", f"{walls[8]:.1f} s", f"{len(built)} environment(s) built", "", ""),
+            ("  8 / 1", f"{ratio:.2f}x", "", "target < 2x, built once", "holds" if holds else "MISSED")]
+
+
+BENCHMARKS = {"plan": bench_plan, "throughput": bench_throughput, "groundhog": bench_groundhog,
+              "overhead": bench_overhead_and_collect, "remote": bench_remote, "coldstart": bench_coldstart}
 
 
 def main(argv: list[str]) -> int:
