@@ -17,7 +17,7 @@ from pathlib import Path
 from . import __version__
 from .backends.base import Backend
 from .datafiles import file_sha256
-from .errors import EXIT_CALLS_FAILED, EXIT_OK, RunError
+from .errors import EXIT_CALLS_FAILED, EXIT_OK, BackendError, RunError
 from .executor import Executor, Interrupted, recover_abandoned
 from .ids import canonical_json
 from .ledger import SCHEMA_VERSION, CallState, Ledger
@@ -193,8 +193,6 @@ def require_one_backend(endpoints: dict[str, str]) -> None:
     local = sorted(job for job, ref in endpoints.items() if ref == "local")
     remote = sorted(job for job, ref in endpoints.items() if ref != "local")
     if local and remote:
-        from .errors import BackendError
-
         raise BackendError(
             message=f"job {local[0]!r} runs locally and job {remote[0]!r} on Globus Compute; a run uses one or the other",
             hint="give every job a remote endpoint, or run them all here with --local, or split the manifest in two",
@@ -230,7 +228,14 @@ def refresh(run: Run) -> bool:
         return False
     with lock:
         plan = Plan(run.spec())
-        Executor(plan, run.ledger, make_backend(run, plan), run.paths).harvest()
+        try:
+            Executor(plan, run.ledger, make_backend(run, plan), run.paths).harvest()
+        except BackendError as exc:  # the ledger still answers; say why it may be behind
+            import sys
+
+            print(f"hog-batch: could not ask Globus Compute for results ({exc.message}); "
+                  "showing what the run directory holds", file=sys.stderr)
+            return False
     return True
 
 

@@ -122,6 +122,10 @@ def test_a_detached_run_with_pending_tasks_is_picked_up_later_by_status_and_coll
     wait_for(lambda: open_run(project.root / "run").holder() is None)
     status = project.cli("status", "run", "--json")
     assert json.loads(status.stdout)["counts"].get("submitted") == 12
+    globus.fail_next("status", *[500] * 8)  # the service is down: status still answers from the ledger
+    status = project.cli("status", "run", "--json")
+    assert status.returncode == 0 and "could not ask Globus Compute" in status.stderr
+    assert json.loads(status.stdout)["counts"].get("submitted") == 12
     globus.release()
     globus.wait_idle()
     status = project.cli("status", "run", "--json")
