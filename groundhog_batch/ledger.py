@@ -241,11 +241,6 @@ class Ledger:
                 [(task_id, job, call) for task_id, job, calls in tasks for call in calls],
             )
 
-    def set_external_id(self, task_id: str, external_id: str, group_id: str | None = None) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE tasks SET external_id = ?, group_id = COALESCE(?, group_id) WHERE task_id = ?",
-                       (external_id, group_id, task_id))
-
     def set_external_ids(self, pairs: list[tuple[str, str]], group_id: str | None = None) -> None:
         """Backend ids of tasks just accepted, in one transaction (and the backend's group id)."""
         with self.transaction() as db:
