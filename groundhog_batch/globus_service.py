@@ -6,7 +6,6 @@
   exponential backoff (``Retry-After`` honoured), then reported with a fix.
   The SDK's own transport retries are turned off, so every request on the
   wire passes the rate limiter once.
-- **Counting**: requests by kind, for ``hog-batch status`` and the benchmarks.
 
 The SDK is imported only here and in ``globus_auth``, and only when a remote
 endpoint is used.
@@ -17,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -60,12 +59,11 @@ class RateLimiter:
 
 
 class ComputeService:
-    """The SDK's ``Client``, logged in, rate limited, retried and counted."""
+    """The SDK's ``Client``, logged in, rate limited and retried."""
 
     def __init__(self, client: Any = None, limiter: RateLimiter | None = None) -> None:
         self._client = client
         self.limiter = limiter or RateLimiter()
-        self.requests: Counter[str] = Counter()
 
     @property
     def client(self):
@@ -89,7 +87,6 @@ class ComputeService:
         delay_s = retry_base_s()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             self.limiter.wait()
-            self.requests[kind] += 1
             try:
                 return request()
             except GlobusAPIError as exc:
