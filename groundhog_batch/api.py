@@ -206,7 +206,7 @@ def is_remote(run: Run) -> bool:
 def make_backend(run: Run, plan: Plan | None = None) -> Backend:
     """The backend the run's jobs were planned for (recorded in run.json)."""
     if is_remote(run):
-        from .backends.globus import GlobusBackend
+        from .globus.backend import GlobusBackend
 
         return GlobusBackend(plan or Plan(run.spec()), run.ledger)
     from .backends.local import LocalBackend
@@ -285,8 +285,8 @@ def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local
     endpoint = "local" if local else endpoint
     spec = manifest if isinstance(manifest, RunSpec) else load_manifest(manifest, overrides, endpoint)
     if any(not job.endpoint.is_local for job in spec.jobs):
-        from .endpoint_check import check_endpoint_configs
-        from .globus_service import ComputeService
+        from .globus.config_check import check_endpoint_configs
+        from .globus.service import ComputeService
 
         check_endpoint_configs(spec, ComputeService())
     run = create_run(spec, run_dir, endpoint)

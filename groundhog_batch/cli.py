@@ -266,7 +266,7 @@ def runs(as_json: bool) -> None:
 @user_errors
 def login() -> None:
     """Log in to Globus (for Globus Compute endpoints)."""
-    from .globus_auth import login as do_login
+    from .globus.auth import login as do_login
 
     click.echo(do_login())
 
@@ -275,7 +275,7 @@ def login() -> None:
 @user_errors
 def logout() -> None:
     """Forget the stored Globus tokens."""
-    from .globus_auth import logout as do_logout
+    from .globus.auth import logout as do_logout
 
     click.echo(do_logout())
 
@@ -284,7 +284,7 @@ def logout() -> None:
 @user_errors
 def whoami() -> None:
     """Show the Globus identity hog-batch uses."""
-    from .globus_auth import whoami as do_whoami
+    from .globus.auth import whoami as do_whoami
 
     click.echo(do_whoami())
 

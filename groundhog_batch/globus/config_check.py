@@ -11,9 +11,9 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from .errors import BackendError, HogError, ManifestError, ManifestErrors
-from .manifest.spec import JobSpec, RunSpec
-from .manifest.yaml_source import SourceMap, load_yaml_text
+from ..errors import BackendError, HogError, ManifestError, ManifestErrors
+from ..manifest.spec import JobSpec, RunSpec
+from ..manifest.yaml_source import SourceMap, load_yaml_text
 
 JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
               "array": "a list", "object": "a mapping", "null": "null"}

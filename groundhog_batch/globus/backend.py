@@ -19,14 +19,14 @@ import os
 import time
 from typing import Any
 
+from ..backends.base import Backend, IdsCallback, TaskReport, TaskSubmission
 from ..errors import BackendError
-from ..globus_service import ComputeService
 from ..ids import content_id
 from ..ledger import Ledger
 from ..plan import SHELL_COMMAND_MARGIN_BYTES, Plan
 from ..render.payload import iter_records
 from ..render.runner import DELIMITER
-from .base import Backend, IdsCallback, TaskReport, TaskSubmission
+from .service import ComputeService
 
 REQUEST_BUDGET_BYTES = 9 * 1000 * 1000  # the service takes requests of at most 10 MB
 TASK_REQUEST_OVERHEAD_BYTES = 512  # the serializer's header and the JSON around one task's arguments

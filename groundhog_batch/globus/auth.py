@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from .errors import HogError
+from ..errors import HogError
 
 NO_TOKENS_HINT = ("run `hog-batch login` in a terminal, or set GLOBUS_COMPUTE_CLIENT_ID and "
                   "GLOBUS_COMPUTE_CLIENT_SECRET for a client identity")

@@ -7,7 +7,7 @@
   The SDK's own transport retries are turned off, so every request on the
   wire passes the rate limiter once.
 
-The SDK is imported only here and in ``globus_auth``, and only when a remote
+The SDK is imported only here and in ``auth``, and only when a remote
 endpoint is used.
 """
 
@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .errors import BackendError
+from ..errors import BackendError
 
 RATE_LIMIT_REQUESTS = 20
 RATE_LIMIT_WINDOW_S = 10.0
@@ -70,7 +70,7 @@ class ComputeService:
         if self._client is None:
             from globus_compute_sdk import Client
 
-            from .globus_auth import ensure_logged_in
+            from .auth import ensure_logged_in
 
             self._client = Client(app=ensure_logged_in(), do_version_check=False)
             web = getattr(self._client, "_compute_web_client", None)
