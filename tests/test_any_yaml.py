@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import yaml
+from conftest import TRIVIAL_SCRIPT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from groundhog_batch.errors import HogError
 from groundhog_batch.manifest import load_manifest
 from groundhog_batch.plan import Plan
-from tests.conftest import TRIVIAL_SCRIPT
 
 KEYS = ["script", "function", "sweep", "product", "zip", "rows", "chunks", "exclude", "x", "offset", "range",
         "linspace", "geomspace", "values", "jobs", "name", "endpoint", "endpoints", "config", "args", "kwargs",

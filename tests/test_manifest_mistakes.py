@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from conftest import TRIVIAL_SCRIPT
 
 from groundhog_batch.errors import ManifestErrors
 from groundhog_batch.manifest import load_manifest
-from tests.conftest import TRIVIAL_SCRIPT
 
 
 @dataclass
