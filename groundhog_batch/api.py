@@ -17,10 +17,11 @@ from pathlib import Path
 from . import __version__
 from .backends.base import Backend
 from .datafiles import file_sha256
-from .errors import EXIT_CALLS_FAILED, EXIT_OK, BackendError, RunError
+from .errors import EXIT_CALLS_FAILED, EXIT_OK, BackendError, HogError, RunError
 from .executor import Executor, Interrupted, recover_abandoned
 from .ids import canonical_json
-from .ledger import SCHEMA_VERSION, CallState, Ledger
+from .ledger import SUCCEEDED as SUCCEEDED_CODE
+from .ledger import CallState, Ledger
 from .manifest import RunSpec, load_manifest
 from .plan import Plan, iter_calls
 from .run_lock import RunLock
@@ -40,8 +41,8 @@ class Run:
                            "was being planned ran nothing: submit it again")
         self.info = json.loads(self.paths.run_info.read_text())
         self.ledger = Ledger(self.paths.ledger)
-        self.ledger.check_schema_version()
         self._spec: RunSpec | None = None
+        self._sweep_spec: RunSpec | None = None
 
     @property
     def root(self) -> Path:
@@ -55,16 +56,49 @@ class Run:
         return self.ledger.counts()
 
     def results(self, objects: bool = False):
-        """The results table as a pandas DataFrame, one row per call in plan order."""
+        """The results table as a pandas DataFrame, one row per call in plan order.
+
+        Pickled results are shown as ``<type, pickled>`` and never unpickled,
+        unless ``objects=True``: then the ``result`` column holds the returned
+        objects themselves, and unpickling runs code from the run directory
+        (trust it as you trust the script).
+        """
         from .results import results_frame
 
-        return results_frame(self.ledger, objects=objects)
+        return results_frame(self, objects=objects)
+
+    def iter_rows(self, batch_size: int = 20_000):
+        """The results table in batches (dicts of column lists), streamed: memory bounded by a batch."""
+        from .results import iter_row_batches
+
+        return iter_row_batches(self, batch_size)
 
     def export(self, path: str | Path | None = None) -> Path:
-        from .results import export_frame
+        """Write the results table (streamed, atomically) in the format the suffix names."""
+        from .results import export_table
 
         target = Path(path) if path else self.paths.default_results()
-        return export_frame(self.results(), target.absolute())
+        return export_table(self, target.absolute())
+
+    def sweep_spec(self) -> RunSpec:
+        """The run's manifest as far as its calls go (the sweep), even if a script changed since."""
+        if self._spec is not None:
+            return self._spec
+        if self._sweep_spec is None:
+            spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
+                                 text=self.paths.manifest_snapshot.read_text("utf-8"))
+            self._check_calls(spec)
+            self._sweep_spec = spec
+        return self._sweep_spec
+
+    def _check_calls(self, spec: RunSpec) -> None:
+        """The sweep regenerates the run's calls: it must still have as many as the run planned."""
+        planned = self.ledger.jobs()
+        for job in spec.jobs:
+            if job.name in planned and planned[job.name] != job.n_calls:
+                raise RunError(message=f"job {job.name!r} now expands to {job.n_calls:,} calls, but this run planned "
+                               f"{planned[job.name]:,}: an input of its sweep (a rows or data file, the manifest) changed",
+                               hint="restore the inputs the run started with, or submit the manifest again as a new run")
 
     def spec(self) -> RunSpec:
         """The run's manifest (its snapshot), resolved again; the scripts must be unchanged."""
@@ -75,6 +109,7 @@ class Run:
     def _load_spec(self) -> RunSpec:
         spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
                              text=self.paths.manifest_snapshot.read_text("utf-8"))
+        self._check_calls(spec)
         recorded = {job["name"]: job for job in self.info["jobs"]}
         for job in spec.jobs:
             before = recorded.get(job.name)
@@ -128,12 +163,13 @@ def _provenance(spec: RunSpec) -> dict:
     }
 
 
-def call_keyer(job) -> Callable:
+def call_keyer(job, script_sha256: str | None = None) -> Callable:
     """Identity of a job's calls across runs: same script, function, arguments and environment.
 
     The job's part is hashed once; each call adds only its own parameters.
+    ``script_sha256`` is the script a run recorded (default: the script as it is now).
     """
-    job_part = canonical_json({"script": job.script_sha256, "function": job.function, "env": job.environment.env_id,
+    job_part = canonical_json({"script": script_sha256 or job.script_sha256, "function": job.function, "env": job.environment.env_id,
                                "args": job.args, "kwargs": job.kwargs}).encode()
     sources = job.sweep.chunk_sources
 
@@ -173,13 +209,9 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
         "output": str(spec.output) if spec.output else None,
         "provenance": _provenance(spec),
     }
-    ledger = Ledger(paths.ledger)
+    ledger = Ledger(paths.ledger, create=True)  # the plan itself is not stored: the sweep regenerates it
     try:
-        for order, job in enumerate(spec.jobs):
-            key = call_keyer(job)
-            ledger.add_calls((job.name, call.index, order, json.dumps(call.params, default=str), key(call))
-                             for call in iter_calls(job))
-        ledger.set_meta("schema_version", SCHEMA_VERSION)
+        ledger.add_jobs((job.name, job.n_calls) for job in spec.jobs)
     finally:
         ledger.close()
     write_atomic(paths.run_info, json.dumps(info, indent=2, default=str))  # last: its presence marks a complete run dir
@@ -296,15 +328,36 @@ def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local
 
 
 def reuse_results(run: Run, earlier: Run) -> int:
-    """Take succeeded calls of an earlier run that are identical (script, function, arguments, environment)."""
-    keys = [key for (key,) in run.ledger.db.execute("SELECT call_key FROM calls WHERE state = 'pending'")]
-    found = earlier.ledger.succeeded_by_key(keys)
+    """Take succeeded calls of an earlier run that are identical (script, function, arguments, environment).
+
+    Both runs' calls are regenerated from their sweeps; the earlier run's keys
+    use the script it recorded, so a script changed since then matches nothing.
+    """
+    recorded = {job["name"]: job["script_sha256"] for job in earlier.info["jobs"]}
+    earlier_states = earlier.ledger.states()
+    done: dict[str, tuple[str, int]] = {}
+    for job in earlier.sweep_spec().jobs:
+        state, key = earlier_states.get(job.name), call_keyer(job, recorded.get(job.name))
+        if state is None or SUCCEEDED_CODE not in state:
+            continue
+        for call in iter_calls(job):
+            if state[call.index] == SUCCEEDED_CODE:
+                done[key(call)] = (job.name, call.index)
     reused = 0
-    with run.ledger.transaction() as db:
-        for job, call, key in db.execute("SELECT job, call, call_key FROM calls WHERE state = 'pending'").fetchall():
-            if key in found:
-                run.ledger.reuse(job, call, found[key])
-                reused += 1
+    for job in run.spec().jobs:
+        key = call_keyer(job)
+        wanted: dict[tuple[str, int], int] = {}
+        for call in iter_calls(job):
+            found = done.get(key(call))
+            if found is not None:
+                wanted[found] = call.index
+        for earlier_job in {name for name, _ in wanted}:
+            records = []
+            for call, record in earlier.ledger.succeeded_records(earlier_job):
+                if (earlier_job, call) in wanted:
+                    records.append({**record, "call": wanted[(earlier_job, call)]})
+            run.ledger.store_record_dicts(job.name, f"reused-from:{earlier.name}", records, {}, 0.0)
+            reused += len(records)
     return reused
 
 
@@ -354,7 +407,7 @@ def list_runs(folder: str | Path | None = None) -> list[dict]:
             ledger = Ledger(RunPaths(info_path.parent).ledger)
             counts = ledger.counts()
             ledger.close()
-        except (OSError, ValueError):
+        except (OSError, ValueError, HogError):
             continue
         found.append({"run_dir": str(info_path.parent), "name": info["name"],
                       "started_at": info.get("provenance", {}).get("started_at"), "counts": counts,

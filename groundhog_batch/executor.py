@@ -8,16 +8,15 @@ are pending again (after a backoff) and run in the next round.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .backends.base import Backend, TaskReport, TaskSubmission
-from .ledger import CallOutcome, CallState, Ledger
-from .plan import Plan, Task, iter_calls
+from .ledger import PENDING, WAITING, Ledger
+from .plan import Plan, PlannedCall, Task, iter_calls
 from .run_paths import RunPaths
 
 ENV_BUILD_FAILED_EXIT = 97
@@ -38,35 +37,24 @@ class Interrupted(Exception):
 class InFlight:
     job: str
     calls: list[int]
-    recorded: set[int] = field(default_factory=set)
 
 
 def retry_backoff_s() -> float:
     return float(os.environ.get("HOG_BATCH_RETRY_BACKOFF_S", "1.0"))
 
 
-def outcome_from_record(job: str, record: dict) -> CallOutcome:
-    """A runner's JSON record as a ledger outcome."""
-    kind = record.get("kind")
-    value = record.get("value")
-    result = None
-    if record.get("ok"):
-        result = json.dumps(value) if kind == "json" else value
-    return CallOutcome(
-        job=job,
-        call=int(record["call"]),
-        ok=bool(record.get("ok")),
-        result_kind=kind if record.get("ok") else None,
-        result=result,
-        result_type=record.get("type"),
-        error=record.get("error"),
-        traceback=record.get("tb"),
-        stdout=record.get("out") or "",
-        stderr=record.get("err") or "",
-        started_at=record.get("t0"),
-        finished_at=record.get("t1"),
-        machinery=bool(record.get("lost")),
-    )
+def failure_record(call: int, error: str) -> dict:
+    """The record of a call the task could not report on (the machinery failed, not the user's code)."""
+    return {"call": call, "ok": False, "kind": None, "value": None, "error": error, "tb": None,
+            "out": "", "err": "", "t0": None, "t1": None, "lost": True}
+
+
+def store_report(ledger: Ledger, job: str, report: TaskReport, retries: dict[str, int], backoff_s: float) -> None:
+    """What a task reported (raw record lines, or decoded records) into the ledger."""
+    if report.lines:
+        ledger.store_records(job, report.task_id, report.lines, retries, backoff_s)
+    if report.records:
+        ledger.store_record_dicts(job, report.task_id, report.records, retries, backoff_s)
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -101,18 +89,17 @@ class Executor:
                 if self._cancel_requested():
                     self._cancel()
                     break
-                pending = self.ledger.calls_in([CallState.PENDING])
-                if not pending and self.in_flight:  # tasks a previous submitter left on a remote endpoint
-                    self._absorb(self.backend.poll(POLL_INTERVAL_S))
-                    continue
-                if not pending:
+                if not self.ledger.has_pending():
+                    if self.in_flight:  # tasks a previous submitter left on a remote endpoint
+                        self._absorb(self.backend.poll(POLL_INTERVAL_S))
+                        continue
                     break
                 now = time.time()
-                ready = [row for row in pending if row.not_before <= now]
-                if not ready:
-                    time.sleep(min(max(min(r.not_before for r in pending) - now, 0.05), 5.0))
+                if not self._any_ready(now):
+                    wake = self.ledger.next_retry_at() or now + 0.05
+                    time.sleep(min(max(wake - now, 0.05), 5.0))
                     continue
-                self._round(ready)
+                self._round()
                 if self._cancel_requested():
                     self._cancel()
                     break
@@ -123,15 +110,18 @@ class Executor:
         self.on_progress(counts)
         return counts
 
-    def _round(self, ready) -> None:
+    def _any_ready(self, now: float) -> bool:
+        states = self.ledger.states()
+        if any(PENDING in state for state in states.values()):
+            return True
+        wake = self.ledger.next_retry_at()
+        return wake is not None and wake <= now
+
+    def _round(self) -> None:
         """Submit the ready calls, as many tasks at once as there are free slots; wait for them all."""
-        by_job: dict[str, set[int]] = {}
-        for row in ready:
-            by_job.setdefault(row.job, set()).add(row.call)
-        generators = [(job, self._tasks_for(job, by_job[job.name])) for job in self.plan.jobs if job.name in by_job]
-        for job, tasks in generators:
+        for job in self.plan.jobs:
             batch: list[Task] = []
-            for task in tasks:
+            for task in self.plan.tasks(job, self._ready_calls(job)):
                 while len(self.in_flight) + len(batch) >= job.max_parallel:
                     if batch:
                         self._submit(batch)
@@ -148,9 +138,17 @@ class Executor:
             if self._cancel_requested():
                 return
 
-    def _tasks_for(self, job, wanted: set[int]) -> Iterator[Task]:
-        calls = (call for call in iter_calls(job) if call.index in wanted)
-        return self.plan.tasks(job, calls)
+    def _ready_calls(self, job) -> Iterator[PlannedCall]:
+        """The job's calls that should run now, regenerated from its sweep (the plan is not stored)."""
+        state = self.ledger.states()[job.name]
+        if PENDING not in state and WAITING not in state:
+            return
+        ready = self.ledger.ready
+        now = time.time()
+        for call in iter_calls(job):
+            code = state[call.index]
+            if code == PENDING or (code == WAITING and ready(job.name, call.index, now, state)):
+                yield call
 
     def _submit(self, tasks: list[Task]) -> None:
         submissions = []
@@ -159,7 +157,7 @@ class Executor:
             payload = self.plan.payload(task).encode()
             script = self.plan.render(task, payload) if self.backend.needs_script else ""
             submissions.append(TaskSubmission(task_id, task.job.name, [c.index for c in task.calls], script, payload))
-        # State first: the calls are in flight before the tasks exist, and each group of backend ids
+        # State first: the tasks are in the ledger before they exist, and each group of backend ids
         # is committed as soon as the backend has it, before the next request.
         self.ledger.mark_submitted([(s.task_id, s.job, s.calls) for s in submissions], self.backend.name)
         for submission in submissions:
@@ -169,58 +167,58 @@ class Executor:
     # --- reports ----------------------------------------------------------------------
 
     def _absorb(self, reports: list[TaskReport]) -> None:
+        """Reports into the ledger, in one transaction; only then may the backend drop its copies.
+
+        The record lines a task sent since the last poll are stored as one block.
+        """
         if not reports:
             return
-        outcomes: list[CallOutcome] = []
-        finished: list[str] = []
+        lines: dict[str, list[bytes]] = {}
         for report in reports:
-            flight = self.in_flight.get(report.task_id)
-            if flight is None:
-                continue
-            deferred = []
-            for record in report.records:
-                if record.get("deferred"):  # the task could not run or report it: again, no attempt counted
-                    deferred.append(int(record["call"]))
-                    flight.recorded.add(int(record["call"]))
+            if report.lines:
+                lines.setdefault(report.task_id, []).append(report.lines)
+        finished: list[str] = []
+        with self.ledger.transaction():
+            for task_id, parts in lines.items():
+                flight = self.in_flight.get(task_id)
+                if flight is not None:
+                    self.ledger.store_records(flight.job, task_id, b"".join(parts), self.retries, self.backoff_s)
+            for report in reports:
+                flight = self.in_flight.get(report.task_id)
+                if flight is None:
                     continue
-                outcome = outcome_from_record(flight.job, record)
-                flight.recorded.add(outcome.call)
-                outcomes.append(outcome)
-            if deferred:
-                self.ledger.requeue(flight.job, deferred)
-            if report.finished:
-                outcomes += self._unreported(flight, report)
-                finished.append(report.task_id)
-        self.ledger.record(outcomes, self.retries, self.backoff_s)
+                if report.records:
+                    self.ledger.store_record_dicts(flight.job, report.task_id, report.records, self.retries, self.backoff_s)
+                if report.finished:
+                    self._unreported(flight, report)
+                    self.ledger.finish_task(report.task_id)
+                    finished.append(report.task_id)
         for task_id in finished:
-            self.ledger.finish_task(task_id)
             self.backend.forget(task_id)
             del self.in_flight[task_id]
-        if time.monotonic() - self._progress_at > PROGRESS_INTERVAL_S:  # counting scans the ledger: not per result
+        if time.monotonic() - self._progress_at > PROGRESS_INTERVAL_S:
             self._progress_at = time.monotonic()
             self.on_progress(self.ledger.counts())
 
-    def _unreported(self, flight: InFlight, report: TaskReport) -> list[CallOutcome]:
+    def _unreported(self, flight: InFlight, report: TaskReport) -> None:
         """Outcomes for the calls a finished task said nothing about."""
-        missing = [call for call in flight.calls if call not in flight.recorded]
+        missing = self.ledger.unreported(flight.job, flight.calls)
         if not missing:
-            return []
+            return
         tail = report.stderr_tail.strip()
         detail = f"\n{tail}" if tail else ""
         if report.failure:
             error = f"TaskFailed: {report.failure}{detail}"
-            return [CallOutcome(flight.job, call, ok=False, error=error, machinery=True) for call in missing]
-        if report.returncode == ENV_BUILD_FAILED_EXIT:
+        elif report.returncode == ENV_BUILD_FAILED_EXIT:
             error = f"EnvironmentBuildFailed: the task's uv environment could not be built{detail}"
-            return [CallOutcome(flight.job, call, ok=False, error=error, machinery=True) for call in missing]
-        if not report.saw_delimiter:
+        elif not report.saw_delimiter:
             error = f"TaskFailed: {describe_exit(report.returncode)} before the runner started{detail}"
-            return [CallOutcome(flight.job, call, ok=False, error=error, machinery=True) for call in missing]
-        # The runner itself died: the first missing call was running, the rest never started.
-        first, rest = missing[0], missing[1:]
-        self.ledger.requeue(flight.job, rest)
-        error = f"TaskFailed: {describe_exit(report.returncode)} while this call ran{detail}"
-        return [CallOutcome(flight.job, first, ok=False, error=error, machinery=True)]
+        else:  # the runner itself died: the first missing call was running, the rest never started
+            self.ledger.requeue(flight.job, missing[1:])
+            missing = missing[:1]
+            error = f"TaskFailed: {describe_exit(report.returncode)} while this call ran{detail}"
+        self.ledger.store_record_dicts(flight.job, report.task_id, [failure_record(call, error) for call in missing],
+                                       self.retries, self.backoff_s)
 
     # --- stopping ---------------------------------------------------------------------
 
@@ -256,25 +254,30 @@ class Executor:
 
 def recover_abandoned(ledger: Ledger, backend: Backend, retries: dict[str, int],
                       backoff_s: float = 0.0) -> list[tuple[str, str, list[int]]]:
-    """Tasks a dead submitter left: keep what they recorded, make the rest pending again.
+    """Tasks a dead submitter left: keep what they recorded; their other calls are pending again.
 
     Returns the tasks the backend follows again (task_id, job, calls): a remote
     endpoint's tasks go on running, and their results are still to come.
     """
     abandoned = ledger.tasks_in_flight()
     followed = []
+    done = []
     if abandoned:
         reports = backend.reattach(abandoned)
-        for (task_id, job, _external_id, calls), report in zip(abandoned, reports, strict=True):
-            if not report.finished:
-                followed.append((task_id, job, calls))
-                continue
-            ledger.record([outcome_from_record(job, record) for record in report.records if not record.get("deferred")],
-                          retries, backoff_s)
-            ledger.finish_task(task_id, "abandoned")
-            backend.forget(task_id)
-    ledger.requeue_in_flight(keep_tasks=[task_id for task_id, _, _ in followed])
+        with ledger.transaction():
+            for (task_id, job, _external_id, calls), report in zip(abandoned, reports, strict=True):
+                if not report.finished:
+                    followed.append((task_id, job, calls))
+                    continue
+                store_report(ledger, job, report, retries, backoff_s)
+                ledger.finish_task(task_id, "abandoned")
+                done.append(task_id)
+            ledger.requeue_in_flight(keep_tasks=[task_id for task_id, _, _ in followed])
+    else:
+        ledger.reload()
+    for task_id in done:
+        backend.forget(task_id)
     return followed
 
 
-__all__ = ["Executor", "Interrupted", "outcome_from_record", "recover_abandoned"]
+__all__ = ["Executor", "Interrupted", "failure_record", "recover_abandoned", "store_report"]

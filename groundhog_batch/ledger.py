@@ -1,18 +1,40 @@
 """The run's state on disk: one SQLite database in WAL mode, written as things happen.
 
-Every transition is committed before anything depends on it: calls are
-recorded as planned before the first task starts, a task's calls are marked
-submitted (with the backend's id for the task) before the submitter moves on,
-and each result is committed as it arrives. A killed submitter therefore
-loses nothing but the calls that were running, which ``resume`` runs again.
-A succeeded call is never overwritten.
+The plan is not stored: a job's calls are its sweep's points, numbered
+0..n_calls-1, and are regenerated from the snapshotted manifest whenever
+they are needed. The ledger records only what happened:
+
+- ``tasks``: every task submitted, with its calls (as ranges), its backend id
+  and when it was submitted and finished;
+- ``blocks``: the records of succeeded calls, one row per block of records a
+  task reported, stored as the runner wrote them (JSON lines, zlib-compressed)
+  and parsed only when the results are read;
+- ``failures``: per failed call, its attempts so far, whether it waits for a
+  retry or failed for good, and the record of its last attempt;
+- ``cancelled``: the calls ``cancel`` stopped, as ranges.
+
+A call's state is derived: succeeded if a block holds it, failed if its
+failure is final, cancelled if a cancel covered it, submitted if a task in
+flight holds it, pending otherwise. Every write is committed before anything
+depends on it (a task's records before its records file is removed, a task
+before it starts). A killed submitter therefore loses nothing but the calls
+that were running, and those are pending again by construction. A succeeded
+call is never overwritten and never stored twice.
+
+Reading API (for ``status``, ``logs``, reports): :meth:`Ledger.counts`,
+:meth:`Ledger.counts_by_job`, :meth:`Ledger.failed_calls`,
+:meth:`Ledger.call_record`, :meth:`Ledger.task_times` and the streaming
+:meth:`Ledger.iter_calls`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
+import zlib
+from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +42,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from .errors import RunError
+
+SCHEMA_VERSION = 2
 
 
 class CallState(str, Enum):
@@ -41,60 +65,97 @@ class CallState(str, Enum):
         return CallState.PENDING.value if self.in_flight else self.value
 
 
-@dataclass
-class CallOutcome:
-    """One finished attempt of one call, as a task reported it."""
+# A job's call states in memory: one byte per call.
+PENDING, SUBMITTED, SUCCEEDED, FAILED, CANCELLED, WAITING = range(6)  # WAITING: pending, after a retry backoff
+CODE_STATES = (CallState.PENDING, CallState.SUBMITTED, CallState.SUCCEEDED, CallState.FAILED, CallState.CANCELLED,
+               CallState.PENDING)
+_TO_SUBMITTED = bytes(SUBMITTED if code in (PENDING, WAITING) else code for code in range(256))
+_TO_CANCELLED = bytes(CANCELLED if code in (PENDING, SUBMITTED, WAITING) else code for code in range(256))
+_UNFINISHED = re.compile(b"[\x00\x01\x05]+")
 
-    job: str
-    call: int
-    ok: bool
-    result_kind: str | None = None  # json | pickle
-    result: str | None = None  # JSON text, or base64 pickle
-    result_type: str | None = None
-    error: str | None = None
-    traceback: str | None = None
-    stdout: str = ""
-    stderr: str = ""
-    started_at: float | None = None
-    finished_at: float | None = None
-    machinery: bool = False  # the machinery failed (killed process, environment build), not the user's code
+# The head of a success record as the runner writes it (json.dumps of its dict, keys in order).
+# Blocks whose lines all match are stored without decoding; anything else is parsed line by line.
+_OK_HEAD = re.compile(rb'^\{"call": (\d+), "ok": true[,}]', re.M)
 
 
 @dataclass(frozen=True)
-class CallRow:
+class CallRecord:
+    """One call as the ledger knows it: its state, attempts, and the record of its last attempt (if any)."""
+
     job: str
     call: int
     state: CallState
     attempts: int
-    not_before: float
+    record: dict[str, Any] | None  # the runner's record: ok, kind, value, error, tb, out, err, t0, t1
+
+    @property
+    def error(self) -> str | None:
+        return self.record.get("error") if self.record else None
+
+    @property
+    def traceback(self) -> str | None:
+        return self.record.get("tb") if self.record else None
+
+    @property
+    def stdout(self) -> str:
+        return (self.record.get("out") if self.record else None) or ""
+
+    @property
+    def stderr(self) -> str:
+        return (self.record.get("err") if self.record else None) or ""
+
+    @property
+    def started_at(self) -> float | None:
+        return self.record.get("t0") if self.record else None
+
+    @property
+    def finished_at(self) -> float | None:
+        return self.record.get("t1") if self.record else None
+
+
+@dataclass(frozen=True)
+class TaskTimes:
+    task_id: str
+    job: str
+    state: str  # submitted | done | abandoned | cancelled
+    n_calls: int
+    submitted_at: float | None
+    finished_at: float | None
+
+
+def encode_ranges(calls: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``: a task's calls, compactly."""
+    if not calls:
+        return ""
+    if calls[-1] - calls[0] + 1 == len(calls) and calls == list(range(calls[0], calls[-1] + 1)):
+        return f"{calls[0]}-{calls[-1]}"
+    parts, start, prev = [], calls[0], calls[0]
+    for call in calls[1:]:
+        if call != prev + 1:
+            parts.append(f"{start}-{prev}" if prev > start else str(start))
+            start = call
+        prev = call
+    parts.append(f"{start}-{prev}" if prev > start else str(start))
+    return ",".join(parts)
+
+
+def decode_ranges(text: str) -> list[tuple[int, int]]:
+    """``"0-2,5"`` -> ``[(0, 3), (5, 6)]`` (half-open)."""
+    spans = []
+    for part in text.split(",") if text else ():
+        first, _, last = part.partition("-")
+        spans.append((int(first), int(last or first) + 1))
+    return spans
+
+
+def expand_ranges(text: str) -> list[int]:
+    return [call for start, stop in decode_ranges(text) for call in range(start, stop)]
 
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS calls (
-    job TEXT NOT NULL,
-    call INTEGER NOT NULL,
-    job_order INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    not_before REAL NOT NULL DEFAULT 0,
-    params TEXT NOT NULL,
-    call_key TEXT,
-    task_id TEXT,
-    result_kind TEXT,
-    result TEXT,
-    result_type TEXT,
-    error TEXT,
-    traceback TEXT,
-    stdout TEXT,
-    stderr TEXT,
-    started_at REAL,
-    finished_at REAL,
-    PRIMARY KEY (job, call)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state);
-CREATE INDEX IF NOT EXISTS calls_by_key ON calls (call_key);
-CREATE TABLE IF NOT EXISTS tasks (
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (job TEXT PRIMARY KEY, job_order INTEGER NOT NULL, n_calls INTEGER NOT NULL);
+CREATE TABLE tasks (
     task_id TEXT PRIMARY KEY,
     job TEXT NOT NULL,
     backend TEXT NOT NULL,
@@ -102,26 +163,76 @@ CREATE TABLE IF NOT EXISTS tasks (
     group_id TEXT,
     state TEXT NOT NULL,
     calls TEXT NOT NULL,
+    n_calls INTEGER NOT NULL,
     submitted_at REAL,
     finished_at REAL
 );
+CREATE INDEX tasks_by_state ON tasks (state);
+CREATE TABLE blocks (
+    block INTEGER PRIMARY KEY,
+    job TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    n_ok INTEGER NOT NULL,
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    ok_calls BLOB,
+    records BLOB NOT NULL
+);
+CREATE INDEX blocks_by_call ON blocks (job, lo);
+CREATE TABLE failures (
+    job TEXT NOT NULL,
+    call INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    final INTEGER NOT NULL,
+    not_before REAL NOT NULL DEFAULT 0,
+    record TEXT NOT NULL,
+    PRIMARY KEY (job, call)
+) WITHOUT ROWID;
+CREATE TABLE cancelled (job TEXT PRIMARY KEY, ranges TEXT NOT NULL);
 """
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    """A run's ledger. Only ``submit`` creates one (``create=True``); everything else opens an existing one."""
+
+    def __init__(self, path: Path, create: bool = False) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        if create:
+            if path.exists():
+                raise RunError(message=f"{path} already exists", hint="a new run needs a new run directory")
+            self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        else:
+            try:
+                self.db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30.0,
+                                          isolation_level=None, check_same_thread=False)
+            except sqlite3.Error:
+                raise RunError(message=f"the run's ledger {path} is missing or cannot be opened",
+                               hint="a run directory without its ledger cannot be resumed or collected; "
+                               "submit the manifest again") from None
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            if create:
+                self.db.executescript(_SCHEMA)
+            else:
+                self.check_schema_version()
+        except RunError:
+            self.db.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise RunError(message=f"the run's ledger {path} is damaged ({exc})",
+                           hint="it cannot be trusted: submit the manifest again into a new run directory") from None
         self._in_transaction = False
+        self._states: dict[str, bytearray] | None = None
+        self._not_before: dict[tuple[str, int], float] = {}
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, committed write; nested uses join the outer one."""
         if self._in_transaction:
             yield self.db
             return
@@ -132,6 +243,7 @@ class Ledger:
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
+            self._states = None  # memory may be ahead of the disk: read it again
             raise
         finally:
             self._in_transaction = False
@@ -147,99 +259,178 @@ class Ledger:
         return json.loads(row[0]) if row else default
 
     def check_schema_version(self) -> None:
-        """Refuse a ledger written by a newer hog-batch, whose format this one may not know."""
-        found = self.get_meta("schema_version", SCHEMA_VERSION)
+        """Refuse a ledger this hog-batch cannot read: empty, damaged, or of another format."""
+        try:
+            found = self.get_meta("schema_version")
+        except sqlite3.DatabaseError:
+            found = None
+        if found is None:
+            raise RunError(message=f"the run's ledger {self.path} is empty or damaged: it holds no run",
+                           hint="it cannot be trusted: submit the manifest again into a new run directory")
         if found > SCHEMA_VERSION:
-            from .errors import RunError
-
             raise RunError(message=f"this run was written by a newer hog-batch (ledger format {found}, this one knows {SCHEMA_VERSION})",
                            hint="upgrade hog-batch: pip install -U hog-batch")
+        if found < SCHEMA_VERSION:
+            raise RunError(message=f"this run was written by an older hog-batch (ledger format {found}, this one reads {SCHEMA_VERSION})",
+                           hint="finish or collect it with the hog-batch version that started it")
 
     # --- planning ---------------------------------------------------------------------
 
-    def add_calls(self, rows: Iterable[tuple[str, int, int, str, str]], batch_size: int = 20_000) -> int:
-        """Record planned calls: (job, call, job_order, params JSON, call key). Existing calls are kept."""
-        count = 0
-        batch: list[tuple[str, int, int, str, str]] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= batch_size:
-                count += self._insert_calls(batch)
-                batch = []
-        if batch:
-            count += self._insert_calls(batch)
-        return count
-
-    def _insert_calls(self, batch: list[tuple[str, int, int, str, str]]) -> int:
+    def add_jobs(self, jobs: Iterable[tuple[str, int]]) -> None:
+        """The run's jobs, in order, and how many calls each has (their calls are not stored)."""
         with self.transaction() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO calls (job, call, job_order, state, params, call_key) VALUES (?, ?, ?, 'pending', ?, ?)",
-                batch,
-            )
-        return len(batch)
+            db.executemany("INSERT INTO jobs VALUES (?, ?, ?)", [(name, order, n) for order, (name, n) in enumerate(jobs)])
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),))
 
-    # --- reading state ----------------------------------------------------------------
+    def jobs(self) -> dict[str, int]:
+        """Job name -> number of calls, in plan order."""
+        return dict(self.db.execute("SELECT job, n_calls FROM jobs ORDER BY job_order"))
+
+    # --- call states ------------------------------------------------------------------
+
+    def states(self) -> dict[str, bytearray]:
+        """Every call's state code (PENDING, SUBMITTED, ...), one byte per call, per job; kept up to date in memory."""
+        if self._states is None:
+            self._states = self._load_states()
+        return self._states
+
+    def _load_states(self) -> dict[str, bytearray]:
+        states = {job: bytearray(n) for job, n in self.jobs().items()}
+        self._not_before = {}
+        for job, call, final, not_before in self.db.execute("SELECT job, call, final, not_before FROM failures"):
+            states[job][call] = FAILED if final else WAITING
+            if not final:
+                self._not_before[(job, call)] = not_before
+        for job, calls in self.db.execute("SELECT job, calls FROM tasks WHERE state = 'submitted'"):
+            state = states[job]
+            for start, stop in decode_ranges(calls):
+                state[start:stop] = state[start:stop].translate(_TO_SUBMITTED)
+        for job, ranges in self.db.execute("SELECT job, ranges FROM cancelled"):
+            state = states[job]
+            for start, stop in decode_ranges(ranges):
+                state[start:stop] = state[start:stop].translate(_TO_CANCELLED)
+        for job, lo, hi, ok_calls in self.db.execute("SELECT job, lo, hi, ok_calls FROM blocks"):
+            state = states[job]
+            if ok_calls is None:
+                state[lo:hi + 1] = bytes([SUCCEEDED]) * (hi + 1 - lo)
+            else:
+                for call in array("i", ok_calls):
+                    state[call] = SUCCEEDED
+        return states
+
+    def reload(self) -> None:
+        self._states = None
+
+    def ready(self, job: str, call: int, now: float, state: bytearray | None = None) -> bool:
+        """Whether the call should run now: pending, or waiting for a retry whose backoff is over."""
+        code = (state if state is not None else self.states()[job])[call]
+        return code == PENDING or (code == WAITING and self._not_before.get((job, call), 0.0) <= now)
+
+    def next_retry_at(self) -> float | None:
+        """When the first call waiting for a retry may run (None: none waits)."""
+        states = self.states()
+        times = [t for (job, call), t in self._not_before.items() if states[job][call] == WAITING]
+        return min(times) if times else None
+
+    def has_pending(self) -> bool:
+        return any(PENDING in state or WAITING in state for state in self.states().values())
+
+    # --- reading ------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
+        """Calls per state (every CallState is a key)."""
         found = dict.fromkeys((s.value for s in CallState), 0)
-        for state, n in self.db.execute("SELECT state, COUNT(*) FROM calls GROUP BY state"):
-            found[state] = n
+        for job_counts in self.counts_by_job().values():
+            for key, n in job_counts.items():
+                found[key] += n
         return found
 
     def counts_by_job(self) -> dict[str, dict[str, int]]:
+        """Calls per state, per job in plan order."""
         found: dict[str, dict[str, int]] = {}
-        for job, state, n in self.db.execute("SELECT job, state, COUNT(*) FROM calls GROUP BY job, state ORDER BY MIN(job_order)"):
-            found.setdefault(job, dict.fromkeys((s.value for s in CallState), 0))[state] = n
+        for job, state in self.states().items():
+            counts = found[job] = dict.fromkeys((s.value for s in CallState), 0)
+            for code, call_state in enumerate(CODE_STATES):
+                counts[call_state.value] += state.count(code)
         return found
 
-    def calls_in(self, states: Iterable[CallState], job: str | None = None) -> list[CallRow]:
-        names = [s.value for s in states]
-        marks = ",".join("?" * len(names))
-        query = f"SELECT job, call, state, attempts, not_before FROM calls WHERE state IN ({marks})"
-        params: list[Any] = names
-        if job is not None:
-            query += " AND job = ?"
-            params = [*names, job]
-        query += " ORDER BY job_order, call"
-        return [CallRow(j, c, CallState(s), a, nb) for j, c, s, a, nb in self.db.execute(query, params)]
+    def failures(self, limit: int | None = 20) -> list[tuple[str, int, str]]:
+        """Failed calls as (job, call, first line of the error), in plan order."""
+        return [(r.job, r.call, (r.error or "").splitlines()[0] if r.error else "") for r in self.failed_calls(limit)]
 
-    def failures(self, limit: int = 20) -> list[tuple[str, int, str]]:
+    def failed_calls(self, limit: int | None = None) -> list[CallRecord]:
+        """Calls that failed for good, in plan order, with their last attempt's error, traceback, stdout, stderr."""
         rows = self.db.execute(
-            "SELECT job, call, COALESCE(error, '') FROM calls WHERE state = 'failed' ORDER BY job_order, call LIMIT ?", (limit,)
-        )
-        return [(job, call, error.splitlines()[0] if error else "") for job, call, error in rows]
+            "SELECT f.job, f.call, f.attempts, f.record FROM failures f JOIN jobs j ON j.job = f.job"
+            " WHERE f.final = 1 ORDER BY j.job_order, f.call LIMIT ?", (-1 if limit is None else limit,))
+        return [CallRecord(job, call, CallState.FAILED, attempts, json.loads(record)) for job, call, attempts, record in rows]
 
-    def iter_result_rows(self) -> Iterator[tuple]:
-        yield from self.db.execute(
-            "SELECT job, call, params, state, result_kind, result, result_type, error, traceback, stdout, stderr,"
-            " attempts, started_at, finished_at FROM calls ORDER BY job_order, call"
-        )
+    def call_record(self, job: str, call: int) -> CallRecord | None:
+        """One call: its state, attempts and last record; None if the run has no such call."""
+        state = self.states().get(job)
+        if state is None or not 0 <= call < len(state):
+            return None
+        code = state[call]
+        failure = self.db.execute("SELECT attempts, record FROM failures WHERE job = ? AND call = ?", (job, call)).fetchone()
+        attempts = failure[0] if failure else 0
+        record = json.loads(failure[1]) if failure else None
+        if code == SUCCEEDED:
+            attempts += 1
+            for ok_calls, records in self.db.execute(
+                    "SELECT ok_calls, records FROM blocks WHERE job = ? AND lo <= ? AND hi >= ?", (job, call, call)):
+                if ok_calls is None or call in array("i", ok_calls):
+                    record = next(r for c, r in _success_records(records) if c == call)
+                    break
+        return CallRecord(job, call, CODE_STATES[code], attempts, record)
 
-    def succeeded_by_key(self, keys: list[str]) -> dict[str, tuple]:
-        found = {}
-        for i in range(0, len(keys), 500):
-            part = keys[i : i + 500]
-            marks = ",".join("?" * len(part))
-            for row in self.db.execute(
-                f"SELECT call_key, result_kind, result, result_type, stdout, stderr, started_at, finished_at"
-                f" FROM calls WHERE state = 'succeeded' AND call_key IN ({marks})",
-                part,
-            ):
-                found[row[0]] = row[1:]
-        return found
+    def task_times(self) -> list[TaskTimes]:
+        """Every task: its job, state, number of calls, and when it was submitted and finished (epoch seconds)."""
+        return [TaskTimes(*row) for row in self.db.execute(
+            "SELECT task_id, job, state, n_calls, submitted_at, finished_at FROM tasks ORDER BY submitted_at, task_id")]
 
-    # --- transitions ------------------------------------------------------------------
+    def iter_calls(self, job: str, window: int = 20_000) -> Iterator[CallRecord]:
+        """Every call of ``job`` in plan order, with its last record; memory is bounded by ``window`` calls."""
+        state = self.states()[job]
+        spans = sorted(self.db.execute("SELECT lo, hi, block FROM blocks WHERE job = ?", (job,)).fetchall())
+        parsed: dict[int, tuple[int, dict[int, dict]]] = {}  # block -> (hi, its success records), while needed
+        next_span = 0
+        for start in range(0, len(state), window):
+            stop = min(start + window, len(state))
+            while next_span < len(spans) and spans[next_span][0] < stop:
+                lo, hi, block = spans[next_span]
+                (records,) = self.db.execute("SELECT records FROM blocks WHERE block = ?", (block,)).fetchone()
+                parsed[block] = (hi, dict(_success_records(records)))
+                next_span += 1
+            successes: dict[int, dict] = {}
+            for hi, records in parsed.values():
+                if hi >= start:
+                    successes.update((c, r) for c, r in records.items() if start <= c < stop)
+            for block in [b for b, (hi, _) in parsed.items() if hi < stop]:
+                del parsed[block]
+            failures = {call: (attempts, record) for call, attempts, record in self.db.execute(
+                "SELECT call, attempts, record FROM failures WHERE job = ? AND call >= ? AND call < ?", (job, start, stop))}
+            for call in range(start, stop):
+                code = state[call]
+                attempts, record = failures.get(call, (0, None))
+                if code == SUCCEEDED:
+                    yield CallRecord(job, call, CallState.SUCCEEDED, attempts + 1, successes.get(call))
+                else:
+                    yield CallRecord(job, call, CODE_STATES[code], attempts,
+                                     json.loads(record) if record is not None else None)
+
+    # --- tasks --------------------------------------------------------------------------
 
     def mark_submitted(self, tasks: list[tuple[str, str, list[int]]], backend: str) -> None:
-        """These tasks (task_id, job, calls) exist now: their calls are in flight and attempted once more."""
+        """These tasks (task_id, job, calls) are about to start: committed first, so their calls are in flight."""
         now = time.time()
         with self.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, NULL, NULL, 'submitted', ?, ?, NULL)",
-                           [(task_id, job, backend, json.dumps(calls), now) for task_id, job, calls in tasks])
-            db.executemany(
-                "UPDATE calls SET state = 'submitted', task_id = ?, attempts = attempts + 1 WHERE job = ? AND call = ? AND state != 'succeeded'",
-                [(task_id, job, call) for task_id, job, calls in tasks for call in calls],
-            )
+            db.executemany("INSERT INTO tasks VALUES (?, ?, ?, NULL, NULL, 'submitted', ?, ?, ?, NULL)",
+                           [(task_id, job, backend, encode_ranges(calls), len(calls), now) for task_id, job, calls in tasks])
+        states = self.states()
+        for _, job, calls in tasks:
+            state = states[job]
+            for start, stop in decode_ranges(encode_ranges(calls)):
+                state[start:stop] = state[start:stop].translate(_TO_SUBMITTED)
 
     def set_external_ids(self, pairs: list[tuple[str, str]], group_id: str | None = None) -> None:
         """Backend ids of tasks just accepted, in one transaction (and the backend's group id)."""
@@ -250,96 +441,174 @@ class Ledger:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('group_id', ?)", (json.dumps(group_id),))
 
     def tasks_in_flight(self) -> list[tuple[str, str, str | None, list[int]]]:
+        """Tasks submitted and not finished: (task_id, job, backend id, calls)."""
         rows = self.db.execute("SELECT task_id, job, external_id, calls FROM tasks WHERE state = 'submitted' ORDER BY submitted_at")
-        return [(task_id, job, external_id, json.loads(calls)) for task_id, job, external_id, calls in rows]
+        return [(task_id, job, external_id, expand_ranges(calls)) for task_id, job, external_id, calls in rows]
 
     def finish_task(self, task_id: str, state: str = "done") -> None:
         with self.transaction() as db:
             db.execute("UPDATE tasks SET state = ?, finished_at = ? WHERE task_id = ?", (state, time.time(), task_id))
 
-    def record(self, outcomes: Iterable[CallOutcome], retries: dict[str, int], backoff_s: float) -> list[CallOutcome]:
-        """Store finished attempts in one transaction; failures with retries left go back to pending.
+    def unreported(self, job: str, calls: list[int]) -> list[int]:
+        """Those of a task's calls that are still in flight: it has said nothing about them."""
+        state = self.states()[job]
+        return [call for call in calls if state[call] == SUBMITTED]
 
-        Returns the outcomes that were final (not retried). A result for a call
-        that already succeeded is ignored: a succeeded call is never overwritten.
+    # --- results ------------------------------------------------------------------------
+
+    def store_records(self, job: str, task_id: str, lines: bytes, retries: dict[str, int], backoff_s: float) -> None:
+        """A block of a task's records (JSON lines, as the runner wrote them), in one transaction.
+
+        Successes are stored as the block itself, not decoded. Failures with
+        retries left wait for their backoff; deferred calls are pending again
+        with no attempt counted. A call that already succeeded keeps its result.
         """
-        final: list[CallOutcome] = []
-        now = time.time()
-        outcomes = list(outcomes)
-        succeeded = [o for o in outcomes if o.ok]
+        if not lines:
+            return
+        if not lines.endswith(b"\n"):
+            lines += b"\n"
+        state = self.states()[job]
+        ok_calls = [int(c) for c in _OK_HEAD.findall(lines)]
+        other: list[dict] = []
+        n = len(ok_calls)
+        if n != lines.count(b"\n") or not n or ok_calls != list(range(ok_calls[0], ok_calls[0] + n)) \
+                or SUCCEEDED in state[ok_calls[0]:ok_calls[0] + n]:
+            lines, ok_calls, other = _sort_block(lines, state)
+            n = len(ok_calls)
         with self.transaction() as db:
-            # Successes need no decision: one statement for all of them.
-            db.executemany(
-                "UPDATE calls SET state = 'succeeded', attempts = MAX(attempts, 1), not_before = 0, result_kind = ?,"
-                " result = ?, result_type = ?, error = NULL, traceback = NULL, stdout = ?, stderr = ?, started_at = ?,"
-                " finished_at = ? WHERE job = ? AND call = ? AND state != 'succeeded'",
-                [(o.result_kind, o.result, o.result_type, o.stdout, o.stderr, o.started_at, o.finished_at, o.job, o.call)
-                 for o in succeeded],
-            )
-            final += succeeded
-            for o in outcomes:
-                if o.ok:
-                    continue
-                row = db.execute("SELECT state, attempts FROM calls WHERE job = ? AND call = ?", (o.job, o.call)).fetchone()
-                if row is None or row[0] == CallState.SUCCEEDED.value:
-                    continue
-                attempts = max(row[1], 1)
-                retry = not o.ok and attempts <= retries.get(o.job, 0)
-                state = CallState.SUCCEEDED if o.ok else (CallState.PENDING if retry else CallState.FAILED)
-                not_before = now + backoff_s * 2 ** (attempts - 1) if retry else 0
-                db.execute(
-                    "UPDATE calls SET state = ?, attempts = ?, not_before = ?, result_kind = ?, result = ?, result_type = ?,"
-                    " error = ?, traceback = ?, stdout = ?, stderr = ?, started_at = ?, finished_at = ?"
-                    " WHERE job = ? AND call = ?",
-                    (state.value, attempts, min(not_before, now + 300), o.result_kind, o.result, o.result_type, o.error,
-                     o.traceback, o.stdout, o.stderr, o.started_at, o.finished_at, o.job, o.call),
-                )
-                if not retry:
-                    final.append(o)
-        return final
+            if n:
+                lo, hi = min(ok_calls), max(ok_calls)
+                contiguous = hi - lo + 1 == n
+                db.execute("INSERT INTO blocks (job, task_id, n_ok, lo, hi, ok_calls, records) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (job, task_id, n, lo, hi, None if contiguous else array("i", ok_calls).tobytes(),
+                            zlib.compress(lines, 1)))
+            for record in other:
+                self._store_other(db, job, record, state, retries, backoff_s)
+        if n:
+            if contiguous:
+                state[lo:hi + 1] = bytes([SUCCEEDED]) * n
+            else:
+                for call in ok_calls:
+                    state[call] = SUCCEEDED
 
-    def requeue(self, job: str, calls: Iterable[int], count_attempt: bool = False) -> None:
-        """Calls that did not run (their task died before them) go back to pending."""
-        delta = 0 if count_attempt else 1
-        with self.transaction() as db:
-            db.executemany(
-                "UPDATE calls SET state = 'pending', attempts = MAX(attempts - ?, 0) WHERE job = ? AND call = ? AND state IN ('submitted', 'running')",
-                [(delta, job, call) for call in calls],
-            )
+    def store_record_dicts(self, job: str, task_id: str, records: list[dict], retries: dict[str, int], backoff_s: float) -> None:
+        """Records already decoded (a remote backend's, the submitter's own): stored like a block of lines."""
+        self.store_records(job, task_id, b"".join(json.dumps(r).encode() + b"\n" for r in records), retries, backoff_s)
+
+    def _store_other(self, db: sqlite3.Connection, job: str, record: dict, state: bytearray, retries: dict[str, int],
+                     backoff_s: float) -> None:
+        call = int(record["call"])
+        if not 0 <= call < len(state) or state[call] == SUCCEEDED:
+            return
+        if record.get("deferred"):  # the task could not run it: pending again, no attempt counted
+            if state[call] == SUBMITTED:
+                state[call] = PENDING
+            return
+        row = db.execute("SELECT attempts FROM failures WHERE job = ? AND call = ?", (job, call)).fetchone()
+        attempts = (row[0] if row else 0) + 1
+        retry = attempts <= retries.get(job, 0)
+        now = time.time()
+        not_before = min(now + backoff_s * 2 ** (attempts - 1), now + 300) if retry else 0.0
+        db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
+                   (job, call, attempts, 0 if retry else 1, not_before, json.dumps(record)))
+        state[call] = WAITING if retry else FAILED
+        if retry:
+            self._not_before[(job, call)] = not_before
+
+    def requeue(self, job: str, calls: Iterable[int]) -> None:
+        """Calls a task will not run (it died before them) are pending again; nothing to write."""
+        state = self.states()[job]
+        for call in calls:
+            if state[call] == SUBMITTED:
+                state[call] = PENDING
 
     def requeue_in_flight(self, keep_tasks: Iterable[str] = ()) -> int:
-        """After a crash of the submitter: calls it had in flight are pending again, but for tasks still followed."""
+        """After a crash of the submitter: its tasks are abandoned (their unreported calls pending), but those still followed."""
         keep = list(keep_tasks)
         marks = ",".join("?" * len(keep))
-        spared = f" AND (task_id IS NULL OR task_id NOT IN ({marks}))" if keep else ""
         with self.transaction() as db:
-            cursor = db.execute(
-                "UPDATE calls SET state = 'pending', attempts = MAX(attempts - 1, 0)"
-                f" WHERE state IN ('submitted', 'running'){spared}", keep)
-            db.execute(f"UPDATE tasks SET state = 'abandoned' WHERE state = 'submitted'"
-                       f"{' AND task_id NOT IN (' + marks + ')' if keep else ''}", keep)
-            return cursor.rowcount
+            before = self.counts()["submitted"]
+            db.execute(f"UPDATE tasks SET state = 'abandoned', finished_at = COALESCE(finished_at, ?) WHERE state = 'submitted'"
+                       f"{' AND task_id NOT IN (' + marks + ')' if keep else ''}", [time.time(), *keep])
+            self.reload()
+            return before - self.counts()["submitted"]
 
     def reset_failed(self) -> int:
+        """Failed calls are pending again, their attempts counted from zero."""
         with self.transaction() as db:
-            return db.execute("UPDATE calls SET state = 'pending', attempts = 0, not_before = 0 WHERE state = 'failed'").rowcount
+            n = db.execute("UPDATE failures SET final = 0, attempts = 0, not_before = 0 WHERE final = 1").rowcount
+        self.reload()
+        return n
 
     def reset_cancelled(self) -> int:
+        """Cancelled calls are pending again."""
+        n = self.counts()["cancelled"]
         with self.transaction() as db:
-            return db.execute("UPDATE calls SET state = 'pending', not_before = 0 WHERE state = 'cancelled'").rowcount
+            db.execute("DELETE FROM cancelled")
+            db.execute("UPDATE failures SET not_before = 0 WHERE final = 0")
+        self.reload()
+        return n
 
     def cancel_unfinished(self) -> int:
+        """Every call not finished (pending, waiting or in flight) is cancelled."""
+        states = self.states()
         with self.transaction() as db:
-            db.execute("UPDATE tasks SET state = 'cancelled' WHERE state = 'submitted'")
-            return db.execute(
-                "UPDATE calls SET state = 'cancelled' WHERE state IN ('pending', 'submitted', 'running')"
-            ).rowcount
+            db.execute("UPDATE tasks SET state = 'cancelled', finished_at = ? WHERE state = 'submitted'", (time.time(),))
+            total = 0
+            for job, state in states.items():
+                spans = [(m.start(), m.end()) for m in _UNFINISHED.finditer(state)]
+                total += sum(stop - start for start, stop in spans)
+                if spans:
+                    known = db.execute("SELECT ranges FROM cancelled WHERE job = ?", (job,)).fetchone()
+                    text = ",".join(f"{start}-{stop - 1}" for start, stop in spans)
+                    db.execute("INSERT OR REPLACE INTO cancelled VALUES (?, ?)", (job, f"{known[0]},{text}" if known else text))
+        self.reload()
+        return total
 
-    def reuse(self, job: str, call: int, found: tuple) -> None:
-        kind, result, result_type, stdout, stderr, started_at, finished_at = found
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE calls SET state = 'succeeded', result_kind = ?, result = ?, result_type = ?, stdout = ?, stderr = ?,"
-                " started_at = ?, finished_at = ?, error = NULL, traceback = NULL WHERE job = ? AND call = ? AND state != 'succeeded'",
-                (kind, result, result_type, stdout, stderr, started_at, finished_at, job, call),
-            )
+    def succeeded_records(self, job: str) -> Iterator[tuple[int, dict]]:
+        """(call, record) of every succeeded call of ``job``, in no particular order."""
+        for (records,) in self.db.execute("SELECT records FROM blocks WHERE job = ?", (job,)):
+            yield from _success_records(records)
+
+
+def _success_records(compressed: bytes) -> Iterator[tuple[int, dict]]:
+    """The success records of one stored block (zlib-compressed JSON lines)."""
+    for line in zlib.decompress(compressed).splitlines():
+        if line.startswith(b"{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("ok") is True:
+                yield int(record["call"]), record
+
+
+def _sort_block(lines: bytes, state: bytearray) -> tuple[bytes, list[int], list[dict]]:
+    """The slow path: decode every line; keep new successes as lines, hand back the other records."""
+    kept: list[bytes] = []
+    ok_calls: list[int] = []
+    other: list[dict] = []
+    seen: set[int] = set()
+    for line in lines.splitlines():
+        if not line.startswith(b"{"):
+            continue
+        try:
+            record = json.loads(line)
+            call = int(record["call"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(record, dict) or not 0 <= call < len(state):
+            continue
+        if record.get("ok") is True:
+            if state[call] == SUCCEEDED or call in seen:
+                continue
+            seen.add(call)
+            ok_calls.append(call)
+            kept.append(json.dumps(record).encode())
+        else:
+            other.append(record)
+    return b"".join(line + b"\n" for line in kept), ok_calls, other
+
+
+__all__ = ["CODE_STATES", "CallRecord", "CallState", "Ledger", "SCHEMA_VERSION", "TaskTimes", "decode_ranges",
+           "encode_ranges", "expand_ranges"]

@@ -1,126 +1,414 @@
-"""Ledger -> pandas table (one row per call, in plan order) -> CSV, TSV, Parquet, JSON, JSONL."""
+"""Ledger -> results table (one row per call, in plan order) -> Parquet, CSV, TSV, JSON, JSONL, or pandas.
+
+The table is built in batches and written as it is built (pyarrow record
+batches), so memory is bounded by a batch, not by the run. A call's swept
+parameters are regenerated from the run's sweep; its result, error and output
+come from the record its task wrote.
+
+Columns: ``job``, ``call``, the swept parameters, ``status``, ``result`` and,
+for dict results, one ``result.<key>`` column per key, then ``error``,
+``traceback``, ``stdout``, ``stderr`` (always text), ``attempts``,
+``duration_s``, ``started_at`` and ``finished_at`` (UTC timestamps).
+
+A column's type is the narrowest that holds all its values exactly: integers
+(nullable: a parameter absent from another job's rows stays an integer),
+floats (an integer column with a float in it), booleans, or text. Anything
+else (an integer of 2**63 or more, lists, dicts, mixed kinds) is text,
+non-strings as JSON. Types are taken from the first batch; if a later batch
+needs a wider one, the export starts again with it (rare: a run's results
+usually have one shape).
+
+Trust boundary: pickled results (objects that are not plain data) are never
+unpickled here. The table shows ``<Type object, pickled>``, the type read from
+the pickle's opcodes without running them. Only ``Run.results(objects=True)``
+unpickles, and unpickling runs code: do it only for runs whose records you
+trust as you trust the script (a task's records come from the task's user code).
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import math
+import os
 import pickle
+import pickletools
+import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import HogError
-from .ledger import CallState, Ledger
-from .run_paths import write_atomic
+from .plan import iter_calls
+
+if TYPE_CHECKING:
+    from .api import Run
 
 EXPORT_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl")
-SCALAR_TYPES = (bool, int, float, str)
+BATCH_ROWS = 20_000
+TEXT_COLUMNS = ("error", "traceback", "stdout", "stderr")
+MAX_RESTARTS = 8
 
 
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
+_PICKLED_BUILTINS = {"EMPTY_SET": "set", "FROZENSET": "frozenset", "EMPTY_LIST": "list", "EMPTY_DICT": "dict",
+                     "EMPTY_TUPLE": "tuple", "TUPLE": "tuple", "TUPLE1": "tuple", "TUPLE2": "tuple", "TUPLE3": "tuple",
+                     "SHORT_BINBYTES": "bytes", "BINBYTES": "bytes", "BINBYTES8": "bytes", "BYTEARRAY8": "bytearray",
+                     "LONG1": "int", "LONG4": "int", "BINFLOAT": "float"}
+
+
+def pickled_type_name(encoded: str | None) -> str:
+    """The class a base64 pickle would rebuild, read from its opcodes (nothing is executed).
+
+    The first container or class the pickle builds names it; helper functions
+    (names starting with ``_``, such as NumPy's ``_reconstruct``) are passed over.
+    """
+    try:
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(base64.b64decode(encoded or "")):
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(arg)
+            elif opcode.name in ("GLOBAL", "STACK_GLOBAL"):
+                name = arg.split(" ")[-1] if opcode.name == "GLOBAL" else (strings[-1] if strings else "")
+                if name and not name.startswith("_"):
+                    return name.rsplit(".", 1)[-1]
+            elif opcode.name in _PICKLED_BUILTINS:
+                return _PICKLED_BUILTINS[opcode.name]
+    except Exception:
+        pass
+    return "object"
+
+
+def decode_result(record: dict | None, unpickle: bool = False) -> Any:
+    """A call's returned value from its record; pickles only with ``unpickle`` (it runs code)."""
+    if not record or not record.get("ok"):
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def decode_result(kind: str | None, text: str | None, unpickle: bool = False) -> Any:
-    if kind == "json" and text is not None:
-        return json.loads(text)
-    if kind == "pickle" and text is not None:
+    if record.get("kind") == "pickle":
         if unpickle:
-            return pickle.loads(base64.b64decode(text))
-        return None
-    return None
+            return pickle.loads(base64.b64decode(record["value"]))
+        return f"<{record.get('type') or pickled_type_name(record.get('value'))} object, pickled>"
+    return record.get("value")
 
 
-def _cell(value: Any) -> Any:
-    """Scalars as themselves, anything else as JSON text."""
-    if value is None or isinstance(value, SCALAR_TYPES):
-        return value
-    return json.dumps(value, sort_keys=False)
+# --- rows, in batches of columns ----------------------------------------------------------
 
 
-def results_frame(ledger: Ledger, objects: bool = False):
-    """The results table. With ``objects=True`` the ``result`` column holds the returned objects themselves."""
-    import pandas as pd
+def iter_row_batches(run: Run, batch_size: int = BATCH_ROWS) -> Iterator[dict[str, list]]:
+    """The table's rows in plan order, as batches of columns (name -> list of Python values), one job per batch.
 
-    rows: list[dict[str, Any]] = []
-    param_names: dict[str, None] = {}
-    result_keys: dict[str, None] = {}
-    for (job, call, params_json, state, kind, result_text, result_type, error, tb, stdout, stderr,
-         attempts, started_at, finished_at) in ledger.iter_result_rows():
-        params = json.loads(params_json)
-        param_names.update(dict.fromkeys(params))
-        row: dict[str, Any] = {"job": job, "call": call, **params, "status": CallState(state).public}
-        if kind == "pickle":
-            try:
-                value = decode_result(kind, result_text, unpickle=True)
-                row["result"] = value if objects else f"<{type(value).__name__} object, pickled>"
-            except Exception:
-                row["result"] = f"<{result_type or 'object'}, pickled; not loadable here>"
-        else:
-            value = decode_result(kind, result_text)
-            row["result"] = value if objects else _cell(value)
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    result_keys.setdefault(f"result.{key}", None)
-                    row[f"result.{key}"] = _cell(item)
-        duration = finished_at - started_at if started_at is not None and finished_at is not None else None
-        row.update(error=error, traceback=tb, stdout=stdout, stderr=stderr, attempts=attempts,
-                   duration_s=duration, started_at=_iso(started_at), finished_at=_iso(finished_at))
-        rows.append(row)
-    columns = ["job", "call", *param_names, "status", "result", *result_keys, "error", "traceback",
-               "stdout", "stderr", "attempts", "duration_s", "started_at", "finished_at"]
-    frame = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
-    return frame if objects else _uniform_columns(frame)
+    Timestamps are epoch seconds here; pickles are shown, not unpickled.
+    """
+    for job in run.sweep_spec().jobs:
+        calls = iter_calls(job)
+        columns: dict[str, list] = {}
+        n = 0
+        for record in run.ledger.iter_calls(job.name):
+            call = next(calls)
+            _add_row(columns, n, job.name, call.params, record)
+            n += 1
+            if n == batch_size:
+                yield _padded(columns, n)
+                columns, n = {}, 0
+        if n:
+            yield _padded(columns, n)
 
 
-def _uniform_columns(frame):
-    """Object columns that mix kinds of values become text, so every format can store them."""
-    for name in frame.columns:
-        column = frame[name]
-        if column.dtype != object:
-            continue
-        kinds = {_kind(v) for v in column if not _missing(v)}
-        if kinds <= {"number"}:
-            frame[name] = column.astype("float64") if any(isinstance(v, float) for v in column) else column.astype("Int64")
-        elif kinds == {"bool"}:
-            frame[name] = column.astype("boolean")
-        elif len(kinds) > 1:
-            frame[name] = column.map(lambda v: None if _missing(v) else (v if isinstance(v, str) else json.dumps(v)))
-    return frame
+def _add_row(columns: dict[str, list], n: int, job: str, params: dict[str, Any], call_record) -> None:
+    def put(name: str, value: Any) -> None:
+        column = columns.get(name)
+        if column is None:
+            column = columns[name] = [None] * n
+        column.append(value)
+
+    put("job", job)
+    put("call", call_record.call)
+    for name, value in params.items():
+        put(f"param:{name}", value)
+    put("status", call_record.state.public)
+    record = call_record.record or {}
+    value = decode_result(record)
+    put("result", value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            put(f"result.{key}", item)
+    t0, t1 = record.get("t0"), record.get("t1")
+    put("error", record.get("error"))
+    put("traceback", record.get("tb"))
+    put("stdout", record.get("out") or ("" if record else None))
+    put("stderr", record.get("err") or ("" if record else None))
+    put("attempts", call_record.attempts)
+    put("duration_s", t1 - t0 if t0 is not None and t1 is not None else None)
+    put("started_at", t0)
+    put("finished_at", t1)
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _padded(columns: dict[str, list], n: int) -> dict[str, list]:
+    for column in columns.values():
+        column.extend([None] * (n - len(column)))
+    return columns
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
+# --- column types ------------------------------------------------------------------------
+
+
+class _Widen(Exception):
+    """A batch needs a wider type (or a new column) than the batches already written."""
+
+
+class Shape:
+    """The table's columns and the type of each variable one; grows as batches show more."""
+
+    def __init__(self, param_names: list[str]) -> None:
+        self.params = list(param_names)
+        self.result_keys: list[str] = []
+        self.kinds: dict[str, str] = {}  # column -> null | bool | int | float | text
+        self.frozen = False  # batches were written with this shape: a change means starting again
+        self.changed = False
+
+    def columns(self) -> list[str]:
+        return ["job", "call", *self.params, "status", "result", *(f"result.{k}" for k in self.result_keys), *TEXT_COLUMNS, "attempts",
+                "duration_s", "started_at", "finished_at"]
+
+    def widen(self, column: str, kind: str) -> None:
+        if self.kinds.get(column) == kind:
+            return
+        self.kinds[column] = kind
+        self.changed = True
+
+    def add_key(self, key: str) -> None:
+        if key not in self.result_keys:
+            self.result_keys.append(key)
+            self.changed = True
+
+
+def _combine(a: str | None, b: str) -> str:
+    if a is None or a == "null" or a == b:
+        return b
+    if b == "null":
+        return a
+    if {a, b} == {"int", "float"}:
+        return "float"
     return "text"
 
 
-def export_frame(frame, path: Path) -> Path:
-    """Write the table, atomically, in the format its suffix names."""
+def _infer(values: list) -> tuple[str, Any]:
+    import pyarrow as pa
+
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError, TypeError):
+        return "text", None
+    kind = {pa.int64(): "int", pa.float64(): "float", pa.bool_(): "bool", pa.string(): "text", pa.null(): "null"}.get(array.type)
+    if kind is None:
+        return "text", None
+    return kind, array
+
+
+def _as_text(values: list) -> list:
+    return [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values]
+
+
+_ARROW_KINDS = {"null": "null", "bool": "bool_", "int": "int64", "float": "float64", "text": "string"}
+
+
+def _variable_column(shape: Shape, name: str, values: list):
+    import pyarrow as pa
+
+    kind, array = _infer(values)
+    wanted = _combine(shape.kinds.get(name), kind)
+    shape.widen(name, wanted)
+    arrow_type = getattr(pa, _ARROW_KINDS[wanted])()
+    if wanted == "text" and kind != "text":
+        return pa.array(_as_text(values), pa.string())
+    if array is None:
+        return pa.array(_as_text(values), pa.string())
+    return array if array.type == arrow_type else array.cast(arrow_type)
+
+
+def _timestamps(values: list):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    seconds = pa.array(values, pa.float64())
+    micros = pc.cast(pc.round(pc.multiply(seconds, 1_000_000.0)), pa.int64())
+    return micros.cast(pa.timestamp("us", tz="UTC"))
+
+
+def _arrow_batch(shape: Shape, columns: dict[str, list]):
+    """One batch of columns as a pyarrow RecordBatch with the shape's columns (missing ones null)."""
+    import pyarrow as pa
+
+    n = len(columns["call"])
+    for name in columns:
+        if name.startswith("result."):
+            shape.add_key(name[len("result."):])
+    arrays = []
+    for name in shape.columns():
+        source = f"param:{name}" if name in shape.params else name
+        values = columns.get(source)
+        if values is None:
+            values = [None] * n
+        if name in ("job", "status", *TEXT_COLUMNS):
+            arrays.append(pa.array(values, pa.string()))
+        elif name in ("call", "attempts"):
+            arrays.append(pa.array(values, pa.int64()))
+        elif name == "duration_s":
+            arrays.append(pa.array(values, pa.float64()))
+        elif name in ("started_at", "finished_at"):
+            arrays.append(_timestamps(values))
+        else:
+            arrays.append(_variable_column(shape, name, values))
+    return pa.RecordBatch.from_arrays(arrays, names=shape.columns())
+
+
+def _batches(run: Run, shape: Shape) -> Iterator:
+    """Arrow batches of the table; raises _Widen when a batch needs a shape the written ones lack."""
+    for columns in iter_row_batches(run):
+        shape.changed = False
+        batch = _arrow_batch(shape, columns)
+        if shape.changed and shape.frozen:
+            raise _Widen()
+        shape.frozen = True
+        yield batch
+
+
+def _with_restarts(run: Run, consume) -> Any:
+    """Run ``consume(batches, shape)`` until one pass needs no wider types (each restart learns more)."""
+    names: dict[str, None] = {}
+    for job in run.sweep_spec().jobs:
+        names.update(dict.fromkeys(job.sweep.names))
+    shape = Shape(list(names))
+    for _ in range(MAX_RESTARTS):
+        shape.frozen = False
+        try:
+            return consume(_batches(run, shape), shape)
+        except _Widen:
+            continue
+    for name in [*shape.params, "result", *(f"result.{k}" for k in shape.result_keys)]:
+        shape.kinds[name] = "text"
+    shape.frozen = False
+    return consume(_batches(run, shape), shape)
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+def results_frame(run: Run, objects: bool = False):
+    """The whole table as a pandas DataFrame (text columns as ``string``, integers as nullable ``Int64``)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    def collect(batches, shape):
+        found = list(batches)
+        schema = found[-1].schema if found else _arrow_batch(shape, _padded({"call": []}, 0)).schema
+        return pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in found], schema=schema)
+
+    table = _with_restarts(run, collect)
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype()}
+    frame = table.to_pandas(types_mapper=mapping.get)
+    if objects:
+        frame["result"] = pd.Series(list(_result_objects(run)), dtype=object, index=frame.index)
+    return frame
+
+
+def _result_objects(run: Run) -> Iterator[Any]:
+    for job in run.sweep_spec().jobs:
+        for call_record in run.ledger.iter_calls(job.name):
+            try:
+                yield decode_result(call_record.record, unpickle=True)
+            except Exception:
+                yield f"<{pickled_type_name((call_record.record or {}).get('value'))}, pickled; not loadable here>"
+
+
+def export_table(run: Run, path: Path) -> Path:
+    """Write the table in the format the suffix names, streamed to a temp file renamed into place."""
     suffix = path.suffix.lower()
     if suffix not in EXPORT_SUFFIXES:
         raise HogError(message=f"cannot export to {path.name}: unknown format {suffix or '(no suffix)'}",
                        hint=f"use one of {', '.join(EXPORT_SUFFIXES)}")
-    if suffix == ".parquet":
-        import io
-
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        data: bytes | str = buffer.getvalue()
-    elif suffix in (".csv", ".tsv"):
-        data = frame.to_csv(index=False, sep="\t" if suffix == ".tsv" else ",")
-    elif suffix == ".json":
-        data = frame.to_json(orient="records", indent=1)
-    else:
-        data = frame.to_json(orient="records", lines=True)
-    write_atomic(path, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    writer = {".parquet": _write_parquet, ".csv": _write_csv, ".tsv": _write_csv,
+              ".json": _write_json, ".jsonl": _write_json}[suffix]
+    try:
+        _with_restarts(run, lambda batches, shape: writer(tmp, batches, shape, suffix))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an exported table follows the umask, like any file the user writes
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _write_parquet(tmp: Path, batches, shape: Shape, suffix: str) -> None:
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for batch in batches:
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, batch.schema)
+            writer.write_batch(batch)
+        if writer is None:
+            pq.write_table(_empty(shape), tmp)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _empty(shape: Shape):
+    import pyarrow as pa
+
+    return pa.Table.from_batches([_arrow_batch(shape, _padded({"call": []}, 0))])
+
+
+def _write_csv(tmp: Path, batches, shape: Shape, suffix: str) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    options = pcsv.WriteOptions(delimiter="\t" if suffix == ".tsv" else ",")
+    writer = None
+    try:
+        for batch in batches:
+            # CSV has no null type: such a column (nothing in it yet) is written as empty text
+            schema = pa.schema([pa.field(f.name, pa.string()) if f.type == pa.null() else f for f in batch.schema])
+            batch = batch.cast(schema) if schema != batch.schema else batch
+            if writer is None:
+                writer = pcsv.CSVWriter(str(tmp), schema, write_options=options)
+            writer.write_batch(batch)
+        if writer is None:
+            pcsv.write_csv(_empty(shape), str(tmp), write_options=options)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_json(tmp: Path, batches, shape: Shape, suffix: str) -> None:
+    """JSON (an array of objects) or JSON lines, one object per row; floats at full precision."""
+    lines = suffix == ".jsonl"
+    with tmp.open("w", encoding="utf-8") as handle:
+        first = True
+        if not lines:
+            handle.write("[")
+        for batch in batches:
+            for row in batch.to_pylist():
+                text = json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False)
+                if lines:
+                    handle.write(text + "\n")
+                else:
+                    handle.write(("\n" if first else ",\n") + text)
+                first = False
+        if not lines:
+            handle.write("\n]\n" if not first else "]\n")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -157,3 +159,65 @@ def test_a_folder_without_a_complete_run_is_refused_clearly(project):
     done = project.cli("resume", "half")
     assert done.returncode == 2 and "not a hog-batch run directory (no run.json)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def durable_successes(run_dir) -> set[int]:
+    """Calls whose success is on disk: in the ledger, or in a records file a killed task left for resume."""
+    done = {int(call) for call in open_run(run_dir).results().query("status == 'succeeded'")["call"]}
+    for path in (run_dir / "tasks").glob("*.records"):
+        for line in path.read_text("utf-8", "replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("ok") is True:
+                done.add(int(record["call"]))
+    return done
+
+
+def test_twenty_seeded_kills_and_resumes_lose_nothing_and_rerun_no_success(project):
+    """SIGKILL the submitter at 20 seeded moments, resuming after each: every call ends succeeded, with its
+    result, and no call whose success was on disk at a kill runs again afterwards."""
+    n_calls = 300
+    project.write("work.py", COUNTING.replace("time.sleep(0.05)", "time.sleep(0.03)"))
+    project.manifest(f"script: work.py\nfunction: f\ncalls_per_task: 4\nmax_parallel: 2\n"
+                     f"sweep:\n  product:\n    x: {{range: [0, {n_calls}]}}\n")
+    side_effects = project.root / "side-effects.txt"
+    env = {**os.environ, "SIDE_EFFECTS": str(side_effects)}
+    run_dir = project.root / "run"
+    moments = random.Random(13).sample([i / 100 for i in range(25, 75)], 20)
+    snapshots: list[tuple[int, set[int]]] = []  # (side-effect lines so far, durable successes) at each kill
+    for kill_at_s in moments:
+        command = ["resume", "run"] if run_dir.exists() else ["submit", "sweep.yaml", "--run-dir", "run"]
+        process = subprocess.Popen([sys.executable, "-m", "groundhog_batch", *command], cwd=project.root, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 60
+        while command[0] == "submit" and not (run_dir / "run.json").exists() and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(kill_at_s)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        time.sleep(0.3)  # orphaned tasks notice their submitter is gone
+        lines = len(side_effects.read_text().split()) if side_effects.exists() else 0
+        snapshots.append((lines, durable_successes(run_dir)))
+    done = project.cli("resume", "run", env={"SIDE_EFFECTS": str(side_effects)})
+    assert done.returncode == 0, done.stderr
+    table = open_run(run_dir).results()
+    assert (table["status"] == "succeeded").all() and list(table["result"]) == list(range(n_calls))  # 0 lost
+    effects = [int(line) for line in side_effects.read_text().split()]
+    rerun = {x for lines, durable in snapshots for x in effects[lines:] if x in durable}
+    assert rerun == set(), f"succeeded calls ran again after a kill: {sorted(rerun)}"
+    assert len(snapshots) == 20 and set(effects) == set(range(n_calls))
+
+
+def test_a_run_whose_ledger_was_deleted_is_refused_not_read_as_success(project):
+    project.write("work.py", HEAD + "def f(x):\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0, 1]\n")
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 0
+    for path in (project.root / "run").glob("state.sqlite*"):
+        path.unlink()
+    for command in (["resume", "run"], ["status", "run"], ["collect", "run"]):
+        done = project.cli(*command)
+        assert done.returncode == 2 and "ledger" in done.stderr and "missing" in done.stderr, (command, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert not (project.root / "run" / "state.sqlite").exists()  # nothing but submit creates a ledger

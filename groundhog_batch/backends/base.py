@@ -1,8 +1,8 @@
 """The backend contract: submit tasks, poll for what they report, cancel.
 
 A backend knows nothing of manifests or ledgers. It receives rendered task
-scripts and hands back, task by task, the lines after the runner's delimiter
-and how the task ended. A new backend is one small file.
+scripts and hands back, task by task, the record lines after the runner's
+delimiter (raw, or decoded) and how the task ended. A new backend is one small file.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class TaskReport:
     """What a task said since the last poll; ``finished`` once it has ended."""
 
     task_id: str
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # decoded records (a remote backend's)
+    lines: bytes = b""  # or the record lines as the runner wrote them, undecoded (complete lines only)
     finished: bool = False
     returncode: int | None = None
     stderr_tail: str = ""

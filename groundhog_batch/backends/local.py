@@ -12,13 +12,15 @@ import queue
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
-from ..render.payload import iter_records
 from ..render.runner import DELIMITER
 from .base import Backend, IdsCallback, TaskReport, TaskSubmission
 
 STDERR_TAIL_BYTES = 4000
+GATHER_S = 0.01
+DELIMITER_LINE = (DELIMITER + "\n").encode()
 
 
 def find_uv() -> str | None:
@@ -72,7 +74,7 @@ class LocalBackend(Backend):
         on_ids(ids, None)
 
     def _follow(self, task_id: str, process: subprocess.Popen, script_path: Path, stderr_path: Path) -> None:
-        """Hand on records as they come, every record already read in one report (not one report per call)."""
+        """Hand on the record lines as they come, undecoded: every complete line read in one report."""
         saw_delimiter = False
         pending = b""
         fd = process.stdout.fileno()
@@ -80,19 +82,18 @@ class LocalBackend(Backend):
             block = os.read(fd, 1 << 16)
             if not block:
                 break
-            lines = (pending + block).split(b"\n")
-            pending = lines.pop()
-            text = [line.decode("utf-8", "replace") for line in lines]
+            pending += block
             if not saw_delimiter:
-                if DELIMITER not in text:
+                at = _find_line(pending, DELIMITER_LINE)
+                if at < 0:
+                    pending = pending[-len(DELIMITER_LINE) - 1:]  # what came before the runner is not ours
                     continue
                 saw_delimiter = True
-                text = text[text.index(DELIMITER):]
-            else:
-                text.insert(0, DELIMITER)
-            records = list(iter_records(text))
-            if records:
-                self._reports.put(TaskReport(task_id, records=records))
+                pending = pending[at + len(DELIMITER_LINE):]
+            cut = pending.rfind(b"\n") + 1
+            if cut:
+                self._reports.put(TaskReport(task_id, lines=pending[:cut]))
+                pending = pending[cut:]
         process.stdout.close()
         returncode = process.wait()
         with self._lock:
@@ -113,13 +114,12 @@ class LocalBackend(Backend):
         for task_id, _job, external_id, _calls in tasks:
             if external_id and external_id.isdigit():
                 _kill_leftover(int(external_id), task_id)
-            path = self._records_path(task_id)
             try:
-                lines = path.read_text("utf-8", "replace").splitlines()
+                data = self._records_path(task_id).read_bytes()
             except FileNotFoundError:
-                lines = []
+                data = b""
             # The copy holds only complete lines, except perhaps a last one cut by a kill.
-            reports.append(TaskReport(task_id, records=list(iter_records([DELIMITER, *lines])), finished=True))
+            reports.append(TaskReport(task_id, lines=data[:data.rfind(b"\n") + 1], finished=True))
             for suffix in (".sh", ".stderr"):
                 (self.scratch_dir / f"{task_id}{suffix}").unlink(missing_ok=True)
         return reports
@@ -130,6 +130,7 @@ class LocalBackend(Backend):
             reports.append(self._reports.get(timeout=timeout_s))
         except queue.Empty:
             return reports
+        time.sleep(GATHER_S)  # let the tasks say more: fewer, larger blocks for the ledger
         while True:
             try:
                 reports.append(self._reports.get_nowait())
@@ -193,3 +194,11 @@ def _tail(path: Path) -> str:
             return handle.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
+
+
+def _find_line(data: bytes, line: bytes) -> int:
+    """Where ``line`` starts a line of ``data`` (-1: nowhere)."""
+    at = data.find(line)
+    while at > 0 and data[at - 1:at] != b"\n":
+        at = data.find(line, at + 1)
+    return at
