@@ -21,6 +21,7 @@ from .base import Backend, IdsCallback, TaskReport, TaskSubmission
 STDERR_TAIL_BYTES = 4000
 GATHER_S = 0.01
 DELIMITER_LINE = (DELIMITER + "\n").encode()
+STOP_GRACE_S = 2.0  # the runner's own grace for the running call, and some
 
 
 def find_uv() -> str | None:
@@ -140,15 +141,12 @@ class LocalBackend(Backend):
     def cancel(self, task_ids: list[str]) -> None:
         with self._lock:
             processes = [self._processes.get(task_id) for task_id in task_ids]
-        for process in processes:
-            if process is not None:
-                _kill_group(process)
+        _stop_groups([process for process in processes if process is not None])
 
     def close(self) -> None:
         with self._lock:
             running = list(self._processes.values())
-        for process in running:
-            _kill_group(process)
+        _stop_groups(running)
         for process in running:
             try:
                 process.wait(timeout=10)
@@ -156,20 +154,28 @@ class LocalBackend(Backend):
                 pass
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    """SIGTERM the task's process group (bash cleans its temp dir), SIGKILL what is left."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    try:
-        process.wait(timeout=2)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _stop_groups(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM every task's process group at once, then SIGKILL what is left after a grace.
+
+    On SIGTERM the runner starts no more calls and gives the running one a
+    second to finish and be recorded; bash then cleans its temporary folder.
+    """
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + STOP_GRACE_S
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _kill_leftover(pid: int, task_id: str) -> None:

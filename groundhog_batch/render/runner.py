@@ -13,25 +13,44 @@ and the calls after it go on in a fresh worker; a call over its timeout gets a
 TimeoutError raised inside it and, if it does not return within a short grace
 (stuck in C code), its worker is killed.
 
+The worker runs one call per go-ahead from the supervisor, which gives it only
+once the previous call's record is on disk (``HOG_BATCH_RECORDS_FILE``) and
+the submitter still reads the task's stdout: a task whose submitter died stops
+after the call it was running, and nothing runs without its record being kept.
+The records channel is not inheritable (a background child cannot hold the
+task open) and each record carries a secret the supervisor sent the worker, so
+bytes the user's code writes to a stray descriptor are not taken as a record;
+the call a record belongs to is the supervisor's own count, never the record's.
+
 It must run on any Python from 3.8 on, with nothing installed.
 """
 
-import base64
-import importlib.util
-import json
-import os
-import pickle
-import select
-import signal
-import subprocess
 import sys
-import tempfile
-import time
-import traceback
+
+if __name__ == "__main__" and sys.path and not getattr(sys.flags, "safe_path", False):
+    # sys.path[0] is this file's folder, which also holds the user's script: a script named
+    # random.py or json.py must not stand in for the standard library module.
+    del sys.path[0]
+
+import base64  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import pickle  # noqa: E402
+import select  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
 
 DELIMITER = "__HOG_BATCH_RESULTS_V1__"
-READY = b"R\n"
+READY = b"R"
+GO = b"g"
 TIMEOUT_GRACE_S = 3.0
+WORKER_CHECK_S = 0.25
+WORKER_EXIT_GRACE_S = 5.0
+STOP_GRACE_S = 1.0  # on SIGTERM, how long the running call may take to finish and be recorded
 
 
 class CallTimeout(BaseException):
@@ -91,9 +110,23 @@ def resolve(module, attribute_path):
     return target
 
 
+def module_name_for(path):
+    """The script's stem, unless that names another module (``random``, ``json``, an installed package).
+
+    The script is imported under this name (so its classes pickle as
+    ``stem.Class``); a stem that would stand in for a real module gets
+    ``hog_script_<stem>`` instead, and every import of the real one still works.
+    """
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if not stem.isidentifier():
+        return stem
+    if stem in sys.modules or stem in sys.builtin_module_names or importlib.util.find_spec(stem) is not None:
+        return "hog_script_" + stem
+    return stem
+
+
 def import_script(path):
-    name = os.path.splitext(os.path.basename(path))[0]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    name = module_name_for(path)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -148,8 +181,46 @@ def read_payload(path, with_body):
     return header
 
 
-def run_worker(script_path, payload_path, start, channel_fd):
-    """Import the script and run calls from position ``start``; one record per call on ``channel_fd``."""
+class Channel:
+    """The worker's end of the records channel: records framed with the supervisor's secret.
+
+    Both descriptors are made non-inheritable and moved off the numbers the
+    supervisor passed, before any user code runs.
+    """
+
+    def __init__(self, records_fd, control_fd):
+        self.records_fd, self.control_fd = _move_away(records_fd), _move_away(control_fd)
+        self.secret = _read_line(self.control_fd)
+
+    def send(self, data):
+        write_all(self.records_fd, self.secret + b" " + data + b"\n")
+
+    def wait_for_go(self):
+        """True when the supervisor says run the next call; False when it is gone."""
+        try:
+            return os.read(self.control_fd, 1) == GO
+        except OSError:
+            return False
+
+
+def _move_away(fd):
+    moved = os.dup(fd)  # os.dup makes a non-inheritable copy
+    os.close(fd)
+    return moved
+
+
+def _read_line(fd):
+    data = b""
+    while not data.endswith(b"\n"):
+        block = os.read(fd, 1)
+        if not block:
+            os._exit(0)  # the supervisor is gone before the first call
+        data += block
+    return data[:-1]
+
+
+def run_worker(script_path, payload_path, start, channel):
+    """Import the script and run calls from position ``start``, each when the supervisor says go."""
     payload = read_payload(payload_path, with_body=False)
     out = Capture(1, payload.get("max_output_bytes", 0))
     err = Capture(2, payload.get("max_output_bytes", 0))
@@ -166,8 +237,10 @@ def run_worker(script_path, payload_path, start, channel_fd):
         setup_error = None
     except BaseException as exc:
         function, setup_error = None, (exc, traceback.format_exc())
-    write_all(channel_fd, READY)
+    channel.send(READY)
     for position in range(start, len(call_indices)):
+        if not channel.wait_for_go():
+            os._exit(0)  # the supervisor is gone: start nothing more
         call_index = call_indices[position]
         started = time.time()
         record = {"call": call_index, "ok": False, "kind": None, "value": None, "error": None, "tb": None}
@@ -199,7 +272,7 @@ def run_worker(script_path, payload_path, start, channel_fd):
         sys.stderr.flush()
         record["out"], record["err"] = out.take(), err.take()
         record["t0"], record["t1"] = started, finished
-        write_all(channel_fd, (json.dumps(record) + "\n").encode())
+        channel.send(json.dumps(record).encode())
 
 
 def _death_reason(returncode):
@@ -218,6 +291,10 @@ def _synthetic(call_index, error, started):
             "out": "", "err": "", "t0": started, "t1": now, "lost": True}
 
 
+class SubmitterGone(Exception):
+    """Nobody reads the task's stdout any more: the submitter that started it died."""
+
+
 class Output:
     """The task's stdout, and a copy of every record in HOG_BATCH_RECORDS_FILE when it is set.
 
@@ -226,31 +303,46 @@ class Output:
     """
 
     def __init__(self):
-        self.stdout = sys.stdout.buffer
         path = os.environ.get("HOG_BATCH_RECORDS_FILE")
-        self.copy = open(path, "ab") if path else None
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        self.copy_fd = os.open(path, flags, 0o600) if path else None
+        self.stdout_fd = sys.stdout.fileno()
 
-    def write(self, data):
-        if self.copy is not None:
-            self.copy.write(data)
-            self.copy.flush()
-        self.stdout.write(data)
+    def write(self, data, copy=True):
+        if copy and self.copy_fd is not None:
+            write_all(self.copy_fd, data)
+        try:
+            write_all(self.stdout_fd, data)
+        except (BrokenPipeError, ConnectionResetError):
+            raise SubmitterGone() from None
 
-    def flush(self):
-        self.stdout.flush()
+    def reader_gone(self):
+        """True when the read end of stdout is closed (a pipe whose reader died)."""
+        try:
+            poller = select.poll()
+            poller.register(self.stdout_fd, select.POLLOUT)
+            return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+        except (AttributeError, OSError, ValueError):
+            return False
 
 
 _current_worker = [None]
+_stopping = [0, 0.0]  # the exit status a SIGTERM or SIGINT asked for, and when the running call is killed
 
 
 def _on_terminate(signum, frame):
+    """Stop: no call starts any more; the running one has STOP_GRACE_S to finish and be recorded."""
+    if not _stopping[0]:
+        _stopping[0], _stopping[1] = 128 + signum, time.time() + STOP_GRACE_S
+
+
+def _kill_worker():
     worker = _current_worker[0]
     if worker is not None:
         try:
             os.killpg(worker.pid, signal.SIGKILL)
         except OSError:
             pass
-    os._exit(128 + signum)
 
 
 def _die_with_parent():
@@ -269,7 +361,7 @@ def _deferred(call_index, reason):
 
 
 class TaskStop(Exception):
-    """The task must stop early (walltime, output budget); ``returncode`` is its exit status."""
+    """The task must stop early (walltime, output budget, a signal); ``returncode`` is its exit status."""
 
     def __init__(self, returncode):
         Exception.__init__(self, returncode)
@@ -294,77 +386,126 @@ def supervise(script_path, payload_path):
     signal.signal(signal.SIGTERM, _on_terminate)
     signal.signal(signal.SIGINT, _on_terminate)
     stdout = Output()
-    stdout.stdout.write((DELIMITER + "\n").encode())
-    stdout.flush()
     state = {"position": 0, "written": 0}
 
     def emit(line, position):
         if budget and state["written"] + len(line) + 1 > budget:
-            for call_index in calls[position:]:
-                stdout.write((json.dumps(_deferred(call_index, "output budget of the task spent")) + "\n").encode())
-            stdout.flush()
+            stdout.write(b"".join((json.dumps(_deferred(call_index, "output budget of the task spent")) + "\n").encode()
+                                  for call_index in calls[position:]))
             raise TaskStop(0)
         stdout.write(line + b"\n")
         state["written"] += len(line) + 1
 
     try:
+        stdout.write((DELIMITER + "\n").encode(), copy=False)
         _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, walltime_s, emit, state, stdout)
+        returncode = 0
     except TaskStop as stop:
-        worker = _current_worker[0]
-        if worker is not None:
-            try:
-                os.killpg(worker.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        stdout.flush()
-        return stop.returncode
-    return 0
+        returncode = stop.returncode
+    except SubmitterGone:
+        returncode = 141  # as if killed by SIGPIPE; the records file holds every finished call
+    finally:
+        _kill_worker()
+    return _stopping[0] or returncode
+
+
+def _go(stdout, control_fd):
+    """Let the worker start its next call, if the submitter still listens; the time it started."""
+    if _stopping[0]:
+        return None
+    if stdout.reader_gone():
+        raise SubmitterGone()
+    try:
+        os.write(control_fd, GO)
+    except OSError:
+        pass  # the worker died: its end of the records channel closes next
+    return time.time()
 
 
 def _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, walltime_s, emit, state, stdout):
-    while state["position"] < len(calls):
-        read_fd, write_fd = os.pipe()
+    while state["position"] < len(calls) and not _stopping[0]:
+        records_r, records_w = os.pipe()
+        control_r, control_w = os.pipe()
+        secret = base64.b16encode(os.urandom(16))
         worker = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", script_path, payload_path, str(state["position"]), str(write_fd)],
-            pass_fds=(write_fd,), stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, os.path.abspath(__file__), "--worker", script_path, payload_path, str(state["position"]),
+             str(records_w), str(control_r)],
+            pass_fds=(records_w, control_r), stdin=subprocess.DEVNULL, start_new_session=True,
         )
         _current_worker[0] = worker
-        os.close(write_fd)
-        ready, buffer, call_started, killed_for_timeout = False, b"", None, False
-        while True:
+        os.close(records_w)
+        os.close(control_r)
+        if _stopping[0]:
+            _kill_worker()
+        try:
+            write_all(control_w, secret + b"\n")
+        except OSError:
+            pass
+        prefix = secret + b" "
+        ready, buffer, call_started, killed_for_timeout, exited = False, b"", None, False, False
+        running = False  # a call was given the go and has not reported yet
+        while state["position"] < len(calls):
             wait_s = None
             if timeout_s and call_started is not None:
                 wait_s = max(0.0, call_started + timeout_s + TIMEOUT_GRACE_S - time.time())
             if deadline is not None:
                 wait_s = max(0.0, min(wait_s if wait_s is not None else deadline, deadline - time.time()))
-            readable, _, _ = select.select([read_fd], [], [], wait_s)
+            # A process the call forked (a daemon) may hold the channel open after the worker is gone:
+            # look at the worker itself now and then rather than wait for the channel to close.
+            limit_s = 0.0 if exited else WORKER_CHECK_S
+            limit_s = limit_s if wait_s is None else min(wait_s, limit_s)
+            if _stopping[0]:
+                if not running or time.time() >= _stopping[1]:
+                    _kill_worker()
+                    break
+                limit_s = min(limit_s, max(0.0, _stopping[1] - time.time()))
+            readable, _, _ = select.select([records_r], [], [], limit_s)
             if not readable:
-                os.killpg(worker.pid, signal.SIGKILL)
-                if deadline is not None and time.time() >= deadline:
-                    _stop_at_walltime(calls, state["position"], call_started, walltime_s, emit)
-                killed_for_timeout = True
-                break
-            block = os.read(read_fd, 1 << 20)
+                if exited:
+                    break
+                if wait_s is not None and wait_s <= limit_s:
+                    _kill_worker()
+                    if deadline is not None and time.time() >= deadline:
+                        _stop_at_walltime(calls, state["position"], call_started, walltime_s, emit)
+                    killed_for_timeout = True
+                    break
+                exited = worker.poll() is not None
+                continue
+            block = os.read(records_r, 1 << 20)
             if not block:
                 break
             buffer += block
             lines = buffer.split(b"\n")
             buffer = lines.pop()
             for line in lines:
-                if not ready and line + b"\n" == READY:
-                    ready = True
-                    call_started = time.time()
+                at = line.rfind(prefix)
+                if at < 0:
+                    continue  # not from the runner: bytes the user's code wrote into the channel
+                body = line[at + len(prefix):]
+                if not ready:
+                    ready = body == READY
+                    call_started = _go(stdout, control_w) if ready else None
+                    running = call_started is not None
                     continue
-                emit(line, state["position"])
-                state["position"] += 1
-                call_started = time.time()
-            stdout.flush()
-        os.close(read_fd)
-        returncode = worker.wait()
+                position = state["position"]
+                if position >= len(calls) or not body.startswith(b'{"call": %d, ' % calls[position]):
+                    continue
+                emit(body, position)
+                state["position"] = position + 1
+                running = False
+                if state["position"] < len(calls):
+                    call_started = _go(stdout, control_w)
+                    running = call_started is not None
+        os.close(records_r)
+        os.close(control_w)
         try:
-            os.killpg(worker.pid, signal.SIGKILL)  # anything the call left behind
-        except (ProcessLookupError, PermissionError):
-            pass
+            returncode = worker.wait(timeout=WORKER_EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:  # done with every call, yet it lingers (a thread that never ends)
+            _kill_worker()
+            returncode = worker.wait()
+        _kill_worker()  # anything the call left behind
+        if _stopping[0]:
+            raise TaskStop(_stopping[0])
         position = state["position"]
         if position >= len(calls):
             break
@@ -378,10 +519,8 @@ def _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, wall
         if not ready and not killed_for_timeout:
             for offset, call_index in enumerate(calls[position:]):
                 emit(json.dumps(_synthetic(call_index, error, started)).encode(), position + offset)
-            stdout.flush()
             break
         emit(json.dumps(_synthetic(calls[position], error, started)).encode(), position)
-        stdout.flush()
         state["position"] += 1
 
 
@@ -397,8 +536,9 @@ def _stop_at_walltime(calls, position, call_started, walltime_s, emit):
 def main(argv):
     if len(argv) >= 2 and argv[1] == "--worker":
         _die_with_parent()
-        script_path, payload_path, start, channel_fd = argv[2], argv[3], int(argv[4]), int(argv[5])
-        run_worker(script_path, payload_path, start, channel_fd)
+        script_path, payload_path, start = argv[2], argv[3], int(argv[4])
+        channel = Channel(int(argv[5]), int(argv[6]))
+        run_worker(script_path, payload_path, start, channel)
         return 0
     if len(argv) != 3:
         sys.stderr.write("usage: hog_runner.py SCRIPT.py PAYLOAD.b64\n")

@@ -1,0 +1,135 @@
+"""The task runner keeps its own channel: user code cannot forge records, hold a task open or shadow its imports,
+and a task whose submitter is gone starts nothing more."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from groundhog_batch.render.payload import TaskPayload, iter_records
+from groundhog_batch.render.renderer import runner_source
+from groundhog_batch.render.runner import DELIMITER
+
+HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+
+
+def submit(project, body: str, sweep: str, extra: str = "", script_name: str = "work.py", timeout: float = 300):
+    project.write(script_name, HEAD + body)
+    project.manifest(f"script: {json.dumps(script_name)}\nfunction: f\n{extra}sweep:\n{sweep}")
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "-o", "results.csv", timeout=timeout)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done, pd.read_csv(project.root / "results.csv")
+
+
+@pytest.mark.parametrize("stem", ["random", "json", "math", "types"])
+def test_a_script_named_like_a_standard_library_module_runs(project, stem):
+    body = "import json as _json, random as _random\ndef f(x):\n    return x + 1\n"
+    done, table = submit(project, body, "  product:\n    x: [1, 2]\n", script_name=f"{stem}.py")
+    assert done.returncode == 0, done.stderr
+    assert list(table["result"]) == [2, 3]
+
+
+def test_user_code_writing_fake_records_into_every_descriptor_cannot_forge_another_calls_result(project):
+    body = (
+        "import json, os\n"
+        "def f(x):\n"
+        "    if x == 0:\n"
+        "        for name in os.listdir('/proc/self/fd'):\n"
+        "            for call in range(3):\n"
+        "                fake = json.dumps({'call': call, 'ok': True, 'kind': 'json', 'value': 999})\n"
+        "                try:\n"
+        "                    os.write(int(name), ('R\\n' + fake + '\\n').encode())\n"
+        "                except OSError:\n"
+        "                    pass\n"
+        "    return x\n"
+    )
+    done, table = submit(project, body, "  product:\n    x: [0, 1, 2]\n", "calls_per_task: 3\n")
+    assert done.returncode == 0, done.stderr
+    assert list(table["result"]) == [0, 1, 2]
+    assert list(table["status"]) == ["succeeded"] * 3
+
+
+def test_a_background_child_or_a_daemon_does_not_hold_its_task_open(project):
+    pid_file = project.root / "daemon.pid"
+    body = (
+        "import os, time\n"
+        "def f(x):\n"
+        "    os.system('sleep 300 &')\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        f"        open({str(pid_file)!r}, 'a').write(str(os.getpid()) + '\\n')\n"
+        "        time.sleep(300)\n"
+        "        os._exit(0)\n"
+        "    return x\n"
+    )
+    try:
+        done, table = submit(project, body, "  product:\n    x: [0, 1]\n", "calls_per_task: 2\n", timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert list(table["result"]) == [0, 1]
+    finally:
+        for pid in pid_file.read_text().split() if pid_file.exists() else []:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp_path):
+    """The reader of the task's stdout goes away after the first record: every call that ran is on disk."""
+    side_effects = tmp_path / "ran.txt"
+    (tmp_path / "work.py").write_text(
+        "import time\n"
+        "def f(x, log):\n"
+        "    time.sleep(0.05)\n"
+        "    with open(log, 'a') as handle:\n"
+        "        handle.write(f'{x}\\n')\n"
+        "    return x\n"
+    )
+    (tmp_path / "hog_runner.py").write_text(runner_source())
+    payload = TaskPayload(function="f", call_indices=list(range(20)), swept_kwargs=[{"x": i} for i in range(20)],
+                          args=[], kwargs={"log": str(side_effects)})
+    (tmp_path / "payload.b64").write_text(payload.encode())
+    records_file = tmp_path / "task.records"
+    task = subprocess.Popen([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
+                             str(tmp_path / "payload.b64")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "HOG_BATCH_RECORDS_FILE": str(records_file)})
+    assert task.stdout.readline().decode().strip() == DELIMITER
+    assert json.loads(task.stdout.readline())["call"] == 0
+    task.stdout.close()  # the submitter dies
+    task.wait(timeout=60)
+    ran = [int(line) for line in side_effects.read_text().split()]
+    recorded = [record["call"] for record in iter_records([DELIMITER, *records_file.read_text().splitlines()])]
+    assert ran == recorded  # nothing ran without its record on disk
+    assert len(ran) <= 2  # the call running when the reader left, at most, after the one read
+
+
+def test_sigterm_lets_the_running_call_finish_and_record_then_starts_nothing_more(tmp_path):
+    side_effects = tmp_path / "ran.txt"
+    (tmp_path / "work.py").write_text(
+        "import time\n"
+        "def f(x, log):\n"
+        "    time.sleep(0.2)\n"
+        "    with open(log, 'a') as handle:\n"
+        "        handle.write(f'{x}\\n')\n"
+        "    return x\n"
+    )
+    (tmp_path / "hog_runner.py").write_text(runner_source())
+    payload = TaskPayload(function="f", call_indices=list(range(20)), swept_kwargs=[{"x": i} for i in range(20)],
+                          args=[], kwargs={"log": str(side_effects)})
+    (tmp_path / "payload.b64").write_text(payload.encode())
+    task = subprocess.Popen([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
+                             str(tmp_path / "payload.b64")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert task.stdout.readline().decode().strip() == DELIMITER
+    first = task.stdout.readline()
+    task.send_signal(signal.SIGTERM)
+    rest, _ = task.communicate(timeout=60)
+    assert task.returncode == 128 + signal.SIGTERM
+    recorded = [record["call"] for record in iter_records([DELIMITER, first.decode(), *rest.decode().splitlines()])]
+    ran = [int(line) for line in side_effects.read_text().split()]
+    assert ran == recorded and len(ran) < 20
