@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from .errors import EXIT_INTERRUPTED, EXIT_OK, HogError
+from .errors import EXIT_INTERRUPTED, EXIT_OK, HogError, os_error
 
 
 def _fail(error: HogError) -> None:
@@ -34,6 +34,8 @@ def user_errors(command):
             return command(*args, **kwargs)
         except HogError as error:
             _fail(error)
+        except OSError as error:  # a path the user gave that cannot be made or written (--run-dir under a file, a full disk)
+            _fail(os_error(error))
         except (KeyboardInterrupt, Interrupted) as stop:
             run_dir = getattr(stop, "run_dir", None)
             hint = f"; resume it with `hog-batch resume {run_dir}`" if run_dir else ""

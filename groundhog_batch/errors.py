@@ -25,8 +25,55 @@ def format_key_path(key_path: Sequence[str | int]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += ("." if text else "") + str(part)
+            text += ("." if text else "") + shorten(str(part), 60)
     return text
+
+
+def shorten(text: str, limit: int = 160) -> str:
+    """``text`` cut to ``limit`` characters, for echoing user input (a 5,000-character name) in a message."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[: limit - 20]}...{text[-12:]} ({len(text):,} characters)"
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is a file, not a folder."""
+    for parent in path.parents:
+        try:
+            if parent.exists():
+                return None if parent.is_dir() else parent
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def unreadable_file(path: Path) -> str | None:
+    """Why ``path`` is not a file to read ("not found: ..."), or None when it is one."""
+    try:
+        if path.is_file():
+            return None
+        if path.is_dir():
+            return f"{shorten(str(path))} is a folder, not a file"
+    except OSError as exc:
+        return f"{shorten(str(path))} cannot be used: {exc.strerror}"
+    except ValueError:
+        return f"{shorten(str(path))} contains a NUL character"
+    blocker = _file_in_the_way(path)
+    return f"not found: {shorten(str(path))}" + (f" ({shorten(str(blocker))} is a file, not a folder)" if blocker else "")
+
+
+def unwritable_file(path: Path) -> str | None:
+    """Why a file cannot be created at ``path`` (a folder there, a file where a folder should be), or None."""
+    try:
+        if path.is_dir():
+            return f"{shorten(str(path))} is a folder, not a file"
+    except OSError as exc:
+        return f"{shorten(str(path))} cannot be used: {exc.strerror}"
+    except ValueError:
+        return f"{shorten(str(path))} contains a NUL character"
+    blocker = _file_in_the_way(path)
+    if blocker:
+        return f"{shorten(str(path))} cannot be created: {shorten(str(blocker))} is a file, not a folder"
+    return None
 
 
 @dataclass
@@ -88,3 +135,13 @@ class RunError(HogError):
 
 class BackendError(HogError):
     """The execution machinery (uv, bash, Globus Compute) could not do its part."""
+
+
+def os_error(exc: OSError) -> HogError:
+    """A file-system refusal (a file where a folder should be, no permission, a full disk) as a user error."""
+    name = exc.filename
+    what = f"{shorten(str(name))}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
+    blocker = _file_in_the_way(Path(name)) if isinstance(name, str | Path) else None
+    if blocker is not None:
+        what += f" ({shorten(str(blocker))} is a file, not a folder)"
+    return HogError(message=what, hint="choose a path whose folders exist or can be created, and that you may write to")

@@ -9,6 +9,9 @@ one from a few short lists of values (the axes).
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import datafiles
-from .errors import KeyPath, ManifestError
+from .errors import KeyPath, ManifestError, unreadable_file
 
 # A fragment of a point: (parameter name, value in the results table, value passed to the function).
 Fragment = tuple[tuple[str, Any, Any], ...]
@@ -64,6 +67,39 @@ class SweepPart:
     def size_before_exclude(self) -> int:
         return math.prod(len(axis) for axis in self.axes)
 
+    def count(self) -> int:
+        """Points left after ``exclude``, without walking them.
+
+        Whether a point is excluded depends only on the axes an entry names, and
+        on each of those only through which entries its value satisfies. So the
+        items of each such axis fall into a few classes (by the entries they
+        satisfy), and the count is a sum over combinations of classes: work in
+        the number of entries and of listed values, not in the number of points.
+        """
+        size = self.size_before_exclude()
+        entries = [entry for entry in self.exclude if entry and all(key in self.names for key in entry)]
+        if not entries or size == 0:
+            return size
+        touched: list[list[tuple[frozenset[int], int]]] = []
+        constrained_by: list[list[int]] = [[] for _ in entries]  # entry -> the touched axes it names
+        untouched = 1
+        for axis in self.axes:
+            names = _axis_names(axis)
+            constraining = [i for i, entry in enumerate(entries) if names & entry.keys()]
+            if not constraining:
+                untouched *= len(axis)
+                continue
+            for i in constraining:
+                constrained_by[i].append(len(touched))
+            touched.append(_classes(axis, names, entries, constraining))
+        if math.prod(len(classes) for classes in touched) > MAX_EXCLUDE_COMBINATIONS:
+            raise ExcludeTooComplex()
+        excluded = 0
+        for combination in itertools.product(*touched):
+            if any(all(i in combination[a][0] for a in constrained_by[i]) for i in range(len(entries))):
+                excluded += math.prod(count for _, count in combination)
+        return size - excluded * untouched
+
 
 @dataclass
 class Sweep:
@@ -98,9 +134,57 @@ class Sweep:
                 yield Point(params, kwargs)
 
     def count(self) -> int:
-        if not any(part.exclude for part in self.parts):
-            return sum(part.size_before_exclude() for part in self.parts)
-        return sum(1 for _ in self.points())
+        """The number of points, counted arithmetically: an exclude over 10**8 points takes no longer than over 10."""
+        return sum(part.count() for part in self.parts)
+
+    def why_empty(self) -> str:
+        """Why a sweep gives no points, in a few words (for the error saying so)."""
+        for part in self.parts:
+            for axis in part.axes:
+                if len(axis) == 0:
+                    names = axis.name if isinstance(axis, _LazyAxis) else "a group"
+                    return f" ({names} has no values)"
+        excluded = sum(part.size_before_exclude() for part in self.parts)
+        return f" (exclude drops all {excluded:,} points)" if excluded else ""
+
+
+class ExcludeTooComplex(Exception):
+    """So many exclude entries over so many values that counting the points would take too long."""
+
+
+MAX_EXCLUDE_COMBINATIONS = 1_000_000
+
+
+def _axis_names(axis: Sequence[Fragment]) -> set[str]:
+    if isinstance(axis, _LazyAxis):
+        return {axis.name}
+    return {name for name, _, _ in axis[0]} if len(axis) else set()
+
+
+def _classes(axis: Sequence[Fragment], names: set[str], entries: list[dict[str, Any]],
+             constraining: list[int]) -> list[tuple[frozenset[int], int]]:
+    """The axis's items grouped by the set of entries (among ``constraining``) whose keys on this axis they satisfy."""
+    counts: dict[frozenset[int], int] = {}
+    if isinstance(axis, _LazyAxis) and isinstance(axis.values, range):
+        matched: dict[int, set[int]] = {}  # value in the range -> entries it satisfies
+        for i in constraining:
+            wanted = entries[i][axis.name]
+            if isinstance(wanted, float) and wanted.is_integer():
+                wanted = int(wanted)
+            if type(wanted) is int and wanted in axis.values:
+                matched.setdefault(wanted, set()).add(i)
+        for satisfied in matched.values():
+            counts[frozenset(satisfied)] = counts.get(frozenset(satisfied), 0) + 1
+        others = len(axis.values) - len(matched)
+        if others:
+            counts[frozenset()] = counts.get(frozenset(), 0) + others
+        return list(counts.items())
+    for position in range(len(axis)):
+        shown = {name: value for name, value, _ in axis[position]}
+        satisfied = frozenset(i for i in constraining
+                              if all(_same(shown[key], value) for key, value in entries[i].items() if key in names))
+        counts[satisfied] = counts.get(satisfied, 0) + 1
+    return list(counts.items())
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -171,6 +255,33 @@ def geomspace(start: float, stop: float, num: int) -> list[float]:
     return [float(f"{v:.15g}") for v in values]
 
 
+def range_length(bounds: Sequence[int]) -> int:
+    """len(range(*bounds)), for any integers (len() fails past 2**63)."""
+    start, stop, step = (0, bounds[0], 1) if len(bounds) == 1 else (bounds[0], bounds[1], bounds[2] if len(bounds) == 3 else 1)
+    if step > 0:
+        return max(0, (stop - start + step - 1) // step)
+    return max(0, (start - stop - step - 1) // -step)
+
+
+def value_spec_length(spec: Any) -> int:
+    """How many values a (schema-valid) value spec gives, without making them."""
+    if isinstance(spec, list):
+        return len(spec)
+    if not isinstance(spec, dict):
+        return 1
+    if "values" in spec:
+        return len(spec["values"])
+    if "range" in spec:
+        return range_length(spec["range"]) if not (len(spec["range"]) == 3 and spec["range"][2] == 0) else 0
+    return spec.get("linspace", spec.get("geomspace", [0, 0, 0]))[2]
+
+
+def _check_axis_length(n_values: int, where: KeyPath, locate: Locate) -> None:
+    if n_values > MAX_CALLS_PER_JOB:
+        raise locate(where, f"this gives {n_values:,} values, over the limit of {MAX_CALLS_PER_JOB:,} calls per job",
+                     "sweep fewer values, or chunk the data so one call handles many points")
+
+
 def expand_value_spec(spec: Any, where: KeyPath, locate: Locate) -> Sequence[Any]:
     """The values of one swept parameter, as a sequence (a range stays lazy)."""
     if isinstance(spec, list):
@@ -183,12 +294,16 @@ def expand_value_spec(spec: Any, where: KeyPath, locate: Locate) -> Sequence[Any
         bounds = spec["range"]
         if len(bounds) == 3 and bounds[2] == 0:
             raise locate((*where, "range"), "range step must not be 0", "use a positive or negative step, e.g. {range: [0, 10, 2]}")
-        values = range(*bounds)
-        if len(values) == 0:
+        if range_length(bounds) == 0:
             raise locate((*where, "range"), f"range {bounds} is empty", "for counting down give a negative step, e.g. {range: [10, 0, -1]}")
-        return values
+        _check_axis_length(range_length(bounds), (*where, "range"), locate)
+        return range(*bounds)
     kind = "linspace" if "linspace" in spec else "geomspace"
     start, stop, num = spec[kind]
+    _check_axis_length(num, (*where, kind), locate)
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise locate((*where, kind), f"{kind} needs finite start and stop, got {start} and {stop}",
+                     f"give numbers, e.g. {{{kind}: [1, 1000, 4]}}")
     if kind == "geomspace" and (start == 0 or stop == 0 or (start > 0) != (stop > 0)):
         raise locate((*where, kind), f"geomspace needs non-zero start and stop of the same sign, got {start} and {stop}",
                      "use linspace for ranges through zero")
@@ -214,9 +329,12 @@ def _chunk_bounds(n_items: int, spec: dict[str, Any]) -> list[tuple[int, int]]:
 
 def _data_file(name: str, base_dir: Path, where: KeyPath, locate: Locate, kind: str, suffixes: tuple[str, ...]) -> Path:
     """A data file named in the manifest: it exists and has a format hog-batch reads."""
-    path = (base_dir / name).resolve()
-    if not path.is_file():
-        raise locate((*where, "file"), f"{kind} not found: {path}", "paths are relative to the manifest's folder")
+    path = base_dir / name
+    with contextlib.suppress(OSError, ValueError):  # a name too long or with a NUL is reported as unreadable
+        path = path.resolve()
+    problem = unreadable_file(path)
+    if problem:
+        raise locate((*where, "file"), f"{kind} {problem}", "paths are relative to the manifest's folder")
     if path.suffix.lower() not in suffixes:
         raise locate((*where, "file"), f"cannot read a {kind} with suffix {path.suffix or '(none)'}",
                      f"use one of {', '.join(suffixes)}")
@@ -267,8 +385,10 @@ def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loc
         columns = spec.get("columns")
         missing = [c for c in columns or [] if c not in available]
         if missing:
-            raise locate((*where, "columns"), f"{path.name} has no column {', '.join(map(repr, missing))}",
-                         f"its columns are: {', '.join(available)}")
+            close = [difflib.get_close_matches(c, available, n=1, cutoff=0.6) for c in missing]
+            meant = [f"{c!r} -> {m[0]!r}" for c, m in zip(missing, close, strict=True) if m]
+            hint = (f"did you mean {', '.join(meant)}? " if meant else "") + f"its columns are: {', '.join(available)}"
+            raise locate((*where, "columns"), f"{path.name} has no column {', '.join(map(repr, missing))}", hint)
         rows = datafiles.table_rows(path, columns)
     except datafiles.DataFileError as exc:
         raise locate((*where, "file"), str(exc), "check the file's format") from None
@@ -299,6 +419,10 @@ def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loca
         try:
             if group == "product":
                 add_names(list(body), at)
+                n_points = math.prod(value_spec_length(spec) for spec in body.values())
+                if n_points > MAX_CALLS_PER_JOB:
+                    raise locate(at, f"this product has {n_points:,} points, over the limit of {MAX_CALLS_PER_JOB:,} calls per job",
+                                 "sweep fewer values, split the sweep into several runs, or chunk the data so one call handles many points")
                 for name, spec in body.items():
                     axes.append(_LazyAxis(name, expand_value_spec(spec, (*at, name), locate)))
             elif group == "zip":
@@ -344,4 +468,10 @@ def build_sweep(raw: Any, base_dir: Path, where: KeyPath, locate: Locate, errors
     if total > MAX_CALLS_PER_JOB:
         errors.append(locate(where, f"the sweep expands to {total:,} calls, over the limit of {MAX_CALLS_PER_JOB:,}",
                              "split it into several runs, or chunk the data so one call handles many points"))
+        return sweep
+    try:
+        sweep.count()
+    except ExcludeTooComplex:
+        errors.append(locate(where, "exclude has too many entries over too many values to count the calls",
+                             "exclude fewer points, or split the sweep into several sweeps (a list) that leave them out"))
     return sweep

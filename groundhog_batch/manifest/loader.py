@@ -7,15 +7,25 @@ file, line, key path and fix. The user's script is parsed, never executed.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import hashlib
+import math
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import HogError, KeyPath, ManifestError, ManifestErrors
+from ..errors import (
+    HogError,
+    KeyPath,
+    ManifestError,
+    ManifestErrors,
+    shorten,
+    unreadable_file,
+    unwritable_file,
+)
 from ..sweep import build_sweep
 from .endpoint_config import LOCAL, EndpointNotFound, resolve_endpoint
 from .overrides import apply_overrides, parse_override
@@ -64,13 +74,14 @@ def _load_manifest(path: str | Path, overrides: Sequence[str], endpoint: str | N
                                               "start from an example: hog-batch ships configs/ with several")])
     data, cli_config = apply_overrides(raw, parsed_overrides)
     errors = schema_errors(data, source)
-    if errors:
+    if any(not error.key_path for error in errors):
         raise ManifestErrors.of(errors)
-    loader = _ManifestChecks(manifest_path, data, source, cli_config, endpoint)
+    broken = _set_aside(data, errors)
+    loader = _ManifestChecks(manifest_path, data, source, cli_config, endpoint, broken)
     jobs = loader.jobs()
-    if loader.errors:
-        raise ManifestErrors.of(loader.errors)
-    output = data.get("output")
+    output = loader.output()
+    if errors or loader.errors:
+        raise ManifestErrors.of(_from_command_line([*errors, *loader.errors], [o.path for o in parsed_overrides]))
     return RunSpec(
         name=data.get("name") or manifest_path.stem,
         manifest_path=manifest_path,
@@ -78,8 +89,39 @@ def _load_manifest(path: str | Path, overrides: Sequence[str], endpoint: str | N
         overrides=list(overrides),
         data=data,
         jobs=jobs,
-        output=(manifest_path.parent / output).resolve() if output else None,
+        output=output,
     )
+
+
+def _from_command_line(errors: list[HogError], overridden: list[KeyPath]) -> list[HogError]:
+    """Errors in values given with --set (or -o) point at the command line, not at a line of the manifest."""
+    for error in errors:
+        if any(tuple(error.key_path[: len(path)]) == tuple(path) for path in overridden):
+            error.file, error.line = None, None
+            error.message += " (a value given on the command line)"
+    return errors
+
+
+def _set_aside(data: dict[str, Any], errors: list[HogError]) -> set[KeyPath]:
+    """Remove the keys that failed the schema, so the later checks can still run on the rest.
+
+    Returns the keys removed (``("retries",)``, ``("jobs", 1, "sweep")``) or,
+    for a job entry that is not a mapping, ``("jobs", i)``: the checks skip
+    whatever depends on them instead of reporting a cascade.
+    """
+    broken: set[KeyPath] = set()
+    for error in errors:
+        path = tuple(error.key_path)
+        place = path[:3] if path[0] == "jobs" else path[:1]
+        broken.add(place)
+    for place in broken:
+        if len(place) == 1 and place != ("jobs",):
+            data.pop(place[0], None)
+        elif len(place) == 3 and isinstance(data.get("jobs"), list) and place[1] < len(data["jobs"]):
+            entry = data["jobs"][place[1]]
+            if isinstance(entry, dict):
+                entry.pop(place[2], None)
+    return broken
 
 
 def _requirement_name(requirement: str) -> str:
@@ -91,25 +133,38 @@ class _ManifestChecks:
     """The checks the schema cannot make, collecting every problem."""
 
     def __init__(self, manifest_path: Path, data: dict[str, Any], source: SourceMap,
-                 cli_config: dict[str, Any], endpoint_override: str | None) -> None:
+                 cli_config: dict[str, Any], endpoint_override: str | None, broken: set[KeyPath] = frozenset()) -> None:
         self.path, self.data, self.source = manifest_path, data, source
         self.base_dir = manifest_path.parent
         self.cli_config, self.endpoint_override = cli_config, endpoint_override
+        self.broken = broken  # keys set aside after a schema error
         self.errors: list[HogError] = []
         self._scripts: dict[Path, tuple[str, ast.Module, ScriptMetadata] | None] = {}
 
     def locate(self, key_path: KeyPath, message: str, hint: str = "") -> ManifestError:
         return self.source.error(key_path, message, hint)
 
+    def is_broken(self, at: KeyPath, key: str) -> bool:
+        """Whether the job at ``at`` takes ``key`` from a place that failed the schema."""
+        if at and (at in self.broken or (*at, key) in self.broken):
+            return True
+        return (key,) in self.broken and not (at and key in self._own(at))
+
     def jobs(self) -> list[JobSpec]:
+        if ("jobs",) in self.broken:
+            return []
         entries = self.data.get("jobs")
         if entries is None:
             top = {k: self.data[k] for k in JOB_KEYS if k in self.data}
             specs = [self.job(top, (), None)]
         else:
-            specs = [self.job(self._inherit(entry), ("jobs", i), entry.get("name")) for i, entry in enumerate(entries)]
+            entries = [entry if ("jobs", i) not in self.broken else None for i, entry in enumerate(entries)]
+            specs = [self.job(self._inherit(entry), ("jobs", i), entry.get("name"))
+                     for i, entry in enumerate(entries) if entry is not None]
         seen: dict[str, int] = {}
         for i, entry in enumerate(entries or []):
+            if entry is None:
+                continue
             name = entry.get("name") or entry.get("function") or self.data.get("function")
             if name in seen:
                 self.errors.append(self.locate(("jobs", i, "name"), f"job name {name!r} is used twice (also by job {seen[name]})",
@@ -128,20 +183,27 @@ class _ManifestChecks:
         return job
 
     def _script(self, script: str, at: KeyPath) -> tuple[Path, str, ast.Module, ScriptMetadata] | None:
-        path = (self.base_dir / script).resolve()
+        path = self.base_dir / script
+        with contextlib.suppress(OSError, ValueError):  # a name too long or with a NUL is reported as unreadable
+            path = path.resolve()
         if path not in self._scripts:
             self._scripts[path] = self._read_script(path, at)
         found = self._scripts[path]
         return (path, *found) if found else None
 
     def _read_script(self, path: Path, at: KeyPath):
-        if not path.is_file():
-            self.errors.append(self.locate(at, f"script not found: {path}", "paths in a manifest are relative to the manifest's folder"))
+        problem = unreadable_file(path)
+        if problem:
+            self.errors.append(self.locate(at, f"script {problem}", "paths in a manifest are relative to the manifest's folder"))
             return None
         try:
             text = path.read_text("utf-8")
         except UnicodeDecodeError:
             self.errors.append(ManifestError(message="script is not UTF-8 text", hint="save it as UTF-8", file=path))
+            return None
+        except OSError as exc:
+            self.errors.append(self.locate(at, f"cannot read the script {shorten(str(path))}: {exc.strerror}",
+                                           "check the file's permissions"))
             return None
         try:
             tree = ast.parse(text, filename=str(path))
@@ -158,41 +220,61 @@ class _ManifestChecks:
 
     def job(self, job: dict[str, Any], at: KeyPath, name: str | None) -> JobSpec | None:
         n_errors = len(self.errors)
+        if self.is_broken(at, "script"):
+            return None
         for key in ("script", "function"):
-            if key not in job:
+            if key not in job and not self.is_broken(at, key):
                 self.errors.append(self.locate(at, f"no {key} is given for this job",
                                                f"add `{key}:` here or at the top of the manifest"))
         if n_errors != len(self.errors):
             return None
+        function_known = "function" in job
+        arguments_known = not any(self.is_broken(at, key) for key in ("args", "kwargs", "sweep"))
         script_at = (*at, "script") if "script" in self._own(at) else ("script",)
         function_at = (*at, "function") if "function" in self._own(at) else ("function",)
         found = self._script(job["script"], script_at)
         if found is None:
             return None
         script_path, text, tree, metadata = found
-        shape = find_function(tree, job["function"])
-        if shape is None:
+        shape = find_function(tree, job["function"]) if function_known else None
+        if function_known and shape is None:
             candidates = defined_callables(tree)
             close = difflib.get_close_matches(job["function"], candidates, n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}?" if close else (f"functions defined there: {', '.join(candidates)}" if candidates else "define it at the top level of the script")
             self.errors.append(self.locate(function_at, f"{script_path.name} defines no function {job['function']!r}", hint))
         environment = self._environment(job, metadata, at, script_path)
-        endpoint = self._endpoint(job, metadata, at)
+        endpoint = None
+        if not any(self.is_broken(at, key) for key in ("endpoint", "endpoints", "config")):
+            endpoint = self._endpoint(job, metadata, at)
         sweep_at = (*at, "sweep") if "sweep" in self._own(at) else ("sweep",)
         sweep_errors: list[ManifestError] = []
         sweep = build_sweep(job.get("sweep"), self.base_dir, sweep_at, self.locate, sweep_errors)
         self.errors += sweep_errors
-        if shape is not None and shape.signature is not None:
+        n_calls = None
+        if not sweep_errors and arguments_known:
+            n_calls = sweep.count()
+            if n_calls == 0:
+                self.errors.append(self.locate(sweep_at, "this sweep gives no calls" + sweep.why_empty(),
+                                               "give every swept parameter at least one value, and exclude fewer points"))
+        if shape is not None and shape.signature is not None and arguments_known:
             keywords = list(dict.fromkeys([*job.get("kwargs", {}), *sweep.names]))
             parameters = shape.signature.names
-            for keyword, problem in shape.signature.problems(len(job.get("args", [])), keywords):
+            # A sweep with errors may lack names it means to give: no "needs 'x'" cascade then.
+            for keyword, problem in shape.signature.problems(len(job.get("args", [])), keywords,
+                                                             check_missing=not sweep_errors):
                 where = function_at if keyword is None else self._keyword_origin(keyword, job, sweep, at, function_at)
                 close = difflib.get_close_matches(keyword, parameters, n=1) if keyword else []
                 hint = (f"did you mean {close[0]!r}? " if close else "") + \
                     f"its parameters are ({', '.join(parameters)}), defined at {script_path.name}:{shape.line}"
                 self.errors.append(self.locate(where, f"{job['function']}() {problem}", hint))
-        self._check_chunk_dependencies(sweep, environment)
-        if len(self.errors) != n_errors:
+        if not self.is_broken(at, "dependencies"):
+            self._check_chunk_dependencies(sweep, environment)
+        timeout = job.get("timeout")
+        if isinstance(timeout, float) and math.isnan(timeout):
+            where = (*at, "timeout") if "timeout" in self._own(at) else ("timeout",)
+            self.errors.append(self.locate(where, "timeout is not a number (nan)",
+                                           "give seconds per call, e.g. timeout: 600, or leave timeout out for no limit"))
+        if len(self.errors) != n_errors or endpoint is None or not function_known:
             return None
         return JobSpec(
             name=name or job["function"],
@@ -210,8 +292,27 @@ class _ManifestChecks:
             max_parallel=job.get("max_parallel", default_parallelism() if endpoint.is_local else REMOTE_DEFAULT_MAX_PARALLEL),
             retries=job.get("retries", 0),
             timeout_s=job.get("timeout"),
-            n_calls=sweep.count(),
+            n_calls=n_calls if n_calls is not None else sweep.count(),
         )
+
+    def output(self) -> Path | None:
+        """The export path of ``output:`` (or ``-o``), checked writable before any call runs."""
+        output = self.data.get("output")
+        if not output:
+            return None
+        path = self.base_dir / output
+        try:
+            path = path.resolve()
+        except (OSError, ValueError) as exc:
+            self.errors.append(self.locate(("output",), f"output {shorten(output)!r} is not a usable path: {exc}",
+                                           "name a file such as results.csv"))
+            return None
+        problem = unwritable_file(path)
+        if problem:
+            self.errors.append(self.locate(("output",), f"output {problem}",
+                                           "name a file in an existing folder, such as results.csv"))
+            return None
+        return path
 
     def _keyword_origin(self, keyword: str, job: dict[str, Any], sweep, at: KeyPath, fallback: KeyPath) -> KeyPath:
         """Where the manifest gives the keyword argument ``keyword``: its sweep key, or its kwargs key."""

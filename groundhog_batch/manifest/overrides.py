@@ -7,10 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ManifestError
+from ..errors import ManifestError, shorten
 from .yaml_source import parse_yaml_value
 
 HINT = "write --set KEY.PATH=VALUE, e.g. --set sweep.product.n=[1,2] or --set config.walltime=01:00:00"
+MAX_KEY_PARTS = 16  # the deepest manifest key (jobs.0.sweep.0.chunks.x.rows) has 7 parts
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,14 @@ def parse_override(text: str) -> Override:
     key, sep, raw_value = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ManifestError(message=f"--set {text!r} has no KEY=VALUE", hint=HINT)
+        raise ManifestError(message=f"--set {shorten(text)!r} has no KEY=VALUE", hint=HINT)
     parts = key.split(".")
+    if len(parts) > MAX_KEY_PARTS:
+        raise ManifestError(message=f"--set: the key path has {len(parts):,} parts; manifest keys have at most {MAX_KEY_PARTS}",
+                            hint=HINT)
     if any(not part for part in parts):
-        raise ManifestError(message=f"--set {text!r}: empty part in key path {key!r}", hint=HINT)
-    path = tuple(int(p) if p.isdigit() else p for p in parts)
+        raise ManifestError(message=f"--set {shorten(text)!r}: empty part in key path {shorten(key)!r}", hint=HINT)
+    path = tuple(int(p) if p.isdigit() and len(p) < 10 else p for p in parts)
     return Override(text, path, parse_yaml_value(raw_value, f"--set {key}"))
 
 
@@ -54,7 +58,7 @@ def _set_path(target: Any, path: tuple[str | int, ...], value: Any, override: Ov
         following = path[depth + 1]
         if isinstance(target, list) and isinstance(part, int):
             if part >= len(target):
-                raise ManifestError(message=f"--set {override.text!r}: index {part} is past the end of a list of {len(target)}", hint=HINT)
+                raise ManifestError(message=f"--set {shorten(override.text)!r}: index {part} is past the end of a list of {len(target)}", hint=HINT)
             target = target[part]
         elif isinstance(target, dict):
             key = str(part)
@@ -62,13 +66,13 @@ def _set_path(target: Any, path: tuple[str | int, ...], value: Any, override: Ov
                 target[key] = [] if isinstance(following, int) else {}
             target = target[key]
         else:
-            raise ManifestError(message=f"--set {override.text!r}: cannot set a key inside a {type(target).__name__}", hint=HINT)
+            raise ManifestError(message=f"--set {shorten(override.text)!r}: cannot set a key inside a {type(target).__name__}", hint=HINT)
     last = path[-1]
     if isinstance(target, list) and isinstance(last, int):
         if last >= len(target):
-            raise ManifestError(message=f"--set {override.text!r}: index {last} is past the end of a list of {len(target)}", hint=HINT)
+            raise ManifestError(message=f"--set {shorten(override.text)!r}: index {last} is past the end of a list of {len(target)}", hint=HINT)
         target[last] = value
     elif isinstance(target, dict):
         target[str(last)] = value
     else:
-        raise ManifestError(message=f"--set {override.text!r}: cannot set a key inside a {type(target).__name__}", hint=HINT)
+        raise ManifestError(message=f"--set {shorten(override.text)!r}: cannot set a key inside a {type(target).__name__}", hint=HINT)

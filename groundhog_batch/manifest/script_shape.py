@@ -17,10 +17,11 @@ class Signature:
     var_positional: bool
     var_keyword: bool
 
-    def problems(self, n_args: int, keywords: list[str]) -> list[tuple[str | None, str]]:
+    def problems(self, n_args: int, keywords: list[str], check_missing: bool = True) -> list[tuple[str | None, str]]:
         """Why calling with ``n_args`` positional arguments and these keywords would fail.
 
         Each problem comes with the keyword at fault, or None when no single keyword is.
+        ``check_missing=False`` skips required parameters no one gives (the keywords are incomplete).
         """
         found: list[tuple[str | None, str]] = []
         if n_args > len(self.positional) and not self.var_positional:
@@ -33,7 +34,7 @@ class Signature:
             elif name not in accepted and not self.var_keyword:
                 found.append((name, f"has no parameter {name!r}"))
         missing = sorted(self.required - filled - set(keywords))
-        if missing:
+        if missing and check_missing:
             found.append((None, f"needs {', '.join(map(repr, missing))}, which no args, kwargs or sweep key gives"))
         return found
 
