@@ -10,4 +10,4 @@ if sys.path and sys.path[0] in ("", os.getcwd()):
 
 from .cli import main  # noqa: E402
 
-main()
+main(prog_name="hog-batch")

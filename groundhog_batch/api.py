@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
@@ -26,6 +27,7 @@ from .manifest import RunSpec, load_manifest
 from .plan import Plan, iter_calls
 from .run_lock import RunLock
 from .run_paths import RUNS_FOLDER, RunPaths, new_run_dir, write_atomic
+from .run_view import selected_failures
 
 Progress = Callable[[dict[str, int]], None]
 
@@ -43,6 +45,9 @@ class Run:
         self.ledger = Ledger(self.paths.ledger)
         self._spec: RunSpec | None = None
         self._sweep_spec: RunSpec | None = None
+        self.reused = 0  # calls taken from an earlier run by ``prepare(..., reuse=...)``
+        self.halted = False  # the last execute() stopped early at ``max_failures``
+        self.retried = 0  # failed calls the last retry made pending again
 
     @property
     def root(self) -> Path:
@@ -127,6 +132,15 @@ class Run:
     def holder(self) -> dict | None:
         return RunLock(self.paths.lock).holder()
 
+    @property
+    def output(self) -> Path | None:
+        """Where each run of it exports the results table (``output:`` with ``{run}``/``{timestamp}`` filled in)."""
+        return Path(self.info["output"]) if self.info.get("output") else None
+
+    def output_written(self) -> bool:
+        """Whether this run has written its ``output`` file already (so writing it again overwrites nothing else)."""
+        return bool(self.ledger.get_meta("output_written", False))
+
     def close(self) -> None:
         self.ledger.close()
 
@@ -206,7 +220,7 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
         "endpoint": endpoint,  # --local / --endpoint, applied again when the run is resumed
         "jobs": [{"name": job.name, "script_sha256": job.script_sha256, "n_calls": job.n_calls,
                   "endpoint": job.endpoint.reference, "env_id": job.environment.env_id} for job in spec.jobs],
-        "output": str(spec.output) if spec.output else None,
+        "output": fill_output_template(spec.output, root) if spec.output else None,
         "provenance": _provenance(spec),
     }
     ledger = Ledger(paths.ledger, create=True)  # the plan itself is not stored: the sweep regenerates it
@@ -218,6 +232,12 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
     run = Run(root)
     run._spec = spec
     return run
+
+
+def fill_output_template(output: Path, root: Path) -> str:
+    """``output:`` with ``{run}`` (the run directory's name) and ``{timestamp}`` (UTC, like 20261121T121748Z)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return str(output).replace("{run}", root.name).replace("{timestamp}", stamp)
 
 
 def require_one_backend(endpoints: dict[str, str]) -> None:
@@ -271,30 +291,84 @@ def refresh(run: Run) -> bool:
     return True
 
 
-def execute(run: Run, on_progress: Progress | None = None, action: str = "submit") -> dict[str, int]:
+@dataclass(frozen=True)
+class RetrySelection:
+    """Which failed calls ``retry`` runs again (all by default), and settings changed for them (``--set``)."""
+
+    job: str | None = None
+    error_type: str | None = None  # ValueError, TimeoutError, TaskFailed, ...
+    settings: tuple[str, ...] = ()
+
+
+def execute(run: Run, on_progress: Progress | None = None, action: str = "submit", *,
+            max_failures: int | None = None, selection: RetrySelection | None = None) -> dict[str, int]:
     """Run what the ledger says is pending, holding the run's lock; return the final counts.
 
     ``action`` is submit, resume (cancelled calls are pending again) or retry
-    (failed calls are pending again); the reset happens under the lock.
+    (the failed calls ``selection`` picks are pending again, with its settings
+    recorded in run.json); the reset happens under the lock. With
+    ``max_failures`` it stops early (``run.halted``) once that many calls failed.
     """
     try:
         with run.lock(action):
             if action == "resume":
                 run.ledger.reset_cancelled()
             elif action == "retry":
-                run.ledger.reset_failed()
+                _reset_for_retry(run, selection or RetrySelection())
             spec = run.spec()
             plan = Plan(spec)
             backend = make_backend(run, plan)
             try:
-                counts = Executor(plan, run.ledger, backend, run.paths, on_progress).run()
+                executor = Executor(plan, run.ledger, backend, run.paths, on_progress, max_failures)
+                counts = executor.run()
+                run.halted = executor.halted
             finally:
                 backend.close()
-            if spec.output is not None:
-                run.export(spec.output)
+            if run.output is not None:
+                run.export(run.output)
+                run.ledger.set_meta("output_written", True)
             return counts
     except KeyboardInterrupt:
         raise Interrupted(run.root) from None
+
+
+def _reset_for_retry(run: Run, selection: RetrySelection) -> None:
+    """Record the retry (and its settings) in run.json, then make the selected failed calls pending."""
+    if selection.job is not None and selection.job not in {job["name"] for job in run.info["jobs"]}:
+        raise RunError(message=f"this run has no job {selection.job!r}",
+                       hint=f"its jobs: {', '.join(job['name'] for job in run.info['jobs'])}")
+    if selection.settings:
+        overrides = [*run.info["overrides"], *selection.settings]
+        changed = load_manifest(run.info["manifest_path"], overrides, run.info.get("endpoint"),
+                                text=run.paths.manifest_snapshot.read_text("utf-8"))
+        _require_same_calls(run, changed, selection)
+        run.info["overrides"] = overrides
+        run._spec = None
+    run.retried = run.ledger.reset_failed(selection.job, selection.error_type)
+    run.info.setdefault("retries", []).append({
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "set": list(selection.settings),
+        "job": selection.job, "error_type": selection.error_type, "calls": run.retried,
+    })
+    write_atomic(run.paths.run_info, json.dumps(run.info, indent=2, default=str))
+
+
+def _require_same_calls(run: Run, changed: RunSpec, selection: RetrySelection) -> None:
+    """New settings may change how calls run (timeout, retries, resources), never which calls there are."""
+    before = {job.name: job for job in run.spec().jobs}
+    failed = selected_failures(run.ledger, selection.job, selection.error_type)
+    for job in changed.jobs:
+        old = before.get(job.name)
+        wanted = failed.get(job.name, set())
+        same = old is not None and old.n_calls == job.n_calls
+        if same and wanted:
+            old_key, new_key = call_keyer(old), call_keyer(job)
+            same = all(old_key(a) == new_key(b) for a, b in zip(iter_calls(old), iter_calls(job), strict=True)
+                       if a.index in wanted)
+        if not same:
+            raise RunError(message=f"--set {' '.join(selection.settings)} changes the calls of job {job.name!r}; "
+                           "a retry may change settings (timeout, retries, resources), not the calls themselves",
+                           hint=f"start a new run with those changes and take what succeeded: "
+                           f"`hog-batch submit MANIFEST --set ... --reuse {run.root}`")
 
 
 def exit_code(counts: dict[str, int]) -> int:
@@ -304,16 +378,20 @@ def exit_code(counts: dict[str, int]) -> int:
 
 
 def submit(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local: bool = False, endpoint: str | None = None,
-           run_dir: str | Path | None = None, on_progress: Progress | None = None, reuse: str | Path | None = None) -> Run:
+           run_dir: str | Path | None = None, on_progress: Progress | None = None, reuse: str | Path | None = None,
+           max_failures: int | None = None) -> Run:
     """Plan the manifest into a new run directory and run it to the end."""
     run = prepare(manifest, overrides, local, endpoint, run_dir, reuse)
-    execute(run, on_progress, "submit")
+    execute(run, on_progress, "submit", max_failures=max_failures)
     return run
 
 
 def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local: bool = False, endpoint: str | None = None,
             run_dir: str | Path | None = None, reuse: str | Path | None = None) -> Run:
-    """Create the run directory without running anything (``submit --detach`` runs it in the background)."""
+    """Create the run directory without running anything (``submit --detach`` runs it in the background).
+
+    With ``reuse``, ``run.reused`` says how many calls were taken from the earlier run.
+    """
     endpoint = "local" if local else endpoint
     spec = manifest if isinstance(manifest, RunSpec) else load_manifest(manifest, overrides, endpoint)
     if any(not job.endpoint.is_local for job in spec.jobs):
@@ -323,7 +401,7 @@ def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local
         check_endpoint_configs(spec, ComputeService())
     run = create_run(spec, run_dir, endpoint)
     if reuse is not None:
-        reuse_results(run, Run(reuse))
+        run.reused = reuse_results(run, Run(reuse))
     return run
 
 
@@ -365,18 +443,36 @@ def open_run(run_dir: str | Path) -> Run:
     return Run(run_dir)
 
 
-def resume(run_dir: str | Path, on_progress: Progress | None = None) -> Run:
+def resume(run_dir: str | Path, on_progress: Progress | None = None, max_failures: int | None = None) -> Run:
     """Finish what the run left: calls never started, calls in flight when the submitter died."""
     run = Run(run_dir)
-    execute(run, on_progress, "resume")
+    execute(run, on_progress, "resume", max_failures=max_failures)
     return run
 
 
-def retry(run_dir: str | Path, on_progress: Progress | None = None) -> Run:
-    """Run the failed calls again."""
+def retry(run_dir: str | Path, on_progress: Progress | None = None, selection: RetrySelection | None = None,
+          max_failures: int | None = None) -> Run:
+    """Run the failed calls again: all of them, or those ``selection`` picks, optionally with changed settings."""
     run = Run(run_dir)
-    execute(run, on_progress, "retry")
+    execute(run, on_progress, "retry", max_failures=max_failures, selection=selection)
     return run
+
+
+def follow(run: Run, on_progress: Progress | None = None, poll_s: float = 1.0) -> dict[str, int]:
+    """Watch a run another process drives until it lets go of the run; return the final counts.
+
+    Reads the ledger only (again from disk each time): stopping the watcher (Ctrl-C) never touches the run.
+    """
+    from .run_view import progress
+
+    while run.holder() is not None:
+        if on_progress is not None:
+            on_progress(progress(run.ledger, fresh=True).counts)
+        time.sleep(poll_s)
+    counts = progress(run.ledger, fresh=True).counts
+    if on_progress is not None:
+        on_progress(counts)
+    return counts
 
 
 def cancel(run_dir: str | Path, wait_s: float = 30.0) -> dict[str, int]:
@@ -415,5 +511,5 @@ def list_runs(folder: str | Path | None = None) -> list[dict]:
     return found
 
 
-__all__ = ["Run", "cancel", "create_run", "execute", "exit_code", "list_runs", "open_run",
+__all__ = ["RetrySelection", "Run", "cancel", "create_run", "execute", "exit_code", "follow", "list_runs", "open_run",
            "prepare", "refresh", "resume", "retry", "submit"]

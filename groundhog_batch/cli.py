@@ -11,16 +11,26 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
 
-from .errors import EXIT_INTERRUPTED, EXIT_OK, HogError, os_error
+from .errors import EXIT_INTERRUPTED, EXIT_OK, HogError, RunInUse, os_error
+
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as `cat` exits when its reader goes away
 
 
 def _fail(error: HogError) -> None:
     click.echo(error.render(), err=True)
     sys.exit(error.exit_code)
+
+
+def _pipe_closed() -> None:
+    """The reader went away (``| head``): stop quietly, without a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # what is left in Python's buffer goes nowhere at exit
+    sys.exit(EXIT_PIPE_CLOSED)
 
 
 def user_errors(command):
@@ -34,6 +44,8 @@ def user_errors(command):
             return command(*args, **kwargs)
         except HogError as error:
             _fail(error)
+        except BrokenPipeError:  # before OSError, of which it is one
+            _pipe_closed()
         except OSError as error:  # a path the user gave that cannot be made or written (--run-dir under a file, a full disk)
             _fail(os_error(error))
         except (KeyboardInterrupt, Interrupted) as stop:
@@ -45,77 +57,131 @@ def user_errors(command):
     return wrapper
 
 
-class ProgressBar:
-    """Counts and ETA on a terminal; a short line now and then otherwise."""
+def _verbosity(quiet: bool, verbose: bool):
+    from .console import Verbosity
 
-    def __init__(self, total: int, label: str) -> None:
-        self.total, self.label = total, label
-        self.bar = None
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
-                                console=Console(stderr=True), transient=False)
-            self.task = self.bar.add_task(label, total=total, failed=0)
-            self.bar.start()
-
-    def __call__(self, counts: dict[str, int]) -> None:
-        if self.bar is not None:
-            done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
-            self.bar.update(self.task, completed=done, failed=counts["failed"])
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    if quiet and verbose:
+        raise HogError(message="--quiet and --verbose contradict each other", hint="give one of them")
+    return Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL
 
 
-def _summary(counts: dict[str, int]) -> str:
-    shown = [f"{counts[k]} {k}" for k in ("succeeded", "failed", "cancelled", "pending") if counts.get(k)]
-    in_flight = counts.get("submitted", 0) + counts.get("running", 0)
-    if in_flight:
-        shown.append(f"{in_flight} in flight")
-    return ", ".join(shown) or "no calls"
+def _note(verbosity, text: str) -> None:
+    """An informational line on stderr, unless --quiet."""
+    if verbosity.value > 0:
+        click.echo(text, err=True)
 
 
-def _run_and_report(run, action, *, detach: bool = False) -> None:
-    from .api import execute, exit_code
+def _display(run, verbosity):
+    from .console import ProgressDisplay
+    from .run_view import progress
 
-    click.echo(f"run directory: {run.root}", err=True)
-    if detach:
-        log = run.paths.submitter_log.open("ab")
-        subprocess.Popen([sys.executable, "-m", "groundhog_batch", "resume", str(run.root)], stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log, start_new_session=True, cwd=os.getcwd())
-        click.echo(f"detached: follow it with `hog-batch status {run.root}`", err=True)
-        sys.exit(EXIT_OK)
-    counts = run.counts()
-    bar = ProgressBar(sum(counts.values()), run.name)
+    return ProgressDisplay(run.name, progress(run.ledger), verbosity, run.ledger)
+
+
+def _drive(run, action: str, verbosity, max_failures: int | None = None, selection=None) -> None:
+    """Run the run in this process with a progress display, then report like submit."""
+    from .api import execute
+
+    output = run.output
+    if output is not None and output.exists() and not run.output_written():
+        click.echo(f"note: {output} exists and will be overwritten when this run ends; put {{run}} or {{timestamp}} "
+                   "in `output:` to keep each run's results", err=True)
+    display = _display(run, verbosity)
     try:
-        counts = execute(run, bar, action)
+        counts = execute(run, display, action, max_failures=max_failures, selection=selection)
     finally:
-        bar.close()
-    click.echo(f"{run.name}: {_summary(counts)}", err=True)
+        display.close()
+    _report_end(run, counts, max_failures)
+
+
+def _follow(run, verbosity) -> None:
+    """Watch the live process that drives the run until it ends; Ctrl-C stops watching, never the run."""
+    from .api import follow
+
+    holder = run.holder() or {}
+    _note(verbosity, f"following: pid {holder.get('pid', '?')} on {holder.get('host', '?')} drives this run "
+          f"({holder.get('action', '?')} since {holder.get('since', '?')}); Ctrl-C stops watching, not the run")
+    display = _display(run, verbosity)
+    try:
+        counts = follow(run, display)
+    except KeyboardInterrupt:
+        display.close()
+        click.echo(f"stopped watching; the run goes on. Watch again with `hog-batch status --watch {run.root}`", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        display.close()
+    _report_end(run, counts)
+
+
+def _report_end(run, counts: dict[str, int], max_failures: int | None = None) -> None:
+    """The summary every way of running ends with (submit, resume, retry, following): counts, failures, exit code."""
+    from .api import exit_code
+    from .run_view import summary
+
+    click.echo(f"{run.name}: {summary(counts)}", err=True)
     failures = run.ledger.failures(limit=5)
     for job, call, error in failures:
         click.echo(f"  failed: {job} call {call}: {error}", err=True)
+    more = counts.get("failed", 0) - len(failures)
+    if more > 0:
+        click.echo(f"  ...and {more} more", err=True)
     if failures:
-        click.echo(f"  details: hog-batch status {run.root}; re-run them: hog-batch retry {run.root}", err=True)
-    if run.info.get("output"):
-        click.echo(f"results: {run.info['output']}", err=True)
+        click.echo(f"  details: hog-batch status {run.root}; what they printed: hog-batch logs {run.root} --failed; "
+                   f"re-run them: hog-batch retry {run.root}", err=True)
+    unfinished = counts.get("pending", 0) + counts.get("submitted", 0) + counts.get("running", 0)
+    if run.halted:
+        click.echo(f"stopped early: {max_failures} call(s) failed (--max-failures {max_failures}); {unfinished} call(s) "
+                   f"not run are still pending: finish them with `hog-batch resume {run.root}`", err=True)
+    elif unfinished and run.holder() is None:
+        click.echo(f"{unfinished} call(s) are unfinished: finish them with `hog-batch resume {run.root}`", err=True)
+    if run.output is not None and run.output.exists():
+        click.echo(f"results: {run.output}", err=True)
     sys.exit(exit_code(counts))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _detach(run, verbosity) -> None:
+    """Drive the run from a background process (its log: submitter.log); return once it holds the run."""
+    log = run.paths.submitter_log.open("ab")
+    child = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "resume", str(run.root)], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=log, start_new_session=True, cwd=os.getcwd())
+    deadline = time.monotonic() + 30
+    while run.holder() is None and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _note(verbosity, f"detached (pid {child.pid}, log: {run.paths.submitter_log}): "
+          f"watch it with `hog-batch status --watch {run.root}`")
+    sys.exit(EXIT_OK)
+
+
+def running_options(command):
+    """--quiet, --verbose and --max-failures, for every command that runs calls."""
+    options = [
+        click.option("--max-failures", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Stop after N calls fail; the rest stays pending for `resume`."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress; only errors and the final summary."),
+        click.option("--verbose", "-v", is_flag=True, help="Also each failure as it happens, and progress lines."),
+    ]
+    for option in options:
+        command = option(command)
+    return command
+
+
+class _Group(click.Group):
+    """Bare ``hog-batch`` prints the help and exits 0."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:  # (shell completion parses resiliently)
+            click.echo(ctx.get_help())
+            ctx.exit(EXIT_OK)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hog-batch")
 def main() -> None:
-    """Run a Python function over a sweep of arguments, locally or on HPC through Globus Compute."""
+    """Run a Python function over a sweep of arguments, locally or on HPC through Globus Compute.
+
+    Shell completion: eval "$(_HOG_BATCH_COMPLETE=bash_source hog-batch)" in ~/.bashrc (zsh_source, fish_source).
+    """
 
 
 @main.command()
@@ -159,66 +225,122 @@ def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index:
 @click.option("--endpoint", default=None, help="Run every job on this endpoint instead.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a manifest key (YAML value).")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="Where to keep the run's state.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Also export the results here.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Also export the results here ({run} and {timestamp} are filled in).")
 @click.option("--reuse", type=click.Path(file_okay=False, exists=True), default=None,
               help="Take identical succeeded calls from this earlier run.")
 @click.option("--detach", is_flag=True, help="Return at once; the run goes on in the background.")
+@running_options
 @user_errors
-def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, detach) -> None:
+def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, detach, max_failures, quiet, verbose) -> None:
     """Run a manifest. Exit 0 all calls succeeded, 1 some failed, 2 invalid input, 130 interrupted."""
     from .api import prepare
 
+    verbosity = _verbosity(quiet, verbose)
     if output:
         overrides = (*overrides, f"output={json.dumps(str(Path(output).absolute()))}")
+    if detach and max_failures is not None:
+        raise HogError(message="--max-failures does not go with --detach",
+                       hint="submit without --detach, or stop the detached run with `hog-batch cancel`")
     run = prepare(manifest, overrides, local=local, endpoint=endpoint, run_dir=run_dir, reuse=reuse)
-    _run_and_report(run, "submit", detach=detach)
+    _note(verbosity, f"run directory: {run.root}")
+    if reuse is not None:
+        _note(verbosity, f"reused {run.reused} of {sum(run.counts().values())} call(s) from {reuse}")
+    if detach:
+        _detach(run, verbosity)
+    _drive(run, "submit", verbosity, max_failures)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
+@running_options
 @user_errors
-def resume(run_dir: str) -> None:
-    """Finish what a run left unfinished; never re-runs a succeeded call."""
+def resume(run_dir: str, max_failures, quiet, verbose) -> None:
+    """Finish what a run left unfinished; never re-runs a succeeded call.
+
+    On a run another live hog-batch process drives (`submit --detach`), follow it instead until it ends.
+    """
     from .api import Run
 
-    _run_and_report(Run(run_dir), "resume")
+    run, verbosity = Run(run_dir), _verbosity(quiet, verbose)
+    if run.holder() is None:
+        try:
+            _drive(run, "resume", verbosity, max_failures)
+            return
+        except RunInUse:  # taken in the meantime
+            pass
+    _follow(run, verbosity)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Change a setting for the retried calls (timeout=600, retries=2, ...); recorded in run.json.")
+@click.option("--job", default=None, help="Only this job's failed calls.")
+@click.option("--error", "error_type", default=None, metavar="TYPE",
+              help="Only calls that failed with this error type (ValueError, TimeoutError, TaskFailed, ...).")
+@running_options
 @user_errors
-def retry(run_dir: str) -> None:
-    """Run a run's failed calls again."""
-    from .api import Run
+def retry(run_dir: str, settings, job, error_type, max_failures, quiet, verbose) -> None:
+    """Run a run's failed calls again: all, or those --job and --error select, optionally with --set changes."""
+    from .api import RetrySelection, Run
 
-    _run_and_report(Run(run_dir), "retry")
+    run, verbosity = Run(run_dir), _verbosity(quiet, verbose)
+    selection = RetrySelection(job, error_type, tuple(settings))
+    _drive(run, "retry", verbosity, max_failures, selection)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--all", "show_all", is_flag=True, help="Every failed call, not the first few of each error.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (complete with --all).")
+@click.option("--watch", is_flag=True, help="Follow a running run until it ends; then exit as submit would.")
 @user_errors
-def status(run_dir: str, as_json: bool) -> None:
-    """Counts per state, and the failures with their first error line."""
-    from .api import Run, refresh
+def status(run_dir: str, show_all: bool, as_json: bool, watch: bool) -> None:
+    """Counts per job and state; failures grouped by error with counts."""
+    from .api import Run, exit_code, refresh
+    from .console import Verbosity
+    from .status_report import status_json, status_text
 
     run = Run(run_dir)
+    if watch and run.holder() is not None:
+        _follow(run, Verbosity.NORMAL)  # exits
     refresh(run)
-    counts, by_job, failures, holder = run.counts(), run.ledger.counts_by_job(), run.ledger.failures(), run.holder()
     if as_json:
-        click.echo(json.dumps({"run_dir": str(run.root), "name": run.name, "counts": counts, "jobs": by_job,
-                               "active": holder, "failures": [{"job": j, "call": c, "error": e} for j, c, e in failures]}, indent=2))
-        return
-    click.echo(f"run {run.name} ({run.root})")
-    if holder:
-        click.echo(f"  running: pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
-                   f"{holder.get('action', '?')} since {holder.get('since', '?')}")
+        click.echo(json.dumps(status_json(run, show_all), indent=2))
     else:
-        click.echo("  not running")
-    for job, job_counts in by_job.items():
-        click.echo(f"  {job}: {_summary(job_counts)}")
-    for job, call, error in failures:
-        click.echo(f"  failed: {job} call {call}: {error}")
+        for line in status_text(run, show_all):
+            click.echo(line)
+    if watch:
+        sys.exit(exit_code(run.counts()))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("calls", nargs=-1, metavar="[CALL]...")
+@click.option("--job", default=None, help="Only this job's calls (a CALL is then its index).")
+@click.option("--failed", is_flag=True, help="Only failed calls.")
+@click.option("--stream", type=click.Choice(["stdout", "stderr", "traceback"]), default=None,
+              help="Only this, as it was printed (for pipes and files).")
+@user_errors
+def logs(run_dir: str, calls: tuple[str, ...], job: str | None, failed: bool, stream: str | None) -> None:
+    """What calls printed and raised, as plain text. CALL is an index (0, 17) or JOB:INDEX; default: every call."""
+    from .api import Run
+    from .run_view import call_logs, job_sizes, parse_call_refs
+    from .status_report import format_call_log
+
+    run = Run(run_dir)
+    sizes = job_sizes(run.ledger)
+    if job is not None and job not in sizes:
+        raise HogError(message=f"this run has no job {job!r}", hint=f"its jobs: {', '.join(sizes)}")
+    selected = parse_call_refs(calls, sizes, job) if calls else None
+    headers = stream is None or selected is None or len(selected) > 1
+    shown = 0
+    for log in call_logs(run, selected, job, failed):
+        click.echo(format_call_log(log, stream, headers), nl=False)
+        shown += 1
+    if not shown:
+        click.echo("no failed calls" if failed else "no calls", err=True)
 
 
 @main.command()
@@ -231,8 +353,10 @@ def collect(run_dir: str, output: str | None) -> None:
 
     run = Run(run_dir)
     refresh(run)
+    from .run_view import summary
+
     path = run.export(output)
-    click.echo(f"{path} ({_summary(run.counts())})")
+    click.echo(f"{path} ({summary(run.counts())})")
 
 
 @main.command()
@@ -241,17 +365,19 @@ def collect(run_dir: str, output: str | None) -> None:
 def cancel(run_dir: str) -> None:
     """Stop a run: running tasks are stopped, pending calls become cancelled."""
     from .api import cancel as cancel_run
+    from .run_view import summary
 
     counts = cancel_run(run_dir)
-    click.echo(f"cancelled: {_summary(counts)}")
+    click.echo(f"cancelled: {summary(counts)}")
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @user_errors
 def runs(as_json: bool) -> None:
-    """List the runs under ./hog-runs."""
+    """List the runs under ./hog-runs, with their progress and age."""
     from .api import list_runs
+    from .status_report import runs_lines
 
     found = list_runs()
     if as_json:
@@ -259,9 +385,22 @@ def runs(as_json: bool) -> None:
         return
     if not found:
         click.echo("no runs under ./hog-runs")
-    for run in found:
-        state = "running" if run["active"] else "idle"
-        click.echo(f"{run['run_dir']}  {run['name']}  {run['started_at']}  {state}  {_summary(run['counts'])}")
+    for line in runs_lines(found):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("script", type=click.Path(dir_okay=False))
+@click.argument("function", required=False)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the manifest (default: the script's name with .yaml, here).")
+@user_errors
+def init(script: str, function: str | None, output: str | None) -> None:
+    """Write a starter manifest for FUNCTION in SCRIPT, from its signature; never overwrites a file."""
+    from .manifest.starter import write_starter
+
+    path = write_starter(script, function, output)
+    click.echo(f"wrote {path}: put the values to try under sweep.product, then `hog-batch validate {path}`")
 
 
 @main.command()

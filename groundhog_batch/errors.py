@@ -133,6 +133,10 @@ class RunError(HogError):
     """A run directory is missing, locked, or in a state that forbids the action."""
 
 
+class RunInUse(RunError):
+    """Another live hog-batch process holds the run's lock (``resume`` then follows it instead)."""
+
+
 class BackendError(HogError):
     """The execution machinery (uv, bash, Globus Compute) could not do its part."""
 

@@ -70,10 +70,18 @@ def describe_exit(returncode: int | None) -> str:
 
 
 class Executor:
+    """``max_failures``: after that many calls fail for good, start nothing new (GNU parallel's
+    ``--halt soon,fail=N``): running tasks are stopped as on Ctrl-C, what they finished is kept,
+    the rest stays pending for ``resume``, and ``halted`` is True."""
+
     def __init__(self, plan: Plan, ledger: Ledger, backend: Backend, paths: RunPaths,
-                 on_progress: Callable[[dict[str, int]], None] | None = None) -> None:
+                 on_progress: Callable[[dict[str, int]], None] | None = None, max_failures: int | None = None) -> None:
         self.plan, self.ledger, self.backend, self.paths = plan, ledger, backend, paths
         self.on_progress = on_progress or (lambda counts: None)
+        self.max_failures = max_failures
+        self.failed_here = 0  # calls that failed for good in this execution
+        self._failed_before = ledger.counts()["failed"] if max_failures is not None else 0
+        self.halted = False
         self.in_flight: dict[str, InFlight] = {}
         self._progress_at = 0.0
         self.retries = {job.name: job.retries for job in plan.jobs}
@@ -89,6 +97,9 @@ class Executor:
                 if self._cancel_requested():
                     self._cancel()
                     break
+                if self._halt_due():
+                    self._halt()
+                    break
                 if not self.ledger.has_pending():
                     if self.in_flight:  # tasks a previous submitter left on a remote endpoint
                         self._absorb(self.backend.poll(POLL_INTERVAL_S))
@@ -102,6 +113,9 @@ class Executor:
                 self._round()
                 if self._cancel_requested():
                     self._cancel()
+                    break
+                if self._halt_due():
+                    self._halt()
                     break
         except (KeyboardInterrupt, Interrupted):
             self._stop_for_resume()
@@ -128,14 +142,14 @@ class Executor:
                         batch = []
                         continue
                     self._absorb(self.backend.poll(POLL_INTERVAL_S))
-                    if self._cancel_requested():
+                    if self._cancel_requested() or self._halt_due():
                         return
                 batch.append(task)
             if batch:
                 self._submit(batch)
         while self.in_flight:
             self._absorb(self.backend.poll(POLL_INTERVAL_S))
-            if self._cancel_requested():
+            if self._cancel_requested() or self._halt_due():
                 return
 
     def _ready_calls(self, job) -> Iterator[PlannedCall]:
@@ -196,6 +210,8 @@ class Executor:
         for task_id in finished:
             self.backend.forget(task_id)
             del self.in_flight[task_id]
+        if self.max_failures is not None:
+            self.failed_here = self.ledger.counts()["failed"] - self._failed_before
         if time.monotonic() - self._progress_at > PROGRESS_INTERVAL_S:
             self._progress_at = time.monotonic()
             self.on_progress(self.ledger.counts())
@@ -231,6 +247,14 @@ class Executor:
         self.in_flight.clear()
         self.ledger.cancel_unfinished()
         self.paths.cancel_request.unlink(missing_ok=True)
+
+    def _halt_due(self) -> bool:
+        return self.max_failures is not None and self.failed_here >= self.max_failures
+
+    def _halt(self) -> None:
+        """Too many failures: stop what runs, keep what finished, leave the rest pending."""
+        self._stop_for_resume()
+        self.halted = True
 
     def _stop_for_resume(self) -> None:
         self.backend.cancel(list(self.in_flight))

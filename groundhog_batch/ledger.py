@@ -533,12 +533,22 @@ class Ledger:
             self.reload()
             return before - self.counts()["submitted"]
 
-    def reset_failed(self) -> int:
-        """Failed calls are pending again, their attempts counted from zero."""
+    def reset_failed(self, job: str | None = None, error_type: str | None = None) -> int:
+        """Failed calls are pending again, their attempts counted from zero: all of them, or those of
+        ``job`` whose error is of ``error_type`` (``ValueError``: the word before the error's first colon)."""
+        where, values = ["final = 1"], []
+        if job is not None:
+            where.append("job = ?")
+            values.append(job)
+        if error_type is not None:
+            where.append("(json_extract(record, '$.error') = ? OR substr(json_extract(record, '$.error'), 1, ?) = ?)")
+            values += [error_type, len(error_type) + 1, f"{error_type}:"]
         with self.transaction() as db:
-            n = db.execute("UPDATE failures SET final = 0, attempts = 0, not_before = 0 WHERE final = 1").rowcount
+            n = db.execute(f"UPDATE failures SET final = 0, attempts = 0, not_before = 0 WHERE {' AND '.join(where)}",
+                           values).rowcount
         self.reload()
         return n
+
 
     def reset_cancelled(self) -> int:
         """Cancelled calls are pending again."""

@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import RunError
+from .errors import RunInUse
 
 
 class RunLock:
@@ -47,10 +47,10 @@ class RunLock:
         except BlockingIOError:
             os.close(fd)
             holder = self.holder() or {}
-            raise RunError(
+            raise RunInUse(
                 message=f"the run is in use by another hog-batch process (pid {holder.get('pid', '?')} on "
                 f"{holder.get('host', '?')}, doing {holder.get('action', '?')} since {holder.get('since', '?')})",
-                hint=f"wait for it to finish, follow it with `hog-batch status {self.path.parent}`, "
+                hint=f"wait for it to finish, follow it with `hog-batch status --watch {self.path.parent}`, "
                 f"or stop it with `hog-batch cancel {self.path.parent}`",
             ) from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "action": action,

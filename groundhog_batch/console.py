@@ -1,0 +1,97 @@
+"""What a person sees while a run goes: a bar on a terminal, a plain line now and then elsewhere.
+
+The same display serves a run this process drives and a run it only
+follows (another process holds the lock): both feed it the ledger's counts.
+Without a terminal (a batch job, CI, ``nohup``, a detached submitter's
+``submitter.log``) it writes one line every ``HOG_BATCH_PROGRESS_S``
+seconds (default 30) with counts, rate and ETA.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from enum import Enum
+from typing import TextIO
+
+from .ledger import Ledger
+from .run_view import Progress, RateMeter, failed_calls, progress_line
+
+DEFAULT_LINE_INTERVAL_S = 30.0
+
+
+class Verbosity(int, Enum):
+    QUIET = 0  # nothing while it runs; errors and the final summary only
+    NORMAL = 1  # a bar on a terminal, a plain line now and then otherwise
+    VERBOSE = 2  # also every failure as it is recorded, and plain lines on a terminal too
+
+
+def line_interval_s() -> float:
+    try:
+        return max(float(os.environ.get("HOG_BATCH_PROGRESS_S", DEFAULT_LINE_INTERVAL_S)), 0.0)
+    except ValueError:
+        return DEFAULT_LINE_INTERVAL_S
+
+
+class ProgressDisplay:
+    """Called with the run's counts whenever the driver (or the follower) has news."""
+
+    def __init__(self, name: str, start: Progress, verbosity: Verbosity = Verbosity.NORMAL,
+                 ledger: Ledger | None = None, stream: TextIO | None = None) -> None:
+        self.name, self.verbosity, self.ledger = name, verbosity, ledger
+        self.stream = stream or sys.stderr
+        self.meter = RateMeter(start.finished)
+        self.interval_s = line_interval_s()
+        self._line_at = time.monotonic()
+        self._failed_seen = start.failed
+        self._failures_known: set[tuple[str, int]] = set()  # verbose: failures from before, and those printed
+        if verbosity is Verbosity.VERBOSE and ledger is not None:
+            self._failures_known = {(job, call) for job, call, _ in failed_calls(ledger)}
+        self.bar = None
+        if verbosity is not Verbosity.QUIET and self.stream.isatty():
+            self._start_bar(start)
+
+    def _start_bar(self, start: Progress) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
+                       console=Console(file=self.stream), transient=False)
+        self.task = self.bar.add_task(self.name, total=start.total, completed=start.finished, failed=start.failed)
+        self.bar.start()
+
+    def __call__(self, counts: dict[str, int]) -> None:
+        now = Progress(counts)
+        if self.verbosity is Verbosity.VERBOSE and now.failed > self._failed_seen:
+            self._new_failures()
+        self._failed_seen = now.failed
+        if self.bar is not None:
+            self.bar.update(self.task, total=now.total, completed=now.finished, failed=now.failed)
+        if self.verbosity is Verbosity.QUIET or (self.bar is not None and self.verbosity is not Verbosity.VERBOSE):
+            return
+        if time.monotonic() - self._line_at >= self.interval_s:
+            self._line_at = time.monotonic()
+            self._write(progress_line(self.name, now, self.meter))
+
+    def _new_failures(self) -> None:
+        """The failures not printed yet, in plan order."""
+        if self.ledger is None:
+            return
+        for job, call, error in failed_calls(self.ledger):
+            if (job, call) not in self._failures_known:
+                self._failures_known.add((job, call))
+                self._write(f"failed: {job} call {call}: {error}")
+
+    def _write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
