@@ -105,6 +105,25 @@ class Run:
                                f"{planned[job.name]:,}: an input of its sweep (a rows or data file, the manifest) changed",
                                hint="restore the inputs the run started with, or submit the manifest again as a new run")
 
+    def failure_groups(self) -> list:
+        """The failed calls grouped by job and type of error, largest group first (``status`` shows these)."""
+        from .run_view import failure_groups
+
+        return failure_groups(self.ledger)
+
+    def logs(self, calls: Sequence[int | str] = (), job: str | None = None, failed: bool = False):
+        """What calls printed and raised (``CallLog``: stdout, stderr, traceback, error), in plan order.
+
+        ``calls`` are call numbers (of ``job``, or of the only job) or ``"JOB:N"``; none means every call.
+        """
+        from .run_view import call_logs, job_sizes, parse_call_refs
+
+        sizes = job_sizes(self.ledger)
+        if job is not None and job not in sizes:
+            raise RunError(message=f"this run has no job {job!r}", hint=f"its jobs: {', '.join(sizes)}")
+        selected = parse_call_refs([str(call) for call in calls], sizes, job) if calls else None
+        return call_logs(self, selected, job, failed)
+
     def spec(self) -> RunSpec:
         """The run's manifest (its snapshot), resolved again; the scripts must be unchanged."""
         if self._spec is None:

@@ -326,17 +326,11 @@ def status(run_dir: str, show_all: bool, as_json: bool, watch: bool) -> None:
 def logs(run_dir: str, calls: tuple[str, ...], job: str | None, failed: bool, stream: str | None) -> None:
     """What calls printed and raised, as plain text. CALL is an index (0, 17) or JOB:INDEX; default: every call."""
     from .api import Run
-    from .run_view import call_logs, job_sizes, parse_call_refs
     from .status_report import format_call_log
 
-    run = Run(run_dir)
-    sizes = job_sizes(run.ledger)
-    if job is not None and job not in sizes:
-        raise HogError(message=f"this run has no job {job!r}", hint=f"its jobs: {', '.join(sizes)}")
-    selected = parse_call_refs(calls, sizes, job) if calls else None
-    headers = stream is None or selected is None or len(selected) > 1
+    headers = stream is None or len(calls) != 1
     shown = 0
-    for log in call_logs(run, selected, job, failed):
+    for log in Run(run_dir).logs(calls, job, failed):
         click.echo(format_call_log(log, stream, headers), nl=False)
         shown += 1
     if not shown:
