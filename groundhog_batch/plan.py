@@ -2,8 +2,10 @@
 
 Calls stream out of the sweep in plan order; tasks take consecutive calls of
 one job. ``calls_per_task: auto`` fills the cores locally (a few tasks per
-core, so a slow call does not hold everything back) and, for remote
-endpoints, also keeps every payload under the service's size limit.
+core, so a slow call does not hold everything back). For remote endpoints
+every task is also packed to the service's limits, counted in bytes: its
+request under 10 MB, its result under 10 MiB (``globus.transport``), and its
+expected duration under the endpoint config's ``walltime`` when one is set.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 from . import datafiles
 from .errors import ManifestError
+from .globus import transport
 from .manifest.spec import JobSpec, RunSpec
 from .render.payload import PICKLE_PROTOCOL, TaskPayload
-from .render.renderer import PAYLOAD_SENTINEL, render_task_script, shell_function_command
+from .render.renderer import PAYLOAD_SENTINEL, render_task_script
 from .render.runner import TIMEOUT_GRACE_S
 from .sweep import ChunkRef, ChunkSource
 
@@ -26,19 +29,12 @@ AUTO = "auto"
 LOCAL_TASKS_PER_WORKER = 4
 MAX_AUTO_CALLS_PER_TASK_LOCAL = 10_000
 MAX_AUTO_CALLS_PER_TASK_REMOTE = 1_000
-# A ShellFunction runs its command as one `bash -c` argument, and Linux caps one argument
-# at 128 KiB (MAX_ARG_STRLEN, with its NUL): script, runner and payload must fit in it.
-SHELL_COMMAND_LIMIT_BYTES = 128 * 1024 - 1
-SHELL_COMMAND_MARGIN_BYTES = 512  # the call-count comment and the header's own growth
-MIN_REMOTE_PAYLOAD_BYTES = 4 * 1024
-# The service keeps at most 10 MB per task result, as serialized by the SDK (base64: 4/3 of
-# the ShellResult), and the ShellResult echoes the command back: the records get what is left.
-REMOTE_RESULT_LIMIT_BYTES = 10 * 1000 * 1000
-REMOTE_STDOUT_BUDGET_BYTES = REMOTE_RESULT_LIMIT_BYTES * 3 // 4 - SHELL_COMMAND_LIMIT_BYTES - 600_000  # stderr, framing
-REMOTE_MAX_RESULT_BYTES_PER_CALL = 4 * 1000 * 1000  # pickled; base64 brings it to 5.3 MB, under the budget
+REMOTE_MAX_RESULT_BYTES_PER_CALL = 4 * 1000 * 1000  # pickled; base64 brings it to 5.3 MB, under the result limit
 REMOTE_MAX_OUTPUT_BYTES_PER_CALL = 256 * 1024  # each of stdout and stderr
 REMOTE_WALLTIME_SLACK_S = 60.0
-SNIPPET_MARGIN_LINES = 16
+DEFERRED_RECORD_BYTES = 200  # a call the output budget defers still prints one short record
+PAYLOAD_HEADER_BYTES_PER_CALL = 12  # the call's index in the payload header
+PAYLOAD_FIXED_BYTES = 1024  # the header's other fields, the pickle's own framing
 
 
 @dataclass(frozen=True)
@@ -83,6 +79,33 @@ def iter_calls(job: JobSpec) -> Iterator[PlannedCall]:
         yield PlannedCall(job.name, index, point.params, point.kwargs)
 
 
+def parse_walltime_s(value: Any) -> float | None:
+    """A batch walltime in seconds: ``HH:MM:SS``, ``MM:SS``, ``D-HH:MM:SS``, or minutes (Slurm's forms)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value) * 60 if value > 0 else None
+    text = str(value).strip()
+    days = 0
+    if "-" in text:
+        day_text, _, text = text.partition("-")
+        if not day_text.isdigit():
+            return None
+        days = int(day_text)
+    parts = text.split(":")
+    if not all(part.isdigit() for part in parts) or not 1 <= len(parts) <= 3:
+        return None
+    numbers = [int(part) for part in parts]
+    if len(numbers) == 1:
+        seconds = numbers[0] * 60 if days == 0 else numbers[0] * 3600
+    elif len(numbers) == 2:
+        seconds = numbers[0] * 60 + numbers[1] if days == 0 else numbers[0] * 3600 + numbers[1] * 60
+    else:
+        seconds = numbers[0] * 3600 + numbers[1] * 60 + numbers[2]
+    total = days * 86400 + seconds
+    return float(total) if total > 0 else None
+
+
 def auto_calls_per_task(job: JobSpec) -> int:
     if job.endpoint.is_local:
         per_task = math.ceil(job.n_calls / (job.max_parallel * LOCAL_TASKS_PER_WORKER))
@@ -96,7 +119,6 @@ class Plan:
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
         self._resolvers = {job.name: ChunkResolver(job.sweep.chunk_sources) for job in spec.jobs}
-        self._budgets: dict[str, int] = {}
 
     @property
     def jobs(self) -> list[JobSpec]:
@@ -109,43 +131,64 @@ class Plan:
         raise KeyError(name)
 
     def calls_per_task(self, job: JobSpec) -> int:
-        return auto_calls_per_task(job) if job.calls_per_task == AUTO else int(job.calls_per_task)
+        """The job's calls_per_task; ``auto`` on an endpoint with a walltime also keeps tasks inside it."""
+        if job.calls_per_task != AUTO:
+            return int(job.calls_per_task)
+        fitting = self.calls_fitting_walltime(job)
+        return min(auto_calls_per_task(job), fitting) if fitting else auto_calls_per_task(job)
 
     def payload_budget_bytes(self, job: JobSpec) -> int | None:
-        """Remote: what the 128 KiB command leaves for the payload once script and runner are in."""
+        """Remote: the most payload bytes one task may carry (its request alone stays under 10 MB)."""
+        return None if job.endpoint.is_local else transport.payload_limit_bytes()
+
+    def endpoint_walltime_s(self, job: JobSpec) -> float | None:
+        """The batch job's walltime from the endpoint config (``walltime``), in seconds, when it is set and readable."""
         if job.endpoint.is_local:
             return None
-        if job.name not in self._budgets:
-            fixed = len(render_task_script(job.name, job.script_path, job.script_text, job.environment, ""))
-            budget = SHELL_COMMAND_LIMIT_BYTES - SHELL_COMMAND_MARGIN_BYTES - fixed
-            if budget < MIN_REMOTE_PAYLOAD_BYTES:
-                raise ManifestError(
-                    message=f"the task script of job {job.name!r} is {fixed / 1024:.0f} KiB with hog-batch's runner in it, "
-                    f"too large for a Globus Compute ShellFunction, which runs its command as one bash argument "
-                    f"(at most {SHELL_COMMAND_LIMIT_BYTES // 1024} KiB on Linux)",
-                    hint="move most of the script into a module installed on the endpoint, and import it from a small script",
-                    file=self.spec.manifest_path, key_path=("script",),
-                )
-            self._budgets[job.name] = budget
-        return self._budgets[job.name]
+        return parse_walltime_s(job.endpoint.config.get("walltime"))
 
-    def snippet_lines(self, job: JobSpec) -> int:
-        """Lines of stdout a remote task must return: the delimiter and one record per call."""
-        return self.calls_per_task(job) + SNIPPET_MARGIN_LINES
+    def calls_fitting_walltime(self, job: JobSpec) -> int | None:
+        """How many calls, each at its timeout, fit in the endpoint's walltime; None when either is unknown."""
+        walltime_s = self.endpoint_walltime_s(job)
+        if walltime_s is None or not job.timeout_s:
+            return None
+        room_s = walltime_s - 2 * REMOTE_WALLTIME_SLACK_S
+        return max(1, int(room_s // (job.timeout_s + TIMEOUT_GRACE_S)))
+
+    def walltime_warning(self, job: JobSpec) -> str | None:
+        """Why a task of this job may outlive the endpoint's batch job, if it may."""
+        walltime = job.endpoint.config.get("walltime") if not job.endpoint.is_local else None
+        if walltime is None:
+            return None
+        walltime_s = self.endpoint_walltime_s(job)
+        if walltime_s is None:
+            return (f"the endpoint config's walltime {walltime!r} is not a time hog-batch can read "
+                    "(HH:MM:SS, D-HH:MM:SS or minutes): tasks are not sized to it")
+        if not job.timeout_s:
+            return (f"tasks of up to {self.calls_per_task(job):,} calls run in a batch job of walltime {walltime}; "
+                    "without a timeout hog-batch cannot tell whether they fit: set timeout (tasks are then "
+                    "sized to the walltime), or a smaller calls_per_task")
+        fitting = self.calls_fitting_walltime(job)
+        if job.calls_per_task != AUTO and fitting is not None and int(job.calls_per_task) > fitting:
+            return (f"calls_per_task {job.calls_per_task} at timeout {job.timeout_s:g} s may outlive the walltime "
+                    f"{walltime}: each task stops itself before it and its unfinished calls run again; "
+                    f"calls_per_task {fitting} would fit")
+        return None
 
     def tasks(self, job: JobSpec, calls: Iterable[PlannedCall] | None = None) -> Iterator[Task]:
         """Pack calls (all of the job's, or the given ones) into tasks, in order."""
         per_task = self.calls_per_task(job)
         budget = self.payload_budget_bytes(job)
+        fixed = PAYLOAD_FIXED_BYTES + self._job_arguments_bytes(job) if budget else 0
         batch: list[PlannedCall] = []
-        batch_bytes = 0
+        batch_bytes = fixed
         for call in iter_calls(job) if calls is None else calls:
-            size = self.call_size_bytes(job, call) if budget else 0
+            size = self.call_size_bytes(job, call) + PAYLOAD_HEADER_BYTES_PER_CALL if budget else 0
             if budget and size > budget:
                 raise ManifestError(
-                    message=f"call {call.index} of job {job.name!r} carries {size / 1024:.0f} KiB of encoded arguments, over "
-                    f"the {budget / 1024:.0f} KiB a Globus Compute task of this script can carry (a ShellFunction's "
-                    f"command is one bash argument, at most {SHELL_COMMAND_LIMIT_BYTES // 1024} KiB on Linux)",
+                    message=f"call {call.index} of job {job.name!r} carries {size:,} bytes of encoded arguments, over "
+                    f"the {budget:,} bytes one Globus Compute task can carry (a submission is at most "
+                    f"{transport.REQUEST_LIMIT_BYTES:,} bytes)",
                     hint="pass data files with `pass: path` on a filesystem the endpoint shares, or make the chunks "
                     "smaller (rows: or parts:)",
                     file=self.spec.manifest_path,
@@ -153,7 +196,7 @@ class Plan:
                 )
             if batch and (len(batch) >= per_task or (budget and batch_bytes + size > budget)):
                 yield Task(job, batch)
-                batch, batch_bytes = [], 0
+                batch, batch_bytes = [], fixed
             batch.append(call)
             batch_bytes += size
         if batch:
@@ -162,6 +205,11 @@ class Plan:
     def all_tasks(self) -> Iterator[Task]:
         for job in self.spec.jobs:
             yield from self.tasks(job)
+
+    @staticmethod
+    def _job_arguments_bytes(job: JobSpec) -> int:
+        """The job's fixed args and kwargs, which every payload carries, base64-encoded."""
+        return 4 * math.ceil(len(pickle.dumps({"args": job.args, "kwargs": job.kwargs}, protocol=PICKLE_PROTOCOL)) / 3)
 
     def call_size_bytes(self, job: JobSpec, call: PlannedCall) -> int:
         """What the call adds to its task's encoded payload (base64 of its pickle, and its index)."""
@@ -181,20 +229,25 @@ class Plan:
             timeout_s=job.timeout_s,
             max_result_bytes=REMOTE_MAX_RESULT_BYTES_PER_CALL if remote else 0,
             max_output_bytes=REMOTE_MAX_OUTPUT_BYTES_PER_CALL if remote else TaskPayload.max_output_bytes,
-            max_stdout_bytes=REMOTE_STDOUT_BUDGET_BYTES if remote else 0,
+            max_stdout_bytes=(transport.stdout_limit_bytes() - DEFERRED_RECORD_BYTES * len(task.calls)) if remote else 0,
             walltime_s=self.walltime_s(job, len(task.calls)) if remote else None,
         )
 
-    @staticmethod
-    def walltime_s(job: JobSpec, n_calls: int) -> float | None:
-        """A remote task's walltime: every call at its timeout, plus slack; none without a timeout."""
-        if not job.timeout_s:
-            return None
-        return n_calls * (job.timeout_s + TIMEOUT_GRACE_S) + REMOTE_WALLTIME_SLACK_S
+    def walltime_s(self, job: JobSpec, n_calls: int) -> float | None:
+        """A remote task's walltime: every call at its timeout plus slack, and never past the endpoint's walltime.
 
-    def shell_function_command(self, job: JobSpec) -> str:
-        """The job's task script as a Globus ShellFunction command, its payload left as ``{payload}``."""
-        return shell_function_command(
+        A task that stops itself at its walltime reports its unfinished calls
+        (they run again); one killed with its batch job reports nothing.
+        """
+        own = n_calls * (job.timeout_s + TIMEOUT_GRACE_S) + REMOTE_WALLTIME_SLACK_S if job.timeout_s else None
+        endpoint_s = self.endpoint_walltime_s(job)
+        batch = endpoint_s - REMOTE_WALLTIME_SLACK_S if endpoint_s and endpoint_s > 2 * REMOTE_WALLTIME_SLACK_S else None
+        candidates = [t for t in (own, batch) if t is not None]
+        return min(candidates) if candidates else None
+
+    def function_source(self, job: JobSpec) -> str:
+        """The Python function registered for the job: its rendered script, the payload's place left open."""
+        return transport.function_source(
             render_task_script(job.name, job.script_path, job.script_text, job.environment, PAYLOAD_SENTINEL))
 
     def render(self, task: Task, payload_text: str | None = None) -> str:

@@ -7,6 +7,7 @@ from itertools import islice
 from typing import Any
 
 from .errors import HogError
+from .globus import transport
 from .plan import Plan, iter_calls
 
 SAMPLE_CALLS = 5
@@ -47,6 +48,14 @@ def plan_report(plan: Plan) -> dict[str, Any]:
             "timeout_s": job.timeout_s,
             "payload_bytes": {"min": min(sizes, default=0), "max": max(sizes, default=0), "total": sum(sizes),
                               "limit_per_task": plan.payload_budget_bytes(job)},
+            "remote_limits": None if job.endpoint.is_local else {
+                "request_bytes": transport.REQUEST_LIMIT_BYTES,
+                "largest_request_bytes": transport.request_bytes_for_size(max(sizes, default=0))
+                + transport.REQUEST_FIXED_RESERVE_BYTES,
+                "result_bytes": transport.RESULT_LIMIT_BYTES,
+                "records_bytes_per_task": transport.stdout_limit_bytes(),
+            },
+            "warnings": [w for w in [plan.walltime_warning(job)] if w],
             "first_calls": [call.params for call in islice(iter_calls(job), SAMPLE_CALLS)],
         })
     return {"name": plan.spec.name, "manifest": str(plan.spec.manifest_path), "n_calls": plan.spec.n_calls,
@@ -69,11 +78,18 @@ def text_report(report: dict[str, Any]) -> str:
             f"  calls        {job['n_calls']:,}" + (f", swept: {', '.join(job['swept'])}" if job["swept"] else ""),
             f"  tasks        {job['n_tasks']:,} of up to {job['calls_per_task']:,} call(s); {job['max_parallel']} at once",
             f"  payload      {_size(payload['min'])} to {_size(payload['max'])} per task, {_size(payload['total'])} in all"
-            + (f"; limit {_size(payload['limit_per_task'])} per task (the ShellFunction command)"
-               if payload["limit_per_task"] else ""),
+            + (f"; limit {payload['limit_per_task']:,} bytes per task" if payload["limit_per_task"] else ""),
             f"  environment  {env['env_id']}: python {env['requires_python'] or '(any)'}; {deps}",
             f"  retries      {job['retries']}; timeout {str(job['timeout_s']) + ' s' if job['timeout_s'] else 'none'}",
         ]
+        if job["remote_limits"]:
+            limits = job["remote_limits"]
+            lines.append(f"  request      at most {limits['largest_request_bytes']:,} of {limits['request_bytes']:,} bytes "
+                         "per submission (one task alone)")
+            lines.append(f"  result       at most {limits['result_bytes']:,} bytes per task (10 MiB); records get "
+                         f"{limits['records_bytes_per_task']:,}, calls that would not fit run in another task")
+        for warning in job["warnings"]:
+            lines.append(f"  warning      {warning}")
         if job["config"]:
             lines.append(f"  config       {json.dumps(job['config'])}")
         if job["unused_variants"]:

@@ -1,102 +1,170 @@
-"""A Globus Compute service on 127.0.0.1, for tests and benchmarks: stateful, real wire format, fault injection.
+"""A Globus Compute service on 127.0.0.1 whose endpoints run tasks with globus-compute-endpoint's own code.
 
-It answers the Auth and Compute HTTP routes the unmodified ``globus-compute-sdk``
-client uses (reached through the SDK's own settings: ``GLOBUS_SDK_ENVIRONMENT=local``
-points the Compute client at http://localhost:5000, and
-``GLOBUS_SDK_SERVICE_URL_AUTH`` points Auth here too). Tasks run in worker
-processes like an endpoint's: the function and arguments are decoded with the
-SDK's own ``ComputeSerializer``, the function (a real ``ShellFunction``) is
-called in a sandbox directory, and its result is serialized back.
+The unmodified ``globus-compute-sdk`` client reaches it through the SDK's own
+settings (``GLOBUS_SDK_ENVIRONMENT=local`` points the Compute client at
+http://localhost:5000, the one address the SDK can be pointed at;
+``GLOBUS_SDK_SERVICE_URL_AUTH`` points Auth here too).
 
-Behaviour copied from the real service, because hog-batch must cope with it:
+What runs is the real endpoint package (pinned in the test extra to the SDK's version):
 
-- requests over the rate limit (20 per 10 s per client) get 429;
-- a submission over 10 MB gets 413; results over 10 MB fail their task;
-- failed tasks are missing from ``/v2/batch_status`` answers (only ``/v2/tasks/ID``
-  tells about them);
-- ``user_endpoint_config`` is checked against the endpoint's ``user_config_schema``.
+- **The user endpoint's config**: each submission's ``user_endpoint_config``
+  and ``user_runtime`` are rendered into the endpoint's template by
+  ``globus_compute_endpoint.endpoint.config.utils.render_config_user_template``
+  (jsonschema validation against the ``user_config_schema``, Jinja
+  ``StrictUndefined``), then loaded by ``load_config_yaml``. By default the
+  template and schema are the ones ``globus-compute-endpoint configure``
+  ships. A failure fails the submission's tasks with the message the
+  endpoint manager sends (``Unable to start user endpoint process ...``).
+- **The worker**: every task is a real ``Task`` message (function buffer +
+  argument buffers, as the service combines them) executed in a fresh worker
+  process by ``globus_compute_endpoint.engines.helper.execute_task``, which
+  deserializes, runs, applies the 10 MiB result cap and packs the
+  ``Result``. The worker is started like a ``LocalProvider`` block: ``bash
+  -c`` with the rendered ``worker_init``, then the worker. (The shipped
+  template's ``worker_init`` builds the endpoint's own venv with ``curl`` and
+  ``uv pip install globus-compute-endpoint``: the tests' Python already is
+  that environment, so that one is not run; a test's own template's is.)
+- **A lost worker** (``kill_workers()``) is reported as
+  ``GlobusComputeEngine`` reports it: parsl's ``WorkerLost``, packed by the
+  engine's ``_handle_task_exception``.
 
-Faults: ``fail_next(kind, status)`` answers the next request of a kind with an
-HTTP error; ``fail_tasks`` makes tasks fail at the endpoint; ``hold_tasks``
-keeps tasks pending until ``release()``; ``after_submit`` runs a callback right
-after a batch request has been answered (the tests kill the submitter there).
+Service behaviour copied because hog-batch must cope with it: 20 requests per
+10 s (429 past it); submissions over 10 MB get 413; a client-minted task
+group id is taken (and created); a finished task is deleted once its result
+has been fetched, after which it is an ``Unknown task id``.
+
+Faults: ``fail_next(kind, *statuses)`` answers the next requests of a kind
+with HTTP errors; ``lose_next_answer(kind, status)`` does the request, then
+answers with an error; ``hold_tasks``/``release()``; ``after_submit`` runs a
+callback right after a submission has been answered; ``kill_workers()``;
+``forget_tasks()`` drops every task record (the service's expiry).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pathlib
+import pwd
 import re
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
 from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from multiprocessing import get_context
-from pathlib import Path
+from importlib import resources
 
-PORT = 5000  # the SDK's "local" environment: http://localhost:5000
+PORT = 5000  # the SDK's "local" environment: http://localhost:5000 (no setting changes it)
 MAX_REQUEST_BYTES = 10 * 1000 * 1000
-MAX_RESULT_BYTES = 10 * 1000 * 1000
 RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S = 20, 10.0
-
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "account": {"type": "string"},
-        "partition": {"type": "string"},
-        "walltime": {"type": "string"},
-        "nodes_per_block": {"type": "integer"},
-        "worker_init": {"type": "string"},
-        "endpoint_setup": {"type": "string"},
-        "cores_per_node": {"type": "integer"},
-    },
-}
+TESTS_DIR = str(pathlib.Path(__file__).resolve().parent)
+# core_endpoint.py counts its start-up steps in ``exit_code``; rendering the template is its 8th step.
+RENDER_STEP_EXIT_CODE = 8
 
 
-def run_task(function_buffer: str, args_buffer: str, sandbox: str, task_id: str) -> tuple[str, str | None]:
-    """In a worker process: (serialized result, None) or ("", remote traceback text)."""
-    from globus_compute_sdk.serialize import ComputeSerializer
+def shipped(name: str) -> str:
+    """A file globus-compute-endpoint ships for ``configure`` (the default endpoint's schema and template)."""
+    return resources.files("globus_compute_endpoint.endpoint.config").joinpath(name).read_text()
 
-    serializer = ComputeSerializer()
+
+SHIPPED_SCHEMA = json.loads(shipped("user_config_schema.json"))
+SHIPPED_TEMPLATE = shipped("user_config_template.yaml.j2")
+# A template written as in Globus's docs: every variable used bare, under StrictUndefined.
+STRICT_TEMPLATE = """\
+endpoint_setup: {{ endpoint_setup }}
+engine:
+  type: GlobusComputeEngine
+  max_workers_per_node: 1
+  provider:
+    type: LocalProvider
+    init_blocks: 1
+    worker_init: {{ worker_init }}
+"""
+
+
+def worker_main() -> None:
+    """In a worker process: one packed Task on stdin, the endpoint's packed Result on stdout."""
+    from globus_compute_endpoint.engines.helper import execute_task
+
+    task_body = sys.stdin.buffer.read()
+    task_id, endpoint_id, run_dir = sys.argv[1:4]
+    result = execute_task(task_body, uuid.UUID(task_id), uuid.UUID(endpoint_id), run_dir=run_dir)
+    sys.stdout.buffer.write(result)
+    sys.stdout.buffer.flush()
+
+
+def lost_worker_result(task_id: str) -> bytes:
+    """What GlobusComputeEngine sends for a task whose worker died: parsl's WorkerLost, packed by the engine."""
+    import time as _time
+
+    from globus_compute_common.messagepack import pack
+    from globus_compute_common.messagepack.message_types import TaskTransition
+    from globus_compute_common.tasks import ActorName, TaskState
+    from globus_compute_endpoint.engines.base import GlobusComputeEngineBase
+    from parsl.executors.high_throughput.errors import WorkerLost
+
     try:
-        (function_part,) = serializer.unpack_buffers(function_buffer)
-        function = serializer.deserialize(function_part)
-        packed_args, packed_kwargs = serializer.unpack_buffers(args_buffer)
-        args, kwargs = serializer.deserialize(packed_args), serializer.deserialize(packed_kwargs)
-        os.environ["GC_TASK_SANDBOX_DIR"] = sandbox
-        os.environ["GC_TASK_UUID"] = task_id
-        cwd = os.getcwd()
+        raise WorkerLost(0, socket.gethostname())
+    except WorkerLost as exc:
+        lost = exc
+    begin = TaskTransition(timestamp=_time.time_ns(), actor=ActorName.INTERCHANGE, state=TaskState.WAITING_FOR_LAUNCH)
+    result = GlobusComputeEngineBase._handle_task_exception(None, uuid.UUID(task_id), begin, [lost])  # type: ignore[arg-type]
+    return pack(result)
+
+
+class UserEndpoint:
+    """A rendered user endpoint config: its worker_init, or why it could not start."""
+
+    def __init__(self, endpoint: dict, user_opts: dict, user_runtime: dict) -> None:
+        from globus_compute_endpoint.endpoint.config import CoreEndpointConfig
+        from globus_compute_endpoint.endpoint.config.utils import (
+            load_config_yaml,
+            render_config_user_template,
+        )
+        from globus_compute_endpoint.endpoint.identity_mapper import MappedPosixIdentity
+
+        self.worker_init, self.failure = "", None
+        user = pwd.getpwuid(os.getuid())
         try:
-            result = function(*args, **kwargs)
-        finally:
-            os.chdir(cwd)
-        return serializer.serialize(result), None
-    except Exception:
-        return "", traceback.format_exc()
+            rendered = render_config_user_template(
+                CoreEndpointConfig(), endpoint["template"], endpoint["template_path"],
+                MappedPosixIdentity(user, [], None), endpoint["user_config_schema"], user_opts, user_runtime)
+            config = load_config_yaml(rendered)
+            if endpoint["run_worker_init"]:
+                self.worker_init = str(getattr(config.engine.provider, "worker_init", "") or "")
+        except Exception as exc:  # exactly what the endpoint manager reports to the service
+            self.failure = (f"Unable to start user endpoint process for {user.pw_name}"
+                            f" [exit code: {RENDER_STEP_EXIT_CODE}; ({type(exc).__name__}) {exc}]")
 
 
 class LoopbackGlobus:
     def __init__(self, port: int = PORT, workers: int = 2) -> None:
         self.port = port
         self.lock = threading.RLock()
-        self.functions: dict[str, dict] = {}
+        self.functions: dict[str, str] = {}  # function id -> packed function buffer
         self.tasks: dict[str, dict] = {}
         self.groups: dict[str, list[str]] = {}
         self.endpoints: dict[str, dict] = {}
         self.requests: Counter[str] = Counter()
+        self.finished = 0
         self.rate_limited = 0
+        self.largest_request_bytes = 0
         self._recent: deque[float] = deque()
         self._faults: dict[str, list[int]] = {}
-        self.fail_tasks = False
+        self._lost_answers: dict[str, list[int]] = {}
         self.hold_tasks = False
         self._held: list[str] = []
+        self._workers: dict[str, subprocess.Popen] = {}
+        self._killed: set[str] = set()
         self.after_submit = None
-        self.sandbox = Path(tempfile.mkdtemp(prefix="hog-loopback-"))
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="hog-loopback-"))
+        self.pool = ThreadPoolExecutor(max_workers=workers)
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -110,6 +178,7 @@ class LoopbackGlobus:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.kill_workers()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def environment(self) -> dict[str, str]:
@@ -121,25 +190,50 @@ class LoopbackGlobus:
             "GLOBUS_COMPUTE_CLIENT_SECRET": "loopback-secret",
         }
 
-    def add_endpoint(self, schema: dict | None = None) -> str:
+    def add_endpoint(self, schema: dict | None = None, template: str | None = None, metadata_status: int = 200,
+                     worker_env: dict[str, str | None] | None = None) -> str:
+        """An endpoint as ``globus-compute-endpoint configure`` makes it, unless given another schema or template.
+
+        ``worker_env`` changes the workers' environment (None removes a variable).
+        """
         endpoint_id = str(uuid.uuid4())
-        self.endpoints[endpoint_id] = {"uuid": endpoint_id, "name": f"loopback-{endpoint_id[:8]}",
-                                       "status": "online", "user_config_schema": schema if schema is not None else SCHEMA}
+        directory = self.root / endpoint_id
+        (directory / "tasks_working_dir").mkdir(parents=True)
+        template_path = directory / "user_config_template.yaml.j2"
+        template_path.write_text(template if template is not None else SHIPPED_TEMPLATE)
+        self.endpoints[endpoint_id] = {
+            "uuid": endpoint_id, "name": f"loopback-{endpoint_id[:8]}", "status": "online",
+            "user_config_schema": SHIPPED_SCHEMA if schema is None else schema,
+            "template": template_path.read_text(), "template_path": template_path,
+            "run_worker_init": template is not None, "metadata_status": metadata_status,
+            "worker_env": worker_env or {}, "tasks_dir": directory / "tasks_working_dir",
+        }
         return endpoint_id
+
+    def task_dir(self, endpoint_id: str) -> pathlib.Path:
+        """The endpoint's task working directory (the workers' current directory)."""
+        return self.endpoints[endpoint_id]["tasks_dir"]
 
     def reset(self) -> None:
         with self.lock:
             self.requests.clear()
             self.rate_limited = 0
+            self.largest_request_bytes = 0
             self._faults.clear()
-            self.fail_tasks = self.hold_tasks = False
+            self._lost_answers.clear()
+            self.hold_tasks = False
             self.after_submit = None
             self._recent.clear()
 
     def fail_next(self, kind: str, *statuses: int) -> None:
-        """Answer the next requests of ``kind`` (submit, status, task, function, endpoint, token) with these errors."""
+        """Answer the next requests of ``kind`` (submit, status, task, group, function, endpoint, token) with errors."""
         with self.lock:
             self._faults.setdefault(kind, []).extend(statuses)
+
+    def lose_next_answer(self, kind: str, status: int = 504) -> None:
+        """Do the next request of ``kind``, then answer it with ``status`` (a gateway that lost the answer)."""
+        with self.lock:
+            self._lost_answers.setdefault(kind, []).append(status)
 
     def release(self) -> None:
         """Run the tasks held by ``hold_tasks``."""
@@ -149,43 +243,101 @@ class LoopbackGlobus:
         for task_id in held:
             self._start(task_id)
 
+    def kill_workers(self) -> int:
+        """SIGKILL every running worker (a node lost, an OOM kill); returns how many."""
+        with self.lock:
+            running = dict(self._workers)
+            self._killed |= set(running)
+        for process in running.values():
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(running)
+
+    def running_workers(self) -> int:
+        with self.lock:
+            return len(self._workers)
+
+    def forget_tasks(self) -> None:
+        """Drop every task record, as the service does when tasks expire."""
+        with self.lock:
+            self.tasks.clear()
+
     def wait_idle(self, timeout_s: float = 60.0) -> None:
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             with self.lock:
-                if all(task["status"] in ("success", "failed") for task in self.tasks.values()):
+                if not self._held and all(task["status"] in ("success", "failed") for task in self.tasks.values()):
                     return
             time.sleep(0.05)
 
     def executed(self) -> int:
-        return sum(1 for task in self.tasks.values() if task["status"] in ("success", "failed"))
+        return self.finished
 
-    # --- the service ------------------------------------------------------------------
+    # --- the endpoint -----------------------------------------------------------------
 
     def _start(self, task_id: str) -> None:
-        task = self.tasks[task_id]
-        task["status"] = "running"
-        if self.fail_tasks:
-            self._finish(task_id, None, "Traceback (most recent call last):\nWorkerLost: the worker running this task was lost")
+        with self.lock:
+            task = self.tasks.get(task_id)
+            if task is None:  # forgotten by the service before it ran
+                return
+            task["status"] = "running"
+        if task["user_endpoint"].failure:
+            self._finish(task_id, None, task["user_endpoint"].failure)
             return
-        sandbox = str(self.sandbox / task_id)
-        future = self.pool.submit(run_task, self.functions[task["function_id"]]["function_code"], task["args"], sandbox, task_id)
-        future.add_done_callback(lambda f: self._finish(task_id, *self._outcome(f)))
+        self.pool.submit(self._run, task_id)
 
-    @staticmethod
-    def _outcome(future) -> tuple[str | None, str | None]:
-        try:
-            return future.result()
-        except Exception as exc:  # the worker process died, as an endpoint worker can
-            return None, f"WorkerLost: {type(exc).__name__}: {exc}"
+    def _run(self, task_id: str) -> None:
+        from globus_compute_common import messagepack
+        from globus_compute_common.messagepack.message_types import Task
+
+        with self.lock:
+            task = self.tasks.get(task_id)
+        if task is None:
+            return
+        endpoint = self.endpoints[task["endpoint"]]
+        body = messagepack.pack(Task(task_id=uuid.UUID(task_id), task_buffer=self.functions[task["function_id"]] + task["args"]))
+        env = dict(os.environ)
+        for name, value in endpoint["worker_env"].items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        env["PYTHONPATH"] = TESTS_DIR
+        launch = (f"{task['user_endpoint'].worker_init}\n"
+                  f"exec {sys.executable} -c 'import loopback_globus; loopback_globus.worker_main()' "
+                  f"{task_id} {task['endpoint']} {endpoint['tasks_dir']}")
+        log = self.root / f"worker-{task_id}.log"
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(["bash", "-c", launch], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                       env=env, cwd=endpoint["tasks_dir"], start_new_session=True)
+            with self.lock:
+                self._workers[task_id] = process
+            output, _ = process.communicate(body)
+        with self.lock:
+            self._workers.pop(task_id, None)
+            killed = task_id in self._killed
+        if killed or process.returncode != 0 or not output:
+            packed = lost_worker_result(task_id)
+        else:
+            packed = output
+        result = messagepack.unpack(packed)
+        if result.is_error:
+            self._finish(task_id, None, result.data)
+        else:
+            self._finish(task_id, result.data, None)
 
     def _finish(self, task_id: str, result: str | None, exception: str | None) -> None:
         with self.lock:
-            task = self.tasks[task_id]
-            if exception is None and len(result) > MAX_RESULT_BYTES:
-                exception = f"MaxResultSizeExceeded: task result of {len(result)} bytes is over {MAX_RESULT_BYTES}"
-            task.update(status="failed" if exception else "success", result=None if exception else result,
-                        exception=exception, completion_t=str(time.time()))
+            self.finished += 1
+            task = self.tasks.get(task_id)
+            if task is None:
+                return
+            task.update(status="failed" if exception is not None else "success", result=result, exception=exception,
+                        completion_t=str(time.time()))
+
+    # --- the service ------------------------------------------------------------------
 
     def _answer(self, kind: str, method: str, path: str, body: dict) -> tuple[int, dict]:
         if kind == "token":
@@ -195,64 +347,71 @@ class LoopbackGlobus:
         if path == "/v2/version":
             return 200, {"api": "1.0.0", "min_sdk_version": "1.0.0", "min_ep_version": "1.0.0", "routes": {}}
         if method == "POST" and path in ("/v3/functions", "/v2/functions"):
-            function_id = str(uuid.uuid4())
-            self.functions[function_id] = body
-            return 200, {"function_uuid": function_id}
+            return self._register(body)
         if match := re.fullmatch(r"/v2/endpoints/([0-9a-f-]+)(/status)?", path):
             endpoint = self.endpoints.get(match.group(1))
             if endpoint is None:
                 return 404, {"code": "ENDPOINT_NOT_FOUND", "reason": f"no endpoint {match.group(1)}"}
-            return 200, ({"status": endpoint["status"]} if match.group(2) else endpoint)
+            if endpoint["metadata_status"] != 200:
+                return endpoint["metadata_status"], {"code": "FORBIDDEN", "reason": "not allowed to read this endpoint"}
+            record = {k: endpoint[k] for k in ("uuid", "name", "status", "user_config_schema")}
+            return 200, ({"status": endpoint["status"]} if match.group(2) else record)
         if match := re.fullmatch(r"/v3/endpoints/([0-9a-f-]+)/submit", path):
             return self._submit(match.group(1), body)
         if path == "/v2/batch_status":
-            results = {}
-            for task_id in body.get("task_ids", []):
-                task = self.tasks.get(task_id)
-                if task is None or task["status"] == "failed":
-                    continue  # like the real service: failed tasks are left out
-                results[task_id] = self._task_view(task_id)
-            return 200, {"response": "batch", "results": results}
+            return 200, {"response": "batch", "results": {t: self._fetch(t) for t in body.get("task_ids", [])}}
         if match := re.fullmatch(r"/v2/tasks/([0-9a-f-]+)", path):
             if match.group(1) not in self.tasks:
                 return 404, {"code": "TASK_NOT_FOUND", "reason": f"unknown task {match.group(1)}"}
-            return 200, self._task_view(match.group(1))
+            return 200, self._fetch(match.group(1))
         if match := re.fullmatch(r"/v2/taskgroup/([0-9a-f-]+)", path):
-            return 200, {"taskgroup_id": match.group(1), "tasks": [{"id": t} for t in self.groups.get(match.group(1), [])]}
+            if match.group(1) not in self.groups:
+                return 404, {"code": "TASK_GROUP_NOT_FOUND", "reason": f"no task group {match.group(1)}"}
+            return 200, {"taskgroup_id": match.group(1), "tasks": [{"id": t} for t in self.groups[match.group(1)]]}
         return 404, {"code": "NOT_FOUND", "reason": f"the loopback service does not serve {method} {path}"}
 
-    def _task_view(self, task_id: str) -> dict:
-        task = self.tasks[task_id]
+    def _register(self, body: dict) -> tuple[int, dict]:
+        from globus_compute_sdk.serialize import ComputeSerializer
+        from globus_compute_sdk.serialize.concretes import PureSourceTextInspect
+
+        code = body["function_code"]
+        if not body.get("serialized", True):  # source text: stored the way register_source_code documents
+            code = ComputeSerializer.pack_buffers([PureSourceTextInspect.identifier + body["function_name"] + ":" + code])
+        function_id = str(uuid.uuid4())
+        self.functions[function_id] = code
+        return 200, {"function_uuid": function_id}
+
+    def _fetch(self, task_id: str) -> dict:
+        """A task's state; a finished task is deleted once its result has been handed out."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            return {"task_id": task_id, "status": "failed", "reason": "Unknown task id"}
         view = {"task_id": task_id, "status": task["status"] if task["status"] in ("success", "failed") else "waiting-for-ep"}
         if task["status"] == "success":
             view.update(result=task["result"], completion_t=task["completion_t"])
         elif task["status"] == "failed":
             view.update(exception=task["exception"], completion_t=task["completion_t"])
+        if task["status"] in ("success", "failed"):
+            del self.tasks[task_id]
         return view
 
     def _submit(self, endpoint_id: str, body: dict) -> tuple[int, dict]:
         endpoint = self.endpoints.get(endpoint_id)
         if endpoint is None:
             return 404, {"code": "ENDPOINT_NOT_FOUND", "reason": f"no endpoint {endpoint_id}"}
-        config = body.get("user_endpoint_config") or {}
-        allowed = endpoint["user_config_schema"].get("properties", {})
-        unknown = sorted(set(config) - set(allowed))
-        if unknown:
-            return 422, {"code": "INVALID_USER_ENDPOINT_CONFIG", "reason": f"unknown keys {unknown}"}
-        group = body.get("task_group_id")
-        if group is not None and group not in self.groups:
-            return 404, {"code": "TASK_GROUP_NOT_FOUND", "reason": f"no task group {group}"}
-        group = group or str(uuid.uuid4())
+        for function_id in body["tasks"]:
+            if function_id not in self.functions:
+                return 404, {"code": "FUNCTION_NOT_FOUND", "reason": f"no function {function_id}"}
+        user_endpoint = UserEndpoint(endpoint, body.get("user_endpoint_config") or {}, body.get("user_runtime") or {})
+        group = body.get("task_group_id") or str(uuid.uuid4())
         self.groups.setdefault(group, [])
         answer: dict[str, list[str]] = {}
         started = []
         for function_id, entries in body["tasks"].items():
-            if function_id not in self.functions:
-                return 404, {"code": "FUNCTION_NOT_FOUND", "reason": f"no function {function_id}"}
             for args in entries:
                 task_id = str(uuid.uuid4())
                 self.tasks[task_id] = {"function_id": function_id, "args": args, "status": "waiting-for-ep",
-                                       "endpoint": endpoint_id, "group": group}
+                                       "endpoint": endpoint_id, "group": group, "user_endpoint": user_endpoint}
                 self.groups[group].append(task_id)
                 answer.setdefault(function_id, []).append(task_id)
                 started.append(task_id)
@@ -273,6 +432,8 @@ class LoopbackGlobus:
             return "status"
         if path.startswith("/v2/tasks/"):
             return "task"
+        if path.startswith("/v2/taskgroup/"):
+            return "group"
         if "/functions" in path:
             return "function"
         if path.startswith("/v2/endpoints/"):
@@ -321,6 +482,8 @@ class LoopbackGlobus:
                     if faults:
                         status = faults.pop(0)
                         return status, {"code": "INJECTED_FAULT", "reason": f"injected {status}"}, None
+                    if kind == "submit":
+                        service.largest_request_bytes = max(service.largest_request_bytes, len(raw))
                     if len(raw) > MAX_REQUEST_BYTES:
                         return 413, {"code": "PAYLOAD_TOO_LARGE", "reason": f"{len(raw)} bytes"}, None
                     if raw and self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
@@ -330,6 +493,10 @@ class LoopbackGlobus:
                     else:
                         body = json.loads(raw) if raw else {}
                     status, answer = service._answer(kind, method, path, body)
+                    lost = service._lost_answers.get(kind)
+                    if status == 200 and lost:
+                        status = lost.pop(0)
+                        answer = {"code": "GATEWAY_TIMEOUT", "reason": f"the answer was lost ({status})"}
                     after = service.after_submit if kind == "submit" and status == 200 else None
                     return status, answer, after
 

@@ -1,37 +1,41 @@
-"""Run tasks on Globus Compute endpoints: the job's task script as one ``ShellFunction``, payloads as its argument.
+"""Run tasks on Globus Compute endpoints: one registered function per job, each task's payload its argument.
 
-- One ``ShellFunction`` per job, registered once per run (its id is kept in the
-  ledger, so ``resume`` registers nothing). Its command is the same rendered
-  script the local backend runs, with ``{payload}`` where the payload goes.
-- Submission goes through the batch API, in requests of at most
-  ``REQUEST_BUDGET_BYTES``; each request's task ids (and the task group id) are
-  committed to the ledger as soon as it returns, before the next request.
-- Polling asks for many tasks at once, backing off while nothing finishes.
-  Failed tasks are missing from the batch answer: each is asked about alone.
-- A ``ShellResult`` is parsed like a local task's stdout: the records after
-  the delimiter. Exit 124 is the task's walltime; no delimiter means the
-  machinery failed, and the stderr tail says why.
+- **Function**: the job's rendered task script inside a small Python function
+  (``transport``), registered once per run and content (its id is kept in the
+  ledger, so ``resume`` registers nothing). The endpoint runs byte for byte
+  the script the local backend runs.
+- **Submission**: batch requests of at most 10 MB, counted in bytes. Every
+  request carries a task group id minted here, so when its answer is lost
+  (502, 504, a reset connection) the group is looked up: tasks already in it
+  are adopted, and the request is sent again only if the group is empty.
+  Each request's task ids are committed to the ledger before the next one.
+- **Results**: states are read raw, many tasks per request, backing off while
+  nothing finishes. An endpoint exception becomes the calls' error with its
+  real first line (``WorkerLost: ...``). A task the service does not know is
+  lost: its calls run again, once; lost again, they fail.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from typing import Any
 
 from ..backends.base import Backend, IdsCallback, TaskReport, TaskSubmission
 from ..errors import BackendError
 from ..ids import content_id
 from ..ledger import Ledger
-from ..plan import SHELL_COMMAND_MARGIN_BYTES, Plan
+from ..plan import Plan
 from ..render.payload import iter_records
 from ..render.runner import DELIMITER
-from .service import ComputeService
+from . import transport
+from .service import ComputeService, SubmitUncertain
 
-REQUEST_BUDGET_BYTES = 9 * 1000 * 1000  # the service takes requests of at most 10 MB
-TASK_REQUEST_OVERHEAD_BYTES = 512  # the serializer's header and the JSON around one task's arguments
 STATUS_CHUNK = 500  # task ids per status request
 STDERR_TAIL_CHARS = 4000
+LOST_META_KEY = "globus_lost_calls"
+REQUEST_META_KEY = "globus_request_in_flight"  # the task group and tasks of a request not yet answered
 
 
 def poll_bounds_s() -> tuple[float, float]:
@@ -40,18 +44,13 @@ def poll_bounds_s() -> tuple[float, float]:
             float(os.environ.get("HOG_BATCH_GLOBUS_POLL_MAX_S", "30.0")))
 
 
-def request_size_bytes(payload: str) -> int:
-    """What one task adds to a batch request: its payload, pickled and base64-encoded by the SDK."""
-    return (len(payload) * 4) // 3 + TASK_REQUEST_OVERHEAD_BYTES
-
-
-def split_requests(submissions: list[TaskSubmission], budget_bytes: int = REQUEST_BUDGET_BYTES) -> list[list[TaskSubmission]]:
-    """Consecutive groups of tasks, each group's request under the budget."""
+def split_requests(submissions: list[TaskSubmission], budget_bytes: int) -> list[list[TaskSubmission]]:
+    """Consecutive groups of tasks, each group's tasks together under ``budget_bytes`` of request body."""
     groups: list[list[TaskSubmission]] = []
     current: list[TaskSubmission] = []
     size = 0
     for submission in submissions:
-        added = request_size_bytes(submission.payload)
+        added = transport.request_bytes(submission.payload)
         if current and size + added > budget_bytes:
             groups.append(current)
             current, size = [], 0
@@ -62,26 +61,53 @@ def split_requests(submissions: list[TaskSubmission], budget_bytes: int = REQUES
     return groups
 
 
-def report_from_status(task_id: str, status: dict[str, Any]) -> TaskReport | None:
-    """A finished task's report from its status; None while it is pending."""
-    if status.get("pending", True) and "exception" not in status:
-        return None
-    if "exception" in status:
+def exception_headline(text: str) -> str:
+    """The line that says what went wrong in an endpoint's exception text.
+
+    The endpoint frames tracebacks in rows of ``+`` and ``-``; a traceback's
+    last line names the exception (``WorkerLost: Task failure due to loss of
+    worker 0 on host ...``), dotted module prefix dropped. Text that is not a
+    traceback is its own first line.
+    """
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not set(line) <= set("+-") and not line.startswith("Traceback from attempt")]
+    if not lines:
+        return "no reason given"
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        candidates = [line for line in lines if not line.startswith(("File ", "Traceback", "^", "~"))]
+        headline = candidates[-1] if candidates else lines[-1]
+    else:
+        headline = lines[0]
+    name, colon, rest = headline.partition(":")
+    if colon and " " not in name and "." in name:
+        headline = name.rsplit(".", 1)[-1] + colon + rest
+    return headline
+
+
+def report_from_status(task_id: str, status: dict[str, Any], deserialize) -> TaskReport | None:
+    """A finished task's report from its raw state; None while it is pending."""
+    state = str(status.get("status", "unknown")).lower()
+    if "exception" in status and status["exception"]:
         text = str(status["exception"]).strip()
-        last = text.splitlines()[-1] if text else "no reason given"
         return TaskReport(task_id, finished=True, saw_delimiter=False, stderr_tail=text[-STDERR_TAIL_CHARS:],
-                          failure=f"the endpoint reported the task failed: {last}")
-    if status.get("missing"):
+                          failure=f"the endpoint reported: {exception_headline(text)}")
+    if "result" in status and state == "success":
+        try:
+            result = deserialize(status["result"])
+        except Exception as exc:  # noqa: BLE001 - a result we cannot read fails its task, not the run
+            return TaskReport(task_id, finished=True, saw_delimiter=False,
+                              failure=f"the task's result could not be read: {type(exc).__name__}: {exc}")
+        if not isinstance(result, dict) or "stdout" not in result:
+            return TaskReport(task_id, finished=True, saw_delimiter=False,
+                              failure=f"the task returned {type(result).__name__}, not hog-batch's task result")
+        lines = str(result["stdout"]).splitlines()
+        return TaskReport(task_id, records=list(iter_records(lines)), finished=True, returncode=result.get("returncode"),
+                          stderr_tail=str(result.get("stderr") or "")[-STDERR_TAIL_CHARS:],
+                          saw_delimiter=DELIMITER in lines)
+    if state == "failed" or state == "unknown" and status.get("reason"):
         return TaskReport(task_id, finished=True, saw_delimiter=False, lost=True,
-                          failure="the service has no record of the task (it may have expired)")
-    result = status.get("result")
-    stdout, stderr, returncode = getattr(result, "stdout", None), getattr(result, "stderr", ""), getattr(result, "returncode", None)
-    if stdout is None:
-        return TaskReport(task_id, finished=True, saw_delimiter=False,
-                          failure=f"the task returned {type(result).__name__}, not a ShellResult")
-    lines = stdout.splitlines()
-    return TaskReport(task_id, records=list(iter_records(lines)), finished=True, returncode=returncode,
-                      stderr_tail=(stderr or "")[-STDERR_TAIL_CHARS:], saw_delimiter=DELIMITER in lines)
+                          failure=f"the service has no record of the task ({status.get('reason') or 'no result'})")
+    return None
 
 
 class GlobusBackend(Backend):
@@ -93,23 +119,23 @@ class GlobusBackend(Backend):
         self.service = service or ComputeService()
         self._function_ids: dict[str, str] = {}
         self._followed: dict[str, str] = {}  # service task id -> hog-batch task id
+        self._calls: dict[str, tuple[str, list[int]]] = {}  # hog-batch task id -> (job, calls)
         self._first_poll_s, self._longest_poll_s = poll_bounds_s()
         self._interval_s = self._first_poll_s
         self._next_poll = 0.0
+        self._group_id: str | None = None
 
     # --- submission -------------------------------------------------------------------
 
     def function_id(self, job_name: str) -> str:
-        """The job's ShellFunction, registered once per run and content (the id lives in the ledger)."""
+        """The job's task function, registered once per run and content (the id lives in the ledger)."""
         if job_name not in self._function_ids:
             job = self.plan.job(job_name)
-            command = self.plan.shell_function_command(job)
-            lines = self.plan.snippet_lines(job)
-            key = "globus_function:" + content_id({"command": command, "snippet_lines": lines}, length=24)
+            source = self.plan.function_source(job)
+            key = "globus_function:" + content_id({"source": source}, length=24)
             function_id = self.ledger.get_meta(key)
             if function_id is None:
-                name = "hog_batch_" + "".join(c if c.isalnum() else "_" for c in job.name)
-                function_id = self.service.register_shell_function(command, lines, name)
+                function_id = self.service.register_function(source, f"hog-batch task of job {job.name}")
                 self.ledger.set_meta(key, function_id)
             self._function_ids[job_name] = function_id
         return self._function_ids[job_name]
@@ -118,25 +144,53 @@ class GlobusBackend(Backend):
         by_job: dict[str, list[TaskSubmission]] = {}
         for task in tasks:
             by_job.setdefault(task.job, []).append(task)
+            self._calls[task.task_id] = (task.job, list(task.calls))
         for job_name, submissions in by_job.items():
             job = self.plan.job(job_name)
-            budget = self.plan.payload_budget_bytes(job) or 0
+            limit = transport.payload_limit_bytes()
             for submission in submissions:
-                if len(submission.payload) > budget + SHELL_COMMAND_MARGIN_BYTES:
-                    raise BackendError(message=f"task {submission.task_id} has a {len(submission.payload):,}-byte payload, "
-                                       f"over the {budget:,} bytes its ShellFunction command can carry",
-                                       hint="set a smaller calls_per_task for this job")
+                size = len(submission.payload.encode())
+                if size > limit:
+                    raise BackendError(message=f"task {submission.task_id} has a {size:,}-byte payload, over the "
+                                       f"{limit:,} bytes one Globus Compute submission can carry",
+                                       hint="pass large inputs with `pass: path` on a filesystem the endpoint shares, "
+                                       "or set a smaller calls_per_task for this job")
             function_id = self.function_id(job_name)
-            for group in split_requests(submissions):
-                group_id, task_ids = self.service.submit(job.endpoint.endpoint_id, function_id, [s.payload for s in group],
-                                                         job.endpoint.config, self.ledger.get_meta("group_id"))
-                if len(task_ids) != len(group):
-                    raise BackendError(message=f"Globus Compute answered {len(task_ids)} task ids for {len(group)} tasks",
-                                       hint="resume the run; report this if it happens again")
-                on_ids([(s.task_id, t) for s, t in zip(group, task_ids, strict=True)], group_id)
+            group_id = str(uuid.uuid4())
+            budget = transport.REQUEST_LIMIT_BYTES - self.service.request_fixed_bytes(job.endpoint.config, group_id)
+            for group in split_requests(submissions, budget):
+                task_ids = self._submit_once(job.endpoint.endpoint_id, function_id, group, job.endpoint.config)
+                on_ids([(s.task_id, t) for s, t in zip(group, task_ids, strict=True)], self._group_id)
+                self.ledger.set_meta(REQUEST_META_KEY, None)
                 for submission, task_id in zip(group, task_ids, strict=True):
                     self._followed[task_id] = submission.task_id
         self._next_poll = min(self._next_poll, time.monotonic() + self._first_poll_s)
+
+    def _submit_once(self, endpoint_id: str, function_id: str, group: list[TaskSubmission],
+                     config: dict[str, Any]) -> list[str]:
+        """Submit one request into a fresh task group; if its answer is lost, adopt what the group holds."""
+        self._group_id = str(uuid.uuid4())
+        payloads = [s.payload for s in group]
+        self.ledger.set_meta(REQUEST_META_KEY, {"group_id": self._group_id, "tasks": [s.task_id for s in group]})
+        while True:
+            try:
+                task_ids = self.service.submit(endpoint_id, function_id, payloads, config, self._group_id)
+                break
+            except SubmitUncertain as uncertain:
+                taken = self.service.group_tasks(self._group_id) or []
+                if len(taken) == len(group):
+                    task_ids = taken
+                    break
+                if taken:
+                    raise BackendError(
+                        message=f"Globus Compute took {len(taken)} of the {len(group)} tasks of a submission whose "
+                        f"answer was lost ({uncertain.detail}); hog-batch cannot tell which calls they carry",
+                        hint=f"the run stops here rather than run calls twice: `hog-batch resume RUN_DIR` submits "
+                        f"the request again (task group {self._group_id})") from None
+        if len(task_ids) != len(group):
+            raise BackendError(message=f"Globus Compute answered {len(task_ids)} task ids for {len(group)} tasks",
+                               hint="resume the run; report this if it happens again")
+        return task_ids
 
     # --- results ----------------------------------------------------------------------
 
@@ -147,36 +201,70 @@ class GlobusBackend(Backend):
             return []
         if wait_s > 0:
             time.sleep(wait_s)
-        reports = self._check(list(self._followed))
+        reports = self._check(list(self._followed), patient=timeout_s > 0)
         self._interval_s = self._first_poll_s if reports else min(self._interval_s * 1.5, self._longest_poll_s)
         self._next_poll = time.monotonic() + self._interval_s
         return reports
 
-    def _check(self, service_ids: list[str]) -> list[TaskReport]:
+    def _check(self, service_ids: list[str], patient: bool = True) -> list[TaskReport]:
+        """States of the followed tasks; ``patient`` rides out an outage (a submitter), else fails fast (``status``)."""
         reports: list[TaskReport] = []
         for start in range(0, len(service_ids), STATUS_CHUNK):
             chunk = service_ids[start:start + STATUS_CHUNK]
-            statuses = self.service.statuses(chunk)
+            statuses = self.service.statuses(chunk, patient=patient)
             for service_id in chunk:
                 status = statuses.get(service_id)
-                if status is None:  # failed tasks are left out of batch answers: ask about each alone
-                    status = self.service.task(service_id)
-                report = report_from_status(self._followed[service_id], status)
-                if report is not None:
-                    del self._followed[service_id]
-                    reports.append(report)
+                if status is None:
+                    continue  # not in the answer: asked again next time
+                report = report_from_status(self._followed[service_id], status, self.service.deserialize)
+                if report is None:
+                    continue
+                del self._followed[service_id]
+                reports.append(self._rerun_lost_once(report) if report.lost else report)
         return reports
 
+    def _rerun_lost_once(self, report: TaskReport) -> TaskReport:
+        """A lost task's calls run again (deferred, no attempt counted) the first time; the second time they fail."""
+        job, calls = self._calls.get(report.task_id, (None, []))
+        if job is None:
+            return report
+        lost_before = self.ledger.get_meta(LOST_META_KEY, {})
+        seen = set(lost_before.get(job, []))
+        again = [call for call in calls if call not in seen]
+        if not again:
+            return report
+        lost_before[job] = sorted(seen | set(again))
+        self.ledger.set_meta(LOST_META_KEY, lost_before)
+        reason = f"{report.failure}; running it again"
+        return TaskReport(report.task_id, records=[{"call": c, "deferred": True, "reason": reason} for c in again],
+                          finished=True, saw_delimiter=True, failure=report.failure, lost=True)
+
     def reattach(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> list[TaskReport]:
+        adopted = self._adopt_unanswered_request({task_id for task_id, _, external_id, _ in tasks if not external_id})
         reports = []
-        for task_id, _job, external_id, _calls in tasks:
+        for task_id, job, external_id, calls in tasks:
+            self._calls[task_id] = (job, list(calls))
+            external_id = external_id or adopted.get(task_id)
             if external_id:
                 self._followed[external_id] = task_id
                 reports.append(TaskReport(task_id, finished=False))
-            else:  # the submitter died before the service's answer was committed: its calls run again
+            else:  # the service never took it (or cannot say which tasks it took): its calls run again
                 reports.append(TaskReport(task_id, finished=True, lost=True))
         self._next_poll = 0.0
         return reports
+
+    def _adopt_unanswered_request(self, unanswered: set[str]) -> dict[str, str]:
+        """The previous submitter died waiting for a request's answer: the tasks its task group holds, by our task id."""
+        request = self.ledger.get_meta(REQUEST_META_KEY)
+        if not unanswered or not request or not set(request["tasks"]) <= unanswered:
+            return {}
+        taken = self.service.group_tasks(request["group_id"]) or []
+        if len(taken) != len(request["tasks"]):
+            return {}
+        return dict(zip(request["tasks"], taken, strict=True))
+
+    def forget(self, task_id: str) -> None:
+        self._calls.pop(task_id, None)
 
     def cancel(self, task_ids: list[str]) -> None:
         """Globus Compute cannot stop a submitted task: stop following it (its calls are cancelled in the ledger)."""
@@ -184,4 +272,4 @@ class GlobusBackend(Backend):
         self._followed = {service_id: task_id for service_id, task_id in self._followed.items() if task_id not in wanted}
 
 
-__all__ = ["GlobusBackend", "report_from_status", "split_requests"]
+__all__ = ["GlobusBackend", "exception_headline", "report_from_status", "split_requests"]

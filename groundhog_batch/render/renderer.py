@@ -99,14 +99,3 @@ def render_task_script(
         values[f"{name}_TEXT" if name != "PAYLOAD" else name] = text
         values[f"{name}_EOF"] = heredoc_terminator(f"HOG_{name}_EOF", text)
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], _template())
-
-
-def shell_function_command(rendered_with_sentinel: str) -> str:
-    """A rendered task as a Globus ``ShellFunction`` command: braces escaped, ``{payload}`` left open.
-
-    ``ShellFunction`` fills its command with ``str.format``; this is the one
-    place that escapes for it. Formatting the result with the payload gives
-    back exactly the script the local backend runs.
-    """
-    escaped = rendered_with_sentinel.replace("{", "{{").replace("}", "}}")
-    return escaped.replace(PAYLOAD_SENTINEL, "{payload}")

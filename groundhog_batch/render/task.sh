@@ -32,21 +32,76 @@ hog_env_failed() {
   exit 97
 }
 
+# The cache is per user: HOG_BATCH_CACHE_DIR/hog-batch if that is set, else
+# hog-batch-UID in $SCRATCH or the temp dir. Every directory in it is created 0700 and, before
+# use, must be a real directory (not a symlink), owned by this user, and not
+# writable by group or others: another user who pre-creates one cannot get
+# their code run as this user.
+hog_private_dir() {
+  local dir="$1" mode
+  if [ ! -e "$dir" ] && [ ! -L "$dir" ]; then
+    mkdir -m 700 "$dir" 2>/dev/null || [ -d "$dir" ] || hog_env_failed "cannot create $dir"
+  fi
+  if [ -L "$dir" ] || [ ! -d "$dir" ]; then
+    hog_env_failed "$dir is not a directory (a symlink or a file is there); remove it, or set HOG_BATCH_CACHE_DIR to a directory of your own"
+  fi
+  if [ ! -O "$dir" ]; then
+    hog_env_failed "$dir belongs to another user; remove it, or set HOG_BATCH_CACHE_DIR to a directory of your own"
+  fi
+  mode="$(stat -c %a "$dir" 2>/dev/null || stat -f %Lp "$dir")" || hog_env_failed "cannot read the permissions of $dir"
+  if [ $((8#$mode & 8#022)) -ne 0 ]; then
+    hog_env_failed "$dir is writable by other users (mode $mode); run chmod 700 on it, or set HOG_BATCH_CACHE_DIR to a private directory"
+  fi
+}
+
+# A lock file in a private directory, never followed through a symlink, never truncated.
+hog_lock() {
+  local lock="$1"
+  if [ -L "$lock" ]; then hog_env_failed "$lock is a symlink; remove it"; fi
+  exec 9>>"$lock" || hog_env_failed "cannot open the lock $lock"
+  if command -v flock >/dev/null 2>&1; then flock 9; fi
+}
+
+# uv: HOG_BATCH_UV, uv on PATH, the usual install places, or bootstrapped once per
+# user with the endpoint's Python (pip install --target, published with one rename),
+# or the uv Python package's own binary. Nothing else is assumed but bash and Python.
 hog_find_uv() {
   if [ -n "${HOG_BATCH_UV:-}" ] && [ -x "$HOG_BATCH_UV" ]; then printf '%s\n' "$HOG_BATCH_UV"; return 0; fi
   if command -v uv >/dev/null 2>&1; then command -v uv; return 0; fi
   for candidate in "$HOME/.local/bin/uv" "$HOME/.cargo/bin/uv"; do
     if [ -x "$candidate" ]; then printf '%s\n' "$candidate"; return 0; fi
   done
-  hog_env_failed "uv is not installed here; install it (pip install uv) or add it to worker_init"
+  local python bootstrap build found
+  python="${HOG_BATCH_ENDPOINT_PYTHON:-}"
+  if [ -z "$python" ] || [ ! -x "$python" ]; then python="$(command -v python3 || command -v python || true)"; fi
+  [ -n "$python" ] || hog_env_failed "neither uv nor a Python to install it with is on PATH; add one to worker_init"
+  bootstrap="$hog_base/uv-bootstrap"
+  if [ ! -x "$bootstrap/bin/uv" ]; then
+    if [ -L "$hog_base/uv-bootstrap.lock" ]; then hog_env_failed "$hog_base/uv-bootstrap.lock is a symlink; remove it"; fi
+    exec 8>>"$hog_base/uv-bootstrap.lock" || hog_env_failed "cannot open the lock $hog_base/uv-bootstrap.lock"
+    if command -v flock >/dev/null 2>&1; then flock 8; fi
+    if [ ! -x "$bootstrap/bin/uv" ]; then
+      build="$(mktemp -d "$hog_base/.uv-bootstrap.XXXXXX")"
+      echo "hog-batch: no uv here; installing it for $(id -un) with $python -m pip" >&2
+      if "$python" -m pip install --quiet --disable-pip-version-check --target "$build/uv" uv >&2 &&
+        [ -x "$build/uv/bin/uv" ]; then
+        rm -rf "$bootstrap"
+        mv -T "$build/uv" "$bootstrap" || hog_env_failed "cannot publish uv at $bootstrap"
+      fi
+      rm -rf "$build"
+    fi
+    exec 8>&-
+  fi
+  if [ -x "$bootstrap/bin/uv" ]; then printf '%s\n' "$bootstrap/bin/uv"; return 0; fi
+  found="$("$python" -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null || true)"
+  if [ -n "$found" ] && [ -x "$found" ]; then printf '%s\n' "$found"; return 0; fi
+  hog_env_failed "uv is not installed here and could not be installed with $python -m pip; install uv (pip install uv) or add it to worker_init"
 }
 
 # Build the environment in a temp dir and publish it with one rename, under a
 # lock, so concurrent tasks build it once and nobody sees half an environment.
 hog_build_env() {
-  mkdir -p "$hog_envs" || hog_env_failed "cannot create $hog_envs"
-  exec 9>"$hog_envs/$hog_env_id.lock"
-  if command -v flock >/dev/null 2>&1; then flock 9; fi
+  hog_lock "$hog_envs/$hog_env_id.lock"
   if [ -f "$hog_env/.hog-complete" ]; then exec 9>&-; return 0; fi
   local uv build
   uv="$(hog_find_uv)"
@@ -57,7 +112,7 @@ hog_build_env() {
   if ! {
     "$uv" --config-file "$hog_tmp/uv.toml" venv --quiet --relocatable ${python_args[@]+"${python_args[@]}"} "$build/env" &&
       { [ ! -s "$hog_tmp/requirements.txt" ] ||
-        "$uv" --config-file "$hog_tmp/uv.toml" pip install --quiet --python "$build/env/bin/python" -r "$hog_tmp/requirements.txt"; } &&
+        "$uv" --config-file "$hog_tmp/uv.toml" pip install --quiet --compile-bytecode --python "$build/env/bin/python" -r "$hog_tmp/requirements.txt"; } &&
       touch "$build/env/.hog-complete"
   } >&2; then
     rm -rf "$build"
@@ -74,11 +129,20 @@ hog_build_env() {
 
 hog_env_id=@@ENV_ID@@
 hog_requires_python=@@REQUIRES_PYTHON@@
-hog_envs="${HOG_BATCH_CACHE_DIR:-${SCRATCH:-${TMPDIR:-/tmp}}}/hog-batch/envs"
+if [ -n "${HOG_BATCH_CACHE_DIR:-}" ]; then
+  mkdir -p "$HOG_BATCH_CACHE_DIR" || hog_env_failed "cannot create HOG_BATCH_CACHE_DIR=$HOG_BATCH_CACHE_DIR"
+  hog_base="$HOG_BATCH_CACHE_DIR/hog-batch"
+else
+  hog_base="${SCRATCH:-${TMPDIR:-/tmp}}/hog-batch-$(id -u)"
+fi
+hog_envs="$hog_base/envs"
 hog_env="$hog_envs/$hog_env_id"
+hog_private_dir "$hog_base"
+hog_private_dir "$hog_envs"
 if [ ! -f "$hog_env/.hog-complete" ]; then
   hog_build_env
 fi
+hog_private_dir "$hog_env"
 
 cat > "$hog_tmp/payload.b64" <<'@@PAYLOAD_EOF@@'
 @@PAYLOAD@@
