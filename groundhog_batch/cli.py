@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .errors import EXIT_INTERRUPTED, EXIT_OK, HogError, RunInUse, os_error
+from .errors import EXIT_CALLS_FAILED, EXIT_INTERRUPTED, EXIT_OK, HogError, RunInUse, os_error
 
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as `cat` exits when its reader goes away
 
@@ -98,18 +98,21 @@ def _follow(run, verbosity) -> None:
     """Watch the live process that drives the run until it ends; Ctrl-C stops watching, never the run."""
     from .api import follow
 
-    holder = run.holder() or {}
-    _note(verbosity, f"following: pid {holder.get('pid', '?')} on {holder.get('host', '?')} drives this run "
-          f"({holder.get('action', '?')} since {holder.get('since', '?')}); Ctrl-C stops watching, not the run")
-    display = _display(run, verbosity)
+    display = None
     try:
+        holder = run.holder() or {}
+        _note(verbosity, f"following: pid {holder.get('pid', '?')} on {holder.get('host', '?')} drives this run "
+              f"({holder.get('action', '?')} since {holder.get('since', '?')}); Ctrl-C stops watching, not the run")
+        display = _display(run, verbosity)
         counts = follow(run, display)
     except KeyboardInterrupt:
-        display.close()
+        if display is not None:
+            display.close()
         click.echo(f"stopped watching; the run goes on. Watch again with `hog-batch status --watch {run.root}`", err=True)
         sys.exit(EXIT_INTERRUPTED)
     finally:
-        display.close()
+        if display is not None:
+            display.close()
     _report_end(run, counts)
 
 
@@ -147,6 +150,9 @@ def _detach(run, verbosity) -> None:
     deadline = time.monotonic() + 30
     while run.holder() is None and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    if child.poll() not in (None, EXIT_OK, EXIT_CALLS_FAILED):
+        raise HogError(message=f"the background submitter stopped at once (exit {child.returncode})",
+                       hint=f"its log says why: {run.paths.submitter_log}")
     _note(verbosity, f"detached (pid {child.pid}, log: {run.paths.submitter_log}): "
           f"watch it with `hog-batch status --watch {run.root}`")
     sys.exit(EXIT_OK)

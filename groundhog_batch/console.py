@@ -51,6 +51,8 @@ class ProgressDisplay:
         self.bar = None
         if verbosity is not Verbosity.QUIET and self.stream.isatty():
             self._start_bar(start)
+        elif verbosity is not Verbosity.QUIET:  # a log says when the run (or the watching) began
+            self._write(progress_line(self.name, start, self.meter))
 
     def _start_bar(self, start: Progress) -> None:
         from rich.console import Console

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,9 +25,11 @@ def f(x):
     return x
 """
 
-SLOW = HEAD + """import time
+# Every call waits until the test creates the file `go`, so a run is still going while the test looks.
+GATED = HEAD + """import os, time
 def f(x):
-    time.sleep(0.3)
+    while not os.path.exists("go"):
+        time.sleep(0.05)
     if x == 3:
         raise ValueError("three")
     return x
@@ -39,8 +42,8 @@ def mixed_run(project, n: int = 6, extra: str = "", *args: str, env: dict | None
     return project.cli("submit", "sweep.yaml", "--run-dir", "run", *args, env=env)
 
 
-def slow_manifest(project, n: int = 12):
-    project.write("slow.py", SLOW)
+def gated_manifest(project, n: int = 12):
+    project.write("slow.py", GATED)
     project.manifest(f"script: slow.py\nfunction: f\ncalls_per_task: 1\nmax_parallel: 2\n"
                      f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n")
 
@@ -207,34 +210,44 @@ def test_quiet_prints_only_the_summary(project):
 # --- following a run another process drives -----------------------------------------------------
 
 
+def start_cli(project, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "groundhog_batch", *args], cwd=project.root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+
+
 def test_resume_on_a_detached_run_follows_it_to_the_same_summary_and_exit_code(project):
-    slow_manifest(project)
-    detached = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"HOG_BATCH_PROGRESS_S": "0.2"})
+    gated_manifest(project)
+    fast = {"HOG_BATCH_PROGRESS_S": "0.2"}
+    detached = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach", env=fast)
     assert detached.returncode == 0 and "watch it with `hog-batch status --watch" in detached.stderr
     assert open_run(project.root / "run").holder() is not None  # detach returns once the run is held
-    done = project.cli("resume", "run", env={"HOG_BATCH_PROGRESS_S": "0.2"})
-    assert done.returncode == 1, done.stderr
-    assert "following: pid" in done.stderr and "Ctrl-C stops watching, not the run" in done.stderr
-    assert " finished (" in done.stderr and "sweep: 11 succeeded, 1 failed" in done.stderr
-    assert "failed: f call 3: ValueError: three" in done.stderr
+    follower = start_cli(project, "resume", "run", env=fast)
+    first = follower.stderr.readline()
+    assert first.startswith("following: pid") and "Ctrl-C stops watching, not the run" in first
+    (project.root / "go").write_text("")
+    _, rest = follower.communicate(timeout=120)
+    assert follower.returncode == 1, rest
+    assert " finished (" in rest and "sweep: 11 succeeded, 1 failed" in rest
+    assert "failed: f call 3: ValueError: three" in rest
     log = (project.root / "run" / "submitter.log").read_text()
     assert "sweep: " in log and " finished (" in log and "calls/s" in log  # the follower's progress lines
 
 
 def test_ctrl_c_stops_the_watcher_and_never_the_run(project):
-    slow_manifest(project, 16)
+    gated_manifest(project)
     project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
-    watcher = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "status", "run", "--watch"], cwd=project.root,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    watcher = start_cli(project, "status", "run", "--watch")
+    assert watcher.stderr.readline().startswith("following: pid")
     watcher.send_signal(signal.SIGINT)
     _, stderr = watcher.communicate(timeout=30)
     assert watcher.returncode == 130 and "stopped watching; the run goes on" in stderr
     assert "Traceback" not in stderr
     run = open_run(project.root / "run")
     assert run.holder() is not None  # still driven
+    (project.root / "go").write_text("")
     wait_for(lambda: run.holder() is None)
-    assert run.counts()["succeeded"] == 15 and run.counts()["failed"] == 1
+    counts = open_run(project.root / "run").counts()
+    assert counts["succeeded"] == 11 and counts["failed"] == 1
 
 
 def test_status_watch_on_a_finished_run_prints_status_and_exits_as_submit(project):
