@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -72,15 +71,7 @@ def loopback_service(isolated_environment, tmp_path_factory):
     from groundhog_batch.backends.local import find_uv
 
     os.environ["HOG_BATCH_UV"] = find_uv()  # what an endpoint's worker_init would provide
-    deadline = time.monotonic() + 600  # another test session may hold the one port the SDK can use: wait for it
-    while True:
-        try:
-            service = LoopbackGlobus().start()
-            break
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                pytest.fail(f"the loopback Globus service needs 127.0.0.1:5000 (the SDK's 'local' environment): {exc}")
-            time.sleep(1.0)
+    service = LoopbackGlobus().start()  # on a free port: concurrent test runs never collide
     os.environ.update(service.environment())
     os.environ["GLOBUS_COMPUTE_USER_DIR"] = str(tmp_path_factory.mktemp("globus-compute-dir"))
     os.environ["HOG_BATCH_GLOBUS_POLL_S"] = "0.2"

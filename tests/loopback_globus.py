@@ -1,9 +1,10 @@
 """A Globus Compute service on 127.0.0.1 whose endpoints run tasks with globus-compute-endpoint's own code.
 
-The unmodified ``globus-compute-sdk`` client reaches it through the SDK's own
-settings (``GLOBUS_SDK_ENVIRONMENT=local`` points the Compute client at
-http://localhost:5000, the one address the SDK can be pointed at;
-``GLOBUS_SDK_SERVICE_URL_AUTH`` points Auth here too).
+The unmodified ``globus-compute-sdk`` client reaches it through globus-sdk's
+own settings: ``GLOBUS_SDK_SERVICE_URL_COMPUTE`` and
+``GLOBUS_SDK_SERVICE_URL_AUTH`` name this service (hog-batch's seam honours
+the first, which the Compute SDK's ``Client`` ignores), on a free port, so
+concurrent test runs never share one.
 
 What runs is the real endpoint package (pinned in the test extra to the SDK's version):
 
@@ -60,7 +61,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 
-PORT = 5000  # the SDK's "local" environment: http://localhost:5000 (no setting changes it)
+PORT = 0  # a free ephemeral port
 MAX_REQUEST_BYTES = 10 * 1000 * 1000
 RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S = 20, 10.0
 TESTS_DIR = str(pathlib.Path(__file__).resolve().parent)
@@ -166,6 +167,7 @@ class LoopbackGlobus:
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="hog-loopback-"))
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.port = self.server.server_address[1]
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -185,6 +187,7 @@ class LoopbackGlobus:
         """Environment variables that point the SDK (and so hog-batch) at this service."""
         return {
             "GLOBUS_SDK_ENVIRONMENT": "local",
+            "GLOBUS_SDK_SERVICE_URL_COMPUTE": f"http://127.0.0.1:{self.port}",
             "GLOBUS_SDK_SERVICE_URL_AUTH": f"http://127.0.0.1:{self.port}/",
             "GLOBUS_COMPUTE_CLIENT_ID": "8a4bd1cf-0000-4000-8000-00000000c11e",
             "GLOBUS_COMPUTE_CLIENT_SECRET": "loopback-secret",

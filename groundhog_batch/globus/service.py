@@ -15,6 +15,9 @@
   the process.
 - The SDK's own transport retries are off (every request on the wire passes
   the rate limiter once), except its refresh of an expired access token on 401.
+- ``GLOBUS_SDK_SERVICE_URL_COMPUTE``, globus-sdk's own way to point a client
+  at another Compute service, is honoured (the Compute SDK's ``Client``
+  ignores it): a proxy, another deployment, or the tests' loopback service.
 
 The SDK is imported only here and in ``auth``, and only when a remote endpoint is used.
 """
@@ -140,8 +143,14 @@ class ComputeService:
 
             from .auth import ensure_logged_in
 
-            self._client = Client(app=ensure_logged_in(), do_version_check=False,
-                                  data_serialization_strategy=JSONData())
+            app = ensure_logged_in()
+            self._client = Client(app=app, do_version_check=False, data_serialization_strategy=JSONData())
+            url = os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE")
+            if url:
+                from globus_compute_sdk.sdk.client import _ComputeWebClient
+
+                self._client.web_service_address = url.rstrip("/")
+                self._client._compute_web_client = _ComputeWebClient(base_url=url.rstrip("/"), app=app)
             web = self._client._compute_web_client
             for api in (web.v2, web.v3):
                 _only_refresh_on_401(api)
