@@ -119,12 +119,15 @@ def test_a_task_the_service_forgot_is_lost_and_its_calls_run_once_more(project, 
     assert side_effects(log) == list(range(12)) and globus.requests["submit"] == 2
 
 
-def test_the_poller_rides_out_a_long_service_outage(project, globus):
-    remote_project(project, globus)
+def test_the_submitter_rides_out_a_long_service_outage(project, globus):
+    log = remote_project(project, globus)
+    globus.fail_next("submit", *[503] * 20)
     globus.fail_next("status", *[503] * 30)
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run", env={"HOG_BATCH_GLOBUS_OUTAGE_MAX_WAIT_S": "0.2"})
     assert done.returncode == 0, done.stderr
     assert (results(project)["status"] == "succeeded").all() and globus.requests["status"] > 30
+    globus.wait_idle()
+    assert side_effects(log) == list(range(12)) and globus.requests["submit"] >= 21  # every call ran once
 
 
 def test_nothing_is_left_behind_in_the_endpoints_task_directory(project, globus):

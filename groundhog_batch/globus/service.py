@@ -4,8 +4,10 @@
   waits rather than being told 429.
 - **Retries**: 429, 5xx and network errors are retried with capped
   exponential backoff (``Retry-After`` honoured), then reported with a fix.
-  Status requests ride out a long outage (``HOG_BATCH_GLOBUS_OUTAGE_S``, a day
-  by default) so a run survives a service maintenance window.
+  A submitter's requests ride out a long outage (``HOG_BATCH_GLOBUS_OUTAGE_S``,
+  a day by default, at most ``HOG_BATCH_GLOBUS_OUTAGE_MAX_WAIT_S`` between
+  tries) so a run survives a service maintenance window; the endpoint lookup
+  before a run and ``status`` give up after a few tries.
 - **Exactly once**: a submission is sent again only when the service surely
   did not take it (429, 503, or no connection made). Any other failure
   raises ``SubmitUncertain``: the caller looks the task group up instead.
@@ -212,7 +214,8 @@ class ComputeService:
     def register_function(self, source: str, description: str) -> str:
         """Register the task function as source text (the service stores it with ``PureSourceTextInspect``)."""
         answer = self.call("function registration",
-                           lambda: self.client.register_source_code(source, FUNCTION_NAME, description=description))
+                           lambda: self.client.register_source_code(source, FUNCTION_NAME, description=description),
+                           patient=True)
         return str(answer)
 
     def endpoint_metadata(self, endpoint_id: str) -> dict:
@@ -239,7 +242,8 @@ class ComputeService:
         for payload in payloads:
             batch.add(function_id, args=(payload,))
         body = batch.prepare()
-        answer = self.call("submission", lambda: self.web.v3.submit(endpoint_id, body).data, submission=True)
+        answer = self.call("submission", lambda: self.web.v3.submit(endpoint_id, body).data, submission=True,
+                           patient=True)
         return [str(task_id) for task_id in answer["tasks"][function_id]]
 
     def request_fixed_bytes(self, config: dict[str, Any], group_id: str) -> int:
