@@ -125,6 +125,28 @@ def module_name_for(path):
     return stem
 
 
+# Import names whose distribution on PyPI is called something else.
+DISTRIBUTION_OF = {
+    "sklearn": "scikit-learn", "skimage": "scikit-image", "cv2": "opencv-python", "PIL": "pillow",
+    "yaml": "pyyaml", "bs4": "beautifulsoup4", "dateutil": "python-dateutil", "Bio": "biopython",
+    "attr": "attrs", "jwt": "pyjwt", "serial": "pyserial", "dotenv": "python-dotenv", "docx": "python-docx",
+    "Crypto": "pycryptodome", "OpenSSL": "pyopenssl", "mpl_toolkits": "matplotlib", "google": "protobuf",
+    "magic": "python-magic", "zmq": "pyzmq", "usb": "pyusb", "git": "gitpython", "fitz": "pymupdf",
+}
+
+
+def describe_error(exc, context=""):
+    """``Type: message`` for a call's error; a missing module also says which dependency to declare."""
+    text = "%s: %s%s" % (type(exc).__name__, exc, context)
+    name = getattr(exc, "name", None)
+    if isinstance(exc, ModuleNotFoundError) and name:
+        top = name.split(".")[0]
+        distribution = DISTRIBUTION_OF.get(top, top.replace("_", "-"))
+        text += ('; if it is a package, add "%s" to the dependencies in the script\'s "# /// script" block'
+                 " (or to the manifest's dependencies:)" % distribution)
+    return text
+
+
 def import_script(path):
     name = module_name_for(path)
     spec = importlib.util.spec_from_file_location(name, path)
@@ -247,7 +269,7 @@ def run_worker(script_path, payload_path, start, channel):
         try:
             if setup_error is not None:
                 exc, text = setup_error
-                record["error"] = "%s: %s (while loading %s or its arguments)" % (type(exc).__name__, exc, os.path.basename(script_path))
+                record["error"] = describe_error(exc, " (while loading %s or its arguments)" % os.path.basename(script_path))
                 record["tb"] = text
             else:
                 kwargs = dict(fixed_kwargs)
@@ -265,7 +287,7 @@ def run_worker(script_path, payload_path, start, channel):
             record["error"] = "TimeoutError: the call exceeded its timeout of %g s" % timeout_s
             record["tb"] = traceback.format_exc()
         except BaseException as exc:
-            record["error"] = "%s: %s" % (type(exc).__name__, exc)
+            record["error"] = describe_error(exc)
             record["tb"] = traceback.format_exc()
         finished = time.time()
         sys.stdout.flush()
