@@ -392,6 +392,9 @@ def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loc
         rows = datafiles.table_rows(path, columns)
     except datafiles.DataFileError as exc:
         raise locate((*where, "file"), str(exc), "check the file's format") from None
+    if not rows:
+        raise locate((*where, "file"), f"{path.name} has no rows: the sweep would give no calls",
+                     "add rows below the header line, or point at another file")
     names = list(columns or available)
     bad = [n for n in names if not n.isidentifier()]
     if bad:

@@ -118,6 +118,13 @@ def test_a_recursive_alias_is_refused(project):
 
 def test_a_linspace_of_a_billion_points_is_refused_without_making_them(project):
     stderr = refused(project, "plan", "sweep.yaml", manifest=HEAD + "sweep:\n  product:\n    x: {linspace: [0, 1, 1000000000]}\n")
+    assert "sweep.yaml:5 at sweep.product.x.linspace[2]: 1,000,000,000 is more than the maximum of 1,000,000" in stderr
+    assert "fix: use at most 1,000,000" in stderr
+
+
+def test_a_product_over_the_call_limit_is_refused_before_its_values_are_made(project):
+    stderr = refused(project, "plan", "sweep.yaml", manifest=HEAD + "sweep:\n  product:\n    x: {linspace: [0, 1, 1000000]}\n"
+                                                               "    offset: {range: [0, 1000]}\n")
     assert "sweep.yaml:4 at sweep.product: this product has 1,000,000,000 points, over the limit of 100,000,000" in stderr
 
 
@@ -134,6 +141,12 @@ def test_a_sweep_of_zero_calls_is_an_error(project):
     stderr = refused(project, "validate", "sweep.yaml",
                      manifest=HEAD + "sweep:\n  product:\n    x: [1, 2]\n  exclude:\n    - {x: 1}\n    - {x: 2}\n")
     assert "sweep.yaml:3 at sweep: this sweep gives no calls (exclude drops all 2 points)" in stderr
+
+
+def test_a_rows_file_with_no_rows_is_located(project):
+    project.write("params.csv", "x,offset\n")
+    stderr = refused(project, "validate", "sweep.yaml", manifest=HEAD + "sweep:\n  rows: {file: params.csv}\n")
+    assert "sweep.yaml:4 at sweep.rows.file: params.csv has no rows" in stderr
 
 
 def test_an_empty_list_of_values_is_a_sweep_of_zero_calls(project):

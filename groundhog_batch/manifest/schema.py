@@ -166,7 +166,8 @@ def _describe(error) -> tuple[str, str]:
         bound = schema[error.validator]
         relation = {"maximum": "more than the maximum of", "minimum": "less than the minimum of",
                     "exclusiveMinimum": "not above"}[error.validator]
-        return (f"{shorten(repr(value))} is {relation} {bound:,}", _fix(error, key))
+        shown = f"{value:,}" if isinstance(value, int) and abs(value) < 10**30 else shorten(repr(value))
+        return (f"{shown} is {relation} {bound:,}", _fix(error, key))
     return (shorten(error.message, 200), _fix(error, key))
 
 
