@@ -228,3 +228,16 @@ def test_counting_with_exclude_agrees_with_walking_the_points():
                    for _ in range(rng.randint(0, 4))]
         sweep = Sweep([SweepPart(axes=axes, names=names, exclude=exclude)], {})
         assert sweep.count() == _walked(sweep), (axes, exclude)
+
+
+@pytest.mark.parametrize("script, message", [
+    ("def f():\n    return 1\x00\n", "script does not parse: source code string cannot contain null bytes"),
+    ("def f():\n    return " + "-" * 100_000 + "1\n", "script is nested too deeply for Python's parser"),
+    ("# /// script\n# dependencies = " + "[" * 5000 + "]" * 5000 + "\n# ///\ndef f():\n    return 1\n",
+     "script metadata cannot be read: it is nested too deeply"),
+    ("# /// script\n# x = " + "9" * 5000 + "\n# ///\ndef f():\n    return 1\n", "script metadata cannot be read: exceeds the limit"),
+], ids=["NUL byte", "deep expression", "deep PEP 723 list", "5000-digit PEP 723 int"])
+def test_a_hostile_script_is_an_error_in_the_script_not_a_crash(project, script, message):
+    project.write("t.py", script)
+    stderr = refused(project, "validate", "sweep.yaml", manifest="script: t.py\nfunction: f\n")
+    assert "t.py" in stderr and message in stderr

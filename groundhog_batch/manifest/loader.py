@@ -211,6 +211,10 @@ class _ManifestChecks:
             self.errors.append(ManifestError(message=f"script does not parse: {exc.msg}", hint="fix the syntax error; hog-batch reads the script without running it",
                                              file=path, line=exc.lineno))
             return None
+        except (RecursionError, MemoryError):
+            self.errors.append(ManifestError(message="script is nested too deeply for Python's parser",
+                                             hint="split the deepest expression into several statements", file=path))
+            return None
         try:
             metadata = parse_script_metadata(text, path)
         except ManifestError as exc:

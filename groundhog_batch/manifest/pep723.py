@@ -68,6 +68,11 @@ def parse_script_metadata(source: str, path: Path) -> ScriptMetadata:
             file=path,
             line=line,
         ) from None
+    except (RecursionError, ValueError) as exc:  # nesting past the recursion limit; an integer of over 4,300 digits
+        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0].lower()
+        raise ManifestError(message=f"script metadata cannot be read: {reason}",
+                            hint="keep the '# /// script' block to plain tables, strings and lists", file=path,
+                            line=first_content_line) from None
     return _metadata_from_table(table, path, first_content_line - 1)
 
 
