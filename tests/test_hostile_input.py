@@ -241,3 +241,12 @@ def test_a_hostile_script_is_an_error_in_the_script_not_a_crash(project, script,
     project.write("t.py", script)
     stderr = refused(project, "validate", "sweep.yaml", manifest="script: t.py\nfunction: f\n")
     assert "t.py" in stderr and message in stderr
+
+
+def test_a_misspelt_rows_column_is_one_error_per_column_with_did_you_mean(project):
+    project.write("f.py", "def f(x, offset):\n    return x + offset\n")
+    project.write("params.csv", "X,ofset\n1,2\n")
+    stderr = refused(project, "validate", "sweep.yaml", manifest="script: f.py\nfunction: f\nsweep:\n  rows: {file: params.csv}\n")
+    assert "at sweep.rows: f() has no parameter 'X'\n  fix: did you mean 'x'?" in stderr
+    assert "at sweep.rows: f() has no parameter 'ofset'\n  fix: did you mean 'offset'?" in stderr
+    assert "needs" not in stderr and stderr.count("error: ") == 2

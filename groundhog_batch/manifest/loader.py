@@ -124,6 +124,13 @@ def _set_aside(data: dict[str, Any], errors: list[HogError]) -> set[KeyPath]:
     return broken
 
 
+def _closest(name: str, candidates: list[str]) -> str | None:
+    """The candidate ``name`` most likely misspells (ignoring case first), or None."""
+    same_case = [c for c in candidates if c.lower() == name.lower()]
+    close = same_case or difflib.get_close_matches(name, candidates, n=1)
+    return close[0] if close else None
+
+
 def _requirement_name(requirement: str) -> str:
     match = _REQUIREMENT_NAME.match(requirement)
     return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else requirement
@@ -263,12 +270,18 @@ class _ManifestChecks:
         if shape is not None and shape.signature is not None and arguments_known:
             keywords = list(dict.fromkeys([*job.get("kwargs", {}), *sweep.names]))
             parameters = shape.signature.names
-            # A sweep with errors may lack names it means to give: no "needs 'x'" cascade then.
-            for keyword, problem in shape.signature.problems(len(job.get("args", [])), keywords,
+            meant = {keyword: _closest(keyword, parameters) for keyword in keywords if keyword not in parameters}
+            # A name that is evidently a misspelt parameter counts as given: one mistake, one error
+            # ("has no parameter 'ofset'", not also "needs 'offset'"). A sweep with errors may lack
+            # names it means to give: no "needs" error at all then.
+            given = [*keywords, *(name for name in meant.values() if name)]
+            for keyword, problem in shape.signature.problems(len(job.get("args", [])), given,
                                                              check_missing=not sweep_errors):
+                if keyword is not None and keyword not in keywords:
+                    continue
                 where = function_at if keyword is None else self._keyword_origin(keyword, job, sweep, at, function_at)
-                close = difflib.get_close_matches(keyword, parameters, n=1) if keyword else []
-                hint = (f"did you mean {close[0]!r}? " if close else "") + \
+                close = meant.get(keyword) if keyword else None
+                hint = (f"did you mean {close!r}? " if close else "") + \
                     f"its parameters are ({', '.join(parameters)}), defined at {script_path.name}:{shape.line}"
                 self.errors.append(self.locate(where, f"{job['function']}() {problem}", hint))
         if not self.is_broken(at, "dependencies"):
