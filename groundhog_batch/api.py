@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, inputs
 from .backends.base import Backend
 from .datafiles import file_sha256
 from .errors import EXIT_CALLS_FAILED, EXIT_OK, BackendError, HogError, RunError
@@ -26,7 +27,7 @@ from .ledger import CallState, Ledger
 from .manifest import RunSpec, load_manifest
 from .plan import Plan, iter_calls
 from .run_lock import RunLock
-from .run_paths import RUNS_FOLDER, RunPaths, new_run_dir, write_atomic
+from .run_paths import RUNS_FOLDER, RunPaths, make_private_dir, new_run_dir, write_atomic
 from .run_view import selected_failures
 
 Progress = Callable[[dict[str, int]], None]
@@ -41,8 +42,9 @@ class Run:
             raise RunError(message=f"{root} is not a hog-batch run directory (no {self.paths.run_info.name})",
                            hint="`hog-batch runs` lists the runs under the current folder; a run stopped while it "
                            "was being planned ran nothing: submit it again")
-        self.info = json.loads(self.paths.run_info.read_text())
-        self.ledger = Ledger(self.paths.ledger)
+        self.info = _read_run_info(self.paths)
+        # A run directory the user cannot write (an archive, another user's) is still read: status, collect -o.
+        self.ledger = Ledger(self.paths.ledger, read_only=not os.access(self.paths.root, os.W_OK))
         self._spec: RunSpec | None = None
         self._sweep_spec: RunSpec | None = None
         self.reused = 0  # calls taken from an earlier run by ``prepare(..., reuse=...)``
@@ -90,8 +92,9 @@ class Run:
         if self._spec is not None:
             return self._spec
         if self._sweep_spec is None:
+            inputs.check_files(self.info.get("inputs"), self.root)
             spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
-                                 text=self.paths.manifest_snapshot.read_text("utf-8"))
+                                 text=self._manifest_snapshot())
             self._check_calls(spec)
             self._sweep_spec = spec
         return self._sweep_spec
@@ -130,9 +133,22 @@ class Run:
             self._spec = self._load_spec()
         return self._spec
 
+    def _manifest_snapshot(self) -> str:
+        try:
+            return self.paths.manifest_snapshot.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RunError(message=f"the run's manifest snapshot {self.paths.manifest_snapshot} cannot be read "
+                           f"({getattr(exc, 'strerror', None) or exc})",
+                           hint="the run's calls are planned from it: restore it (a copy of the manifest the run was "
+                           "submitted with), or submit the manifest again as a new run") from None
+
     def _load_spec(self) -> RunSpec:
+        inputs.check_files(self.info.get("inputs"), self.root)
+        for name in inputs.changed_helpers(self.info.get("inputs")):
+            print(f"hog-batch: warning: {name} (beside the script) changed since this run started; if the script "
+                  "imports it, calls run before and after the change used different code", file=sys.stderr)
         spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
-                             text=self.paths.manifest_snapshot.read_text("utf-8"))
+                             text=self._manifest_snapshot())
         self._check_calls(spec)
         recorded = {job["name"]: job for job in self.info["jobs"]}
         for job in spec.jobs:
@@ -162,6 +178,28 @@ class Run:
 
     def close(self) -> None:
         self.ledger.close()
+
+
+RUN_INFO_FIELDS = {"name": str, "manifest_path": str, "overrides": list, "jobs": list}
+
+
+def _read_run_info(paths: RunPaths) -> dict:
+    """``run.json``, checked: a damaged one is an error naming the file, never a traceback."""
+    try:
+        info = json.loads(paths.run_info.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunError(message=f"{paths.run_info} cannot be read ({getattr(exc, 'strerror', None) or exc})",
+                       hint="the run cannot be used without it; submit the manifest again as a new run") from None
+    problems = [] if isinstance(info, dict) else [f"it holds a JSON {type(info).__name__}, not an object"]
+    for key, kind in RUN_INFO_FIELDS.items():
+        if not problems and not isinstance(info.get(key), kind):
+            problems.append(f"{key!r} is missing or not a {kind.__name__}")
+    if not problems and not all(isinstance(job, dict) and isinstance(job.get("name"), str) for job in info["jobs"]):
+        problems.append("'jobs' does not list the run's jobs")
+    if problems:
+        raise RunError(message=f"{paths.run_info} is damaged: {problems[0]}",
+                       hint="the run cannot be used without it; submit the manifest again as a new run")
+    return info
 
 
 def _provenance(spec: RunSpec) -> dict:
@@ -196,19 +234,25 @@ def _provenance(spec: RunSpec) -> dict:
     }
 
 
-def call_keyer(job, script_sha256: str | None = None) -> Callable:
+def call_keyer(job, script_sha256: str | None = None, file_hashes: dict[str, str] | None = None) -> Callable:
     """Identity of a job's calls across runs: same script, function, arguments and environment.
 
-    The job's part is hashed once; each call adds only its own parameters.
-    ``script_sha256`` is the script a run recorded (default: the script as it is now).
+    The job's part is hashed once; each call adds only its own parameters,
+    and for a chunk, the content of its data file. ``script_sha256`` and
+    ``file_hashes`` are what a run recorded (default: the files as they are now).
     """
     job_part = canonical_json({"script": script_sha256 or job.script_sha256, "function": job.function, "env": job.environment.env_id,
                                "args": job.args, "kwargs": job.kwargs}).encode()
     sources = job.sweep.chunk_sources
+    file_hashes = dict(file_hashes or {})
+    for source in sources.values():
+        if source.file is not None and str(source.file.resolve()) not in file_hashes:
+            file_hashes[str(source.file.resolve())] = file_sha256(source.file)
 
     def key(call) -> str:
         digest = hashlib.sha256(job_part)
-        chunks = {name: [str(source.file), source.bounds[call.params[name]]] for name, source in sources.items()
+        chunks = {name: [file_hashes.get(str(source.file.resolve())) if source.file is not None else None,
+                         source.bounds[call.params[name]]] for name, source in sources.items()
                   if name in call.params} if sources else {}
         digest.update(canonical_json([call.params, chunks]).encode())
         return digest.hexdigest()[:32]
@@ -228,7 +272,7 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
     paths = RunPaths(root)
     if paths.exists():
         raise RunError(message=f"{root} already holds a run", hint=f"resume it with `hog-batch resume {root}`, or pick another --run-dir")
-    root.mkdir(parents=True, exist_ok=True)
+    make_private_dir(root)
     write_atomic(paths.manifest_snapshot, spec.manifest_text)
     for job in spec.jobs:
         write_atomic(paths.script_snapshot(job.name), job.script_text)
@@ -240,6 +284,7 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
         "jobs": [{"name": job.name, "script_sha256": job.script_sha256, "n_calls": job.n_calls,
                   "endpoint": job.endpoint.reference, "env_id": job.environment.env_id} for job in spec.jobs],
         "output": fill_output_template(spec.output, root) if spec.output else None,
+        "inputs": inputs.record(spec),  # checked whenever the run's calls are planned again
         "provenance": _provenance(spec),
     }
     ledger = Ledger(paths.ledger, create=True)  # the plan itself is not stored: the sweep regenerates it
@@ -330,11 +375,12 @@ def execute(run: Run, on_progress: Progress | None = None, action: str = "submit
     """
     try:
         with run.lock(action):
+            spec = run.spec()  # every check first: a refused command leaves the run as it was
             if action == "resume":
                 run.ledger.reset_cancelled()
             elif action == "retry":
                 _reset_for_retry(run, selection or RetrySelection())
-            spec = run.spec()
+                spec = run.spec()  # with the retry's settings
             plan = Plan(spec)
             backend = make_backend(run, plan)
             try:
@@ -418,10 +464,23 @@ def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local
         from .globus.service import ComputeService
 
         check_endpoint_configs(spec, ComputeService())
+    earlier = Run(reuse) if reuse is not None else None
+    if earlier is not None:
+        _earlier_jobs(earlier)  # refused before the new run directory exists
     run = create_run(spec, run_dir, endpoint)
-    if reuse is not None:
-        run.reused = reuse_results(run, Run(reuse))
+    if earlier is not None:
+        run.reused = reuse_results(run, earlier)
     return run
+
+
+def _earlier_jobs(earlier: Run) -> list:
+    """The jobs of a run to reuse, whose calls must still regenerate as they ran (its files unchanged)."""
+    try:
+        return earlier.sweep_spec().jobs
+    except RunError as exc:
+        raise RunError(message=f"cannot reuse the results of {earlier.root}: {exc.message}",
+                       hint="its calls cannot be told apart without the files it started with: restore them, "
+                       "or submit without --reuse") from None
 
 
 def reuse_results(run: Run, earlier: Run) -> int:
@@ -430,11 +489,12 @@ def reuse_results(run: Run, earlier: Run) -> int:
     Both runs' calls are regenerated from their sweeps; the earlier run's keys
     use the script it recorded, so a script changed since then matches nothing.
     """
-    recorded = {job["name"]: job["script_sha256"] for job in earlier.info["jobs"]}
+    recorded = {job["name"]: job.get("script_sha256") for job in earlier.info["jobs"]}
+    earlier_files = (earlier.info.get("inputs") or {}).get("files")
     earlier_states = earlier.ledger.states()
     done: dict[str, tuple[str, int]] = {}
-    for job in earlier.sweep_spec().jobs:
-        state, key = earlier_states.get(job.name), call_keyer(job, recorded.get(job.name))
+    for job in _earlier_jobs(earlier):
+        state, key = earlier_states.get(job.name), call_keyer(job, recorded.get(job.name), earlier_files)
         if state is None or SUCCEEDED_CODE not in state:
             continue
         for call in iter_calls(job):
@@ -497,12 +557,18 @@ def follow(run: Run, on_progress: Progress | None = None, poll_s: float = 1.0) -
 def cancel(run_dir: str | Path, wait_s: float = 30.0) -> dict[str, int]:
     """Stop the run: a running submitter stops its tasks; pending calls become cancelled."""
     run = Run(run_dir)
-    if run.holder() is not None:
-        write_atomic(run.paths.cancel_request, str(os.getpid()))
-        deadline = time.time() + wait_s
-        while run.holder() is not None and time.time() < deadline:
-            time.sleep(0.2)
-    with run.lock("cancel"):
+    deadline = time.time() + wait_s
+    while True:
+        try:
+            lock = run.lock("cancel")
+            break
+        except RunError:  # a submitter holds the run (perhaps one `submit --detach` just started): ask it to stop
+            if time.time() >= deadline:
+                raise
+            write_atomic(run.paths.cancel_request, str(os.getpid()))
+            while run.holder() is not None and time.time() < deadline:
+                time.sleep(0.2)
+    with lock:
         if run.ledger.tasks_in_flight():  # left by a submitter that died: keep what they recorded
             backend = make_backend(run)
             recover_abandoned(run.ledger, backend, retries={})
@@ -513,20 +579,24 @@ def cancel(run_dir: str | Path, wait_s: float = 30.0) -> dict[str, int]:
 
 
 def list_runs(folder: str | Path | None = None) -> list[dict]:
-    """The runs under ``folder/hog-runs`` (default: the current folder), oldest first."""
+    """The runs under ``folder/hog-runs`` (default: the current folder), oldest first.
+
+    A damaged run is listed with its ``error`` rather than breaking the list.
+    """
     base = Path(folder or Path.cwd()) / RUNS_FOLDER
     found = []
     for info_path in sorted(base.glob("*/run.json")):
         try:
-            info = json.loads(info_path.read_text())
-            ledger = Ledger(RunPaths(info_path.parent).ledger)
-            counts = ledger.counts()
-            ledger.close()
-        except (OSError, ValueError, HogError):
-            continue
-        found.append({"run_dir": str(info_path.parent), "name": info["name"],
-                      "started_at": info.get("provenance", {}).get("started_at"), "counts": counts,
-                      "active": RunLock(RunPaths(info_path.parent).lock).holder() is not None})
+            run = Run(info_path.parent)
+            try:
+                found.append({"run_dir": str(run.root), "name": run.name,
+                              "started_at": (run.info.get("provenance") or {}).get("started_at"), "counts": run.counts(),
+                              "active": run.holder() is not None})
+            finally:
+                run.close()
+        except (HogError, sqlite3.Error) as exc:
+            found.append({"run_dir": str(info_path.parent), "name": None, "started_at": None, "counts": {},
+                          "active": False, "error": exc.message if isinstance(exc, HogError) else f"the ledger: {exc}"})
     return found
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +18,16 @@ from pathlib import Path
 
 import click
 
-from .errors import EXIT_CALLS_FAILED, EXIT_INTERRUPTED, EXIT_OK, HogError, RunInUse, os_error
+from .errors import (
+    EXIT_CALLS_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    HogError,
+    RunInUse,
+    os_error,
+    storage_error,
+)
 
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as `cat` exits when its reader goes away
 
@@ -46,15 +57,28 @@ def user_errors(command):
             _fail(error)
         except BrokenPipeError:  # before OSError, of which it is one
             _pipe_closed()
-        except OSError as error:  # a path the user gave that cannot be made or written (--run-dir under a file, a full disk)
-            _fail(os_error(error))
+        except (OSError, sqlite3.Error) as exc:  # a full disk, a damaged ledger, a path that cannot be made or written
+            error = storage_error(exc)
+            _fail(error if error is not None else os_error(exc))
         except (KeyboardInterrupt, Interrupted) as stop:
             run_dir = getattr(stop, "run_dir", None)
             hint = f"; resume it with `hog-batch resume {run_dir}`" if run_dir else ""
-            click.echo(f"interrupted: running tasks were stopped, finished results are kept{hint}", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            how = "terminated (SIGTERM)" if _terminated else "interrupted"
+            click.echo(f"{how}: running tasks were stopped, finished results are kept{hint}", err=True)
+            sys.exit(EXIT_TERMINATED if _terminated else EXIT_INTERRUPTED)
 
     return wrapper
+
+
+_terminated = False
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (what schedulers and `kill` send) stops the command as Ctrl-C does, once."""
+    global _terminated
+    if not _terminated:
+        _terminated = True
+        raise KeyboardInterrupt()
 
 
 def _verbosity(quiet: bool, verbose: bool):
@@ -188,6 +212,7 @@ def main() -> None:
 
     Shell completion: eval "$(_HOG_BATCH_COMPLETE=bash_source hog-batch)" in ~/.bashrc (zsh_source, fish_source).
     """
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 @main.command()
@@ -385,8 +410,9 @@ def runs(as_json: bool) -> None:
         return
     if not found:
         click.echo("no runs under ./hog-runs")
-    for line in runs_lines(found):
-        click.echo(line)
+    for run in found:
+        for line in [f"{run['run_dir']}  damaged: {run['error']}"] if run.get("error") else runs_lines([run]):
+            click.echo(line)
 
 
 @main.command()

@@ -6,6 +6,8 @@ The CLI turns any :class:`HogError` into one readable block and its
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ EXIT_OK = 0
 EXIT_CALLS_FAILED = 1
 EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 KeyPath = tuple[str | int, ...]
 
@@ -149,3 +152,28 @@ def os_error(exc: OSError) -> HogError:
     if blocker is not None:
         what += f" ({shorten(str(blocker))} is a file, not a folder)"
     return HogError(message=what, hint="choose a path whose folders exist or can be created, and that you may write to")
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                   errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                   errno.EPERM: "operation not permitted", errno.EIO: "an I/O error"}
+
+
+def storage_error(exc: BaseException) -> HogError | None:
+    """A disk or permission failure under the run (disk full, read-only, damaged ledger) as a HogError, else None."""
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc)
+        if "full" in text:
+            return RunError(message=f"cannot write the run's ledger: {text}",
+                            hint="free some space (or raise the quota) and resume the run: what was committed is kept")
+        if "readonly" in text or "unable to open" in text:
+            return RunError(message=f"cannot write the run's ledger: {text}",
+                            hint="acting on a run needs write access to its directory")
+        return RunError(message=f"the run's ledger is damaged or unreadable: {text}",
+                        hint="it cannot be trusted: submit the manifest again into a new run directory")
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        where = f" {exc.filename}" if exc.filename else ""
+        return RunError(message=f"cannot write{where}: {_STORAGE_ERRNOS[exc.errno]}",
+                        hint="free some space, or pick a place you can write to (-o, --run-dir); "
+                        "a run stopped by this can be resumed")
+    return None

@@ -195,9 +195,18 @@ CREATE TABLE cancelled (job TEXT PRIMARY KEY, ranges TEXT NOT NULL);
 class Ledger:
     """A run's ledger. Only ``submit`` creates one (``create=True``); everything else opens an existing one."""
 
-    def __init__(self, path: Path, create: bool = False) -> None:
+    def __init__(self, path: Path, create: bool = False, read_only: bool = False) -> None:
         self.path = path
-        if create:
+        if read_only and not create:  # a directory that cannot be written: nothing can change the file either
+            if not path.is_file():
+                raise RunError(message=f"the run's ledger {path} is missing",
+                               hint="a run directory without its ledger cannot be collected; submit the manifest again")
+            # With a -wal file (a submitter was killed), SQLite reads it in read-only mode; without one the
+            # database is all in the main file, which nothing can change while the directory is read-only.
+            wal = path.with_name(path.name + "-wal").exists()
+            self.db = sqlite3.connect(f"{path.absolute().as_uri()}?{'mode=ro' if wal else 'immutable=1'}", uri=True,
+                                      isolation_level=None, check_same_thread=False)
+        elif create:
             if path.exists():
                 raise RunError(message=f"{path} already exists", hint="a new run needs a new run directory")
             self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -210,8 +219,9 @@ class Ledger:
                                hint="a run directory without its ledger cannot be resumed or collected; "
                                "submit the manifest again") from None
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            if not read_only:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
             if create:
                 self.db.executescript(_SCHEMA)
             else:
@@ -242,7 +252,10 @@ class Ledger:
             yield self.db
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite rolled back already (disk full, I/O error): the error to show is the first one
             self._states = None  # memory may be ahead of the disk: read it again
             raise
         finally:

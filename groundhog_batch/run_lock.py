@@ -6,6 +6,7 @@ lock left by a dead process is recovered by simply taking it again.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -13,7 +14,9 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import RunInUse
+from .errors import RunError, RunInUse
+
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC  # never through a planted symlink, never into a task
 
 
 class RunLock:
@@ -22,16 +25,18 @@ class RunLock:
         self._fd: int | None = None
 
     def holder(self) -> dict | None:
-        """Who holds the lock now, or None when nobody does."""
+        """Who holds the lock now, or None when nobody does (read-only: works on a read-only run directory)."""
         try:
-            fd = os.open(self.path, os.O_RDWR)
+            fd = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise self._cannot_open(exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
-                return json.loads(self.path.read_text() or "{}")
+                return json.loads(os.pread(fd, 4096, 0) or b"{}")
             except (OSError, ValueError):
                 return {}
         else:
@@ -41,7 +46,10 @@ class RunLock:
             os.close(fd)
 
     def acquire(self, action: str) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
+        except OSError as exc:
+            raise self._cannot_open(exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -59,6 +67,15 @@ class RunLock:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
         return self
+
+    def _cannot_open(self, exc: OSError) -> RunError:
+        if exc.errno == errno.ELOOP:
+            return RunError(message=f"the run's lock file {self.path} is a symbolic link; hog-batch does not follow it",
+                            hint="someone may have planted it: remove it (rm) after checking where it points, and keep "
+                            "run directories private")
+        return RunError(message=f"cannot open the run's lock file {self.path}: {exc.strerror}",
+                        hint="acting on a run needs write access to its directory; status and collect -o ELSEWHERE "
+                        "work on a read-only one")
 
     def release(self) -> None:
         if self._fd is not None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from .errors import RunError
 
 RUNS_FOLDER = "hog-runs"
 
@@ -73,8 +76,31 @@ def new_run_dir(name: str, parent: Path | None = None) -> Path:
     return candidate
 
 
+def make_private_dir(root: Path) -> None:
+    """Create the run directory, mode 0700 whatever the umask: its ledger, task scripts (which carry the
+    call arguments), task stderr and records are the user's alone, and nobody else can plant a file or
+    symlink in it. An existing directory is taken only if it is the user's own and empty."""
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700)
+    except FileExistsError:
+        found = os.lstat(root)
+        if not stat.S_ISDIR(found.st_mode):
+            raise RunError(message=f"{root} exists and is not a directory", hint="pick another --run-dir") from None
+        if found.st_uid != os.getuid():
+            raise RunError(message=f"{root} belongs to another user (uid {found.st_uid})",
+                           hint="pick a --run-dir of your own") from None
+        if any(root.iterdir()):
+            raise RunError(message=f"{root} already holds files; a run needs a new or empty directory",
+                           hint="pick another --run-dir, or leave it out (a new folder under ./hog-runs)") from None
+    except OSError as exc:
+        raise RunError(message=f"cannot create the run directory {root}: {exc.strerror}",
+                       hint="pick a --run-dir in a folder you can write to") from None
+    os.chmod(root, 0o700)
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write, then rename: a reader never sees half a file."""
+    """Write, then rename: a reader never sees half a file. The file is private (0600): run-directory state."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
