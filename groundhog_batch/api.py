@@ -19,7 +19,7 @@ from pathlib import Path
 from . import __version__, inputs
 from .backends.base import Backend
 from .datafiles import file_sha256
-from .errors import EXIT_CALLS_FAILED, EXIT_OK, BackendError, HogError, RunError
+from .errors import EXIT_CALLS_FAILED, EXIT_OK, BackendError, HogError, RunError, RunInUse
 from .executor import Executor, Interrupted, recover_abandoned
 from .ids import canonical_json
 from .ledger import SUCCEEDED as SUCCEEDED_CODE
@@ -562,7 +562,7 @@ def cancel(run_dir: str | Path, wait_s: float = 30.0) -> dict[str, int]:
         try:
             lock = run.lock("cancel")
             break
-        except RunError:  # a submitter holds the run (perhaps one `submit --detach` just started): ask it to stop
+        except RunInUse:  # a submitter holds the run (perhaps one `submit --detach` just started): ask it to stop
             if time.time() >= deadline:
                 raise
             write_atomic(run.paths.cancel_request, str(os.getpid()))
