@@ -172,9 +172,17 @@ def durable_successes(run_dir) -> set[int]:
     return done
 
 
-def test_twenty_seeded_kills_and_resumes_lose_nothing_and_rerun_no_success(project):
-    """SIGKILL the submitter at 20 seeded moments, resuming after each: every call ends succeeded, with its
-    result, and no call whose success was on disk at a kill runs again afterwards."""
+KILLS = {
+    "SIGKILL of the submitter's process group": lambda process: os.killpg(process.pid, signal.SIGKILL),
+    "SIGTERM of the submitter (a scheduler)": lambda process: process.send_signal(signal.SIGTERM),
+    "SIGINT of the submitter (Ctrl-C)": lambda process: process.send_signal(signal.SIGINT),
+}
+
+
+def test_twenty_seeded_kills_and_resumes_lose_nothing_and_run_nothing_twice(project):
+    """Stop the submitter at 20 seeded moments, by a seeded choice of SIGKILL, SIGTERM and SIGINT, resuming after
+    each: every call ends succeeded with its result (0 lost), every call's side effect happened exactly once
+    (0 run twice), and no call whose success was on disk at a kill ran again afterwards."""
     n_calls = 300
     project.write("work.py", COUNTING.replace("time.sleep(0.05)", "time.sleep(0.03)"))
     project.manifest(f"script: work.py\nfunction: f\ncalls_per_task: 4\nmax_parallel: 2\n"
@@ -182,9 +190,11 @@ def test_twenty_seeded_kills_and_resumes_lose_nothing_and_rerun_no_success(proje
     side_effects = project.root / "side-effects.txt"
     env = {**os.environ, "SIDE_EFFECTS": str(side_effects)}
     run_dir = project.root / "run"
-    moments = random.Random(13).sample([i / 100 for i in range(25, 75)], 20)
+    seeded = random.Random(13)
+    moments = seeded.sample([i / 100 for i in range(25, 75)], 20)
+    kinds = [seeded.choice(sorted(KILLS)) for _ in moments]
     snapshots: list[tuple[int, set[int]]] = []  # (side-effect lines so far, durable successes) at each kill
-    for kill_at_s in moments:
+    for kill_at_s, kind in zip(moments, kinds, strict=True):
         command = ["resume", "run"] if run_dir.exists() else ["submit", "sweep.yaml", "--run-dir", "run"]
         process = subprocess.Popen([sys.executable, "-m", "groundhog_batch", *command], cwd=project.root, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -192,8 +202,8 @@ def test_twenty_seeded_kills_and_resumes_lose_nothing_and_rerun_no_success(proje
         while command[0] == "submit" and not (run_dir / "run.json").exists() and time.time() < deadline:
             time.sleep(0.02)
         time.sleep(kill_at_s)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        KILLS[kind](process)
+        process.wait(timeout=60)
         time.sleep(0.3)  # orphaned tasks notice their submitter is gone
         lines = len(side_effects.read_text().split()) if side_effects.exists() else 0
         snapshots.append((lines, durable_successes(run_dir)))
@@ -204,7 +214,9 @@ def test_twenty_seeded_kills_and_resumes_lose_nothing_and_rerun_no_success(proje
     effects = [int(line) for line in side_effects.read_text().split()]
     rerun = {x for lines, durable in snapshots for x in effects[lines:] if x in durable}
     assert rerun == set(), f"succeeded calls ran again after a kill: {sorted(rerun)}"
-    assert len(snapshots) == 20 and set(effects) == set(range(n_calls))
+    twice = sorted(x for x, n in Counter(effects).items() if n > 1)
+    assert twice == [], f"calls run twice over {len(snapshots)} kills ({Counter(kinds)}): {twice}"
+    assert len(snapshots) == 20 and set(effects) == set(range(n_calls)) and len(set(kinds)) == 3
 
 
 def test_a_run_whose_ledger_was_deleted_is_refused_not_read_as_success(project):
