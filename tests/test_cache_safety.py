@@ -96,3 +96,17 @@ def test_a_symlinked_lock_is_not_followed_and_its_target_is_untouched(project, t
     done, table = run(project, cache)
     refused(done, table, f"{env_id}.lock", "symlink")
     assert victim.read_text() == "precious\n"
+
+
+def test_an_environment_build_compiles_bytecode(project, tmp_path):
+    from groundhog_batch.backends.local import find_uv
+
+    wrapper, log = tmp_path / "uv", tmp_path / "uv-calls.txt"
+    wrapper.write_text(f"#!/usr/bin/env bash\necho \"$*\" >> '{log}'\nexec '{find_uv()}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    project.write("work.py", TRIVIAL_SCRIPT.replace("dependencies = []", 'dependencies = ["hog-batch-no-such-package-4c1e"]'))
+    project.manifest(MANIFEST)
+    project.cli("submit", "sweep.yaml", "--run-dir", "run",
+                env={"HOG_BATCH_CACHE_DIR": str(tmp_path / "cache"), "HOG_BATCH_UV": str(wrapper), "UV_OFFLINE": "1"})
+    installs = [line for line in log.read_text().splitlines() if " pip install " in f" {line} "]
+    assert installs and all("--compile-bytecode" in line for line in installs)

@@ -130,6 +130,18 @@ def test_an_endpoint_whose_record_cannot_be_read_is_a_warning_and_the_run_goes_o
     assert "warning: cannot read endpoint" in done.stderr and "403" in done.stderr
 
 
+def test_a_config_the_endpoint_refuses_fails_the_tasks_with_its_validation_error(project, globus):
+    endpoint = globus.add_endpoint(schema=STRICT_SCHEMA, metadata_status=403)  # nothing to check against here
+    project.write("work.py", HEAD + "def f(x):\n    return x\n")
+    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\nconfig: {{acount: cis250000}}\n"
+                     "sweep:\n  product:\n    x: [1, 2]\n")
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 1, done.stderr
+    table = results(project)
+    assert (table["status"] == "failed").all()
+    assert "(ValidationError) Additional properties are not allowed ('acount' was unexpected)" in table["error"][0]
+
+
 def test_a_strict_template_with_worker_init_runs_with_nothing_set(project, globus):
     endpoint = globus.add_endpoint(template=STRICT_TEMPLATE)
     project.write("work.py", HEAD + "def f(x):\n    return x + 1\n")
