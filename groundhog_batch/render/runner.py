@@ -426,6 +426,9 @@ def supervise(script_path, payload_path):
         returncode = stop.returncode
     except SubmitterGone:
         returncode = 141  # as if killed by SIGPIPE; the records file holds every finished call
+    except OSError as exc:  # the records file cannot be written (a full disk): start nothing whose record is lost
+        sys.stderr.write("hog-batch runner stopped: %s\n" % exc)
+        returncode = 74  # EX_IOERR
     finally:
         _kill_worker()
     return _stopping[0] or returncode
