@@ -381,6 +381,8 @@ def execute(run: Run, on_progress: Progress | None = None, action: str = "submit
             elif action == "retry":
                 _reset_for_retry(run, selection or RetrySelection())
                 spec = run.spec()  # with the retry's settings
+            if on_progress is not None:  # where this execution starts from, after the reset
+                on_progress(run.counts())
             plan = Plan(spec)
             backend = make_backend(run, plan)
             try:

@@ -69,6 +69,8 @@ class ProgressDisplay:
         now = Progress(counts)
         if self.verbosity is Verbosity.VERBOSE and now.failed > self._failed_seen:
             self._new_failures()
+        elif self.verbosity is Verbosity.VERBOSE and now.failed < self._failed_seen and self.ledger is not None:
+            self._failures_known = {(job, call) for job, call, _ in failed_calls(self.ledger)}  # a retry reset some
         self._failed_seen = now.failed
         if self.bar is not None:
             self.bar.update(self.task, total=now.total, completed=now.finished, failed=now.failed)

@@ -201,6 +201,12 @@ def test_verbose_prints_each_failure_as_it_happens(project):
     assert stderr.index("failed: f call 1: ValueError: bad 1") < stderr.index("sweep: 1 succeeded, 2 failed")
 
 
+def test_verbose_retry_prints_the_retried_calls_that_fail_again(project):
+    mixed_run(project, 3, "calls_per_task: 1\nmax_parallel: 1\n")
+    done = project.cli("retry", "run", "--error", "KeyError", "--verbose")
+    assert done.stderr.index("failed: f call 2: KeyError: 'k'") < done.stderr.index("sweep: 1 succeeded, 2 failed")
+
+
 def test_quiet_prints_only_the_summary(project):
     done = mixed_run(project, 3, "", "--quiet")
     assert done.returncode == 1 and "run directory" not in done.stderr and " finished (" not in done.stderr
