@@ -74,6 +74,18 @@ class Run:
 
         return results_frame(self, objects=objects)
 
+    def report(self, path: str | Path | None = None):
+        """Write the run's HTML report (default ``RUN/report.html``); works while the run is still going."""
+        from .report import write_report
+
+        return write_report(self, path if path is not None else self.paths.report)
+
+    def figures(self) -> dict[str, object]:
+        """The report's Plotly figures by key, for a notebook (``results/<job>/<column>``, ``time/...``)."""
+        from .report import figures
+
+        return figures(self)
+
     def iter_rows(self, batch_size: int = 20_000):
         """The results table in batches (dicts of column lists), streamed: memory bounded by a batch."""
         from .results import iter_row_batches

@@ -102,7 +102,7 @@ def _display(run, verbosity):
     return ProgressDisplay(run.name, progress(run.ledger), verbosity, run.ledger)
 
 
-def _drive(run, action: str, verbosity, max_failures: int | None = None, selection=None) -> None:
+def _drive(run, action: str, verbosity, max_failures: int | None = None, selection=None, report: bool = False) -> None:
     """Run the run in this process with a progress display, then report like submit."""
     from .api import execute
 
@@ -115,7 +115,17 @@ def _drive(run, action: str, verbosity, max_failures: int | None = None, selecti
         counts = execute(run, display, action, max_failures=max_failures, selection=selection)
     finally:
         display.close()
+    if report:
+        _write_report(run)
     _report_end(run, counts, max_failures)
+
+
+def _write_report(run, path: str | None = None) -> None:
+    written = run.report(path)
+    note = f" ({written.finished:,} of {written.calls:,} calls finished so far)" if written.finished < written.calls else ""
+    click.echo(f"report: {written.path} ({written.size_mb:.1f} MB, built in {written.build_s:.1f} s){note}", err=True)
+    for line in written.notes:
+        click.echo(f"  note: {line}", err=True)
 
 
 def _follow(run, verbosity) -> None:
@@ -261,9 +271,11 @@ def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index:
 @click.option("--reuse", type=click.Path(file_okay=False, exists=True), default=None,
               help="Take identical succeeded calls from this earlier run.")
 @click.option("--detach", is_flag=True, help="Return at once; the run goes on in the background.")
+@click.option("--report", "with_report", is_flag=True, help="Also write the HTML report, RUN_DIR/report.html.")
 @running_options
 @user_errors
-def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, detach, max_failures, quiet, verbose) -> None:
+def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, detach, with_report, max_failures, quiet,
+           verbose) -> None:
     """Run a manifest. Exit 0 all calls succeeded, 1 some failed, 2 invalid input, 130 interrupted."""
     from .api import prepare
 
@@ -278,8 +290,11 @@ def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, detach,
     if reuse is not None:
         _note(verbosity, f"reused {run.reused} of {sum(run.counts().values())} call(s) from {reuse}")
     if detach:
+        if with_report:
+            raise HogError(message="--report does not go with --detach: the report is written when the run ends",
+                           hint=f"write it whenever you like, also while the run goes on: hog-batch report {run.root}")
         _detach(run, verbosity)
-    _drive(run, "submit", verbosity, max_failures)
+    _drive(run, "submit", verbosity, max_failures, report=with_report)
 
 
 @main.command()
@@ -371,8 +386,9 @@ def logs(run_dir: str, calls: tuple[str, ...], job: str | None, failed: bool, st
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Export here (.csv .tsv .parquet .json .jsonl).")
+@click.option("--report", "with_report", is_flag=True, help="Also write the HTML report, RUN_DIR/report.html.")
 @user_errors
-def collect(run_dir: str, output: str | None) -> None:
+def collect(run_dir: str, output: str | None, with_report: bool) -> None:
     """Export a run's results table (default: RUN_DIR/results.parquet)."""
     from .api import Run, refresh
 
@@ -382,6 +398,25 @@ def collect(run_dir: str, output: str | None) -> None:
 
     path = run.export(output)
     click.echo(f"{path} ({summary(run.counts())})")
+    if with_report:
+        _write_report(run)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the report here (default: RUN_DIR/report.html).")
+@user_errors
+def report(run_dir: str, output: str | None) -> None:
+    """One self-contained HTML report: results against parameters, failures, durations, task timeline, provenance.
+
+    It opens offline (the plotting code is inside the file) and works on a run still going.
+    """
+    from .api import Run, refresh
+
+    run = Run(run_dir)
+    refresh(run)
+    _write_report(run, output)
 
 
 @main.command()

@@ -56,6 +56,11 @@ class RunPaths:
         """Rendered task scripts while they run (removed afterwards)."""
         return self.root / "tasks"
 
+    @property
+    def report(self) -> Path:
+        """The HTML report's default place."""
+        return self.root / "report.html"
+
     def default_results(self, suffix: str = ".parquet") -> Path:
         return self.root / f"results{suffix}"
 

@@ -1,0 +1,113 @@
+"""What a report shows, read from a run directory without taking its lock.
+
+Reading the ledger is a plain SQLite read in WAL mode: it never blocks a live
+submitter, and a run still in progress shows what has finished so far.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+FINISHED = ("succeeded", "failed")
+
+
+@dataclass
+class JobView:
+    """One job's rows, its parameters, and which of them the sweep varies."""
+
+    name: str
+    frame: Any  # pandas DataFrame: this job's rows
+    params: list[str]
+    varying: list[str]
+    results: list[str]  # numeric result columns: ``result`` or ``result.KEY``
+
+    def n_values(self, param: str) -> int:
+        return int(self.frame[param].nunique(dropna=True))
+
+    def is_numeric(self, column: str) -> bool:
+        return is_numeric(self.frame[column])
+
+
+@dataclass
+class ReportData:
+    name: str
+    root: str
+    info: dict
+    manifest_text: str
+    frame: Any  # the whole results table
+    jobs: list[JobView]
+    spans: list[tuple]  # per task: (task_id, job, state, started, last call finished, finished, calls)
+    counts: dict[str, int]
+    holder: dict | None  # the live submitter, if any
+    generated_at: float = field(default_factory=time.time)
+
+    @property
+    def n_calls(self) -> int:
+        return len(self.frame)
+
+    @property
+    def n_finished(self) -> int:
+        return int(self.frame["status"].isin(FINISHED).sum())
+
+    @property
+    def in_progress(self) -> bool:
+        return self.n_finished + self.counts.get("cancelled", 0) < self.n_calls
+
+
+def is_numeric(column) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column))
+
+
+def _hashable(column):
+    """Parameter values that are lists or mappings, as JSON text, so they can be grouped."""
+    if column.dtype != object:
+        return column
+    return column.map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, list | dict) else v)
+
+
+def param_columns(frame) -> list[str]:
+    """The results table holds ``job, call, <parameters...>, status, result, ...``."""
+    columns = list(frame.columns)
+    return columns[columns.index("call") + 1 : columns.index("status")]
+
+
+def result_columns(frame) -> list[str]:
+    return [c for c in frame.columns if c == "result" or c.startswith("result.")]
+
+
+def job_views(frame) -> list[JobView]:
+    params = param_columns(frame)
+    results = result_columns(frame)
+    views = []
+    for name in dict.fromkeys(frame["job"]):
+        rows = frame[frame["job"] == name].copy()
+        own = [p for p in params if rows[p].notna().any()]
+        for p in own:
+            rows[p] = _hashable(rows[p])
+        varying = [p for p in own if rows[p].nunique(dropna=True) > 1]
+        done = rows[rows["status"] == "succeeded"]
+        numeric = [r for r in results if is_numeric(rows[r]) and done[r].notna().any()]
+        views.append(JobView(str(name), rows, own, varying, numeric))
+    return views
+
+
+def task_spans(run) -> list[tuple]:
+    """Each task's span from the ledger: submitted (a local task starts at once) to finished."""
+    return [(t.task_id, t.job, t.state, t.submitted_at, None, t.finished_at, t.n_calls)
+            for t in run.ledger.task_times()]
+
+
+def load(run) -> ReportData:
+    """Everything the report needs from ``run`` (a :class:`groundhog_batch.api.Run`)."""
+    frame = run.results()
+    manifest = run.paths.manifest_snapshot
+    return ReportData(
+        name=run.name, root=str(run.root), info=run.info,
+        manifest_text=manifest.read_text("utf-8", errors="replace") if manifest.is_file() else "",
+        frame=frame, jobs=job_views(frame), spans=task_spans(run), counts=run.counts(), holder=run.holder(),
+    )
