@@ -122,3 +122,20 @@ def test_a_failed_call_is_marked_where_it_falls(finished_run):
     figure = hb.Run(finished_run.root / "run").figures()["results/model/result.loss"]
     marks = [trace for trace in figure.data if (trace.name or "").startswith("failed")]
     assert marks and list(marks[0].x) == [1] and "a=1 diverges" in str(marks[0].hovertext)
+
+
+def test_a_heatmap_cell_left_empty_by_a_failed_call_is_drawn_empty(project):
+    project.write("grid.py", '''\
+def f(a, b):
+    if a == 2 and b == 5:
+        raise ValueError("no value here")
+    return a * b
+''')
+    project.manifest("script: grid.py\nfunction: f\nsweep:\n  product:\n    a: {range: [0, 12]}\n    b: {range: [0, 30]}\n")
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 1
+    done = project.cli("report", "run")
+    assert done.returncode == 0, done.stderr
+    import groundhog_batch as hb
+
+    heatmaps = [t for f in hb.Run(project.root / "run").figures().values() for t in f.data if t.type == "heatmap"]
+    assert heatmaps, "two parameters with many values are drawn as a heatmap"

@@ -179,6 +179,8 @@ def result_figure(job: JobView, result: str, roles: Roles | None = None) -> Repo
     fig.update_layout(**layout)
     fig.update_xaxes(title_text=hover_text(roles.x or "call"), row=rows)
     fig.update_yaxes(title_text=hover_text(roles.colour if roles.heatmap else result), col=1)
+    if x_numeric and pd_is_integer(frame["__x"]):
+        fig.update_xaxes(tickformat="d")  # integer parameters get no 0.5 ticks
     if not x_numeric:
         order = _ordered_values(frame["__x"], False)
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=order)
@@ -212,13 +214,19 @@ def _mean_line(fig, go, group, result: str, name: str, colour: str, first: bool,
                              marker={"color": colour, "size": 6}, hovertext=hover, hoverinfo="text"), row=row, col=col)
 
 
+def pd_is_integer(column) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_integer_dtype(column))
+
+
 def _heatmap(fig, go, part, result: str, row: int, col: int) -> None:
     if not len(part):
         return
     grid = part.groupby(["__y", "__x"])[result].agg(["mean", "count"])
-    means = grid["mean"].unstack()
-    counts = grid["count"].unstack()
-    hover = [[f"{hover_text(x)}, {hover_text(y)}: mean {m:.6g} over {int(n)} calls" if n == n else ""
+    means = grid["mean"].astype(float).unstack()
+    counts = grid["count"].astype(float).unstack()  # a cell no call filled is NaN
+    hover = [[f"{hover_text(x)}, {hover_text(y)}: mean {m:.6g} over {int(n)} calls" if n == n and m == m else ""
               for x, m, n in zip(means.columns, means.loc[y], counts.loc[y], strict=True)] for y in means.index]
     fig.add_trace(go.Heatmap(z=means.to_numpy(dtype=float), x=list(means.columns), y=list(means.index),
                              coloraxis="coloraxis", hovertext=hover, hoverinfo="text", name=result), row=row, col=col)

@@ -145,14 +145,14 @@ def timeline_figure(data: ReportData, now: float | None = None) -> ReportFigure 
                                          line={"width": width, "color": PALETTE[j % len(PALETTE)],
                                                "dash": "dot" if running_now else "solid"},
                                          hovertext=hover, hoverinfo="text"), row=1, col=1)
-        fig.update_yaxes(title_text="worker lane", autorange="reversed", row=1, col=1)
+        fig.update_yaxes(title_text="worker lane", autorange="reversed", tickformat="d", row=1, col=1)
     else:
         notes.append(f"{len(tasks):,} tasks: only the number running at once is drawn (bars up to {MAX_TASK_BARS:,})")
     fig.add_trace(go.Scatter(x=times, y=running, mode="lines", line={"shape": "hv", "color": "#444"},
                              name="tasks running", fill="tozeroy", fillcolor="rgba(68,68,68,0.15)",
                              hovertemplate="%{x:.3g} s: %{y} running<extra></extra>"),
                   row=2 if bars else 1, col=1)
-    fig.update_yaxes(title_text="running", rangemode="tozero", row=2 if bars else 1, col=1)
+    fig.update_yaxes(title_text="running", rangemode="tozero", tickformat="d", row=2 if bars else 1, col=1)
     fig.update_xaxes(title_text="seconds since the first task started", row=2 if bars else 1, col=1)
     peak = int(np.max(running)) if len(running) else 0
     mean = busy / wall if wall > 0 else float(peak)
