@@ -115,9 +115,8 @@ def iter_row_batches(run: Run, batch_size: int = BATCH_ROWS) -> Iterator[dict[st
 
 def _add_row(columns: dict[str, list], n: int, job: str, params: dict[str, Any], call_record) -> None:
     def put(name: str, value: Any) -> None:
-        column = columns.get(name)
-        if column is None:
-            column = columns[name] = [None] * n
+        column = columns.setdefault(name, [])
+        column.extend([None] * (n - len(column)))  # rows that lacked this column (a failed call, another dict's keys)
         column.append(value)
 
     put("job", job)

@@ -1,0 +1,37 @@
+"""Regressions for bugs a tester found, each through the real CLI: what the user saw, and what they see now."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+
+
+def submit(project, body: str, sweep: str, extra: str = "", output: str = "out.csv", expect: int = 0, args=()):
+    project.write("f.py", HEAD + body)
+    project.manifest(f"script: f.py\nfunction: work\n{extra}sweep:\n{sweep}")
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "-o", output, *args)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == expect, done.stderr
+    return done
+
+
+def test_result_key_columns_stay_on_their_own_call_rows_after_a_failed_call(project):
+    body = ("def work(x, mode='ok'):\n"
+            "    if mode == 'raise' and x % 3 == 0:\n        raise ValueError('bad')\n"
+            "    return {'sq': x * x, 'mode': mode}\n")
+    submit(project, body, "  product:\n    x: [1, 3, 2]\n    mode: [raise]\n", expect=1)
+    table = pd.read_csv(project.root / "out.csv")
+    assert list(table["status"]) == ["succeeded", "failed", "succeeded"]
+    assert list(table["result.sq"].fillna(-1)) == [1, -1, 4]
+    assert list(table["result.mode"].fillna("")) == ["raise", "", "raise"]
+
+
+def test_dict_results_with_differing_keys_each_land_on_their_own_row(project):
+    body = "def work(x):\n    return {'a': x} if x % 2 else {'b': x * 10}\n"
+    submit(project, body, "  product:\n    x: [1, 2, 3, 4, 5]\n", output="out.json")
+    rows = json.loads((project.root / "out.json").read_text())
+    assert [(r["x"], r["result.a"], r["result.b"]) for r in rows] == [
+        (1, 1, None), (2, None, 20), (3, 3, None), (4, None, 40), (5, 5, None)]
