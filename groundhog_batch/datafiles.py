@@ -20,17 +20,56 @@ def read_table(path: Path):
 
     suffix = path.suffix.lower()
     try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix == ".tsv":
-            return pd.read_csv(path, sep="\t")
+        if suffix in (".csv", ".tsv"):
+            return _read_delimited(path, "\t" if suffix == ".tsv" else ",")
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix == ".jsonl":
             return pd.read_json(path, lines=True)
+    except DataFileError:
+        raise
     except Exception as exc:  # the reader's own message is the useful part
         raise DataFileError(f"cannot read {path.name}: {exc.__class__.__name__}: {exc}") from None
     raise DataFileError(f"{path.name}: unsupported table format {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
+
+
+def _read_delimited(path: Path, sep: str):
+    """A CSV or TSV file, each row with at most the header's fields.
+
+    pandas would take a first data row with one field too many as having an
+    index column and shift every value by one; ``index_col=False`` stops that,
+    and a row with extra fields is an error naming its line (the warning pandas
+    gives for it becomes one).
+    """
+    import warnings
+
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return pd.read_csv(path, sep=sep, index_col=False)
+        except (pd.errors.ParserWarning, pd.errors.ParserError):
+            too_long = _row_with_extra_fields(path, sep)
+            if too_long is None:
+                raise
+            line, fields, header = too_long
+            raise DataFileError(f"{path.name} line {line} has {fields} fields, the header has {header}") from None
+
+
+def _row_with_extra_fields(path: Path, sep: str) -> tuple[int, int, int] | None:
+    """(line, fields, header fields) of the first row with more fields than the header, if any."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=sep)
+        header = next(reader, None)
+        if header is None:
+            return None
+        for row in reader:
+            if len(row) > len(header):
+                return reader.line_num, len(row), len(header)
+    return None
 
 
 def table_columns(path: Path) -> list[str]:

@@ -35,3 +35,13 @@ def test_dict_results_with_differing_keys_each_land_on_their_own_row(project):
     rows = json.loads((project.root / "out.json").read_text())
     assert [(r["x"], r["result.a"], r["result.b"]) for r in rows] == [
         (1, 1, None), (2, None, 20), (3, 3, None), (4, None, 40), (5, 5, None)]
+
+
+def test_a_rows_file_row_with_an_extra_field_is_a_located_error_not_a_shifted_table(project):
+    project.write("f.py", HEAD + "def work(x, mode):\n    return x\n")
+    project.write("r.csv", "x,mode\n1,ok,extra\n")
+    project.manifest("script: f.py\nfunction: work\nsweep:\n  rows: {file: r.csv}\n")
+    done = project.cli("validate", "sweep.yaml")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "r.csv line 2 has 3 fields, the header has 2" in done.stderr
+    assert "sweep.rows.file" in done.stderr
