@@ -29,6 +29,7 @@ from .plan import Plan, iter_calls
 from .run_lock import RunLock
 from .run_paths import RUNS_FOLDER, RunPaths, make_private_dir, new_run_dir, write_atomic
 from .run_view import selected_failures
+from .sweep import planning_from_run_records
 
 Progress = Callable[[dict[str, int]], None]
 
@@ -99,17 +100,39 @@ class Run:
         target = Path(path) if path else self.paths.default_results()
         return export_table(self, target.absolute())
 
-    def sweep_spec(self) -> RunSpec:
-        """The run's manifest as far as its calls go (the sweep), even if a script changed since."""
+    def sweep_spec(self, live_files: bool = False) -> RunSpec:
+        """The run's manifest as far as its calls go (the sweep), even if a script changed since.
+
+        Its data files are read from the run's records (a copy of each rows file,
+        the row counts of chunked files), so a finished run is still read after
+        they moved; with ``live_files``, from the files themselves, unchanged.
+        """
         if self._spec is not None:
             return self._spec
-        if self._sweep_spec is None:
+        if live_files:
             inputs.check_files(self.info.get("inputs"), self.root)
-            spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
-                                 text=self._manifest_snapshot())
+        if self._sweep_spec is None:
+            rows_copies, chunk_rows = self._recorded_data()
+            inputs.check_files(self.info.get("inputs"), self.root, recorded=[*rows_copies, *chunk_rows])
+            with planning_from_run_records(rows_copies, chunk_rows):
+                spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
+                                     text=self._manifest_snapshot())
             self._check_calls(spec)
             self._sweep_spec = spec
         return self._sweep_spec
+
+    def _recorded_data(self) -> tuple[dict[str, Path], dict[str, int]]:
+        """The run's copies of its rows files (intact ones) and its chunked files' row counts, by original path."""
+        copies: dict[str, Path] = {}
+        for name, sha in (self.info.get("rows_copies") or {}).items():
+            copy = self.paths.rows_snapshot(sha, Path(name).suffix)
+            try:
+                if file_sha256(copy) == sha:
+                    copies[name] = copy
+            except OSError:
+                continue
+        counts = {name: n for name, n in (self.info.get("chunk_rows") or {}).items() if isinstance(n, int)}
+        return copies, counts
 
     def _check_calls(self, spec: RunSpec) -> None:
         """The sweep regenerates the run's calls: it must still have as many as the run planned."""
@@ -286,6 +309,12 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
         raise RunError(message=f"{root} already holds a run", hint=f"resume it with `hog-batch resume {root}`, or pick another --run-dir")
     make_private_dir(root)
     write_atomic(paths.manifest_snapshot, spec.manifest_text)
+    recorded_inputs = inputs.record(spec)
+    chunk_rows = {str(source.file): source.bounds[-1][1] for job in spec.jobs
+                  for source in job.sweep.chunk_sources.values() if source.file is not None}
+    rows_copies = {name: sha for name, sha in recorded_inputs["files"].items() if name not in chunk_rows}
+    for name, sha in rows_copies.items():  # collect and logs plan the calls from these copies
+        write_atomic(paths.rows_snapshot(sha, Path(name).suffix), Path(name).read_bytes())
     for job in spec.jobs:
         write_atomic(paths.script_snapshot(job.name), job.script_text)
     info = {
@@ -296,7 +325,9 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
         "jobs": [{"name": job.name, "script_sha256": job.script_sha256, "n_calls": job.n_calls,
                   "endpoint": job.endpoint.reference, "env_id": job.environment.env_id} for job in spec.jobs],
         "output": fill_output_template(spec.output, root) if spec.output else None,
-        "inputs": inputs.record(spec),  # checked whenever the run's calls are planned again
+        "inputs": recorded_inputs,  # checked whenever the run's calls are planned again
+        "rows_copies": rows_copies,  # rows file -> SHA-256 of its copy in the run directory
+        "chunk_rows": chunk_rows,  # chunked data file -> its row count (all collect and logs need of it)
         "provenance": _provenance(spec),
     }
     ledger = Ledger(paths.ledger, create=True)  # the plan itself is not stored: the sweep regenerates it
@@ -490,7 +521,7 @@ def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local
 def _earlier_jobs(earlier: Run) -> list:
     """The jobs of a run to reuse, whose calls must still regenerate as they ran (its files unchanged)."""
     try:
-        return earlier.sweep_spec().jobs
+        return earlier.sweep_spec(live_files=True).jobs
     except RunError as exc:
         raise RunError(message=f"cannot reuse the results of {earlier.root}: {exc.message}",
                        hint="its calls cannot be told apart without the files it started with: restore them, "

@@ -13,7 +13,7 @@ know whether the script imports them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +81,19 @@ def _sha_now(path: Path) -> str | None:
         return None
 
 
-def check_files(inputs: Any, run_root: Path) -> None:
-    """Refuse a run whose sweep files changed since it started (a run from before hashing has none)."""
+def check_files(inputs: Any, run_root: Path, recorded: Collection[str] = ()) -> None:
+    """Refuse a run whose sweep files changed since it started (a run from before hashing has none).
+
+    Files in ``recorded`` are not checked: the caller plans from the run's own record of them.
+    """
     files = inputs.get("files") if isinstance(inputs, dict) else None
     if not isinstance(files, dict):
         return
-    for name, recorded in files.items():
+    for name, recorded_sha in files.items():
+        if name in recorded:
+            continue
         now = _sha_now(Path(name))
-        if now != recorded:
+        if now != recorded_sha:
             what = "is gone" if now is None else "changed"
             raise RunError(
                 message=f"{name} {what} since this run started: the run's calls take their arguments from it",

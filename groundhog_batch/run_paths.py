@@ -51,6 +51,10 @@ class RunPaths:
     def script_snapshot(self, job_name: str) -> Path:
         return self.scripts / f"{job_name}.py"
 
+    def rows_snapshot(self, sha256: str, suffix: str) -> Path:
+        """The run's copy of a rows file, by content: ``collect`` and ``logs`` plan the calls from it."""
+        return self.root / "inputs" / f"{sha256}{suffix.lower()}"
+
     @property
     def task_scratch(self) -> Path:
         """Rendered task scripts while they run (removed afterwards)."""

@@ -10,6 +10,7 @@ one from a few short lists of values (the axes).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import difflib
 import itertools
 import math
@@ -327,11 +328,37 @@ def _chunk_bounds(n_items: int, spec: dict[str, Any]) -> list[tuple[int, int]]:
     return [(start, min(start + size, n_items)) for start in range(0, n_items, size)]
 
 
-def _data_file(name: str, base_dir: Path, where: KeyPath, locate: Locate, kind: str, suffixes: tuple[str, ...]) -> Path:
-    """A data file named in the manifest: it exists and has a format hog-batch reads."""
+_RECORDED: contextvars.ContextVar[tuple[dict[str, Path], dict[str, int]]] = contextvars.ContextVar(
+    "recorded_data_files", default=({}, {}))
+
+
+@contextlib.contextmanager
+def planning_from_run_records(rows_copies: dict[str, Path], chunk_rows: dict[str, int]) -> Iterator[None]:
+    """Build sweeps from what a run recorded instead of the live data files (keys: resolved paths).
+
+    A rows file is read from the run's copy (``rows_copies``); a chunked file
+    is not read at all, its row count (``chunk_rows``) is all a call's
+    parameter (the chunk's index) needs. So ``collect`` and ``logs`` work after
+    the files moved or changed.
+    """
+    token = _RECORDED.set((rows_copies, chunk_rows))
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
+
+
+def _resolved(name: str, base_dir: Path) -> Path:
     path = base_dir / name
     with contextlib.suppress(OSError, ValueError):  # a name too long or with a NUL is reported as unreadable
         path = path.resolve()
+    return path
+
+
+def _data_file(name: str, base_dir: Path, where: KeyPath, locate: Locate, kind: str, suffixes: tuple[str, ...]) -> Path:
+    """A data file named in the manifest (or the run's copy of it): it exists and has a format hog-batch reads."""
+    path = _resolved(name, base_dir)
+    path = _RECORDED.get()[0].get(str(path), path)
     problem = unreadable_file(path)
     if problem:
         raise locate((*where, "file"), f"{kind} {problem}", "paths are relative to the manifest's folder")
@@ -357,11 +384,15 @@ def _chunk_source(name: str, spec: dict[str, Any], base_dir: Path, where: KeyPat
         if not values:
             raise locate((*where, "values"), "there is nothing to chunk: values is empty", "give at least one value")
         return ChunkSource(name, None, values, tuple(_chunk_bounds(len(values), spec)), "value", where)
-    path = _data_file(spec["file"], base_dir, where, locate, "data file", datafiles.CHUNK_SUFFIXES)
-    try:
-        n_rows = datafiles.count_rows(path)
-    except datafiles.DataFileError as exc:
-        raise locate((*where, "file"), str(exc), "check the file's format") from None
+    recorded_rows = _RECORDED.get()[1].get(str(_resolved(spec["file"], base_dir)))
+    if recorded_rows is not None:
+        path, n_rows = _resolved(spec["file"], base_dir), recorded_rows
+    else:
+        path = _data_file(spec["file"], base_dir, where, locate, "data file", datafiles.CHUNK_SUFFIXES)
+        try:
+            n_rows = datafiles.count_rows(path)
+        except datafiles.DataFileError as exc:
+            raise locate((*where, "file"), str(exc), "check the file's format") from None
     if n_rows == 0:
         raise locate((*where, "file"), f"{path.name} has no rows to chunk", "point at a file with data")
     return ChunkSource(name, path, None, tuple(_chunk_bounds(n_rows, spec)), pass_as, where)

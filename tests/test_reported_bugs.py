@@ -45,3 +45,22 @@ def test_a_rows_file_row_with_an_extra_field_is_a_located_error_not_a_shifted_ta
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "r.csv line 2 has 3 fields, the header has 2" in done.stderr
     assert "sweep.rows.file" in done.stderr
+
+
+def test_a_finished_run_collects_and_shows_logs_after_its_rows_and_chunk_files_moved(project):
+    project.write("rows.csv", "x,y\n1,2\n3,4\n")
+    project.write("d.csv", "v\n1\n2\n3\n4\n5\n")
+    body = "def work(x, y, data):\n    print('hello', x)\n    return x + y + data['stop']\n"
+    submit(project, body, "  rows: {file: rows.csv}\n  chunks:\n    data: {file: d.csv, rows: 2, pass: path}\n")
+    (project.root / "elsewhere").mkdir()
+    for name in ("rows.csv", "d.csv"):
+        (project.root / name).rename(project.root / "elsewhere" / name)
+    collected = project.cli("collect", "run", "-o", "again.csv")
+    assert collected.returncode == 0, collected.stderr
+    assert (project.root / "again.csv").read_text() == (project.root / "out.csv").read_text()
+    table = pd.read_csv(project.root / "again.csv")
+    assert list(table["x"]) == [1, 1, 1, 3, 3, 3] and list(table["result"]) == [5, 7, 8, 9, 11, 12]
+    logs = project.cli("logs", "run", "4")
+    assert logs.returncode == 0 and "x=3 y=4" in logs.stdout and "hello 3" in logs.stdout
+    resumed = project.cli("resume", "run")  # going on needs the real files
+    assert resumed.returncode == 2 and "rows.csv is gone since this run started" in resumed.stderr

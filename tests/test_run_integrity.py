@@ -87,8 +87,9 @@ def test_resume_after_the_rows_file_changed_is_refused_naming_the_file(project):
     rows_run(project)
     assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 0
     (project.root / "p.csv").write_text("a,b\n1,1\n2,9\n3,3\n")
-    for command in (["resume", "run"], ["retry", "run"], ["collect", "run", "-o", "x.csv"]):
+    for command in (["resume", "run"], ["retry", "run"]):
         refused(project.cli(*command), "p.csv changed since this run started", "restore the file")
+    assert project.cli("collect", "run", "-o", "x.csv").returncode == 0  # from the run's copy of the rows file
     (project.root / "p.csv").write_text("a,b\n1,1\n2,2\n3,3\n")
     assert project.cli("resume", "run").returncode == 0
 
