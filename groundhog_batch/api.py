@@ -447,6 +447,14 @@ def _reset_for_retry(run: Run, selection: RetrySelection) -> None:
     if selection.job is not None and selection.job not in {job["name"] for job in run.info["jobs"]}:
         raise RunError(message=f"this run has no job {selection.job!r}",
                        hint=f"its jobs: {', '.join(job['name'] for job in run.info['jobs'])}")
+    if selection.error_type is not None and not selected_failures(run.ledger, selection.job, selection.error_type):
+        from .run_view import failure_groups
+
+        types = sorted({group.error_type for group in failure_groups(run.ledger)
+                        if selection.job is None or group.job == selection.job})
+        raise RunError(message=f"no failed call matches --error {selection.error_type}"
+                       + (f" (types here: {', '.join(types)})" if types else " (no call failed)"),
+                       hint="use a type `hog-batch status` shows, or leave out --error to retry every failed call")
     if selection.settings:
         overrides = [*run.info["overrides"], *selection.settings]
         changed = load_manifest(run.info["manifest_path"], overrides, run.info.get("endpoint"),

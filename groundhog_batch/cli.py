@@ -324,7 +324,7 @@ def resume(run_dir: str, max_failures, quiet, verbose) -> None:
               help="Change a setting for the retried calls (timeout=600, retries=2, ...); recorded in run.json.")
 @click.option("--job", default=None, help="Only this job's failed calls.")
 @click.option("--error", "error_type", default=None, metavar="TYPE",
-              help="Only calls that failed with this error type (ValueError, TimeoutError, TaskFailed, ...).")
+              help="Only calls that failed with this error type (as `status` shows it: ValueError, TimeoutError, WorkerDied, TaskFailed, ...).")
 @running_options
 @user_errors
 def retry(run_dir: str, settings, job, error_type, max_failures, quiet, verbose) -> None:

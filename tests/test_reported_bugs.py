@@ -64,3 +64,19 @@ def test_a_finished_run_collects_and_shows_logs_after_its_rows_and_chunk_files_m
     assert logs.returncode == 0 and "x=3 y=4" in logs.stdout and "hello 3" in logs.stdout
     resumed = project.cli("resume", "run")  # going on needs the real files
     assert resumed.returncode == 2 and "rows.csv is gone since this run started" in resumed.stderr
+
+
+def test_calls_whose_worker_died_are_grouped_and_retried_as_WorkerDied(project):
+    body = "import os\ndef work(x):\n    if x == 1:\n        os._exit(3)\n    return x\n"
+    submit(project, body, "  product:\n    x: [0, 1, 2]\n", expect=1)
+    status = json.loads(project.cli("status", "run", "--json").stdout)
+    assert [(g["error_type"], g["count"]) for g in status["failure_groups"]] == [("WorkerDied", 1)]
+    table = pd.read_csv(project.root / "out.csv")
+    assert table["error"][1] == "WorkerDied: process exited with code 3 before the call returned"
+    unmatched = project.cli("retry", "run", "--error", "TaskFailed")
+    assert unmatched.returncode == 2
+    assert "no failed call matches --error TaskFailed (types here: WorkerDied)" in unmatched.stderr
+    assert "TaskFailed" not in json.dumps(json.loads((project.root / "run" / "run.json").read_text()).get("retries", []))
+    retried = project.cli("retry", "run", "--error", "WorkerDied")
+    assert retried.returncode == 1 and "WorkerDied" in retried.stderr
+    assert "WorkerDied" in project.cli("retry", "--help").stdout

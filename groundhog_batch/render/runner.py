@@ -538,9 +538,9 @@ def _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, wall
         if killed_for_timeout:
             error = "TimeoutError: the call exceeded its timeout of %g s and was killed after %g s more" % (timeout_s, TIMEOUT_GRACE_S)
         elif not ready:
-            error = "the worker died while importing the script: " + _death_reason(returncode)
+            error = "WorkerDied: the worker died while importing the script: " + _death_reason(returncode)
         else:
-            error = _death_reason(returncode)
+            error = "WorkerDied: " + _death_reason(returncode)
         if not ready and not killed_for_timeout:
             for offset, call_index in enumerate(calls[position:]):
                 emit(json.dumps(_synthetic(call_index, error, started)).encode(), position + offset)
