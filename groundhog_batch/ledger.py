@@ -517,11 +517,15 @@ class Ledger:
             if state[call] == SUBMITTED:
                 state[call] = PENDING
             return
-        row = db.execute("SELECT attempts FROM failures WHERE job = ? AND call = ?", (job, call)).fetchone()
+        row = db.execute("SELECT attempts, json_extract(record, '$.retry_base') FROM failures WHERE job = ? AND call = ?",
+                         (job, call)).fetchone()
         attempts = (row[0] if row else 0) + 1
-        retry = attempts <= retries.get(job, 0)
+        base = (row[1] or 0) if row else 0  # attempts made before the last `retry`, which grants `retries` anew
+        if base:
+            record = {**record, "retry_base": base}
+        retry = attempts - base <= retries.get(job, 0)
         now = time.time()
-        not_before = min(now + backoff_s * 2 ** (attempts - 1), now + 300) if retry else 0.0
+        not_before = min(now + backoff_s * 2 ** (attempts - base - 1), now + 300) if retry else 0.0
         db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
                    (job, call, attempts, 0 if retry else 1, not_before, json.dumps(record)))
         state[call] = WAITING if retry else FAILED
@@ -547,8 +551,9 @@ class Ledger:
             return before - self.counts()["submitted"]
 
     def reset_failed(self, job: str | None = None, error_type: str | None = None) -> int:
-        """Failed calls are pending again, their attempts counted from zero: all of them, or those of
-        ``job`` whose error is of ``error_type`` (``ValueError``: the word before the error's first colon)."""
+        """Failed calls are pending again: all of them, or those of ``job`` whose error is of ``error_type``
+        (``ValueError``: the word before the error's first colon). ``attempts`` goes on counting every run of
+        the call; the retry budget (``retries``) starts again from the attempts made so far (``retry_base``)."""
         where, values = ["final = 1"], []
         if job is not None:
             where.append("job = ?")
@@ -557,8 +562,8 @@ class Ledger:
             where.append("(json_extract(record, '$.error') = ? OR substr(json_extract(record, '$.error'), 1, ?) = ?)")
             values += [error_type, len(error_type) + 1, f"{error_type}:"]
         with self.transaction() as db:
-            n = db.execute(f"UPDATE failures SET final = 0, attempts = 0, not_before = 0 WHERE {' AND '.join(where)}",
-                           values).rowcount
+            n = db.execute("UPDATE failures SET final = 0, not_before = 0, record = json_set(record, '$.retry_base', attempts) "
+                           f"WHERE {' AND '.join(where)}", values).rowcount
         self.reload()
         return n
 

@@ -80,3 +80,18 @@ def test_calls_whose_worker_died_are_grouped_and_retried_as_WorkerDied(project):
     retried = project.cli("retry", "run", "--error", "WorkerDied")
     assert retried.returncode == 1 and "WorkerDied" in retried.stderr
     assert "WorkerDied" in project.cli("retry", "--help").stdout
+
+
+def test_attempts_count_every_run_of_a_call_across_retry(project):
+    body = ("import os\ndef work(x):\n"
+            "    open(os.path.join(os.environ['RUNS_DIR'], 'ran.txt'), 'a').write('x\\n')\n"
+            "    raise ValueError('always')\n")
+    env = {"RUNS_DIR": str(project.root)}
+    project.write("f.py", HEAD + body)
+    project.manifest("script: f.py\nfunction: work\nretries: 1\nsweep:\n  product:\n    x: [1]\n")
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "run", "-o", "out.csv", env=env).returncode == 1
+    assert list(pd.read_csv(project.root / "out.csv")["attempts"]) == [2]
+    assert project.cli("retry", "run", env=env).returncode == 1
+    ran = len((project.root / "ran.txt").read_text().split())
+    assert ran == 4  # retry gives the call its retries again
+    assert list(pd.read_csv(project.root / "out.csv")["attempts"]) == [ran]
