@@ -95,3 +95,18 @@ def test_attempts_count_every_run_of_a_call_across_retry(project):
     ran = len((project.root / "ran.txt").read_text().split())
     assert ran == 4  # retry gives the call its retries again
     assert list(pd.read_csv(project.root / "out.csv")["attempts"]) == [ran]
+
+
+def test_an_unprintable_exception_or_a_closed_stdout_fails_only_its_call(project):
+    body = ("import sys\n"
+            "class Weird(Exception):\n    def __str__(self):\n        raise RuntimeError('no str')\n"
+            "def work(x):\n"
+            "    print('before', x)\n"
+            "    if x == 0:\n        raise Weird()\n"
+            "    if x == 1:\n        sys.stdout.close()\n        return 'closed'\n"
+            "    return x\n")
+    submit(project, body, "  product:\n    x: [0, 1, 2]\n", extra="calls_per_task: 3\n", expect=1)
+    table = pd.read_csv(project.root / "out.csv")
+    assert list(table["status"]) == ["failed", "succeeded", "succeeded"]
+    assert table["error"][0] == "Weird: <unprintable Weird>" and "raise Weird()" in table["traceback"][0]
+    assert list(table["result"][1:]) == ["closed", "2"] and table["stdout"][2] == "before 2\n"

@@ -137,9 +137,13 @@ DISTRIBUTION_OF = {
 
 def describe_error(exc, context=""):
     """``Type: message`` for a call's error; a missing module also says which dependency to declare."""
-    text = "%s: %s%s" % (type(exc).__name__, exc, context)
-    name = getattr(exc, "name", None)
-    if isinstance(exc, ModuleNotFoundError) and name:
+    try:
+        message = str(exc)
+    except BaseException:  # its __str__ raises: the call still fails with a record, the worker goes on
+        message = "<unprintable %s>" % type(exc).__name__
+    text = "%s: %s%s" % (type(exc).__name__, message, context)
+    name = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if name:
         top = name.split(".")[0]
         distribution = DISTRIBUTION_OF.get(top, top.replace("_", "-"))
         text += ('; if it is a package, add "%s" to the dependencies in the script\'s "# /// script" block'
@@ -290,11 +294,25 @@ def run_worker(script_path, payload_path, start, channel):
             record["error"] = describe_error(exc)
             record["tb"] = traceback.format_exc()
         finished = time.time()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _reopen_streams()
         record["out"], record["err"] = out.take(), err.take()
         record["t0"], record["t1"] = started, finished
         channel.send(json.dumps(record).encode())
+
+
+def _reopen_streams():
+    """Flush sys.stdout and sys.stderr; one the call closed (or replaced by a broken object) is opened again
+    on its file descriptor, so the next call still prints and the worker goes on."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        try:
+            stream.flush()
+            if not stream.closed:
+                continue
+        except BaseException:
+            pass
+        setattr(sys, name, open(fd, "w", buffering=1 if name == "stderr" else -1, encoding="utf-8",
+                                errors="backslashreplace", closefd=False))
 
 
 def _death_reason(returncode):
