@@ -192,7 +192,7 @@ class Run:
                 raise RunError(
                     message=f"{job.script_path} changed since this run started (job {job.name!r})",
                     hint=f"restore it (the original is in {self.paths.script_snapshot(job.name)}), "
-                    "or start a new run with `hog-batch submit ... --reuse` " + str(self.root),
+                    f"or start a new run with `hog-batch submit ... --reuse {self.root}`",
                 )
         return spec
 

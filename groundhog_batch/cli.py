@@ -425,8 +425,17 @@ def report(run_dir: str, output: str | None) -> None:
 def cancel(run_dir: str) -> None:
     """Stop a run: running tasks are stopped, pending calls become cancelled."""
     from .api import cancel as cancel_run
-    from .run_view import summary
+    from .api import open_run
+    from .run_view import Progress, summary
 
+    run = open_run(run_dir)
+    try:
+        before, held = run.counts(), run.holder() is not None
+    finally:
+        run.close()
+    if not held and not before["pending"] and not Progress(before).in_flight:
+        click.echo(f"nothing to cancel: the run had already finished ({summary(before)})")
+        return
     counts = cancel_run(run_dir)
     click.echo(f"cancelled: {summary(counts)}")
 

@@ -149,6 +149,8 @@ def os_error(exc: OSError) -> HogError:
     name = exc.filename
     what = f"{shorten(str(name))}: {exc.strerror or exc}" if name else str(exc.strerror or exc)
     blocker = _file_in_the_way(Path(name)) if isinstance(name, str | Path) else None
+    if isinstance(exc, FileExistsError) and isinstance(name, str | Path) and Path(name).is_file():
+        blocker = Path(name)  # a folder was to be made where a file is
     if blocker is not None:
         what += f" ({shorten(str(blocker))} is a file, not a folder)"
     return HogError(message=what, hint="choose a path whose folders exist or can be created, and that you may write to")

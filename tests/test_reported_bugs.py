@@ -110,3 +110,18 @@ def test_an_unprintable_exception_or_a_closed_stdout_fails_only_its_call(project
     assert list(table["status"]) == ["failed", "succeeded", "succeeded"]
     assert table["error"][0] == "Weird: <unprintable Weird>" and "raise Weird()" in table["traceback"][0]
     assert list(table["result"][1:]) == ["closed", "2"] and table["stdout"][2] == "before 2\n"
+
+
+def test_small_messages_say_what_happened(project):
+    submit(project, "def work(x):\n    return x\n", "  product:\n    x: [1]\n")
+    cancelled = project.cli("cancel", "run")
+    assert cancelled.returncode == 0 and "nothing to cancel: the run had already finished (1 succeeded)" in cancelled.stdout
+    project.write("afile", "")
+    under_a_file = project.cli("collect", "run", "-o", "afile/out.csv")
+    assert under_a_file.returncode == 2 and "afile is a file, not a folder" in under_a_file.stderr
+    misspelt = project.cli("submit", "sweep.yaml", "-o", "out/{timestmap}.csv")
+    assert misspelt.returncode == 2 and "unknown placeholder {timestmap}" in misspelt.stderr
+    assert "{run} and {timestamp}" in misspelt.stderr and not (project.root / "out").exists()
+    project.write("f.py", HEAD + "def work(x):\n    return -x\n")
+    changed = project.cli("resume", "run")
+    assert changed.returncode == 2 and f"`hog-batch submit ... --reuse {project.root / 'run'}`" in changed.stderr

@@ -317,6 +317,11 @@ class _ManifestChecks:
         output = self.data.get("output")
         if not output:
             return None
+        unknown = [name for name in re.findall(r"\{([^{}]*)\}", str(output)) if name not in ("run", "timestamp")]
+        if unknown:
+            self.errors.append(self.locate(("output",), f"output {shorten(output)!r} has an unknown placeholder "
+                                           f"{{{shorten(unknown[0], 40)}}}", "the placeholders are {run} and {timestamp}"))
+            return None
         path = self.base_dir / output
         try:
             path = path.resolve()
