@@ -125,3 +125,14 @@ def test_small_messages_say_what_happened(project):
     project.write("f.py", HEAD + "def work(x):\n    return -x\n")
     changed = project.cli("resume", "run")
     assert changed.returncode == 2 and f"`hog-batch submit ... --reuse {project.root / 'run'}`" in changed.stderr
+
+
+def test_a_call_that_kills_its_process_keeps_what_it_printed(project):
+    body = ("import os, sys\ndef work(x):\n"
+            "    print('working on', x, flush=True)\n    os.write(2, b'low-level note\\n')\n"
+            "    if x == 1:\n        os._exit(3)\n    return x\n")
+    submit(project, body, "  product:\n    x: [0, 1, 2]\n", extra="calls_per_task: 3\n", expect=1)
+    table = pd.read_csv(project.root / "out.csv")
+    assert list(table["status"]) == ["succeeded", "failed", "succeeded"]
+    assert list(table["stdout"]) == ["working on 0\n", "working on 1\n", "working on 2\n"]
+    assert table["stderr"][1] == "low-level note\n"

@@ -161,30 +161,49 @@ def import_script(path):
 
 
 class Capture:
-    """One of the worker's file descriptors (1 or 2), redirected to a temporary file between calls."""
+    """One of the worker's file descriptors (1 or 2), redirected to a temporary file between calls.
 
-    def __init__(self, fd, limit):
+    The supervisor made the file (``source``, a descriptor passed to the worker)
+    and keeps it open: if the worker dies during a call, what the call printed
+    is still there for the failure's record.
+    """
+
+    def __init__(self, fd, limit, source=None):
         self.fd, self.limit = fd, limit
-        self.file = tempfile.TemporaryFile()
-        os.dup2(self.file.fileno(), fd)
+        if source is None:
+            source = temp_fd()
+        os.dup2(source, fd)
+        os.close(source)
 
     def take(self):
-        size = os.lseek(self.fd, 0, os.SEEK_END)
-        if size == 0:
-            return ""
-        os.lseek(self.fd, max(0, size - self.limit) if self.limit else 0, os.SEEK_SET)
-        data = b""
-        while True:
-            block = os.read(self.fd, 1 << 20)
-            if not block:
-                break
-            data += block
+        text = read_tail(self.fd, self.limit)
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
-        text = data.decode("utf-8", "replace")
-        if self.limit and size > self.limit:
-            text = "[hog-batch: %d earlier bytes dropped]\n" % (size - self.limit) + text
         return text
+
+
+def temp_fd():
+    """A descriptor of a new anonymous temporary file (deleted when its last descriptor closes)."""
+    with tempfile.TemporaryFile() as handle:
+        return os.dup(handle.fileno())
+
+
+def read_tail(fd, limit):
+    """The text in the file open at ``fd``, its last ``limit`` bytes (0: all) with a note of what was dropped."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    if size == 0:
+        return ""
+    os.lseek(fd, max(0, size - limit) if limit else 0, os.SEEK_SET)
+    data = b""
+    while True:
+        block = os.read(fd, 1 << 20)
+        if not block:
+            break
+        data += block
+    text = data.decode("utf-8", "replace")
+    if limit and size > limit:
+        text = "[hog-batch: %d earlier bytes dropped]\n" % (size - limit) + text
+    return text
 
 
 def write_all(fd, data):
@@ -245,11 +264,11 @@ def _read_line(fd):
     return data[:-1]
 
 
-def run_worker(script_path, payload_path, start, channel):
+def run_worker(script_path, payload_path, start, channel, out_fd=None, err_fd=None):
     """Import the script and run calls from position ``start``, each when the supervisor says go."""
     payload = read_payload(payload_path, with_body=False)
-    out = Capture(1, payload.get("max_output_bytes", 0))
-    err = Capture(2, payload.get("max_output_bytes", 0))
+    out = Capture(1, payload.get("max_output_bytes", 0), out_fd)
+    err = Capture(2, payload.get("max_output_bytes", 0), err_fd)
     timeout_s = payload.get("timeout_s")
     max_result_bytes = payload.get("max_result_bytes", 0)
     call_indices = payload["calls"]
@@ -325,10 +344,10 @@ def _death_reason(returncode):
     return "process exited with code %d before the call returned" % returncode
 
 
-def _synthetic(call_index, error, started):
+def _synthetic(call_index, error, started, out="", err=""):
     now = time.time()
     return {"call": call_index, "ok": False, "kind": None, "value": None, "error": error, "tb": None,
-            "out": "", "err": "", "t0": started, "t1": now, "lost": True}
+            "out": out, "err": err, "t0": started, "t1": now, "lost": True}
 
 
 class SubmitterGone(Exception):
@@ -466,14 +485,16 @@ def _go(stdout, control_fd):
 
 
 def _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, walltime_s, emit, state, stdout):
+    output_limit = read_payload(payload_path, with_body=False).get("max_output_bytes", 0)
     while state["position"] < len(calls) and not _stopping[0]:
         records_r, records_w = os.pipe()
         control_r, control_w = os.pipe()
+        captured = [temp_fd(), temp_fd()]  # the worker's stdout and stderr
         secret = base64.b16encode(os.urandom(16))
         worker = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", script_path, payload_path, str(state["position"]),
-             str(records_w), str(control_r)],
-            pass_fds=(records_w, control_r), stdin=subprocess.DEVNULL, start_new_session=True,
+             str(records_w), str(control_r), str(captured[0]), str(captured[1])],
+            pass_fds=(records_w, control_r, *captured), stdin=subprocess.DEVNULL, start_new_session=True,
         )
         _current_worker[0] = worker
         os.close(records_w)
@@ -547,6 +568,9 @@ def _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, wall
             _kill_worker()
             returncode = worker.wait()
         _kill_worker()  # anything the call left behind
+        printed = [read_tail(fd, output_limit) for fd in captured]  # by a call that did not report: kept below
+        for fd in captured:
+            os.close(fd)
         if _stopping[0]:
             raise TaskStop(_stopping[0])
         position = state["position"]
@@ -561,9 +585,10 @@ def _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, wall
             error = "WorkerDied: " + _death_reason(returncode)
         if not ready and not killed_for_timeout:
             for offset, call_index in enumerate(calls[position:]):
-                emit(json.dumps(_synthetic(call_index, error, started)).encode(), position + offset)
+                emit(json.dumps(_synthetic(call_index, error, started, *(printed if offset == 0 else ()))).encode(),
+                     position + offset)
             break
-        emit(json.dumps(_synthetic(calls[position], error, started)).encode(), position)
+        emit(json.dumps(_synthetic(calls[position], error, started, *printed)).encode(), position)
         state["position"] += 1
 
 
@@ -581,7 +606,7 @@ def main(argv):
         _die_with_parent()
         script_path, payload_path, start = argv[2], argv[3], int(argv[4])
         channel = Channel(int(argv[5]), int(argv[6]))
-        run_worker(script_path, payload_path, start, channel)
+        run_worker(script_path, payload_path, start, channel, int(argv[7]), int(argv[8]))
         return 0
     if len(argv) != 3:
         sys.stderr.write("usage: hog_runner.py SCRIPT.py PAYLOAD.b64\n")
