@@ -114,6 +114,32 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class CallWindow:
+    """Calls ``start``..``stop - 1`` of a job: their state codes, success records and failures (attempts, record)."""
+
+    job: str
+    start: int
+    stop: int
+    states: bytes
+    successes: dict[int, dict]
+    failures: dict[int, tuple[int, dict]]
+
+    def record(self, call: int) -> dict | None:
+        if self.states[call - self.start] == SUCCEEDED:
+            return self.successes.get(call)
+        failure = self.failures.get(call)
+        return failure[1] if failure else None
+
+    def attempts(self, call: int) -> int:
+        failure = self.failures.get(call)
+        return (failure[0] if failure else 0) + (self.states[call - self.start] == SUCCEEDED)
+
+    def records(self) -> Iterator[CallRecord]:
+        for call in range(self.start, self.stop):
+            yield CallRecord(self.job, call, CODE_STATES[self.states[call - self.start]], self.attempts(call), self.record(call))
+
+
+@dataclass(frozen=True)
 class TaskTimes:
     task_id: str
     job: str
@@ -401,8 +427,8 @@ class Ledger:
         return [TaskTimes(*row) for row in self.db.execute(
             "SELECT task_id, job, state, n_calls, submitted_at, finished_at FROM tasks ORDER BY submitted_at, task_id")]
 
-    def iter_calls(self, job: str, window: int = 20_000) -> Iterator[CallRecord]:
-        """Every call of ``job`` in plan order, with its last record; memory is bounded by ``window`` calls."""
+    def iter_windows(self, job: str, window: int = 20_000) -> Iterator[CallWindow]:
+        """The calls of ``job`` in plan order, a window at a time: memory is bounded by ``window`` calls."""
         state = self.states()[job]
         spans = sorted(self.db.execute("SELECT lo, hi, block FROM blocks WHERE job = ?", (job,)).fetchall())
         parsed: dict[int, tuple[int, dict[int, dict]]] = {}  # block -> (hi, its success records), while needed
@@ -417,19 +443,20 @@ class Ledger:
             successes: dict[int, dict] = {}
             for hi, records in parsed.values():
                 if hi >= start:
-                    successes.update((c, r) for c, r in records.items() if start <= c < stop)
+                    if hi < stop and (not records or min(records) >= start):
+                        successes.update(records)
+                    else:
+                        successes.update((c, r) for c, r in records.items() if start <= c < stop)
             for block in [b for b, (hi, _) in parsed.items() if hi < stop]:
                 del parsed[block]
-            failures = {call: (attempts, record) for call, attempts, record in self.db.execute(
+            failures = {call: (attempts, json.loads(record)) for call, attempts, record in self.db.execute(
                 "SELECT call, attempts, record FROM failures WHERE job = ? AND call >= ? AND call < ?", (job, start, stop))}
-            for call in range(start, stop):
-                code = state[call]
-                attempts, record = failures.get(call, (0, None))
-                if code == SUCCEEDED:
-                    yield CallRecord(job, call, CallState.SUCCEEDED, attempts + 1, successes.get(call))
-                else:
-                    yield CallRecord(job, call, CODE_STATES[code], attempts,
-                                     json.loads(record) if record is not None else None)
+            yield CallWindow(job, start, stop, bytes(state[start:stop]), successes, failures)
+
+    def iter_calls(self, job: str) -> Iterator[CallRecord]:
+        """Every call of ``job`` in plan order, with its state, attempts and last record (streamed)."""
+        for window in self.iter_windows(job):
+            yield from window.records()
 
     # --- tasks --------------------------------------------------------------------------
 
@@ -600,8 +627,17 @@ class Ledger:
 
 
 def _success_records(compressed: bytes) -> Iterator[tuple[int, dict]]:
-    """The success records of one stored block (zlib-compressed JSON lines)."""
-    for line in zlib.decompress(compressed).splitlines():
+    """The success records of one stored block (zlib-compressed JSON lines), decoded in one go."""
+    data = zlib.decompress(compressed)
+    try:
+        records = json.loads(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")
+        for record in records:
+            if record.get("ok") is True:
+                yield record["call"], record
+        return
+    except (ValueError, AttributeError, KeyError):
+        pass
+    for line in data.splitlines():
         if line.startswith(b"{"):
             try:
                 record = json.loads(line)
@@ -638,5 +674,5 @@ def _sort_block(lines: bytes, state: bytearray) -> tuple[bytes, list[int], list[
     return b"".join(line + b"\n" for line in kept), ok_calls, other
 
 
-__all__ = ["CODE_STATES", "CallRecord", "CallState", "Ledger", "SCHEMA_VERSION", "TaskTimes", "decode_ranges",
+__all__ = ["CODE_STATES", "CallRecord", "CallWindow", "CallState", "Ledger", "SCHEMA_VERSION", "TaskTimes", "decode_ranges",
            "encode_ranges", "expand_ranges"]

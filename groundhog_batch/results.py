@@ -36,11 +36,12 @@ import pickletools
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import HogError
-from .plan import iter_calls
+from .ledger import CODE_STATES, SUCCEEDED, CallWindow
 
 if TYPE_CHECKING:
     from .api import Run
@@ -96,54 +97,54 @@ def decode_result(record: dict | None, unpickle: bool = False) -> Any:
 def iter_row_batches(run: Run, batch_size: int = BATCH_ROWS) -> Iterator[dict[str, list]]:
     """The table's rows in plan order, as batches of columns (name -> list of Python values), one job per batch.
 
-    Timestamps are epoch seconds here; pickles are shown, not unpickled.
+    Swept parameters are keyed ``param:<name>``; timestamps are epoch seconds;
+    pickles are shown, not unpickled.
     """
     for job in run.sweep_spec().jobs:
-        calls = iter_calls(job)
-        columns: dict[str, list] = {}
-        n = 0
-        for record in run.ledger.iter_calls(job.name):
-            call = next(calls)
-            _add_row(columns, n, job.name, call.params, record)
-            n += 1
-            if n == batch_size:
-                yield _padded(columns, n)
-                columns, n = {}, 0
-        if n:
-            yield _padded(columns, n)
+        points = job.sweep.points()
+        for window in run.ledger.iter_windows(job.name, batch_size):
+            params = job.sweep.columns(window.start, window.stop)
+            if params is None:  # exclusions: walk the points
+                chosen = list(islice(points, window.stop - window.start))
+                params = {name: [point.params.get(name) for point in chosen] for name in job.sweep.names}
+            yield _window_columns(job.name, params, window)
 
 
-def _add_row(columns: dict[str, list], n: int, job: str, params: dict[str, Any], call_record) -> None:
-    def put(name: str, value: Any) -> None:
-        column = columns.setdefault(name, [])
-        column.extend([None] * (n - len(column)))  # rows that lacked this column (a failed call, another dict's keys)
-        column.append(value)
-
-    put("job", job)
-    put("call", call_record.call)
-    for name, value in params.items():
-        put(f"param:{name}", value)
-    put("status", call_record.state.public)
-    record = call_record.record or {}
-    value = decode_result(record)
-    put("result", value)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            put(f"result.{key}", item)
-    t0, t1 = record.get("t0"), record.get("t1")
-    put("error", record.get("error"))
-    put("traceback", record.get("tb"))
-    put("stdout", record.get("out") or ("" if record else None))
-    put("stderr", record.get("err") or ("" if record else None))
-    put("attempts", call_record.attempts)
-    put("duration_s", t1 - t0 if t0 is not None and t1 is not None else None)
-    put("started_at", t0)
-    put("finished_at", t1)
+_PUBLIC = [state.public for state in CODE_STATES]
 
 
-def _padded(columns: dict[str, list], n: int) -> dict[str, list]:
-    for column in columns.values():
-        column.extend([None] * (n - len(column)))
+def _window_columns(job: str, params: dict[str, list], window: CallWindow) -> dict[str, list]:
+    n = window.stop - window.start
+    calls = range(window.start, window.stop)
+    records = [window.record(call) for call in calls] if window.failures else \
+        [window.successes.get(call) for call in calls]
+    columns: dict[str, list] = {"job": [job] * n, "call": list(calls)}
+    for name, values in params.items():
+        columns[f"param:{name}"] = values
+    columns["status"] = [_PUBLIC[code] for code in window.states]
+    values = [r["value"] if r is not None and r.get("kind") == "json" and r.get("ok") else decode_result(r)
+              for r in records]
+    columns["result"] = values
+    if any(type(value) is dict for value in values):
+        keys: dict[str, None] = {}
+        for value in values:
+            if type(value) is dict:
+                keys.update(dict.fromkeys(value))
+        for key in keys:
+            columns[f"result.{key}"] = [value.get(key) if type(value) is dict else None for value in values]
+    empty = {}
+    records = [r if r is not None else empty for r in records]
+    columns["error"] = [r.get("error") for r in records]
+    columns["traceback"] = [r.get("tb") for r in records]
+    columns["stdout"] = [r.get("out") or ("" if r else None) for r in records]
+    columns["stderr"] = [r.get("err") or ("" if r else None) for r in records]
+    if window.failures:
+        columns["attempts"] = [window.attempts(call) for call in calls]
+    else:
+        columns["attempts"] = [int(code == SUCCEEDED) for code in window.states]
+    t0 = columns["started_at"] = [r.get("t0") for r in records]
+    t1 = columns["finished_at"] = [r.get("t1") for r in records]
+    columns["duration_s"] = [b - a if a is not None and b is not None else None for a, b in zip(t0, t1, strict=True)]
     return columns
 
 
@@ -299,7 +300,7 @@ def results_frame(run: Run, objects: bool = False):
 
     def collect(batches, shape):
         found = list(batches)
-        schema = found[-1].schema if found else _arrow_batch(shape, _padded({"call": []}, 0)).schema
+        schema = found[-1].schema if found else _arrow_batch(shape, {"call": []}).schema
         return pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in found], schema=schema)
 
     table = _with_restarts(run, collect)
@@ -362,7 +363,7 @@ def _write_parquet(tmp: Path, batches, shape: Shape, suffix: str) -> None:
 def _empty(shape: Shape):
     import pyarrow as pa
 
-    return pa.Table.from_batches([_arrow_batch(shape, _padded({"call": []}, 0))])
+    return pa.Table.from_batches([_arrow_batch(shape, {"call": []})])
 
 
 def _write_csv(tmp: Path, batches, shape: Shape, suffix: str) -> None:

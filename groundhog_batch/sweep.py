@@ -134,6 +134,38 @@ class Sweep:
                     continue
                 yield Point(params, kwargs)
 
+    def columns(self, start: int, stop: int) -> dict[str, list] | None:
+        """The table values of points ``start``..``stop - 1``, one list per parameter (None where a point lacks it).
+
+        Computed from the axes by position, without walking the points before
+        ``start``; None when a part has exclusions (then walk ``points()``).
+        """
+        if any(part.exclude for part in self.parts):
+            return None
+        out: dict[str, list] = {name: [] for name in self.names}
+        offset = 0
+        for part in self.parts:
+            size = part.size_before_exclude()
+            first, last = max(start - offset, 0), min(stop - offset, size)
+            offset += size
+            if first >= last:
+                continue
+            found: dict[str, list] = {}
+            stride = size
+            for axis in part.axes:
+                length = len(axis)
+                stride //= length
+                positions = [(i // stride) % length for i in range(first, last)]
+                if isinstance(axis, _LazyAxis):
+                    found[axis.name] = [axis.values[i] for i in positions]
+                    continue
+                fragments = [axis[i] for i in positions]
+                for p, (name, _, _) in enumerate(axis[0]):
+                    found[name] = [fragment[p][1] for fragment in fragments]
+            for name, column in out.items():
+                column.extend(found.get(name) or [None] * (last - first))
+        return out
+
     def count(self) -> int:
         """The number of points, counted arithmetically: an exclude over 10**8 points takes no longer than over 10."""
         return sum(part.count() for part in self.parts)
@@ -241,19 +273,17 @@ class _LazyAxis(Sequence):
 
 
 def linspace(start: float, stop: float, num: int) -> list[float]:
-    if num == 1:
-        return [float(start)]
-    step = (stop - start) / (num - 1)
-    return [float(start + step * i) if i < num - 1 else float(stop) for i in range(num)]
+    """NumPy's ``linspace``, to the last bit (what a scientist compares against)."""
+    import numpy as np
+
+    return [float(v) for v in np.linspace(start, stop, num)]
 
 
 def geomspace(start: float, stop: float, num: int) -> list[float]:
-    if num == 1:
-        return [float(start)]
-    ratio = stop / start
-    values = [start * ratio ** (i / (num - 1)) for i in range(num)]
-    values[-1] = stop
-    return [float(f"{v:.15g}") for v in values]
+    """NumPy's ``geomspace``, to the last bit."""
+    import numpy as np
+
+    return [float(v) for v in np.geomspace(start, stop, num)]
 
 
 def range_length(bounds: Sequence[int]) -> int:
@@ -409,6 +439,10 @@ def _chunk_axis(source: ChunkSource) -> list[Fragment]:
     return axis
 
 
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate) -> tuple[list[Fragment], list[str]]:
     path = _data_file(spec["file"], base_dir, where, locate, "rows file", datafiles.TABLE_SUFFIXES)
     try:
@@ -427,6 +461,13 @@ def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loc
         raise locate((*where, "file"), f"{path.name} has no rows: the sweep would give no calls",
                      "add rows below the header line, or point at another file")
     names = list(columns or available)
+    for number, row in enumerate(rows):
+        blank = next((name for name, value in row.items() if _is_blank(value)), None)
+        if blank is not None:
+            where_in_file = f"line {number + 2}" if path.suffix.lower() in (".csv", ".tsv") else f"row {number + 1}"
+            raise locate((*where, "file"), f"{path.name} {where_in_file}, column {blank!r}: the value is missing "
+                         "(blank, NA or NaN); hog-batch does not pass missing values to calls",
+                         "fill it in, or drop the row (or pick other columns with columns: [...])")
     bad = [n for n in names if not n.isidentifier()]
     if bad:
         raise locate((*where, "file"), f"column {bad[0]!r} of {path.name} is not a valid parameter name",

@@ -112,3 +112,21 @@ def test_calls_are_packed_into_tasks_in_order(project, per_task, expected):
     tasks = list(plan.all_tasks())
     assert [len(t.calls) for t in tasks] == expected
     assert [c.index for t in tasks for c in t.calls] == list(range(7))
+
+
+def test_sweep_columns_by_position_agree_with_walking_the_points(tmp_path):
+    """The results table computes parameters from the axes by position; it must match the points, in order."""
+    from groundhog_batch.manifest import load_manifest
+
+    (tmp_path / "rows.csv").write_text("a,b\n1,x\n2,y\n3,z\n")
+    (tmp_path / "work.py").write_text("def f(**kw):\n    return 0\n")
+    (tmp_path / "m.yaml").write_text(
+        "script: work.py\nfunction: f\nsweep:\n"
+        "  - product:\n      x: {range: [0, 7]}\n      y: [u, v]\n    zip:\n      p: [1, 2]\n      q: [3, 4]\n"
+        "  - rows:\n      file: rows.csv\n    product:\n      x: [10, 11]\n")
+    sweep = load_manifest(tmp_path / "m.yaml").jobs[0].sweep
+    points = [point.params for point in sweep.points()]
+    for start, stop in [(0, len(points)), (5, 31), (27, 34), (28, 29)]:
+        columns = sweep.columns(start, stop)
+        walked = {name: [p.get(name) for p in points[start:stop]] for name in sweep.names}
+        assert columns == walked
