@@ -1,7 +1,8 @@
 """hog-batch benchmarks, measured side by side in one run.
 
-    python benchmarks/run.py            # every benchmark
-    python benchmarks/run.py plan       # only some: plan throughput groundhog overhead remote coldstart
+    python benchmarks/run.py            # the default set (all but groundhog, which takes over 10 minutes)
+    python benchmarks/run.py --quick    # smaller sizes (10k and 100k calls, 1,000 NumPy calls), for development
+    python benchmarks/run.py scale peers   # only some: plan scale numpy peers throughput remote coldstart groundhog
 
 ``HOG_BENCH_GROUNDHOG_CALLS`` (default 2000) sets how many calls Groundhog runs;
 Groundhog starts one uv process per call, so 2,000 take about 12 minutes here.
@@ -14,8 +15,8 @@ table with ratios and says which targets hold.
 from __future__ import annotations
 
 import os
-import pickle
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ def project(folder: Path, manifest: str, script: str = TRIVIAL) -> Path:
     return folder
 
 
-def bench_plan(base: Path) -> list[tuple]:
+def bench_plan(base: Path, quick: bool = False) -> list[tuple]:
     folder = project(base / "plan", "sweep:\n  product:\n    x: {range: [0, 1000]}\n    y: {range: [0, 1000]}\n", script="def f(x, y):\n    return x\n")
     wall_s, peak_mib, done = cli(folder, "plan", "sweep.yaml", "--json")
     assert done.returncode == 0, done.stderr
@@ -56,7 +57,7 @@ def bench_plan(base: Path) -> list[tuple]:
 THROUGHPUT: dict[str, float] = {}  # calls/s of hog-batch, shared with the Groundhog comparison
 
 
-def bench_throughput(base: Path) -> list[tuple]:
+def bench_throughput(base: Path, quick: bool = False) -> list[tuple]:
     rows = []
     rates = THROUGHPUT
     for per_task in ("1", "auto"):
@@ -70,27 +71,191 @@ def bench_throughput(base: Path) -> list[tuple]:
     return rows
 
 
-def bench_overhead_and_collect(base: Path) -> list[tuple]:
+SIZES = (10_000, 100_000, 1_000_000)
+QUICK_SIZES = (10_000, 100_000)
+LOOP_AND_POOL = """\
+import multiprocessing, pickle, sys, time
+sys.path.insert(0, ".")
+from work import f
+n = int(sys.argv[1])
+started = time.perf_counter()
+for x in range(n):
+    kwargs = pickle.loads(pickle.dumps({"x": x}))
+    pickle.loads(pickle.dumps(f(**kwargs)))
+loop_s = time.perf_counter() - started
+started = time.perf_counter()
+with multiprocessing.Pool(2) as pool:
+    assert len(pool.map(f, range(n), chunksize=max(1, n // 16))) == n
+print(loop_s, time.perf_counter() - started)
+"""
+SUBMITTER_CPU = """\
+import atexit, os, resource, runpy, sys
+def report():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    with open(os.environ["HOG_BENCH_CPU_FILE"], "w") as handle:
+        handle.write(f"{usage.ru_utime + usage.ru_stime} {usage.ru_maxrss / 1024}")
+atexit.register(report)
+sys.argv = ["hog-batch", *sys.argv[1:]]
+runpy.run_module("groundhog_batch", run_name="__main__")
+"""
+
+
+def loop_and_pool(folder: Path, n: int, python: str = sys.executable) -> tuple[float, float]:
+    """The same calls in a plain loop (with a pickle round trip) and through multiprocessing.Pool(2)."""
+    (folder / "loop_pool.py").write_text(LOOP_AND_POOL)
+    done = subprocess.run([python, "loop_pool.py", str(n)], cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loop_s, pool_s = map(float, done.stdout.split())
+    return loop_s, pool_s
+
+
+def submit_measured(folder: Path, run_dir: str, *extra: str) -> tuple[float, float, float]:
+    """Wall seconds of ``submit --local`` (CLI start included), and the submitter's own CPU seconds and peak MiB."""
+    (folder / "submitter_cpu.py").write_text(SUBMITTER_CPU)
+    cpu_file = folder / f"{run_dir}.cpu"
+    os.environ["HOG_BENCH_CPU_FILE"] = str(cpu_file)
+    code = ("import subprocess, sys, time; t = time.perf_counter();"
+            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+            "print(time.perf_counter() - t); sys.stderr.write(p.stderr[-2000:]); sys.exit(p.returncode)")
+    done = subprocess.run([sys.executable, "-c", code, sys.executable, "submitter_cpu.py", "submit", "sweep.yaml", "--local",
+                           "--run-dir", run_dir, *extra], cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    cpu_s, peak_mib = map(float, cpu_file.read_text().split())
+    return float(done.stdout.split()[0]), cpu_s, peak_mib
+
+
+def ledger_mb(run_dir: Path) -> float:
+    return sum(p.stat().st_size for p in run_dir.glob("state.sqlite*")) / 1e6
+
+
+SCALE_HEADER = ("calls", "submit --local", "in-process loop", "Pool(2)", "submit / loop", "submitter CPU",
+                "submitter peak", "ledger", "collect -> Parquet")
+SCALE: dict[int, dict[str, float]] = {}
+
+
+def bench_scale(base: Path, quick: bool = False) -> list[tuple]:
+    """The issue's table: trivial calls x*2 at 10k, 100k, 1M, against the loop and Pool, side by side."""
+    rows: list[tuple] = [SCALE_HEADER]
+    script = "# /// script\n# dependencies = []\n# ///\ndef f(x):\n    return x * 2\n"
+    for n in QUICK_SIZES if quick else SIZES:
+        folder = project(base / f"scale-{n}", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n", script)
+        cli(folder, "submit", "sweep.yaml", "--local", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")
+        wall_s, cpu_s, peak_mib = submit_measured(folder, "run")
+        loop_s, pool_s = loop_and_pool(folder, n)
+        c_wall, c_peak, done = cli(folder, "collect", "run", "-o", "results.parquet")
+        assert done.returncode == 0, done.stderr
+        SCALE[n] = {"submit": wall_s, "loop": loop_s, "pool": pool_s, "peak": peak_mib, "ledger": ledger_mb(folder / "run"),
+                    "collect": c_wall, "collect_peak": c_peak, "cpu": cpu_s}
+        rows.append((f"{n:,}", f"{wall_s:.2f} s", f"{loop_s:.2f} s", f"{pool_s:.2f} s", f"{wall_s / loop_s:.1f}x",
+                     f"{cpu_s:.2f} s", f"{peak_mib:.0f} MiB", f"{ledger_mb(folder / 'run'):.1f} MB",
+                     f"{c_wall:.2f} s, {c_peak:.0f} MiB"))
+    return rows + scale_targets()
+
+
+def scale_targets() -> list[tuple]:
+    rows = []
+    for n in (100_000, 1_000_000):
+        if n in SCALE:
+            ratio = SCALE[n]["submit"] / SCALE[n]["loop"]
+            rows.append((f"target: {n:,} calls, submit <= 5x the loop", f"{ratio:.1f}x", "holds" if ratio <= 5 else "MISSED"))
+    if 1_000_000 in SCALE:
+        big = SCALE[1_000_000]
+        rows += [("target: 1,000,000 calls, submitter peak <= 200 MiB", f"{big['peak']:.0f} MiB", "holds" if big["peak"] <= 200 else "MISSED"),
+                 ("target: 1,000,000 calls, ledger <= 60 MB", f"{big['ledger']:.1f} MB", "holds" if big["ledger"] <= 60 else "MISSED"),
+                 ("target: collect 1,000,000 calls to Parquet <= 5 s, <= 300 MiB",
+                  f"{big['collect']:.1f} s, {big['collect_peak']:.0f} MiB",
+                  "holds" if big["collect"] <= 5 and big["collect_peak"] <= 300 else "MISSED")]
+    return rows
+
+
+NUMPY_SCRIPT = """\
+# /// script
+# dependencies = ["numpy"]
+# ///
+import numpy as np
+
+
+def f(x):
+    values = np.random.default_rng(x).random(250_000)
+    return float(np.sort(values)[x % 1000])
+"""
+
+
+def bench_numpy(base: Path, quick: bool = False) -> list[tuple]:
+    """Calls of ~10 ms of NumPy each: hog-batch against multiprocessing.Pool(2) in the same environment."""
+    n = 1_000 if quick else 10_000
+    folder = project(base / "numpy", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n", NUMPY_SCRIPT)
+    cli(folder, "submit", "sweep.yaml", "--local", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")  # builds the env
+    env_python = next((Path(os.environ["HOG_BATCH_CACHE_DIR"]) / "hog-batch" / "envs").glob("*/bin/python"))
+    per_call = subprocess.run([str(env_python), "-c", "import sys, time; sys.path.insert(0, '.'); from work import f; f(0);"
+                               "t = time.perf_counter(); [f(x) for x in range(50)]; print((time.perf_counter() - t) / 50)"],
+                              cwd=folder, capture_output=True, text=True, check=True)
+    wall_s, _, _ = submit_measured(folder, "run")
+    _, pool_s = loop_and_pool(folder, n, str(env_python))
+    ratio = wall_s / pool_s
+    return [(f"{n:,} calls of {float(per_call.stdout) * 1000:.0f} ms of NumPy", f"submit {wall_s:.1f} s",
+             f"Pool(2) {pool_s:.1f} s", f"{ratio:.2f}x"),
+            ("target: submit <= 1.05x Pool(2)", f"{ratio:.2f}x", "holds" if ratio <= 1.05 else "MISSED")]
+
+
+PARALLEL_SCRIPT = """\
+import pickle, sys
+def f(x):
+    return x * 2
+for arg in sys.argv[1:]:
+    kwargs = pickle.loads(pickle.dumps({"x": int(arg)}))
+    sys.stdout.write(repr(f(**kwargs)) + "\\n")
+"""
+JOBLIB_DRIVER = """\
+import sys, time
+sys.path.insert(0, ".")
+from joblib import Parallel, delayed
+from work import f
+n = int(sys.argv[1])
+started = time.perf_counter()
+results = Parallel(n_jobs=2, backend="loky")(delayed(f)(x) for x in range(n))
+assert len(results) == n
+print(time.perf_counter() - started)
+"""
+
+
+def bench_peers(base: Path, quick: bool = False) -> list[tuple]:
+    """GNU parallel (-X) and joblib's loky backend on the same trivial calls; hog-batch from the scale table."""
     n = 100_000
-    folder = project(base / "overhead", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n")
-    cli(folder, "submit", "sweep.yaml", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")
-    wall_s, peak_mib, done = cli(folder, "submit", "sweep.yaml", "--run-dir", "run")
-    assert done.returncode == 0, done.stderr
-    started = time.perf_counter()
-    namespace: dict = {}
-    exec(TRIVIAL, namespace)
-    function = namespace["f"]
-    for x in range(n):
-        kwargs = pickle.loads(pickle.dumps({"x": x}))
-        pickle.loads(pickle.dumps(function(**kwargs)))
-    loop_s = time.perf_counter() - started
-    ratio = wall_s / loop_s
-    rows = [(f"{n:,} trivial calls via submit", f"{wall_s:.1f} s", f"{peak_mib:.0f} MiB peak", "", ""),
-            (f"{n:,} calls in a plain loop (pickle round trip)", f"{loop_s:.2f} s", "", "", ""),
-            ("  submit / loop", f"{ratio:.0f}x", "", "target <= 10x", "holds" if ratio <= 10 else "MISSED")]
-    c_wall, c_peak, done = cli(folder, "collect", "run", "-o", "results.parquet")
-    assert done.returncode == 0, done.stderr
-    rows.append((f"collect {n:,} calls to Parquet", f"{c_wall:.1f} s", f"{c_peak:.0f} MiB peak", "", ""))
+    if n not in SCALE:
+        bench_scale(base, quick=True)
+    ours = SCALE[n]["submit"]
+    folder = base / f"scale-{n}"
+    rows: list[tuple] = []
+    parallel = shutil.which("parallel")
+    if parallel is None:
+        rows.append((f"GNU parallel -X, {n:,} calls", "SKIPPED: GNU parallel is not installed (apt-get install parallel)"))
+    else:
+        (folder / "calls.py").write_text(PARALLEL_SCRIPT)
+        started = time.perf_counter()
+        done = subprocess.run(f"seq 0 {n - 1} | {parallel} -X -j 2 {sys.executable} calls.py > parallel.out", shell=True,
+                              cwd=folder, capture_output=True, text=True)
+        parallel_s = time.perf_counter() - started
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert sum(1 for _ in (folder / "parallel.out").open()) == n
+        rows.append((f"GNU parallel -X -j 2, {n:,} calls", f"{parallel_s:.2f} s", f"hog-batch {ours:.2f} s",
+                     f"hog-batch is {parallel_s / ours:.2f}x its speed", "ahead" if ours < parallel_s else "BEHIND"))
+    from uv import find_uv_bin
+
+    env_dir = base / "joblib-env"
+    uv = find_uv_bin()
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(env_dir)], check=True)
+    installed = subprocess.run([uv, "pip", "install", "-q", "--python", str(env_dir / "bin" / "python"), "joblib"],
+                               capture_output=True, text=True)
+    if installed.returncode != 0:
+        rows.append((f"joblib loky, {n:,} calls", f"SKIPPED: joblib could not be installed: {installed.stderr[-300:]}"))
+        return rows
+    (folder / "joblib_drive.py").write_text(JOBLIB_DRIVER)
+    done = subprocess.run([str(env_dir / "bin" / "python"), "joblib_drive.py", str(n)], cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    joblib_s = float(done.stdout.split()[-1])
+    rows.append((f"joblib loky n_jobs=2, {n:,} calls", f"{joblib_s:.2f} s", f"hog-batch {ours:.2f} s",
+                 f"hog-batch is {joblib_s / ours:.2f}x its speed", "ahead" if ours < joblib_s else "BEHIND"))
     return rows
 
 
@@ -124,7 +289,7 @@ print(time.perf_counter() - started)
 """
 
 
-def bench_groundhog(base: Path) -> list[tuple]:
+def bench_groundhog(base: Path, quick: bool = False) -> list[tuple]:
     """The same trivial calls through Groundhog's fastest local path, batch_local, in its own environment."""
     from uv import find_uv_bin
 
@@ -149,7 +314,7 @@ def bench_groundhog(base: Path) -> list[tuple]:
             ("  hog-batch auto / Groundhog", f"{ratio:.0f}x", "", "target >= 300x", "holds" if ratio >= 300 else "MISSED")]
 
 
-def bench_remote(base: Path) -> list[tuple]:
+def bench_remote(base: Path, quick: bool = False) -> list[tuple]:
     """Requests per 10,000 trivial calls against the loopback Globus Compute service."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from loopback_globus import LoopbackGlobus
@@ -158,7 +323,10 @@ def bench_remote(base: Path) -> list[tuple]:
 
     n = 10_000
     os.environ["HOG_BATCH_UV"] = find_uv()
-    service = LoopbackGlobus().start()
+    try:
+        service = LoopbackGlobus().start()
+    except OSError as exc:
+        return [(f"{n:,} trivial calls on the loopback Globus service", f"SKIPPED: 127.0.0.1:5000 is busy ({exc})")]
     try:
         endpoint = service.add_endpoint()
         env = {**service.environment(), "GLOBUS_COMPUTE_USER_DIR": str(base / "globus-compute"),
@@ -177,7 +345,7 @@ def bench_remote(base: Path) -> list[tuple]:
             ("  submission requests", str(submissions), "", "target <= 3", "holds" if submissions <= 3 else "MISSED")]
 
 
-def bench_coldstart(base: Path) -> list[tuple]:
+def bench_coldstart(base: Path, quick: bool = False) -> list[tuple]:
     """8 tasks at once on a cold environment cache against 1: the environment is built once."""
     script = "# /// script\n# dependencies = [\"six\"]\n# ///\ndef f(x):\n    return x\n"
     folder = project(base / "cold", "calls_per_task: 1\nmax_parallel: 8\nsweep:\n  product:\n    x: {range: [0, 8]}\n", script)
@@ -198,22 +366,40 @@ def bench_coldstart(base: Path) -> list[tuple]:
             ("  8 / 1", f"{ratio:.2f}x", "", "target < 2x, built once", "holds" if holds else "MISSED")]
 
 
-BENCHMARKS = {"plan": bench_plan, "throughput": bench_throughput, "groundhog": bench_groundhog,
-              "overhead": bench_overhead_and_collect, "remote": bench_remote, "coldstart": bench_coldstart}
+BENCHMARKS = {"plan": bench_plan, "scale": bench_scale, "numpy": bench_numpy, "peers": bench_peers,
+              "throughput": bench_throughput, "remote": bench_remote, "coldstart": bench_coldstart,
+              "groundhog": bench_groundhog}
+DEFAULT = ["plan", "scale", "numpy", "peers", "throughput", "coldstart", "remote"]  # groundhog takes over 10 minutes
+
+
+def load() -> str:
+    """The machine's load while the benchmarks ran (it is shared: ratios side by side are what count)."""
+    with open("/proc/loadavg") as handle:
+        return " ".join(handle.read().split()[:3])
 
 
 def main(argv: list[str]) -> int:
-    chosen = argv or list(BENCHMARKS)
+    quick = "--quick" in argv
+    chosen = [a for a in argv if a != "--quick"] or DEFAULT
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark {unknown[0]!r}; choose from: {', '.join(BENCHMARKS)} (and --quick)", file=sys.stderr)
+        return 2
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}")
-    rows = []
+    print(f"load average at start: {load()}{'  (quick mode)' if quick else ''}")
+    sections = []
     with tempfile.TemporaryDirectory(prefix="hog-bench-") as tmp:
         os.environ.setdefault("HOG_BATCH_CACHE_DIR", str(Path(tmp) / "cache"))
         os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
         for name in chosen:
-            rows += BENCHMARKS[name](Path(tmp))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
-    for row in rows:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+            sections.append((name, BENCHMARKS[name](Path(tmp), quick)))
+    print(f"load average at end: {load()}")
+    for name, rows in sections:
+        print(f"\n## {name}\n")
+        for row in rows:
+            print("| " + " | ".join(str(cell) for cell in row) + " |")
+            if row is SCALE_HEADER:
+                print("|" + "---|" * len(row))
     return 0
 
 
