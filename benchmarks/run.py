@@ -392,7 +392,10 @@ def main(argv: list[str]) -> int:
         os.environ.setdefault("HOG_BATCH_CACHE_DIR", str(Path(tmp) / "cache"))
         os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
         for name in chosen:
-            sections.append((name, BENCHMARKS[name](Path(tmp), quick)))
+            try:
+                sections.append((name, BENCHMARKS[name](Path(tmp), quick)))
+            except Exception as exc:  # one broken benchmark must not lose the others' figures
+                sections.append((name, [(f"FAILED: {type(exc).__name__}: {str(exc)[-500:]}",)]))
     print(f"load average at end: {load()}")
     for name, rows in sections:
         print(f"\n## {name}\n")
