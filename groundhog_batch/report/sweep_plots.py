@@ -179,8 +179,9 @@ def result_figure(job: JobView, result: str, roles: Roles | None = None) -> Repo
     fig.update_layout(**layout)
     fig.update_xaxes(title_text=hover_text(roles.x or "call"), row=rows)
     fig.update_yaxes(title_text=hover_text(roles.colour if roles.heatmap else result), col=1)
-    if x_numeric and pd_is_integer(frame["__x"]):
-        fig.update_xaxes(tickformat="d")  # integer parameters get no 0.5 ticks
+    if x_numeric and pd_is_integer(frame["__x"]) and frame["__x"].nunique() <= 20:
+        # a few integer values (seeds, sizes) get a tick each, and no 0.5 ticks between them
+        fig.update_xaxes(tickmode="array", tickvals=sorted(frame["__x"].dropna().unique().tolist()))
     if not x_numeric:
         order = _ordered_values(frame["__x"], False)
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=order)

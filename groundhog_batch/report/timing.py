@@ -30,7 +30,10 @@ def duration_figure(data: ReportData) -> ReportFigure | None:
     low = float(positive.min()) if len(positive) else 1e-6
     high = max(float(seconds.max()), low * 1.001)
     log = high / low > 100
-    edges = np.geomspace(low, high, DURATION_BINS + 1) if log else np.linspace(0, high, DURATION_BINS + 1)
+    start = low if log else float(seconds.min())
+    if not log and high - start < 1e-9:
+        start, high = start * 0.9, high * 1.1 + 1e-6
+    edges = np.geomspace(start, high, DURATION_BINS + 1) if log else np.linspace(start, high, DURATION_BINS + 1)
     fig = go.Figure()
     jobs = list(dict.fromkeys(done["job"]))
     for j, job in enumerate(jobs):
@@ -145,14 +148,16 @@ def timeline_figure(data: ReportData, now: float | None = None) -> ReportFigure 
                                          line={"width": width, "color": PALETTE[j % len(PALETTE)],
                                                "dash": "dot" if running_now else "solid"},
                                          hovertext=hover, hoverinfo="text"), row=1, col=1)
-        fig.update_yaxes(title_text="worker lane", autorange="reversed", tickformat="d", row=1, col=1)
+        n_lanes = max(lanes) + 1
+        fig.update_yaxes(title_text="worker lane", range=[n_lanes - 0.5, -0.5], tickmode="linear", tick0=0,
+                         dtick=max(1, n_lanes // 10), zeroline=False, row=1, col=1)
     else:
         notes.append(f"{len(tasks):,} tasks: only the number running at once is drawn (bars up to {MAX_TASK_BARS:,})")
     fig.add_trace(go.Scatter(x=times, y=running, mode="lines", line={"shape": "hv", "color": "#444"},
                              name="tasks running", fill="tozeroy", fillcolor="rgba(68,68,68,0.15)",
                              hovertemplate="%{x:.3g} s: %{y} running<extra></extra>"),
                   row=2 if bars else 1, col=1)
-    fig.update_yaxes(title_text="running", rangemode="tozero", tickformat="d", row=2 if bars else 1, col=1)
+    fig.update_yaxes(title_text="running", rangemode="tozero", row=2 if bars else 1, col=1)
     fig.update_xaxes(title_text="seconds since the first task started", row=2 if bars else 1, col=1)
     peak = int(np.max(running)) if len(running) else 0
     mean = busy / wall if wall > 0 else float(peak)
