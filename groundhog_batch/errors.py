@@ -49,30 +49,37 @@ def _file_in_the_way(path: Path) -> Path | None:
     return None
 
 
-def unreadable_file(path: Path) -> str | None:
-    """Why ``path`` is not a file to read ("not found: ..."), or None when it is one."""
+def _folder_or_unusable(path: Path) -> str | None:
+    """Why ``path`` cannot be a file: a folder is there, or the path itself is unusable; None otherwise."""
     try:
-        if path.is_file():
-            return None
         if path.is_dir():
             return f"{shorten(str(path))} is a folder, not a file"
     except OSError as exc:
         return f"{shorten(str(path))} cannot be used: {exc.strerror}"
     except ValueError:
         return f"{shorten(str(path))} contains a NUL character"
+    return None
+
+
+def unreadable_file(path: Path) -> str | None:
+    """Why ``path`` is not a file to read ("not found: ..."), or None when it is one."""
+    try:
+        if path.is_file():
+            return None
+    except (OSError, ValueError):
+        pass
+    problem = _folder_or_unusable(path)
+    if problem:
+        return problem
     blocker = _file_in_the_way(path)
     return f"not found: {shorten(str(path))}" + (f" ({shorten(str(blocker))} is a file, not a folder)" if blocker else "")
 
 
 def unwritable_file(path: Path) -> str | None:
     """Why a file cannot be created at ``path`` (a folder there, a file where a folder should be), or None."""
-    try:
-        if path.is_dir():
-            return f"{shorten(str(path))} is a folder, not a file"
-    except OSError as exc:
-        return f"{shorten(str(path))} cannot be used: {exc.strerror}"
-    except ValueError:
-        return f"{shorten(str(path))} contains a NUL character"
+    problem = _folder_or_unusable(path)
+    if problem:
+        return problem
     blocker = _file_in_the_way(path)
     if blocker:
         return f"{shorten(str(path))} cannot be created: {shorten(str(blocker))} is a file, not a folder"

@@ -20,6 +20,18 @@ def square(x, offset=0):
 '''
 
 
+SCRIPT_HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+# One call of f(x) appends x to the file $SIDE_EFFECTS: counts how often each call really ran.
+COUNTING_SCRIPT = SCRIPT_HEAD + (
+    "import os, time\n"
+    "def f(x):\n"
+    "    time.sleep(0.05)\n"
+    "    with open(os.environ['SIDE_EFFECTS'], 'a') as log:\n"
+    "        log.write(f'{x}\\n')\n"
+    "    return x\n"
+)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_environment(tmp_path_factory):
     """Every test shares one uv environment cache; tasks never download a Python."""

@@ -13,19 +13,12 @@ from collections import Counter
 from contextlib import contextmanager
 
 import pytest
+from conftest import COUNTING_SCRIPT as COUNTING
+from conftest import SCRIPT_HEAD as HEAD
 
 from groundhog_batch.api import open_run
 
-HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
 ROWS_SCRIPT = HEAD + "def f(a, b):\n    return a * 10 + b\n"
-COUNTING = HEAD + (
-    "import os, time\n"
-    "def f(x):\n"
-    "    time.sleep(0.05)\n"
-    "    with open(os.environ['SIDE_EFFECTS'], 'a') as log:\n"
-    "        log.write(f'{x}\\n')\n"
-    "    return x\n"
-)
 
 
 def refused(done: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -12,18 +12,11 @@ import time
 from collections import Counter
 
 import pytest
+from conftest import COUNTING_SCRIPT as COUNTING
+from conftest import SCRIPT_HEAD as HEAD
 
 from groundhog_batch.api import open_run
 
-HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
-COUNTING = HEAD + (
-    "import os, time\n"
-    "def f(x):\n"
-    "    time.sleep(0.05)\n"
-    "    with open(os.environ['SIDE_EFFECTS'], 'a') as log:\n"
-    "        log.write(f'{x}\\n')\n"
-    "    return x\n"
-)
 N_CALLS = 40
 
 
