@@ -26,8 +26,8 @@ from .render.runner import TIMEOUT_GRACE_S
 from .sweep import ChunkRef, ChunkSource
 
 AUTO = "auto"
-LOCAL_TASKS_PER_WORKER = 4
-MAX_AUTO_CALLS_PER_TASK_LOCAL = 10_000
+LOCAL_TASKS_PER_WORKER = 2
+MAX_AUTO_CALLS_PER_TASK_LOCAL = 100_000
 MAX_AUTO_CALLS_PER_TASK_REMOTE = 1_000
 REMOTE_MAX_RESULT_BYTES_PER_CALL = 4 * 1000 * 1000  # pickled; base64 brings it to 5.3 MB, under the result limit
 REMOTE_MAX_OUTPUT_BYTES_PER_CALL = 256 * 1024  # each of stdout and stderr

@@ -12,7 +12,7 @@ import sys
 import pandas as pd
 import pytest
 
-from groundhog_batch.render.payload import TaskPayload, iter_records
+from groundhog_batch.render.payload import TaskPayload, iter_records, unframe_records
 from groundhog_batch.render.renderer import runner_source
 from groundhog_batch.render.runner import DELIMITER
 
@@ -98,13 +98,14 @@ def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp
     records_file = tmp_path / "task.records"
     task = subprocess.Popen([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
                              str(tmp_path / "payload.b64")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "HOG_BATCH_RECORDS_FILE": str(records_file)})
+                            env={**os.environ, "HOG_BATCH_RECORDS_FILE": str(records_file), "HOG_BATCH_RECORDS_SECRET": "s3cr3t"})
     assert task.stdout.readline().decode().strip() == DELIMITER
     assert json.loads(task.stdout.readline())["call"] == 0
     task.stdout.close()  # the submitter dies
     task.wait(timeout=60)
     ran = [int(line) for line in side_effects.read_text().split()]
-    recorded = [record["call"] for record in iter_records([DELIMITER, *records_file.read_text().splitlines()])]
+    on_disk = unframe_records(records_file.read_bytes(), "s3cr3t").decode()
+    recorded = [record["call"] for record in iter_records([DELIMITER, *on_disk.splitlines()])]
     assert ran == recorded  # nothing ran without its record on disk
     assert len(ran) <= 2  # the call running when the reader left, at most, after the one read
 

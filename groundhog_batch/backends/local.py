@@ -7,6 +7,8 @@ record reaches the ledger as soon as the call finishes.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import queue
 import signal
@@ -15,7 +17,9 @@ import threading
 import time
 from pathlib import Path
 
+from ..render.payload import unframe_records
 from ..render.runner import DELIMITER
+from ..run_paths import write_atomic
 from .base import Backend, IdsCallback, TaskReport, TaskSubmission
 
 STDERR_TAIL_BYTES = 4000
@@ -49,6 +53,7 @@ class LocalBackend(Backend):
         self._reports: queue.Queue[TaskReport] = queue.Queue()
         self._processes: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._key: bytes | None = None
 
     def submit(self, tasks: list[TaskSubmission], on_ids: IdsCallback) -> None:
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +62,8 @@ class LocalBackend(Backend):
             script_path = self.scratch_dir / f"{task.task_id}.sh"
             stderr_path = self.scratch_dir / f"{task.task_id}.stderr"
             script_path.write_text(task.script)
-            env = dict(self.env, HOG_BATCH_RECORDS_FILE=str(self._records_path(task.task_id)))
+            env = dict(self.env, HOG_BATCH_RECORDS_FILE=str(self._records_path(task.task_id)),
+                       HOG_BATCH_RECORDS_SECRET=self._secret(task.task_id))
             with stderr_path.open("wb") as stderr:
                 process = subprocess.Popen(
                     ["bash", str(script_path)],
@@ -107,6 +113,18 @@ class LocalBackend(Backend):
     def _records_path(self, task_id: str) -> Path:
         return self.scratch_dir / f"{task_id}.records"
 
+    def _secret(self, task_id: str) -> str:
+        """The secret that frames a task's lines in its records file: derived from the run's own key
+        (``tasks/records.key``, private), so a later submitter that resumes the run knows it too."""
+        if self._key is None:
+            path = self.scratch_dir / "records.key"
+            try:
+                self._key = path.read_bytes()
+            except FileNotFoundError:
+                self._key = os.urandom(32).hex().encode()
+                write_atomic(path, self._key)
+        return hmac.new(self._key, task_id.encode(), hashlib.sha256).hexdigest()[:32]
+
     def forget(self, task_id: str) -> None:
         self._records_path(task_id).unlink(missing_ok=True)
 
@@ -119,8 +137,7 @@ class LocalBackend(Backend):
                 data = self._records_path(task_id).read_bytes()
             except FileNotFoundError:
                 data = b""
-            # The copy holds only complete lines, except perhaps a last one cut by a kill.
-            reports.append(TaskReport(task_id, lines=data[:data.rfind(b"\n") + 1], finished=True))
+            reports.append(TaskReport(task_id, lines=unframe_records(data, self._secret(task_id)), finished=True))
             for suffix in (".sh", ".stderr"):
                 (self.scratch_dir / f"{task_id}{suffix}").unlink(missing_ok=True)
         return reports

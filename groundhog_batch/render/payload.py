@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .runner import DELIMITER
+from .runner import DELIMITER, unframe
 
 PICKLE_PROTOCOL = 4  # readable by every Python a task may run on (3.8+)
 
@@ -61,3 +61,18 @@ def iter_records(lines: Iterator[str] | list[str]) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except json.JSONDecodeError:
                 continue
+
+
+def unframe_records(data: bytes, secret: str) -> bytes:
+    """The records in a task's records file, as plain JSON lines.
+
+    Each line the runner wrote there is ``SECRET LENGTH RECORD``; anything else
+    (bytes user code wrote into the file, a line cut short by a kill) is left out.
+    """
+    prefix = secret.encode() + b" "
+    kept = []
+    for line in data.split(b"\n")[:-1]:
+        body = unframe(line, prefix)
+        if body is not None:
+            kept.append(body + b"\n")
+    return b"".join(kept)

@@ -32,21 +32,22 @@ if __name__ == "__main__" and sys.path and not getattr(sys.flags, "safe_path", F
     # random.py or json.py must not stand in for the standard library module.
     del sys.path[0]
 
-import base64  # noqa: E402
-import importlib.util  # noqa: E402
+import binascii  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import pickle  # noqa: E402
 import select  # noqa: E402
 import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
-import traceback  # noqa: E402
+
+# The supervisor imports only what it needs; the worker (a fork of it) imports pickle, importlib.util
+# and traceback when it needs them. A task's start costs what starting one Python costs.
 
 DELIMITER = "__HOG_BATCH_RESULTS_V1__"
 READY = b"R"
-GO = b"g"
+OVER_BUDGET = b"B"
+STARTED = b"S"  # a call starts (sent only when calls have a timeout): "S<position> <Unix seconds>"
+STOP = b"s"
+NEWS = b"N"  # a record is in the file now: look (sent after a slow call, so its record is handed on at once)
 TIMEOUT_GRACE_S = 3.0
 WORKER_CHECK_S = 0.25
 WORKER_EXIT_GRACE_S = 5.0
@@ -86,11 +87,13 @@ def encode_result(value, max_bytes):
         size = len(json.dumps(plain)) if max_bytes else 0
     except (NotPlain, RecursionError):
         try:
+            import pickle
+
             data = pickle.dumps(value, protocol=4)
         except Exception as exc:
             raise TypeError("the result of type %s cannot be serialized: %s: %s"
                             % (type(value).__name__, type(exc).__name__, exc)) from None
-        kind, encoded, size = "pickle", base64.b64encode(data).decode("ascii"), len(data)
+        kind, encoded, size = "pickle", binascii.b2a_base64(data, newline=False).decode("ascii"), len(data)
     if max_bytes and size > max_bytes:
         raise ValueError("the result is %d bytes, over the limit of %d bytes; return less, or write it to a file"
                          % (size, max_bytes))
@@ -120,6 +123,8 @@ def module_name_for(path):
     stem = os.path.splitext(os.path.basename(path))[0]
     if not stem.isidentifier():
         return stem
+    import importlib.util
+
     if stem in sys.modules or stem in sys.builtin_module_names or importlib.util.find_spec(stem) is not None:
         return "hog_script_" + stem
     return stem
@@ -152,6 +157,8 @@ def describe_error(exc, context=""):
 
 
 def import_script(path):
+    import importlib.util
+
     name = module_name_for(path)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -176,6 +183,8 @@ class Capture:
         os.close(source)
 
     def take(self):
+        if not os.lseek(self.fd, 0, os.SEEK_END):
+            return ""  # the call printed nothing here (the usual case): one system call
         text = read_tail(self.fd, self.limit)
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
@@ -183,7 +192,15 @@ class Capture:
 
 
 def temp_fd():
-    """A descriptor of a new anonymous temporary file (deleted when its last descriptor closes)."""
+    """A descriptor of a new anonymous temporary file in the temp dir (deleted when its last descriptor closes)."""
+    flags = getattr(os, "O_TMPFILE", 0)
+    if flags:
+        try:
+            return os.open(os.environ.get("TMPDIR") or "/tmp", flags | os.O_RDWR | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError:
+            pass  # a file system without O_TMPFILE
+    import tempfile
+
     with tempfile.TemporaryFile() as handle:
         return os.dup(handle.fileno())
 
@@ -220,32 +237,64 @@ def read_payload(path, with_body):
     """The payload file: a base64 JSON header line, then a base64 pickle of the arguments."""
     with open(path, "rb") as handle:
         header_line = handle.readline()
-        header = json.loads(base64.b64decode(header_line))
+        header = json.loads(binascii.a2b_base64(header_line))
         if with_body:
-            header.update(pickle.loads(base64.b64decode(handle.read())))
+            import pickle
+
+            header.update(pickle.loads(binascii.a2b_base64(handle.read())))
     return header
 
 
 class Channel:
-    """The worker's end of the records channel: records framed with the supervisor's secret.
+    """The worker's ends of its channels to the supervisor.
 
-    Both descriptors are made non-inheritable and moved off the numbers the
-    supervisor passed, before any user code runs.
+    Records go to the records file, one append each, framed with the task's
+    secret and their length: a record is on disk before the next call starts,
+    and bytes user code writes into the file are never taken for one. Short
+    messages (ready, a call's start, over budget, news) go through a pipe. The
+    supervisor says stop on the control pipe (a read end: user code cannot
+    write into it), whose other end also closes if the supervisor dies. Every
+    descriptor is made non-inheritable and moved off the number the supervisor
+    passed, before any user code runs.
     """
 
-    def __init__(self, records_fd, control_fd):
-        self.records_fd, self.control_fd = _move_away(records_fd), _move_away(control_fd)
-        self.secret = _read_line(self.control_fd)
+    def __init__(self, messages_fd, control_fd, records_fd):
+        self.messages_fd, self.control_fd = _move_away(messages_fd), _move_away(control_fd)
+        self.records_fd = _move_away(records_fd)
+        self.prefix = _read_line(self.control_fd) + b" "
+        self.control = select.poll()
+        self.control.register(self.control_fd, select.POLLIN)
 
-    def send(self, data):
-        write_all(self.records_fd, self.secret + b" " + data + b"\n")
+    def stopped(self):
+        """True when the supervisor said stop, or is gone: start nothing more."""
+        return bool(self.control.poll(0))
 
-    def wait_for_go(self):
-        """True when the supervisor says run the next call; False when it is gone."""
-        try:
-            return os.read(self.control_fd, 1) == GO
-        except OSError:
-            return False
+    def tell(self, message):
+        write_all(self.messages_fd, self.prefix + message + b"\n")
+
+    def record(self, body):
+        write_all(self.records_fd, frame(self.prefix, body))
+
+
+def frame(prefix, body):
+    """A record's line in the records file: ``SECRET LENGTH BODY``; a line cut short fails the length."""
+    return b"%s%d %s\n" % (prefix, len(body), body)
+
+
+def unframe(line, prefix):
+    """The record in one line of a records file, or None (not ours, or cut short)."""
+    at = line.rfind(prefix)
+    if at < 0:
+        return None
+    start = at + len(prefix)
+    space = line.find(b" ", start)
+    if space < 0:
+        return None
+    body = line[space + 1:]
+    try:
+        return body if int(line[start:space]) == len(body) else None
+    except ValueError:
+        return None
 
 
 def _move_away(fd):
@@ -264,13 +313,28 @@ def _read_line(fd):
     return data[:-1]
 
 
-def run_worker(script_path, payload_path, start, channel, out_fd=None, err_fd=None):
-    """Import the script and run calls from position ``start``, each when the supervisor says go."""
+SLOW_CALL_S = 0.02  # a call at least this long tells the supervisor at once that its record is there
+
+
+def success_line(call_index, plain_text, started, finished):
+    """A success record that printed nothing, as ``json.dumps`` of the record dict would write it, faster."""
+    return (b'{"call": %d, "ok": true, "kind": "json", "value": %s, "error": null, "tb": null, "out": "", "err": "", '
+            b'"t0": %r, "t1": %r}' % (call_index, plain_text, started, finished))
+
+
+def run_worker(script_path, payload_path, start, written, channel, out_fd, err_fd):
+    """Import the script and run calls from position ``start`` until done or told to stop.
+
+    ``written``: bytes of the task's stdout already spent; a record that would
+    take it past the payload's ``max_stdout_bytes`` is not written, and the
+    supervisor defers that call and the rest.
+    """
     payload = read_payload(payload_path, with_body=False)
     out = Capture(1, payload.get("max_output_bytes", 0), out_fd)
     err = Capture(2, payload.get("max_output_bytes", 0), err_fd)
     timeout_s = payload.get("timeout_s")
     max_result_bytes = payload.get("max_result_bytes", 0)
+    budget = payload.get("max_stdout_bytes") or 0
     call_indices = payload["calls"]
     if timeout_s:
         signal.signal(signal.SIGALRM, _on_alarm)
@@ -281,13 +345,16 @@ def run_worker(script_path, payload_path, start, channel, out_fd=None, err_fd=No
         swept_kwargs, fixed_args, fixed_kwargs = payload["swept"], payload["args"], payload["kwargs"]
         setup_error = None
     except BaseException as exc:
-        function, setup_error = None, (exc, traceback.format_exc())
-    channel.send(READY)
+        function, setup_error = None, (exc, _format_traceback())
+    channel.tell(READY)
+    dumps, now = json.dumps, time.time
     for position in range(start, len(call_indices)):
-        if not channel.wait_for_go():
-            os._exit(0)  # the supervisor is gone: start nothing more
+        if channel.stopped():
+            os._exit(0)
         call_index = call_indices[position]
-        started = time.time()
+        started = now()
+        if timeout_s:  # the supervisor kills a call stuck past its timeout (in C code, deaf to the alarm)
+            channel.tell(STARTED + b"%d %r" % (position, started))
         record = {"call": call_index, "ok": False, "kind": None, "value": None, "error": None, "tb": None}
         try:
             if setup_error is not None:
@@ -295,8 +362,11 @@ def run_worker(script_path, payload_path, start, channel, out_fd=None, err_fd=No
                 record["error"] = describe_error(exc, " (while loading %s or its arguments)" % os.path.basename(script_path))
                 record["tb"] = text
             else:
-                kwargs = dict(fixed_kwargs)
-                kwargs.update(swept_kwargs[position])
+                if fixed_kwargs:
+                    kwargs = dict(fixed_kwargs)
+                    kwargs.update(swept_kwargs[position])
+                else:
+                    kwargs = swept_kwargs[position]
                 if timeout_s:
                     signal.setitimer(signal.ITIMER_REAL, timeout_s)
                 try:
@@ -308,15 +378,32 @@ def run_worker(script_path, payload_path, start, channel, out_fd=None, err_fd=No
                 record["ok"] = True
         except CallTimeout:
             record["error"] = "TimeoutError: the call exceeded its timeout of %g s" % timeout_s
-            record["tb"] = traceback.format_exc()
+            record["tb"] = _format_traceback()
         except BaseException as exc:
             record["error"] = describe_error(exc)
-            record["tb"] = traceback.format_exc()
-        finished = time.time()
+            record["tb"] = _format_traceback()
+        finished = now()
         _reopen_streams()
-        record["out"], record["err"] = out.take(), err.take()
-        record["t0"], record["t1"] = started, finished
-        channel.send(json.dumps(record).encode())
+        printed, complained = out.take(), err.take()
+        if record["ok"] and record["kind"] == "json" and not printed and not complained:
+            line = success_line(call_index, dumps(record["value"]).encode(), started, finished)
+        else:
+            record["out"], record["err"] = printed, complained
+            record["t0"], record["t1"] = started, finished
+            line = dumps(record).encode()
+        if budget and written + len(line) + 1 > budget:
+            channel.tell(OVER_BUDGET)
+            os._exit(0)
+        channel.record(line)
+        written += len(line) + 1
+        if finished - started >= SLOW_CALL_S:
+            channel.tell(NEWS)
+
+
+def _format_traceback():
+    import traceback
+
+    return traceback.format_exc()
 
 
 def _reopen_streams():
@@ -354,38 +441,63 @@ class SubmitterGone(Exception):
     """Nobody reads the task's stdout any more: the submitter that started it died."""
 
 
-class Output:
-    """The task's stdout, and a copy of every record in HOG_BATCH_RECORDS_FILE when it is set.
+class Records:
+    """The task's records file (HOG_BATCH_RECORDS_FILE, or an anonymous one) and its stdout.
 
-    The copy is written first: if the submitter dies and takes stdout with it,
-    the records of finished calls are still on disk for ``resume``.
+    The worker appends its records to the file; this process appends only the
+    ones it makes itself (a call whose worker died, deferred calls), and hands
+    every record on to stdout, in order, as it follows the file.
     """
 
-    def __init__(self):
+    def __init__(self, prefix):
+        self.prefix = prefix
         path = os.environ.get("HOG_BATCH_RECORDS_FILE")
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-        self.copy_fd = os.open(path, flags, 0o600) if path else None
+        if path:
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            self.fd = os.open(path, flags, 0o600)
+        else:
+            self.fd = temp_fd()
         self.stdout_fd = sys.stdout.fileno()
+        self.offset = os.fstat(self.fd).st_size  # what was read of the file (complete lines only)
 
-    def write(self, data, copy=True):
-        if copy and self.copy_fd is not None:
-            write_all(self.copy_fd, data)
+    def read_new(self):
+        """The complete lines appended since the last read."""
+        chunks = []
+        offset = self.offset
+        while True:
+            block = os.pread(self.fd, 1 << 22, offset)
+            if not block:
+                break
+            chunks.append(block)
+            offset += len(block)
+        data = b"".join(chunks)
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        return data[:end]
+
+    def seal(self):
+        """End a line a killed worker left cut short, and skip it: the next record starts a line of its own."""
+        size = os.fstat(self.fd).st_size
+        if size > self.offset:
+            write_all(self.fd, b"\n")
+            self.offset = size + 1
+
+    def write(self, data):
         try:
             write_all(self.stdout_fd, data)
         except (BrokenPipeError, ConnectionResetError):
             raise SubmitterGone() from None
 
-    def reader_gone(self):
-        """True when the read end of stdout is closed (a pipe whose reader died)."""
-        try:
-            poller = select.poll()
-            poller.register(self.stdout_fd, select.POLLOUT)
-            return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
-        except (AttributeError, OSError, ValueError):
-            return False
+    def write_own(self, body):
+        """A record this process made: into the records file first, then to stdout."""
+        self.seal()
+        write_all(self.fd, frame(self.prefix, body))
+        self.offset = os.fstat(self.fd).st_size
+        self.write(body + b"\n")
 
 
 _current_worker = [None]
+_current_control = [None]  # the supervisor's end of the running worker's control pipe
 _stopping = [0, 0.0]  # the exit status a SIGTERM or SIGINT asked for, and when the running call is killed
 
 
@@ -393,25 +505,151 @@ def _on_terminate(signum, frame):
     """Stop: no call starts any more; the running one has STOP_GRACE_S to finish and be recorded."""
     if not _stopping[0]:
         _stopping[0], _stopping[1] = 128 + signum, time.time() + STOP_GRACE_S
+    _tell_stop()
+
+
+def _tell_stop():
+    """Tell the running worker to start no more calls."""
+    if _current_control[0] is not None:
+        try:
+            os.write(_current_control[0], STOP)
+        except OSError:
+            pass
 
 
 def _kill_worker():
     worker = _current_worker[0]
     if worker is not None:
+        worker.kill()
+
+
+class _Worker:
+    """A worker: a fork of this process, in a session of its own, that imports the script and runs the calls.
+
+    A fork costs a millisecond where starting a Python costs tens; the worker
+    shares nothing with this process but the descriptors it is given, and it
+    never returns into this process's code.
+    """
+
+    def __init__(self, pid):
+        self.pid, self.returncode = pid, None
+
+    @classmethod
+    def start(cls, script_path, payload_path, start, written, messages_w, control_r, records_fd, captured):
+        die_with_parent = _prctl_pdeathsig()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        pid = os.fork()
+        if pid:
+            return cls(pid)
+        code = 70  # EX_SOFTWARE: the worker itself failed
         try:
-            os.killpg(worker.pid, signal.SIGKILL)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+                signal.signal(signum, signal.SIG_DFL)
+            os.setsid()
+            die_with_parent()
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+            _close_all_but({messages_w, control_r, records_fd, *captured})
+            channel = Channel(messages_w, control_r, records_fd)
+            run_worker(script_path, payload_path, start, written, channel, captured[0], captured[1])
+            code = 0
+            _finish_like_exit()
+        except BaseException:
+            try:
+                _reopen_streams()
+                sys.stderr.write(_format_traceback())
+                sys.stderr.flush()
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        return self.returncode
+
+    def wait(self, timeout_s=None):
+        """The exit status; None if it still runs after ``timeout_s``."""
+        if timeout_s is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            return self.returncode
+        deadline = time.time() + timeout_s
+        while self.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        return self.returncode
+
+    def kill(self):
+        """SIGKILL the worker's whole session (whatever the call started, too)."""
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)  # it may not lead its session yet
+            except OSError:
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # its group outlives it while a child of it lives: no pid reuse
         except OSError:
             pass
 
 
-def _die_with_parent():
-    """Linux: the worker gets SIGKILL when its supervisor dies, however it dies."""
-    try:
-        import ctypes
+def _finish_like_exit():
+    """What Python does on a normal exit: wait for the script's non-daemon threads, run its atexit functions."""
+    import threading
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None and threading.current_thread() is threading.main_thread():
+        shutdown()
+    import atexit
+
+    run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_functions is not None:
+        run_exit_functions()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
+def _close_all_but(keep):
+    """Close every descriptor from 3 up but those in ``keep`` (what a fresh process would not have)."""
+    try:
+        open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        open_fds = range(3, min(os.sysconf("SC_OPEN_MAX"), 65536))
+    for fd in open_fds:
+        if fd >= 3 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+_PDEATHSIG = []
+
+
+def _prctl_pdeathsig():
+    """A function that makes the calling process get SIGKILL when its parent dies (Linux; elsewhere it does nothing)."""
+    if not _PDEATHSIG:
+        action = lambda: None  # noqa: E731
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                prctl = ctypes.CDLL(None, use_errno=True).prctl
+                action = lambda: prctl(1, signal.SIGKILL)  # noqa: E731  PR_SET_PDEATHSIG
+            except Exception:
+                pass
+        _PDEATHSIG.append(action)
+    return _PDEATHSIG[0]
 
 
 def _deferred(call_index, reason):
@@ -427,6 +665,14 @@ class TaskStop(Exception):
         self.returncode = returncode
 
 
+def _task_secret():
+    """The secret that frames the task's records: the submitter's (kept out of user code's environment), or new."""
+    secret = os.environ.pop("HOG_BATCH_RECORDS_SECRET", "")
+    if not secret or not secret.isalnum():
+        secret = binascii.hexlify(os.urandom(16)).decode().upper()
+    return secret.encode()
+
+
 def supervise(script_path, payload_path):
     """Run every call of the payload through workers; print the records after the delimiter.
 
@@ -437,27 +683,15 @@ def supervise(script_path, payload_path):
     service's size limit).
     """
     payload = read_payload(payload_path, with_body=False)
-    calls = payload["calls"]
-    timeout_s = payload.get("timeout_s")
-    walltime_s = payload.get("walltime_s")
-    deadline = time.time() + walltime_s if walltime_s else None
-    budget = payload.get("max_stdout_bytes") or 0
     signal.signal(signal.SIGTERM, _on_terminate)
     signal.signal(signal.SIGINT, _on_terminate)
-    stdout = Output()
-    state = {"position": 0, "written": 0}
-
-    def emit(line, position):
-        if budget and state["written"] + len(line) + 1 > budget:
-            stdout.write(b"".join((json.dumps(_deferred(call_index, "output budget of the task spent")) + "\n").encode()
-                                  for call_index in calls[position:]))
-            raise TaskStop(0)
-        stdout.write(line + b"\n")
-        state["written"] += len(line) + 1
-
+    secret = _task_secret()
+    records = Records(secret + b" ")
+    task = _Task(script_path, payload_path, payload, secret, records)
     try:
-        stdout.write((DELIMITER + "\n").encode(), copy=False)
-        _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, walltime_s, emit, state, stdout)
+        records.write((DELIMITER + "\n").encode())
+        task.written = len(DELIMITER) + 1
+        task.run()
         returncode = 0
     except TaskStop as stop:
         returncode = stop.returncode
@@ -471,143 +705,229 @@ def supervise(script_path, payload_path):
     return _stopping[0] or returncode
 
 
-def _go(stdout, control_fd):
-    """Let the worker start its next call, if the submitter still listens; the time it started."""
-    if _stopping[0]:
-        return None
-    if stdout.reader_gone():
-        raise SubmitterGone()
-    try:
-        os.write(control_fd, GO)
-    except OSError:
-        pass  # the worker died: its end of the records channel closes next
-    return time.time()
+class _Task:
+    """The supervisor's state: which call comes next, how much of stdout is spent, the worker running the calls."""
 
+    def __init__(self, script_path, payload_path, payload, secret, records):
+        self.script_path, self.payload_path, self.secret, self.records = script_path, payload_path, secret, records
+        self.prefix = secret + b" "
+        self.calls = payload["calls"]
+        self.timeout_s = payload.get("timeout_s")
+        self.walltime_s = payload.get("walltime_s")
+        self.deadline = time.time() + self.walltime_s if self.walltime_s else None
+        self.output_limit = payload.get("max_output_bytes", 0)
+        self.budget = payload.get("max_stdout_bytes") or 0
+        self.position = 0  # the next call to report on
+        self.written = 0  # bytes of stdout spent
+        self.reader_gone = False
+        self.last_finished = None  # when the last reported call finished (the next one started then)
 
-def _supervise_calls(script_path, payload_path, calls, timeout_s, deadline, walltime_s, emit, state, stdout):
-    output_limit = read_payload(payload_path, with_body=False).get("max_output_bytes", 0)
-    while state["position"] < len(calls) and not _stopping[0]:
-        records_r, records_w = os.pipe()
+    def emit_own(self, record):
+        line = json.dumps(record).encode()
+        if self.budget and self.written + len(line) + 1 > self.budget and not record.get("deferred"):
+            self.defer_rest("output budget of the task spent")
+            raise TaskStop(0)
+        self.records.write_own(line)
+        self.written += len(line) + 1
+        self.position += 1
+
+    def defer_rest(self, reason):
+        for call_index in self.calls[self.position:]:
+            self.emit_own(_deferred(call_index, reason))
+
+    def take_records(self):
+        """Hand on, in order, the worker's records that reached the records file since the last look."""
+        data = self.records.read_new()
+        if not data:
+            return False
+        out = []
+        calls, prefix = self.calls, self.prefix
+        last = None
+        for line in data.split(b"\n")[:-1]:
+            body = unframe(line, prefix)
+            position = self.position
+            if body is None or position >= len(calls) or not body.startswith(b'{"call": %d, ' % calls[position]):
+                continue  # not the runner's (bytes user code wrote into the file), or cut short by a kill
+            out.append(body)
+            self.position = position + 1
+            last = body
+        if last is not None:
+            self.last_finished = last
+        if out and not self.reader_gone:
+            text = b"\n".join(out) + b"\n"
+            try:
+                self.records.write(text)
+            except SubmitterGone:
+                self.reader_left()
+            self.written += len(text)
+        return bool(out)
+
+    def reader_left(self):
+        self.reader_gone = True
+        _tell_stop()  # the call running now is the last: its record reaches the records file
+
+    def run(self):
+        while self.position < len(self.calls) and not _stopping[0]:
+            self.run_worker()
+
+    def run_worker(self):
+        """One worker, from the current position until it is done, stops or dies; then what it left unsaid."""
+        messages_r, messages_w = os.pipe()
         control_r, control_w = os.pipe()
         captured = [temp_fd(), temp_fd()]  # the worker's stdout and stderr
-        secret = base64.b16encode(os.urandom(16))
-        worker = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", script_path, payload_path, str(state["position"]),
-             str(records_w), str(control_r), str(captured[0]), str(captured[1])],
-            pass_fds=(records_w, control_r, *captured), stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+        worker = _Worker.start(self.script_path, self.payload_path, self.position, self.written,
+                               messages_w, control_r, self.records.fd, captured)
         _current_worker[0] = worker
-        os.close(records_w)
+        os.close(messages_w)
         os.close(control_r)
-        if _stopping[0]:
-            _kill_worker()
         try:
-            write_all(control_w, secret + b"\n")
+            write_all(control_w, self.secret + b"\n")
         except OSError:
             pass
-        prefix = secret + b" "
-        ready, buffer, call_started, killed_for_timeout, exited = False, b"", None, False, False
-        running = False  # a call was given the go and has not reported yet
-        while state["position"] < len(calls):
-            wait_s = None
-            if timeout_s and call_started is not None:
-                wait_s = max(0.0, call_started + timeout_s + TIMEOUT_GRACE_S - time.time())
-            if deadline is not None:
-                wait_s = max(0.0, min(wait_s if wait_s is not None else deadline, deadline - time.time()))
-            # A process the call forked (a daemon) may hold the channel open after the worker is gone:
-            # look at the worker itself now and then rather than wait for the channel to close.
-            limit_s = 0.0 if exited else WORKER_CHECK_S
-            limit_s = limit_s if wait_s is None else min(wait_s, limit_s)
-            if _stopping[0]:
-                if not running or time.time() >= _stopping[1]:
-                    _kill_worker()
-                    break
-                limit_s = min(limit_s, max(0.0, _stopping[1] - time.time()))
-            readable, _, _ = select.select([records_r], [], [], limit_s)
-            if not readable:
-                if exited:
-                    break
-                if wait_s is not None and wait_s <= limit_s:
-                    _kill_worker()
-                    if deadline is not None and time.time() >= deadline:
-                        _stop_at_walltime(calls, state["position"], call_started, walltime_s, emit)
-                    killed_for_timeout = True
-                    break
-                exited = worker.poll() is not None
-                continue
-            block = os.read(records_r, 1 << 20)
-            if not block:
-                break
-            buffer += block
-            lines = buffer.split(b"\n")
-            buffer = lines.pop()
-            for line in lines:
-                at = line.rfind(prefix)
-                if at < 0:
-                    continue  # not from the runner: bytes the user's code wrote into the channel
-                body = line[at + len(prefix):]
-                if not ready:
-                    ready = body == READY
-                    call_started = _go(stdout, control_w) if ready else None
-                    running = call_started is not None
-                    continue
-                position = state["position"]
-                if position >= len(calls) or not body.startswith(b'{"call": %d, ' % calls[position]):
-                    continue
-                emit(body, position)
-                state["position"] = position + 1
-                running = False
-                if state["position"] < len(calls):
-                    call_started = _go(stdout, control_w)
-                    running = call_started is not None
-        os.close(records_r)
-        os.close(control_w)
+        _current_control[0] = control_w
+        if _stopping[0] or self.reader_gone:
+            _tell_stop()
+        watch = _Watch(self, worker, messages_r)
         try:
-            returncode = worker.wait(timeout=WORKER_EXIT_GRACE_S)
-        except subprocess.TimeoutExpired:  # done with every call, yet it lingers (a thread that never ends)
+            watch.follow()
+        finally:
+            _current_control[0] = None
+            os.close(control_w)
+            os.close(messages_r)
+        returncode = worker.wait(WORKER_EXIT_GRACE_S)
+        if returncode is None:  # done with every call, yet it lingers (a thread that never ends)
             _kill_worker()
             returncode = worker.wait()
         _kill_worker()  # anything the call left behind
-        printed = [read_tail(fd, output_limit) for fd in captured]  # by a call that did not report: kept below
+        printed = [read_tail(fd, self.output_limit) for fd in captured]  # by a call that did not report: kept below
         for fd in captured:
             os.close(fd)
+        self.take_records()
+        if self.reader_gone:
+            raise SubmitterGone()
         if _stopping[0]:
             raise TaskStop(_stopping[0])
-        position = state["position"]
-        if position >= len(calls):
-            break
-        started = call_started or time.time()
-        if killed_for_timeout:
-            error = "TimeoutError: the call exceeded its timeout of %g s and was killed after %g s more" % (timeout_s, TIMEOUT_GRACE_S)
-        elif not ready:
+        if watch.over_budget:
+            self.defer_rest("output budget of the task spent")
+            raise TaskStop(0)
+        if self.position >= len(self.calls):
+            return
+        started = watch.started_of(self.position)
+        if watch.killed_at_walltime:
+            error = "TimeoutError: the task ran past its walltime of %g s while this call ran" % self.walltime_s
+            self.emit_own(_synthetic(self.calls[self.position], error, started))
+            self.defer_rest("the task ran past its walltime")
+            raise TaskStop(124)
+        if watch.killed_for_timeout:
+            error = ("TimeoutError: the call exceeded its timeout of %g s and was killed after %g s more"
+                     % (self.timeout_s, TIMEOUT_GRACE_S))
+        elif not watch.ready:
             error = "WorkerDied: the worker died while importing the script: " + _death_reason(returncode)
         else:
             error = "WorkerDied: " + _death_reason(returncode)
-        if not ready and not killed_for_timeout:
-            for offset, call_index in enumerate(calls[position:]):
-                emit(json.dumps(_synthetic(call_index, error, started, *(printed if offset == 0 else ()))).encode(),
-                     position + offset)
-            break
-        emit(json.dumps(_synthetic(calls[position], error, started, *printed)).encode(), position)
-        state["position"] += 1
+        self.emit_own(_synthetic(self.calls[self.position], error, started, *printed))
+        if not watch.ready:
+            while self.position < len(self.calls):
+                self.emit_own(_synthetic(self.calls[self.position], error, started))
 
 
-def _stop_at_walltime(calls, position, call_started, walltime_s, emit):
-    """The task's walltime is up: the running call fails, the others are deferred, the task exits 124."""
-    error = "TimeoutError: the task ran past its walltime of %g s while this call ran" % walltime_s
-    emit(json.dumps(_synthetic(calls[position], error, call_started or time.time())).encode(), position)
-    for offset, call_index in enumerate(calls[position + 1:]):
-        emit(json.dumps(_deferred(call_index, "the task ran past its walltime")).encode(), position + 1 + offset)
-    raise TaskStop(124)
+TAIL_MIN_S = 0.01  # how often the supervisor looks at the records file while records come in; idle, up to WORKER_CHECK_S
+
+
+class _Watch:
+    """Follow one worker: its messages, its records as they reach the file, its time limits."""
+
+    def __init__(self, task, worker, messages_r):
+        self.task, self.worker, self.messages_r = task, worker, messages_r
+        self.ready = self.over_budget = self.killed_for_timeout = self.killed_at_walltime = False
+        self.ready_at = time.time()
+        self.running, self.running_since = -1, None  # the call the worker said it started (calls with a timeout)
+
+    def started_of(self, position):
+        """When the call at ``position`` started, as well as this process knows."""
+        if self.running == position and self.running_since is not None:
+            return self.running_since
+        last = self.task.last_finished
+        if last is not None:
+            try:
+                return float(json.loads(last)["t1"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        return self.ready_at
+
+    def follow(self):
+        task = self.task
+        poller = select.poll()
+        poller.register(self.messages_r, select.POLLIN)
+        stdout_fd = task.records.stdout_fd
+        if not task.reader_gone:
+            poller.register(stdout_fd, 0)  # only its errors: the reader of the task's stdout went away
+        buffer, exited, tail_s = b"", False, TAIL_MIN_S
+        while True:
+            limit_s = 0.0 if exited else tail_s
+            now = time.time()
+            timeout_at = None
+            if task.timeout_s and self.running >= task.position and self.running_since is not None:
+                timeout_at = self.running_since + task.timeout_s + TIMEOUT_GRACE_S
+                limit_s = min(limit_s, max(0.0, timeout_at - now))
+            if task.deadline is not None:
+                limit_s = min(limit_s, max(0.0, task.deadline - now))
+            if _stopping[0]:
+                limit_s = min(limit_s, max(0.0, _stopping[1] - now))
+            events = poller.poll(limit_s * 1000)
+            tail_s = TAIL_MIN_S if task.take_records() else min(tail_s * 2, WORKER_CHECK_S)
+            if not events:
+                if exited:
+                    return
+                now = time.time()
+                if _stopping[0] and now >= _stopping[1]:
+                    _kill_worker()
+                    exited = True
+                elif task.deadline is not None and now >= task.deadline:
+                    _kill_worker()
+                    self.killed_at_walltime = exited = True
+                elif timeout_at is not None and now >= timeout_at:
+                    _kill_worker()
+                    self.killed_for_timeout = exited = True
+                elif tail_s >= WORKER_CHECK_S:
+                    # A process the call forked (a daemon) may hold the pipe open after the worker is gone:
+                    # look at the worker itself now and then rather than wait for the pipe to close.
+                    exited = self.worker.poll() is not None
+                continue
+            for fd, _flags in events:
+                if fd == stdout_fd:
+                    poller.unregister(stdout_fd)
+                    task.reader_left()
+                    continue
+                block = os.read(self.messages_r, 1 << 16)
+                if not block:
+                    return
+                buffer = self.take_messages(buffer + block)
+
+    def take_messages(self, data):
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        prefix = self.task.prefix
+        for line in lines:
+            at = line.rfind(prefix)
+            if at < 0:
+                continue  # not from the runner: bytes the user's code wrote into the pipe
+            body = line[at + len(prefix):]
+            if not self.ready:
+                self.ready = body == READY
+                self.ready_at = time.time()
+            elif body.startswith(STARTED):
+                try:
+                    position, started = body[len(STARTED):].split(b" ")
+                    self.running, self.running_since = int(position), float(started)
+                except ValueError:
+                    pass
+            elif body == OVER_BUDGET:
+                self.over_budget = True
+        return rest
 
 
 def main(argv):
-    if len(argv) >= 2 and argv[1] == "--worker":
-        _die_with_parent()
-        script_path, payload_path, start = argv[2], argv[3], int(argv[4])
-        channel = Channel(int(argv[5]), int(argv[6]))
-        run_worker(script_path, payload_path, start, channel, int(argv[7]), int(argv[8]))
-        return 0
     if len(argv) != 3:
         sys.stderr.write("usage: hog_runner.py SCRIPT.py PAYLOAD.b64\n")
         return 2
