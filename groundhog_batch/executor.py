@@ -157,6 +157,9 @@ class Executor:
         state = self.ledger.states()[job.name]
         if PENDING not in state and WAITING not in state:
             return
+        if state.count(PENDING) == len(state):  # nothing has run yet: every call, without looking at each
+            yield from iter_calls(job)
+            return
         ready = self.ledger.ready
         now = time.time()
         for call in iter_calls(job):

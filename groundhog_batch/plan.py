@@ -14,7 +14,8 @@ import math
 import pickle
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple
 
 from . import datafiles
 from .errors import ManifestError
@@ -37,8 +38,7 @@ PAYLOAD_HEADER_BYTES_PER_CALL = 12  # the call's index in the payload header
 PAYLOAD_FIXED_BYTES = 1024  # the header's other fields, the pickle's own framing
 
 
-@dataclass(frozen=True)
-class PlannedCall:
+class PlannedCall(NamedTuple):
     job: str
     index: int  # 0-based, within its job
     params: dict[str, Any]  # the swept values as the results table shows them
@@ -75,8 +75,9 @@ class ChunkResolver:
 
 
 def iter_calls(job: JobSpec) -> Iterator[PlannedCall]:
-    for index, point in enumerate(job.sweep.points()):
-        yield PlannedCall(job.name, index, point.params, point.kwargs)
+    name, make = job.name, tuple.__new__  # a million calls: skip the NamedTuple's own __new__
+    for index, (params, kwargs) in enumerate(job.sweep.pairs()):
+        yield make(PlannedCall, (name, index, params, kwargs))
 
 
 def parse_walltime_s(value: Any) -> float | None:
@@ -179,6 +180,11 @@ class Plan:
         """Pack calls (all of the job's, or the given ones) into tasks, in order."""
         per_task = self.calls_per_task(job)
         budget = self.payload_budget_bytes(job)
+        if not budget:  # no byte limit (local): just cut the calls into runs of per_task
+            remaining = iter(iter_calls(job) if calls is None else calls)
+            while batch := list(islice(remaining, per_task)):
+                yield Task(job, batch)
+            return
         fixed = PAYLOAD_FIXED_BYTES + self._job_arguments_bytes(job) if budget else 0
         batch: list[PlannedCall] = []
         batch_bytes = fixed
@@ -223,7 +229,8 @@ class Plan:
         return TaskPayload(
             function=job.function,
             call_indices=[call.index for call in task.calls],
-            swept_kwargs=[resolver.resolve(call.kwargs) for call in task.calls],
+            swept_kwargs=[resolver.resolve(call.kwargs) for call in task.calls] if resolver.sources
+            else [call.kwargs for call in task.calls],
             args=job.args,
             kwargs=job.kwargs,
             timeout_s=job.timeout_s,

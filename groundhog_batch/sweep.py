@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import datafiles
 from .errors import KeyPath, ManifestError, unreadable_file
@@ -50,8 +50,7 @@ class ChunkSource:
     key_path: KeyPath = ()  # where the manifest defines it
 
 
-@dataclass
-class Point:
+class Point(NamedTuple):
     params: dict[str, Any]  # what the results table shows (a chunk's index for chunks)
     kwargs: dict[str, Any]  # what the function receives (ChunkRef for chunks passed by value)
 
@@ -122,17 +121,23 @@ class Sweep:
         return None
 
     def points(self) -> Iterator[Point]:
+        for params, kwargs in self.pairs():
+            yield Point(params, kwargs)
+
+    def pairs(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """The points as plain ``(params, kwargs)`` tuples: what planning a million calls walks."""
         for part in self.parts:
-            for fragments in odometer(part.axes):
-                params: dict[str, Any] = {}
-                kwargs: dict[str, Any] = {}
+            if any(len(axis) == 0 for axis in part.axes):
+                continue
+            *outer, last = part.axes or [[()]]
+            for fragments in odometer(outer):
+                base_params: dict[str, Any] = {}
+                base_kwargs: dict[str, Any] = {}
                 for fragment in fragments:
                     for name, shown, passed in fragment:
-                        params[name] = shown
-                        kwargs[name] = passed
-                if part.exclude and any(_matches(params, entry) for entry in part.exclude):
-                    continue
-                yield Point(params, kwargs)
+                        base_params[name] = shown
+                        base_kwargs[name] = passed
+                yield from _innermost(part, base_params, base_kwargs, last)
 
     def columns(self, start: int, stop: int) -> dict[str, list] | None:
         """The table values of points ``start``..``stop - 1``, one list per parameter (None where a point lacks it).
@@ -227,6 +232,30 @@ def _same(a: Any, b: Any) -> bool:
 
 def _matches(params: dict[str, Any], entry: dict[str, Any]) -> bool:
     return all(key in params and _same(params[key], value) for key, value in entry.items())
+
+
+def _innermost(part: SweepPart, base_params: dict[str, Any], base_kwargs: dict[str, Any],
+               axis: Sequence[Fragment]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """The points along the fastest axis, the other axes' values fixed: the hot loop of planning."""
+    exclude = part.exclude
+    if isinstance(axis, _LazyAxis) and not exclude:  # one name, shown as passed: no per-point fragment
+        name = axis.name
+        for value in axis.values:
+            params = base_params.copy()
+            params[name] = value
+            kwargs = base_kwargs.copy()
+            kwargs[name] = value
+            yield params, kwargs
+        return
+    for fragment in axis:
+        params = base_params.copy()
+        kwargs = base_kwargs.copy()
+        for name, shown, passed in fragment:
+            params[name] = shown
+            kwargs[name] = passed
+        if exclude and any(_matches(params, entry) for entry in exclude):
+            continue
+        yield params, kwargs
 
 
 def odometer(axes: Sequence[Sequence[Fragment]]) -> Iterator[tuple[Fragment, ...]]:

@@ -317,9 +317,12 @@ SLOW_CALL_S = 0.02  # a call at least this long tells the supervisor at once tha
 
 
 def success_line(call_index, plain_text, started, finished):
-    """A success record that printed nothing, as ``json.dumps`` of the record dict would write it, faster."""
-    return (b'{"call": %d, "ok": true, "kind": "json", "value": %s, "error": null, "tb": null, "out": "", "err": "", '
-            b'"t0": %r, "t1": %r}' % (call_index, plain_text, started, finished))
+    """The record of a call that returned JSON-able data and printed nothing: the common case, made short.
+
+    A reader takes a missing ``error``, ``tb``, ``out`` or ``err`` for none.
+    """
+    return b'{"call": %d, "ok": true, "kind": "json", "value": %s, "t0": %r, "t1": %r}' % (
+        call_index, plain_text, started, finished)
 
 
 def run_worker(script_path, payload_path, start, written, channel, out_fd, err_fd):
@@ -356,11 +359,12 @@ def run_worker(script_path, payload_path, start, written, channel, out_fd, err_f
         if timeout_s:  # the supervisor kills a call stuck past its timeout (in C code, deaf to the alarm)
             channel.tell(STARTED + b"%d %r" % (position, started))
         record = {"call": call_index, "ok": False, "kind": None, "value": None, "error": None, "tb": None}
+        value = text = None
         try:
             if setup_error is not None:
-                exc, text = setup_error
+                exc, setup_traceback = setup_error
                 record["error"] = describe_error(exc, " (while loading %s or its arguments)" % os.path.basename(script_path))
-                record["tb"] = text
+                record["tb"] = setup_traceback
             else:
                 if fixed_kwargs:
                     kwargs = dict(fixed_kwargs)
@@ -374,7 +378,10 @@ def run_worker(script_path, payload_path, start, written, channel, out_fd, err_f
                 finally:
                     if timeout_s:
                         signal.setitimer(signal.ITIMER_REAL, 0)
-                record["kind"], record["value"] = encode_result(value, max_result_bytes)
+                if type(value) is int and not max_result_bytes:
+                    text = b"%d" % value  # the commonest result, encoded without a look at its type
+                else:
+                    record["kind"], record["value"] = encode_result(value, max_result_bytes)
                 record["ok"] = True
         except CallTimeout:
             record["error"] = "TimeoutError: the call exceeded its timeout of %g s" % timeout_s
@@ -385,9 +392,13 @@ def run_worker(script_path, payload_path, start, written, channel, out_fd, err_f
         finished = now()
         _reopen_streams()
         printed, complained = out.take(), err.take()
-        if record["ok"] and record["kind"] == "json" and not printed and not complained:
+        if text is not None and not printed and not complained:
+            line = success_line(call_index, text, started, finished)
+        elif record["ok"] and record["kind"] == "json" and not printed and not complained:
             line = success_line(call_index, dumps(record["value"]).encode(), started, finished)
         else:
+            if text is not None:
+                record["kind"], record["value"] = "json", value
             record["out"], record["err"] = printed, complained
             record["t0"], record["t1"] = started, finished
             line = dumps(record).encode()
