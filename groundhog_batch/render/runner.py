@@ -4,23 +4,30 @@ Usage (from the task script)::
 
     python hog_runner.py SCRIPT.py PAYLOAD.b64
 
-It prints a delimiter line, then one JSON record per call, in order, as each
-call finishes. The calls run in a worker process that imports the script as a
-module named after its stem (so ``if __name__ == "__main__"`` blocks never
-run). This supervising process watches it: a call that kills the worker
-(``os._exit``, a signal, a segfault) is recorded as failed with that reason
-and the calls after it go on in a fresh worker; a call over its timeout gets a
-TimeoutError raised inside it and, if it does not return within a short grace
-(stuck in C code), its worker is killed.
+It prints a delimiter line, then one JSON record per call, in order, as calls
+finish. The calls run in a worker process (a fork of this one) that imports the
+script as a module named after its stem (so ``if __name__ == "__main__"``
+blocks never run). This supervising process watches it: a call that kills the
+worker (``os._exit``, a signal, a segfault) is recorded as failed with that
+reason and the calls after it go on in a fresh worker; a call over its timeout
+gets a TimeoutError raised inside it and, if it does not return within a short
+grace (stuck in C code), its worker is killed.
 
-The worker runs one call per go-ahead from the supervisor, which gives it only
-once the previous call's record is on disk (``HOG_BATCH_RECORDS_FILE``) and
-the submitter still reads the task's stdout: a task whose submitter died stops
-after the call it was running, and nothing runs without its record being kept.
-The records channel is not inheritable (a background child cannot hold the
-task open) and each record carries a secret the supervisor sent the worker, so
-bytes the user's code writes to a stray descriptor are not taken as a record;
-the call a record belongs to is the supervisor's own count, never the record's.
+The worker appends each call's record to the records file
+(``HOG_BATCH_RECORDS_FILE``, or an anonymous one) before it starts the next
+call, so nothing runs without the record of what ran before it being on disk;
+it needs nobody's go-ahead, so a call that returns at once costs a few
+microseconds. Before each call it looks at its control pipe: the supervisor
+says stop there when it is told to (SIGTERM) or when the submitter stops
+reading the task's stdout, and the pipe closes if the supervisor dies, so a
+task whose submitter died stops after the call it was running. The supervisor
+follows the records file and hands each record on to stdout; it decides which
+call a record belongs to (its own count, never the record's). Each line of the
+file is framed with a secret the worker got on its control pipe and with its
+own length, so bytes user code writes to a stray descriptor, or a line cut
+short by a kill, are never taken for a record; the worker's descriptors are
+not inherited by what the call starts (a background child cannot hold the
+task open).
 
 It must run on any Python from 3.8 on, with nothing installed.
 """
