@@ -132,10 +132,16 @@ class Executor:
         return wake is not None and wake <= now
 
     def _round(self) -> None:
-        """Submit the ready calls, as many tasks at once as there are free slots; wait for them all."""
+        """Submit the ready calls, as many tasks at once as there are free slots; wait for them all.
+
+        Each task is packed and rendered before a slot frees, so a finished
+        task is followed by the next one at once; a batch goes out as soon as
+        it fills the free slots.
+        """
         for job in self.plan.jobs:
-            batch: list[Task] = []
+            batch: list[TaskSubmission] = []
             for task in self.plan.tasks(job, self._ready_calls(job)):
+                prepared = self._prepare(task)
                 while len(self.in_flight) + len(batch) >= job.max_parallel:
                     if batch:
                         self._submit(batch)
@@ -144,7 +150,10 @@ class Executor:
                     self._absorb(self.backend.poll(POLL_INTERVAL_S))
                     if self._cancel_requested() or self._halt_due():
                         return
-                batch.append(task)
+                batch.append(prepared)
+                if len(self.in_flight) + len(batch) >= job.max_parallel:
+                    self._submit(batch)
+                    batch = []
             if batch:
                 self._submit(batch)
         while self.in_flight:
@@ -167,13 +176,14 @@ class Executor:
             if code == PENDING or (code == WAITING and ready(job.name, call.index, now, state)):
                 yield call
 
-    def _submit(self, tasks: list[Task]) -> None:
-        submissions = []
-        for task in tasks:
-            task_id = f"{task.job.name}-{uuid.uuid4().hex[:10]}"
-            payload = self.plan.payload(task).encode()
-            script = self.plan.render(task, payload) if self.backend.needs_script else ""
-            submissions.append(TaskSubmission(task_id, task.job.name, [c.index for c in task.calls], script, payload))
+    def _prepare(self, task: Task) -> TaskSubmission:
+        """The task as the backend takes it: its id, payload and rendered script."""
+        task_id = f"{task.job.name}-{uuid.uuid4().hex[:10]}"
+        payload = self.plan.payload(task).encode()
+        script = self.plan.render(task, payload) if self.backend.needs_script else ""
+        return TaskSubmission(task_id, task.job.name, [c.index for c in task.calls], script, payload)
+
+    def _submit(self, submissions: list[TaskSubmission]) -> None:
         # State first: the tasks are in the ledger before they exist, and each group of backend ids
         # is committed as soon as the backend has it, before the next request.
         self.ledger.mark_submitted([(s.task_id, s.job, s.calls) for s in submissions], self.backend.name)
