@@ -134,3 +134,14 @@ def test_plan_json_reports_jobs_calls_tasks_and_payload_sizes(project):
     report = json.loads(project.cli("plan", "sweep.yaml", "--json").stdout)
     job = report["jobs"][0]
     assert report["n_calls"] == 5 and job["n_tasks"] == 3 and job["payload_bytes"]["max"] > 0
+    assert job["payload_bytes"]["measured"] is True
+
+
+def test_plan_of_a_hundred_million_local_calls_counts_its_tasks_and_estimates_their_payloads(project):
+    project.write("work.py", HEAD + "def f(x, y):\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n"
+                     "    x: {range: [0, 10000]}\n    y: {range: [0, 10000]}\n")
+    done = project.cli("plan", "sweep.yaml", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "100,000,000 call(s) in 1,000 task(s)" in done.stdout
+    assert "(estimated from the first task)" in done.stdout
