@@ -142,6 +142,7 @@ class Executor:
             batch: list[TaskSubmission] = []
             for task in self.plan.tasks(job, self._ready_calls(job)):
                 prepared = self._prepare(task)
+                del task  # its calls are in the payload now; the loop waits below without them
                 while len(self.in_flight) + len(batch) >= job.max_parallel:
                     if batch:
                         self._submit(batch)

@@ -323,7 +323,7 @@ def _read_line(fd):
     return data[:-1]
 
 
-SLOW_CALL_S = 0.02  # a call at least this long tells the supervisor at once that its record is there
+SLOW_CALL_S = 0.1  # a call at least this long tells the supervisor at once that its record is there
 
 
 def success_line(call_index, plain_text, started, finished):
@@ -876,7 +876,7 @@ class _Task:
                 self.emit_own(_synthetic(self.calls[self.position], error, started))
 
 
-TAIL_MIN_S = 0.01  # how often the supervisor looks at the records file while records come in; idle, up to WORKER_CHECK_S
+TAIL_MIN_S = 0.05  # how often the supervisor looks at the records file while records come in; idle, up to WORKER_CHECK_S
 
 
 class _Watch:
