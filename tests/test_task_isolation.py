@@ -81,19 +81,22 @@ def test_a_background_child_or_a_daemon_does_not_hold_its_task_open(project):
 
 
 def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp_path):
-    """The reader of the task's stdout goes away after the first record: every call that ran is on disk."""
+    """The reader of the task's stdout goes away while call 1 runs: call 1 finishes and is kept, call 2 never starts."""
     side_effects = tmp_path / "ran.txt"
+    reader_left = tmp_path / "reader-left"
     (tmp_path / "work.py").write_text(
-        "import time\n"
-        "def f(x, log):\n"
-        "    time.sleep(0.05)\n"
+        "import os, time\n"
+        "def f(x, log, reader_left):\n"
+        "    while x == 1 and not os.path.exists(reader_left):\n"
+        "        time.sleep(0.01)\n"
+        "    time.sleep(0.2)\n"
         "    with open(log, 'a') as handle:\n"
         "        handle.write(f'{x}\\n')\n"
         "    return x\n"
     )
     (tmp_path / "hog_runner.py").write_text(runner_source())
     payload = TaskPayload(function="f", call_indices=list(range(20)), swept_kwargs=[{"x": i} for i in range(20)],
-                          args=[], kwargs={"log": str(side_effects)})
+                          args=[], kwargs={"log": str(side_effects), "reader_left": str(reader_left)})
     (tmp_path / "payload.b64").write_text(payload.encode())
     records_file = tmp_path / "task.records"
     task = subprocess.Popen([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
@@ -101,13 +104,13 @@ def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp
                             env={**os.environ, "HOG_BATCH_RECORDS_FILE": str(records_file), "HOG_BATCH_RECORDS_SECRET": "s3cr3t"})
     assert task.stdout.readline().decode().strip() == DELIMITER
     assert json.loads(task.stdout.readline())["call"] == 0
-    task.stdout.close()  # the submitter dies
+    task.stdout.close()  # the submitter dies while call 1 runs
+    reader_left.touch()
     task.wait(timeout=60)
     ran = [int(line) for line in side_effects.read_text().split()]
     on_disk = unframe_records(records_file.read_bytes(), "s3cr3t").decode()
     recorded = [record["call"] for record in iter_records([DELIMITER, *on_disk.splitlines()])]
-    assert ran == recorded  # nothing ran without its record on disk
-    assert len(ran) <= 2  # the call running when the reader left, at most, after the one read
+    assert ran == recorded == [0, 1]  # the running call finished and was kept; nothing started after it
 
 
 def test_sigterm_lets_the_running_call_finish_and_record_then_starts_nothing_more(tmp_path):
