@@ -80,6 +80,18 @@ def test_a_background_child_or_a_daemon_does_not_hold_its_task_open(project):
                 pass
 
 
+def test_a_thread_that_never_ends_does_not_hold_its_task_open(project):
+    body = (
+        "import threading, time\n"
+        "def f(x):\n"
+        "    threading.Thread(target=time.sleep, args=(300,)).start()\n"
+        "    return x\n"
+    )
+    done, table = submit(project, body, "  product:\n    x: [0, 1]\n", "calls_per_task: 2\n", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert list(table["result"]) == [0, 1]
+
+
 def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp_path):
     """The reader of the task's stdout goes away while call 1 runs: call 1 finishes and is kept, call 2 never starts."""
     side_effects = tmp_path / "ran.txt"

@@ -921,6 +921,8 @@ class _Watch:
                 limit_s = min(limit_s, max(0.0, _stopping[1] - now))
             events = poller.poll(limit_s * 1000)
             tail_s = TAIL_MIN_S if task.take_records() else min(tail_s * 2, WORKER_CHECK_S)
+            if task.position >= len(task.calls):
+                return  # every call reported: the worker has WORKER_EXIT_GRACE_S to exit (a thread may never end)
             if not events:
                 if exited:
                     return
