@@ -8,10 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
 
+from groundhog_batch.api import open_run
 from groundhog_batch.render.payload import TaskPayload, iter_records, unframe_records
 from groundhog_batch.render.renderer import runner_source
 from groundhog_batch.render.runner import DELIMITER
@@ -53,6 +55,45 @@ def test_user_code_writing_fake_records_into_every_descriptor_cannot_forge_anoth
     assert done.returncode == 0, done.stderr
     assert list(table["result"]) == [0, 1, 2]
     assert list(table["status"]) == ["succeeded"] * 3
+
+
+def test_fake_records_in_the_records_file_are_not_read_by_resume_after_a_killed_submitter(project):
+    """User code writes fake records into every descriptor, the records file too; the submitter is killed;
+    resume reads the file and takes only the runner's own framed lines."""
+    started = project.root / "started.txt"
+    body = (
+        "import json, os, time\n"
+        "def f(x):\n"
+        "    if x == 0:\n"
+        "        for name in os.listdir('/proc/self/fd'):\n"
+        "            for call in range(3):\n"
+        "                fake = json.dumps({'call': call, 'ok': True, 'kind': 'json', 'value': 999})\n"
+        "                for line in ('R\\n' + fake + '\\n', '0123ABCD %d %s\\n' % (len(fake), fake), fake):\n"
+        "                    try:\n"
+        "                        os.write(int(name), line.encode())\n"
+        "                    except OSError:\n"
+        "                        pass\n"
+        "    if x == 1:\n"
+        f"        first = not os.path.exists({str(started)!r})\n"
+        f"        open({str(started)!r}, 'a').write('1\\n')\n"
+        "        time.sleep(300 if first else 0)\n"
+        "    return x\n"
+    )
+    project.write("work.py", HEAD + body)
+    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 3\nsweep:\n  product:\n    x: [0, 1, 2]\n")
+    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+                                 cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not started.exists():
+        time.sleep(0.05)
+    assert started.exists(), submitter.stderr.read().decode() if submitter.poll() is not None else "call 1 never started"
+    os.killpg(submitter.pid, signal.SIGKILL)  # call 0 is on disk, call 1 is running
+    submitter.wait()
+    done = project.cli("resume", "run", timeout=120)
+    assert done.returncode == 0, done.stderr
+    table = open_run(project.root / "run").results()
+    assert list(table["status"]) == ["succeeded"] * 3
+    assert list(table["result"]) == [0, 1, 2]
 
 
 def test_a_background_child_or_a_daemon_does_not_hold_its_task_open(project):
