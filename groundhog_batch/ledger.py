@@ -397,6 +397,12 @@ class Ledger:
         """Failed calls as (job, call, first line of the error), in plan order."""
         return [(r.job, r.call, (r.error or "").splitlines()[0] if r.error else "") for r in self.failed_calls(limit)]
 
+    def iter_failed_calls(self, job: str) -> Iterator[CallRecord]:
+        """The calls of ``job`` that failed for good, in call order, one at a time (a run may have many)."""
+        rows = self.db.execute("SELECT call, attempts, record FROM failures WHERE final = 1 AND job = ? ORDER BY call", (job,))
+        for call, attempts, record in rows:
+            yield CallRecord(job, call, CallState.FAILED, attempts, json.loads(record))
+
     def failed_calls(self, limit: int | None = None) -> list[CallRecord]:
         """Calls that failed for good, in plan order, with their last attempt's error, traceback, stdout, stderr."""
         rows = self.db.execute(

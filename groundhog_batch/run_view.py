@@ -211,12 +211,9 @@ def call_logs(run, selected: Iterable[tuple[str, int]] | None = None, job: str |
     The parameters come from the run's sweep (the ledger does not store the plan).
     """
     ledger = run.ledger
-    if selected is not None or failed_only:
-        if selected is not None:
-            found = [ledger.call_record(j, c) for j, c in selected if job is None or j == job]
-            records = [r for r in found if r is not None and (not failed_only or r.state is CallState.FAILED)]
-        else:
-            records = [r for r in ledger.failed_calls() if job is None or r.job == job]
+    if selected is not None:
+        found = [ledger.call_record(j, c) for j, c in selected if job is None or j == job]
+        records = [r for r in found if r is not None and (not failed_only or r.state is CallState.FAILED)]
         params = _params_of(run, {(r.job, r.call) for r in records})
         for record in records:
             yield _call_log(record, params.get((record.job, record.call), {}))
@@ -224,9 +221,18 @@ def call_logs(run, selected: Iterable[tuple[str, int]] | None = None, job: str |
     from .plan import iter_calls
 
     for spec_job in run.sweep_spec().jobs:
-        if job is None or spec_job.name == job:
+        if job is not None and spec_job.name != job:
+            continue
+        if not failed_only:
             for planned, record in zip(iter_calls(spec_job), ledger.iter_calls(spec_job.name), strict=False):
                 yield _call_log(record, planned.params)
+            continue
+        planned_calls = iter_calls(spec_job)  # the failed calls and the sweep, both in call order, side by side
+        planned = next(planned_calls, None)
+        for record in ledger.iter_failed_calls(spec_job.name):
+            while planned is not None and planned.index < record.call:
+                planned = next(planned_calls, None)
+            yield _call_log(record, planned.params if planned is not None and planned.index == record.call else {})
 
 
 def _params_of(run, calls: set[tuple[str, int]]) -> dict[tuple[str, int], dict]:

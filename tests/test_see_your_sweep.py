@@ -130,6 +130,18 @@ def test_logs_failed_shows_only_the_failed_calls(project):
     assert "KeyError: 'k'" in done.stdout
 
 
+def test_logs_failed_names_each_failed_calls_parameters_job_by_job(project):
+    project.write("work.py", HEAD + "def f(x, y):\n    if (x + y) % 3 == 0:\n        raise ValueError(f'bad {x} {y}')\n    return x\n")
+    project.manifest("jobs:\n"
+                     "  - name: a\n    script: work.py\n    function: f\n    sweep:\n      product:\n        x: [0, 1, 2]\n        y: [5, 6]\n"
+                     "  - name: b\n    script: work.py\n    function: f\n    sweep:\n      product:\n        x: [10, 11]\n        y: [2]\n")
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 1
+    done = project.cli("logs", "run", "--failed")
+    headers = [line for line in done.stdout.splitlines() if line.startswith("=== ")]
+    assert headers == ["=== a call 1: failed  x=0 y=6 ===", "=== a call 2: failed  x=1 y=5 ===",
+                       "=== b call 0: failed  x=10 y=2 ==="]
+
+
 def test_logs_of_a_call_the_run_does_not_have_is_a_clear_error(project):
     mixed_run(project)
     done = project.cli("logs", "run", "17")
