@@ -19,14 +19,6 @@ cat > "$hog_tmp/hog_runner.py" <<'@@RUNNER_EOF@@'
 @@RUNNER_TEXT@@
 @@RUNNER_EOF@@
 
-cat > "$hog_tmp/requirements.txt" <<'@@REQUIREMENTS_EOF@@'
-@@REQUIREMENTS_TEXT@@
-@@REQUIREMENTS_EOF@@
-
-cat > "$hog_tmp/uv.toml" <<'@@UV_TOML_EOF@@'
-@@UV_TOML_TEXT@@
-@@UV_TOML_EOF@@
-
 hog_env_failed() {
   echo "hog-batch: environment build failed: $*" >&2
   exit 97
@@ -103,6 +95,13 @@ hog_find_uv() {
 hog_build_env() {
   hog_lock "$hog_envs/$hog_env_id.lock"
   if [ -f "$hog_env/.hog-complete" ]; then exec 9>&-; return 0; fi
+  # What uv needs to build the environment (written only when it is built: most tasks find it ready).
+  cat > "$hog_tmp/requirements.txt" <<'@@REQUIREMENTS_EOF@@'
+@@REQUIREMENTS_TEXT@@
+@@REQUIREMENTS_EOF@@
+  cat > "$hog_tmp/uv.toml" <<'@@UV_TOML_EOF@@'
+@@UV_TOML_TEXT@@
+@@UV_TOML_EOF@@
   local uv build
   uv="$(hog_find_uv)"
   build="$(mktemp -d "$hog_envs/.build-$hog_env_id.XXXXXX")"
@@ -133,7 +132,7 @@ if [ -n "${HOG_BATCH_CACHE_DIR:-}" ]; then
   mkdir -p "$HOG_BATCH_CACHE_DIR" || hog_env_failed "cannot create HOG_BATCH_CACHE_DIR=$HOG_BATCH_CACHE_DIR"
   hog_base="$HOG_BATCH_CACHE_DIR/hog-batch"
 else
-  hog_base="${SCRATCH:-${TMPDIR:-/tmp}}/hog-batch-$(id -u)"
+  hog_base="${SCRATCH:-${TMPDIR:-/tmp}}/hog-batch-${UID}"
 fi
 hog_envs="$hog_base/envs"
 hog_env="$hog_envs/$hog_env_id"
