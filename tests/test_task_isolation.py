@@ -96,6 +96,57 @@ def test_fake_records_in_the_records_file_are_not_read_by_resume_after_a_killed_
     assert list(table["result"]) == [0, 1, 2]
 
 
+def run_runner(tmp_path, body: str, n: int, **limits) -> list[dict]:
+    """The runner alone on ``f(x)`` for x in 0..n-1: its records, in order."""
+    (tmp_path / "work.py").write_text(body)
+    (tmp_path / "hog_runner.py").write_text(runner_source())
+    payload = TaskPayload(function="f", call_indices=list(range(n)), swept_kwargs=[{"x": i} for i in range(n)],
+                          args=[], kwargs={}, **limits)
+    (tmp_path / "payload.b64").write_text(payload.encode())
+    done = subprocess.run([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
+                           str(tmp_path / "payload.b64")], capture_output=True, text=True, timeout=120)
+    return list(iter_records(done.stdout.splitlines()))
+
+
+def test_a_process_the_call_forks_and_that_exits_does_not_become_a_second_worker(tmp_path):
+    ran = tmp_path / "ran.txt"
+    body = ("import os, sys\n"
+            "def f(x):\n"
+            f"    open({str(ran)!r}, 'a').write(f'{{x}} {{os.getpid()}}\\n')\n"
+            "    if x == 1:\n"
+            "        pid = os.fork()\n"
+            "        if pid == 0:\n"
+            "            sys.exit(0)\n"
+            "        os.waitpid(pid, 0)\n"
+            "    return x\n")
+    records = run_runner(tmp_path, body, 5)
+    assert [(r["call"], r["ok"], r["value"]) for r in records] == [(x, True, x) for x in range(5)]
+    assert sorted(int(line.split()[0]) for line in ran.read_text().splitlines()) == [0, 1, 2, 3, 4]  # each call once
+
+
+def test_a_call_that_points_its_stdout_at_a_file_of_its_own_keeps_that_file(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("earlier lines\n")
+    body = ("import os\n"
+            "def f(x):\n"
+            "    if x == 0:\n"
+            f"        fd = os.open({str(log)!r}, os.O_RDWR | os.O_APPEND)\n"
+            "        os.dup2(fd, 1)\n"
+            "        os.close(fd)\n"
+            "    print('log line of call', x, flush=True)\n"
+            "    return x\n")
+    records = run_runner(tmp_path, body, 3)
+    assert [(r["call"], r["ok"]) for r in records] == [(0, True), (1, True), (2, True)]
+    assert log.read_text() == "earlier lines\n" + "".join(f"log line of call {x}\n" for x in range(3))
+
+
+def test_a_record_too_large_for_any_remote_task_fails_its_call_instead_of_coming_back_for_ever(tmp_path):
+    body = "def f(x):\n    if x == 0:\n        raise ValueError('y' * 200000)\n    return x\n"
+    records = run_runner(tmp_path, body, 3, max_stdout_bytes=100_000, max_result_bytes=50_000, max_output_bytes=10_000)
+    assert [(r["call"], r["ok"]) for r in records] == [(0, False), (1, True), (2, True)]
+    assert records[0]["error"].startswith("RecordTooLarge: the call's record is")
+
+
 def test_a_background_child_or_a_daemon_does_not_hold_its_task_open(project):
     pid_file = project.root / "daemon.pid"
     body = (

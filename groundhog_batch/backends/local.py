@@ -133,10 +133,7 @@ class LocalBackend(Backend):
         for task_id, _job, external_id, _calls in tasks:
             if external_id and external_id.isdigit():
                 _kill_leftover(int(external_id), task_id)
-            try:
-                data = self._records_path(task_id).read_bytes()
-            except FileNotFoundError:
-                data = b""
+            data = _read_when_released(self._records_path(task_id))
             reports.append(TaskReport(task_id, lines=unframe_records(data, self._secret(task_id)), finished=True))
             for suffix in (".sh", ".stderr"):
                 (self.scratch_dir / f"{task_id}{suffix}").unlink(missing_ok=True)
@@ -207,6 +204,37 @@ def _kill_leftover(pid: int, task_id: str) -> None:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+RELEASE_WAIT_S = 5.0
+
+
+def _read_when_released(path: Path) -> bytes:
+    """A killed task's records file, once its runner and worker are gone: they hold a shared lock on it while
+    they live (a worker killed with its supervisor may still be finishing the write of a record). A process the
+    call forked may hold it for ever: after RELEASE_WAIT_S the file is read as it is."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return b""
+    try:
+        deadline = time.monotonic() + RELEASE_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.01)
+        chunks = []
+        while block := os.read(fd, 1 << 20):
+            chunks.append(block)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _tail(path: Path) -> str:

@@ -168,6 +168,10 @@ def import_script(path):
     import importlib.util
 
     name = module_name_for(path)
+    if name == os.path.splitext(os.path.basename(path))[0]:
+        # Last on the path (a stem that names a real module was renamed above): a process the script
+        # starts with multiprocessing's spawn or forkserver imports the script by this name.
+        sys.path.append(os.path.dirname(os.path.abspath(path)))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -184,11 +188,13 @@ class Capture:
     """
 
     def __init__(self, fd, limit, source=None):
-        self.fd, self.limit = fd, limit
+        self.limit = limit
         if source is None:
             source = temp_fd()
         os.dup2(source, fd)
-        os.close(source)
+        # Its own descriptor of the file (same offset as ``fd``): a call that closes ``fd`` or points it at
+        # a file of its own neither crashes the worker nor gets that file read and truncated.
+        self.fd = _move_away(source)
 
     def take(self):
         if not os.lseek(self.fd, 0, os.SEEK_END):
@@ -362,6 +368,7 @@ def run_worker(script_path, payload_path, start, written, channel, out_fd, err_f
     channel.tell(READY)
     # The loop below runs a million times in a big sweep: what it calls is looked up once, here.
     dumps, now, lseek, stopped, record_line = json.dumps, time.time, os.lseek, channel.control.poll, channel.record
+    me = os.getpid()
     for position in range(start, len(call_indices)):
         if stopped(0):
             os._exit(0)
@@ -398,8 +405,12 @@ def run_worker(script_path, payload_path, start, written, channel, out_fd, err_f
             record["error"] = "TimeoutError: the call exceeded its timeout of %g s" % timeout_s
             record["tb"] = _format_traceback()
         except BaseException as exc:
+            if os.getpid() != me:
+                _exit_forked(exc)
             record["error"] = describe_error(exc)
             record["tb"] = _format_traceback()
+        if os.getpid() != me:
+            _exit_forked(None)
         finished = now()
         try:
             sys.stdout.flush()
@@ -409,8 +420,8 @@ def run_worker(script_path, payload_path, start, written, channel, out_fd, err_f
             streams_open = False
         if not streams_open:
             _reopen_streams()
-        printed = out.take() if lseek(1, 0, os.SEEK_END) else ""
-        complained = err.take() if lseek(2, 0, os.SEEK_END) else ""
+        printed = out.take() if lseek(out.fd, 0, os.SEEK_END) else ""
+        complained = err.take() if lseek(err.fd, 0, os.SEEK_END) else ""
         if text is not None and not printed and not complained:
             line = success_line(call_index, text, started, finished)
         elif record["ok"] and record["kind"] == "json" and not printed and not complained:
@@ -421,6 +432,13 @@ def run_worker(script_path, payload_path, start, written, channel, out_fd, err_f
             record["out"], record["err"] = printed, complained
             record["t0"], record["t1"] = started, finished
             line = dumps(record).encode()
+        if budget and len(DELIMITER) + len(line) + 2 > budget:
+            # Too big for any task (deferred, it would come back for ever): the call fails, with what fits.
+            line = dumps({"call": call_index, "ok": False, "kind": None, "value": None,
+                          "error": "RecordTooLarge: the call's record is %d bytes, more than a task may report"
+                                   " (%d bytes); return, print or raise less" % (len(line), budget),
+                          "tb": None, "out": printed[-4096:], "err": complained[-4096:],
+                          "t0": started, "t1": finished}).encode()
         if budget and written + len(line) + 1 > budget:
             channel.tell(OVER_BUDGET)
             os._exit(0)
@@ -428,6 +446,22 @@ def run_worker(script_path, payload_path, start, written, channel, out_fd, err_f
         written += len(line) + 1
         if finished - started >= SLOW_CALL_S:
             channel.tell(NEWS)
+
+
+def _exit_forked(exc):
+    """A process the call forked came back out of it (``sys.exit`` in the child, or a plain return): it
+    ends here, as it would have in a script of its own, and never runs the worker's next calls."""
+    code = 0
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    elif exc is not None:
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os._exit(code)
 
 
 def _format_traceback():
@@ -485,6 +519,7 @@ class Records:
         if path:
             flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
             self.fd = os.open(path, flags, 0o600)
+            _hold_shared_lock(self.fd)
         else:
             self.fd = temp_fd()
         self.stdout_fd = sys.stdout.fileno()
@@ -524,6 +559,17 @@ class Records:
         write_all(self.fd, frame(self.prefix, body))
         self.offset = os.fstat(self.fd).st_size
         self.write(body + b"\n")
+
+
+def _hold_shared_lock(fd):
+    """A shared lock on the records file, held as long as this process or its worker (which shares this open
+    file) lives: ``resume`` takes it exclusively before it reads the file, so no record is still on its way."""
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except (ImportError, OSError):
+        pass
 
 
 _current_worker = [None]
@@ -577,8 +623,14 @@ class _Worker:
             return cls(pid)
         code = 70  # EX_SOFTWARE: the worker itself failed
         try:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
-                signal.signal(signum, signal.SIG_DFL)
+            # SIGTERM/SIGINT sent to every process of the job (Slurm's scancel, a walltime): the supervisor
+            # stops the worker (STOP, then SIGKILL after STOP_GRACE_S), so the running call may finish and be
+            # recorded. A handler, not SIG_IGN: what the call execs gets the default back.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, _ignore_signal)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            if hasattr(os, "register_at_fork"):  # a process the call forks (a multiprocessing pool) dies on SIGTERM
+                os.register_at_fork(after_in_child=_default_signals)
             os.setsid()
             die_with_parent()
             devnull = os.open(os.devnull, os.O_RDONLY)
@@ -628,6 +680,15 @@ class _Worker:
             os.killpg(self.pid, signal.SIGKILL)  # its group outlives it while a child of it lives: no pid reuse
         except OSError:
             pass
+
+
+def _ignore_signal(signum, frame):
+    pass
+
+
+def _default_signals():
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def _finish_like_exit():
@@ -895,7 +956,7 @@ class _Watch:
         last = self.task.last_finished
         if last is not None:
             try:
-                return float(json.loads(last)["t1"])
+                return max(float(json.loads(last)["t1"]), self.ready_at)  # the last record may be another worker's
             except (ValueError, KeyError, TypeError):
                 pass
         return self.ready_at
