@@ -147,6 +147,20 @@ def test_a_record_too_large_for_any_remote_task_fails_its_call_instead_of_coming
     assert records[0]["error"].startswith("RecordTooLarge: the call's record is")
 
 
+def test_a_call_that_closes_every_descriptor_and_opens_files_never_gets_a_record_in_them(tmp_path):
+    body = ("import os\n"
+            "kept = []\n"
+            "def f(x):\n"
+            "    if x == 1:\n"
+            "        os.closerange(3, 65536)\n"
+            f"        for i in range(20):\n            kept.append(open(os.path.join({str(tmp_path)!r}, f'user{{i}}.txt'), 'w'))\n"
+            "    return x\n")
+    records = run_runner(tmp_path, body, 4)
+    assert [r["call"] for r in records] == [0, 1, 2, 3]
+    assert records[0]["ok"] and records[2]["ok"] and records[3]["ok"]  # a fresh worker goes on after call 1
+    assert all((tmp_path / f"user{i}.txt").read_text() == "" for i in range(20))
+
+
 def test_a_background_child_or_a_daemon_does_not_hold_its_task_open(project):
     pid_file = project.root / "daemon.pid"
     body = (

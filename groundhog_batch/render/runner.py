@@ -314,7 +314,25 @@ def unframe(line, prefix):
 
 
 def _move_away(fd):
-    moved = os.dup(fd)  # os.dup makes a non-inheritable copy
+    """A non-inheritable copy of ``fd`` at a high number, and ``fd`` closed.
+
+    High, so that a call which closes every descriptor and opens files of its
+    own gets low numbers back, never the runner's: a record then fails to be
+    written (the worker dies, the call is reported) rather than landing in the
+    user's file.
+    """
+    moved = None
+    try:
+        import fcntl
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        floor = max(64, min(soft if soft > 0 else 1024, 4096) - 64)
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass
+    if moved is None:
+        moved = os.dup(fd)  # os.dup makes a non-inheritable copy
     os.close(fd)
     return moved
 
