@@ -35,6 +35,7 @@ def duration_figure(data: ReportData) -> ReportFigure | None:
         start, high = start * 0.9, high * 1.1 + 1e-6
     edges = np.geomspace(start, high, DURATION_BINS + 1) if log else np.linspace(start, high, DURATION_BINS + 1)
     fig = go.Figure()
+    tallest = np.histogram(np.clip(seconds, edges[0], edges[-1]), bins=edges)[0].max()  # the stacked bars' height
     jobs = list(dict.fromkeys(done["job"]))
     for j, job in enumerate(jobs):
         for status in ("succeeded", "failed"):
@@ -52,8 +53,13 @@ def duration_figure(data: ReportData) -> ReportFigure | None:
                          f"longest {seconds.max():.3g} s", 360)
     fig.update_layout(**layout, barmode="stack", bargap=0.02)
     fig.update_xaxes(title_text="seconds per call" + (" (log scale)" if log else ""), type="log" if log else "linear")
-    fig.update_yaxes(title_text="calls")
+    fig.update_yaxes(title_text="calls", **count_ticks(int(tallest)))
     return ReportFigure("time/durations", "time", fig)
+
+
+def count_ticks(largest: int) -> dict:
+    """A count axis from 0 whose ticks are whole numbers: one per unit up to 10, else Plotly's own."""
+    return {"rangemode": "tozero", "tick0": 0, "dtick": 1} if largest <= 10 else {"rangemode": "tozero"}
 
 
 def task_intervals(data: ReportData, now: float | None = None) -> list[tuple[str, str, float, float, bool, int]]:
@@ -157,7 +163,8 @@ def timeline_figure(data: ReportData, now: float | None = None) -> ReportFigure 
                              name="tasks running", fill="tozeroy", fillcolor="rgba(68,68,68,0.15)",
                              hovertemplate="%{x:.3g} s: %{y} running<extra></extra>"),
                   row=2 if bars else 1, col=1)
-    fig.update_yaxes(title_text="running", rangemode="tozero", row=2 if bars else 1, col=1)
+    fig.update_yaxes(title_text="running", **count_ticks(int(np.max(running)) if len(running) else 0),
+                     row=2 if bars else 1, col=1)
     fig.update_xaxes(title_text="seconds since the first task started", row=2 if bars else 1, col=1)
     peak = int(np.max(running)) if len(running) else 0
     mean = busy / wall if wall > 0 else float(peak)
