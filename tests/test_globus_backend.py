@@ -45,6 +45,13 @@ def side_effects(log):
     return sorted(int(x) for x in log.read_text().split()) if log.exists() else []
 
 
+def submit_remote(project, endpoint, body, manifest_rest):
+    """``submit`` of ``f`` in a script of ``body`` on ``endpoint``; the rest of the manifest as given."""
+    project.write("work.py", HEAD + body)
+    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\n{manifest_rest}")
+    return project.cli("submit", "sweep.yaml", "--run-dir", "run")
+
+
 def results(project, run_dir="run"):
     run = open_run(project.root / run_dir)
     try:
@@ -132,10 +139,8 @@ def test_an_endpoint_whose_record_cannot_be_read_is_a_warning_and_the_run_goes_o
 
 def test_a_config_the_endpoint_refuses_fails_the_tasks_with_its_validation_error(project, globus):
     endpoint = globus.add_endpoint(schema=STRICT_SCHEMA, metadata_status=403)  # nothing to check against here
-    project.write("work.py", HEAD + "def f(x):\n    return x\n")
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\nconfig: {{acount: cis250000}}\n"
-                     "sweep:\n  product:\n    x: [1, 2]\n")
-    done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    done = submit_remote(project, endpoint, "def f(x):\n    return x\n",
+                         "config: {acount: cis250000}\nsweep:\n  product:\n    x: [1, 2]\n")
     assert done.returncode == 1, done.stderr
     table = results(project)
     assert (table["status"] == "failed").all()
@@ -305,10 +310,8 @@ def wait_for(condition, timeout_s=60.0):
 
 def test_results_stay_under_the_service_limit_and_a_result_too_large_fails_alone(project, globus):
     endpoint = globus.add_endpoint()
-    project.write("work.py", HEAD + "def f(mb):\n    return 'y' * (mb * 1_000_000)\n")
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\ncalls_per_task: 4\n"
-                     "sweep:\n  zip:\n    mb: [3, 3, 3, 5]\n")
-    done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    done = submit_remote(project, endpoint, "def f(mb):\n    return 'y' * (mb * 1_000_000)\n",
+                         "calls_per_task: 4\nsweep:\n  zip:\n    mb: [3, 3, 3, 5]\n")
     assert done.returncode == 1, done.stderr
     table = results(project)
     assert list(table["status"]) == ["succeeded", "succeeded", "succeeded", "failed"]

@@ -247,16 +247,19 @@ def _on_alarm(signum, frame):
     raise CallTimeout()
 
 
-def read_payload(path, with_body):
-    """The payload file: a base64 JSON header line, then a base64 pickle of the arguments."""
+def read_header(path):
+    """The payload file's first line: its base64 JSON header (function, calls, limits); nothing unpickled."""
     with open(path, "rb") as handle:
-        header_line = handle.readline()
-        header = json.loads(binascii.a2b_base64(header_line))
-        if with_body:
-            import pickle
+        return json.loads(binascii.a2b_base64(handle.readline()))
 
-            header.update(pickle.loads(binascii.a2b_base64(handle.read())))
-    return header
+
+def read_arguments(path):
+    """The payload file's second line: the base64 pickle of the arguments (``swept``, ``args``, ``kwargs``)."""
+    import pickle
+
+    with open(path, "rb") as handle:
+        handle.readline()
+        return pickle.loads(binascii.a2b_base64(handle.read()))
 
 
 class Channel:
@@ -359,14 +362,13 @@ def success_line(call_index, plain_text, started, finished):
         call_index, plain_text, started, finished)
 
 
-def run_worker(script_path, payload_path, start, written, channel, out_fd, err_fd):
+def run_worker(script_path, payload_path, payload, start, written, channel, out_fd, err_fd):
     """Import the script and run calls from position ``start`` until done or told to stop.
 
     ``written``: bytes of the task's stdout already spent; a record that would
     take it past the payload's ``max_stdout_bytes`` is not written, and the
     supervisor defers that call and the rest.
     """
-    payload = read_payload(payload_path, with_body=False)
     out = Capture(1, payload.get("max_output_bytes", 0), out_fd)
     err = Capture(2, payload.get("max_output_bytes", 0), err_fd)
     timeout_s = payload.get("timeout_s")
@@ -378,8 +380,8 @@ def run_worker(script_path, payload_path, start, written, channel, out_fd, err_f
     try:
         module = import_script(script_path)  # first: the arguments may be instances of its classes
         function = resolve(module, payload["function"])
-        payload = read_payload(payload_path, with_body=True)
-        swept_kwargs, fixed_args, fixed_kwargs = payload["swept"], payload["args"], payload["kwargs"]
+        arguments = read_arguments(payload_path)
+        swept_kwargs, fixed_args, fixed_kwargs = arguments["swept"], arguments["args"], arguments["kwargs"]
         setup_error = None
     except BaseException as exc:
         function, setup_error = None, (exc, _format_traceback())
@@ -629,7 +631,7 @@ class _Worker:
         self.pid, self.returncode = pid, None
 
     @classmethod
-    def start(cls, script_path, payload_path, start, written, messages_w, control_r, records_fd, captured):
+    def start(cls, script_path, payload_path, payload, start, written, messages_w, control_r, records_fd, captured):
         die_with_parent = _prctl_pdeathsig()
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -656,7 +658,7 @@ class _Worker:
             os.close(devnull)
             _close_all_but({messages_w, control_r, records_fd, *captured})
             channel = Channel(messages_w, control_r, records_fd)
-            run_worker(script_path, payload_path, start, written, channel, captured[0], captured[1])
+            run_worker(script_path, payload_path, payload, start, written, channel, captured[0], captured[1])
             code = 0
             _finish_like_exit()
         except BaseException:
@@ -791,7 +793,7 @@ def supervise(script_path, payload_path):
     is deferred with every call after it, so a remote result stays under the
     service's size limit).
     """
-    payload = read_payload(payload_path, with_body=False)
+    payload = read_header(payload_path)
     signal.signal(signal.SIGTERM, _on_terminate)
     signal.signal(signal.SIGINT, _on_terminate)
     secret = _task_secret()
@@ -820,6 +822,7 @@ class _Task:
     def __init__(self, script_path, payload_path, payload, secret, records):
         self.script_path, self.payload_path, self.secret, self.records = script_path, payload_path, secret, records
         self.prefix = secret + b" "
+        self.payload = payload  # the header; a worker (a fork) has it already and reads only the arguments
         self.calls = payload["calls"]
         self.timeout_s = payload.get("timeout_s")
         self.walltime_s = payload.get("walltime_s")
@@ -899,7 +902,7 @@ class _Task:
         messages_r, messages_w = os.pipe()
         control_r, control_w = os.pipe()
         captured = [temp_fd(), temp_fd()]  # the worker's stdout and stderr
-        worker = _Worker.start(self.script_path, self.payload_path, self.position, self.written,
+        worker = _Worker.start(self.script_path, self.payload_path, self.payload, self.position, self.written,
                                messages_w, control_r, self.records.fd, captured)
         _current_worker[0] = worker
         os.close(messages_w)
