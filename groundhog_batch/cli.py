@@ -11,15 +11,12 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from .errors import (
-    EXIT_CALLS_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
@@ -178,15 +175,9 @@ def _report_end(run, counts: dict[str, int], max_failures: int | None = None) ->
 
 def _detach(run, verbosity) -> None:
     """Drive the run from a background process (its log: submitter.log); return once it holds the run."""
-    log = run.paths.submitter_log.open("ab")
-    child = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "resume", str(run.root)], stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=log, start_new_session=True, cwd=os.getcwd())
-    deadline = time.monotonic() + 30
-    while run.holder() is None and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if child.poll() not in (None, EXIT_OK, EXIT_CALLS_FAILED):
-        raise HogError(message=f"the background submitter stopped at once (exit {child.returncode})",
-                       hint=f"its log says why: {run.paths.submitter_log}")
+    from .handle import drive_in_background
+
+    child = drive_in_background(run)
     _note(verbosity, f"detached (pid {child.pid}, log: {run.paths.submitter_log}): "
           f"watch it with `hog-batch status --watch {run.root}`")
     sys.exit(EXIT_OK)
