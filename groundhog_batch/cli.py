@@ -375,6 +375,58 @@ def logs(run_dir: str, calls: tuple[str, ...], job: str | None, failed: bool, st
 
 
 @main.command()
+@click.argument("target", type=click.Path())
+@click.argument("call_ref", required=False, metavar="[CALL]")
+@click.option("--call", "call_option", default=None, metavar="N", help="The call (an index, or JOB:INDEX).")
+@click.option("--job", default=None, help="The job the call is of (when there are several).")
+@click.option("--pdb", "use_pdb", is_flag=True, help="Open the debugger where the call raises, in its environment.")
+@click.option("--record", is_flag=True, help="Keep the call's result in the run (RUN only; the run must be idle).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a manifest key (MANIFEST only).")
+@user_errors
+def debug(target: str, call_ref: str | None, call_option: str | None, job: str | None, use_pdb: bool, record: bool,
+          overrides: tuple[str, ...]) -> None:
+    """Run one call here, in the foreground, in its own environment, with its real arguments.
+
+    TARGET is a run directory (`hog-batch debug RUN 17`) or a manifest (`hog-batch debug sweep.yaml --call 17`,
+    before any run). Output streams to the terminal; the result is printed, and kept in the run only with
+    --record. Exit 0 if the call succeeded, 1 if it raised.
+    """
+    from .debug import debug_run_call, run_call
+    from .run_paths import RunPaths
+
+    ref = call_ref if call_ref is not None else call_option
+    if ref is None or (call_ref is not None and call_option is not None):
+        raise HogError(message="give one call: `hog-batch debug TARGET N` or `--call N`",
+                       hint="N is the call's index in the results table (JOB:N when there are several jobs)")
+    name, _, index_text = ref.rpartition(":")
+    job = name or job
+    try:
+        index = int(index_text)
+    except ValueError:
+        raise HogError(message=f"{ref!r} is not a call number", hint="give the call's index, e.g. 17 or fit:17") from None
+    if RunPaths(Path(target).absolute()).exists():
+        from .api import Run
+
+        if overrides:
+            raise HogError(message="--set goes with a manifest, not a run",
+                           hint="a run's settings are its own: `hog-batch retry RUN --set ...` changes them")
+        done = debug_run_call(Run(target), job, index, use_pdb, record)
+    else:
+        from .manifest import load_manifest
+
+        if record:
+            raise HogError(message="--record needs a run: a manifest has nowhere to keep the result",
+                           hint=f"submit it first, then `hog-batch debug RUN {ref} --record`")
+        done = run_call(load_manifest(target, overrides, "local"), job, index, use_pdb)
+    params = ", ".join(f"{key}={value!r}" for key, value in done.params.items())
+    click.echo(f"{done.job} call {done.call} ({params}): " + ("returned" if done.ok else "raised"), err=True)
+    click.echo(done.shown if done.ok else done.record.get("error") or "")
+    if record:
+        click.echo(f"recorded in {target}", err=True)
+    sys.exit(done.exit_code)
+
+
+@main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Export here (.csv .tsv .parquet .json .jsonl).")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report, RUN_DIR/report.html.")

@@ -295,6 +295,13 @@ class Run(api.Run):
         return CallResult(record.job, record.call, self._params.of(record.job, record.call), record.state.public,
                           record.attempts, record.record)
 
+    def call(self, call: int | str, job: str | None = None) -> Call:
+        """One call of the run: ``run.call(17)``, ``run.call("fit:17")`` or ``run.call(17, job="fit")``."""
+        from .run_view import parse_call_refs
+
+        ((job_name, index),) = parse_call_refs([str(call)], self.ledger.jobs(), job)
+        return Call(self, job_name, index)
+
     # --- watching ---------------------------------------------------------------------------
 
     def progress(self, wait: bool = False) -> None:
@@ -317,6 +324,35 @@ class Run(api.Run):
 
     def _repr_html_(self) -> str:
         return progress_html(self.name, Progress(self.counts()), not self.done(), self.root)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a run: what the run recorded for it, and running it again here."""
+
+    run: Run
+    job: str
+    index: int
+
+    def result(self) -> CallResult | None:
+        """What the run recorded for the call (None if it has no record yet)."""
+        self.run._fresh()
+        record = self.run.ledger.call_record(self.job, self.index)
+        return None if record is None or record.record is None else self.run._result(record)
+
+    def run_here(self, record: bool = False, pdb: bool = False) -> Any:
+        """Run the call here, in the foreground, in its job's environment, with its real arguments and the
+        script as it is now; return its value or raise its error (as a future would). Its output is shown
+        as it comes. Nothing is recorded unless ``record=True`` (the run must be idle)."""
+        from .debug import debug_run_call
+
+        streams = (sys.stdout, sys.stderr) if _in_jupyter() else (None, None)
+        done = debug_run_call(self.run, self.job, self.index, pdb, record, *streams)
+        if record:
+            self.run._fresh()
+        if done.ok:
+            return done.value
+        raise call_error(CallResult(done.job, done.call, done.params, "failed", 1, done.record))
 
 
 def _resolve_futures(paths: RunPaths, futures: dict[tuple[str, int], Future]) -> None:

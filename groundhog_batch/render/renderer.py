@@ -74,14 +74,18 @@ def render_task_script(
     script_text: str,
     environment: EnvironmentSpec,
     payload_text: str,
+    runner_text: str | None = None,
 ) -> str:
-    """The bash script of one task (the same for every task of a job, but for its payload)."""
+    """The bash script of one task (the same for every task of a job, but for its payload).
+
+    ``runner_text`` replaces the runner (``hog-batch debug`` runs one call in the foreground with its own).
+    """
     python_downloads = str(environment.tool_uv.get("python-downloads", "never"))
     if not re.fullmatch(r"[a-z-]+", python_downloads):
         python_downloads = "never"
     contents = {
         "SCRIPT": script_text.rstrip("\n"),
-        "RUNNER": runner_source().rstrip("\n"),
+        "RUNNER": (runner_text or runner_source()).rstrip("\n"),
         "REQUIREMENTS": "\n".join(environment.dependencies),
         "UV_TOML": uv_toml(environment.tool_uv),
         "PAYLOAD": payload_text,
