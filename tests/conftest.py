@@ -89,6 +89,7 @@ def loopback_service(isolated_environment, tmp_path_factory):
     os.environ["HOG_BATCH_GLOBUS_POLL_S"] = "0.2"
     os.environ["HOG_BATCH_GLOBUS_POLL_MAX_S"] = "1.0"
     os.environ["HOG_BATCH_GLOBUS_RETRY_S"] = "0.05"
+    os.environ["HOG_BATCH_STATE_DIR"] = str(tmp_path_factory.mktemp("hog-batch-state"))  # the shared rate limiter's file
     yield service
     service.stop()
 

@@ -30,7 +30,8 @@ What runs is the real endpoint package (pinned in the test extra to the SDK's ve
   engine's ``_handle_task_exception``.
 
 Service behaviour copied because hog-batch must cope with it: 20 requests per
-10 s (429 past it); submissions over 10 MB get 413; a client-minted task
+10 s (429 past it; ``rate_limit_requests``, ``rate_window_s``); submissions over
+10 MB get 413 (``max_request_bytes``); a client-minted task
 group id is taken (and created); a finished task is deleted once its result
 has been fetched, after which it is an ``Unknown task id``.
 
@@ -156,6 +157,10 @@ class LoopbackGlobus:
         self.finished = 0
         self.rate_limited = 0
         self.largest_request_bytes = 0
+        self.max_request_bytes = MAX_REQUEST_BYTES
+        self.rate_limit_requests, self.rate_window_s = RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S
+        self.arrivals: list[float] = []  # when each request (but token requests) arrived, time.monotonic()
+        self.refused_too_large = 0
         self._recent: deque[float] = deque()
         self._faults: dict[str, list[int]] = {}
         self._lost_answers: dict[str, list[int]] = {}
@@ -222,6 +227,10 @@ class LoopbackGlobus:
             self.requests.clear()
             self.rate_limited = 0
             self.largest_request_bytes = 0
+            self.max_request_bytes = MAX_REQUEST_BYTES
+            self.rate_limit_requests, self.rate_window_s = RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S
+            self.arrivals.clear()
+            self.refused_too_large = 0
             self._faults.clear()
             self._lost_answers.clear()
             self.hold_tasks = False
@@ -277,6 +286,18 @@ class LoopbackGlobus:
 
     def executed(self) -> int:
         return self.finished
+
+    def peak_requests(self, window_s: float | None = None) -> int:
+        """The most requests (token requests aside) that arrived in any window of ``window_s``."""
+        window_s = window_s or self.rate_window_s
+        with self.lock:
+            times = sorted(self.arrivals)
+        peak, start = 0, 0
+        for end, t in enumerate(times):
+            while times[start] < t - window_s:
+                start += 1
+            peak = max(peak, end - start + 1)
+        return peak
 
     # --- the endpoint -----------------------------------------------------------------
 
@@ -475,11 +496,13 @@ class LoopbackGlobus:
                     service.requests[kind] += 1
                     if kind != "token":
                         now = time.monotonic()
-                        while service._recent and service._recent[0] < now - RATE_LIMIT_WINDOW_S:
+                        service.arrivals.append(now)
+                        while service._recent and service._recent[0] < now - service.rate_window_s:
                             service._recent.popleft()
-                        if len(service._recent) >= RATE_LIMIT_REQUESTS:
+                        if len(service._recent) >= service.rate_limit_requests:
                             service.rate_limited += 1
-                            return 429, {"code": "RATE_LIMITED", "reason": "over 20 requests in 10 s"}, None
+                            return 429, {"code": "RATE_LIMITED", "reason": f"over {service.rate_limit_requests} "
+                                         f"requests in {service.rate_window_s:g} s"}, None
                         service._recent.append(now)
                     faults = service._faults.get(kind)
                     if faults:
@@ -487,8 +510,10 @@ class LoopbackGlobus:
                         return status, {"code": "INJECTED_FAULT", "reason": f"injected {status}"}, None
                     if kind == "submit":
                         service.largest_request_bytes = max(service.largest_request_bytes, len(raw))
-                    if len(raw) > MAX_REQUEST_BYTES:
-                        return 413, {"code": "PAYLOAD_TOO_LARGE", "reason": f"{len(raw)} bytes"}, None
+                    if len(raw) > service.max_request_bytes:
+                        service.refused_too_large += 1
+                        return 413, {"code": "PAYLOAD_TOO_LARGE", "reason": f"a request of {len(raw):,} bytes is over "
+                                     f"the limit of {service.max_request_bytes:,} bytes"}, None
                     if raw and self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
                         from urllib.parse import parse_qsl
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from ..backends.base import Backend, IdsCallback, TaskReport, TaskSubmission
@@ -30,7 +31,13 @@ from ..plan import Plan
 from ..render.payload import iter_records
 from ..render.runner import DELIMITER
 from . import transport
-from .service import ComputeService, SubmitUncertain
+from .service import (
+    ComputeService,
+    RequestTooLarge,
+    ServicePaused,
+    SubmitUncertain,
+    patient_backoff,
+)
 
 STATUS_CHUNK = 500  # task ids per status request
 STDERR_TAIL_CHARS = 4000
@@ -84,6 +91,16 @@ def exception_headline(text: str) -> str:
     return headline
 
 
+def too_large_report(task_id: str, refused: RequestTooLarge) -> TaskReport:
+    """A task the service refused alone for its size: its calls fail, with the sizes in the error."""
+    return TaskReport(task_id, finished=True, saw_delimiter=False,
+                      failure=f"Globus Compute refused the task's {refused.request_bytes:,}-byte submission as too "
+                      f"large (HTTP 413: {refused.detail}); hog-batch packs requests under "
+                      f"{transport.request_budget_bytes():,} bytes, the service's documented limit being "
+                      f"{transport.REQUEST_LIMIT_BYTES:,}. Pass large inputs with `pass: path`, or set a smaller "
+                      "calls_per_task")
+
+
 def report_from_status(task_id: str, status: dict[str, Any], deserialize) -> TaskReport | None:
     """A finished task's report from its raw state; None while it is pending."""
     state = str(status.get("status", "unknown")).lower()
@@ -124,6 +141,9 @@ class GlobusBackend(Backend):
         self._interval_s = self._first_poll_s
         self._next_poll = 0.0
         self._group_id: str | None = None
+        self._ready: list[TaskReport] = []  # reports known without asking the service (a task refused as too large)
+        self._refused_bytes = transport.REQUEST_LIMIT_BYTES  # lowered when the service answers 413
+        self._closing = False
 
     # --- submission -------------------------------------------------------------------
 
@@ -156,10 +176,28 @@ class GlobusBackend(Backend):
                                        hint="pass large inputs with `pass: path` on a filesystem the endpoint shares, "
                                        "or set a smaller calls_per_task for this job")
             function_id = self.function_id(job_name)
-            group_id = str(uuid.uuid4())
-            budget = transport.REQUEST_LIMIT_BYTES - self.service.request_fixed_bytes(job.endpoint.config, group_id)
-            for group in split_requests(submissions, budget):
-                task_ids = self._submit_once(job.endpoint.endpoint_id, function_id, group, job.endpoint.config)
+            fixed = self.service.request_fixed_bytes(job.endpoint.config, str(uuid.uuid4()))
+            budget = min(transport.request_budget_bytes(), self._refused_bytes) - fixed
+            pending = deque(split_requests(submissions, budget))
+            while pending:
+                group = pending.popleft()
+                try:
+                    task_ids = self._submit_once(job.endpoint.endpoint_id, function_id, group, job.endpoint.config)
+                except RequestTooLarge as refused:
+                    self.ledger.set_meta(REQUEST_META_KEY, None)
+                    if len(group) == 1:
+                        self._ready.append(too_large_report(group[0].task_id, refused))
+                        continue
+                    # The service counts its limit otherwise (a proxy's headers): pack under 90% of what it refused.
+                    self._refused_bytes = min(self._refused_bytes, int(refused.request_bytes * 0.9))
+                    budget = self._refused_bytes - fixed
+                    rest = [s for g in (group, *pending) for s in g]
+                    regrouped = split_requests(rest, budget)
+                    if len(regrouped[0]) == len(group):  # the same request again: halve it instead
+                        half = len(group) // 2
+                        regrouped = [group[:half], group[half:], *split_requests(rest[len(group):], budget)]
+                    pending = deque(regrouped)
+                    continue
                 on_ids([(s.task_id, t) for s, t in zip(group, task_ids, strict=True)], self._group_id)
                 self.ledger.set_meta(REQUEST_META_KEY, None)
                 for submission, task_id in zip(group, task_ids, strict=True):
@@ -168,10 +206,16 @@ class GlobusBackend(Backend):
 
     def _submit_once(self, endpoint_id: str, function_id: str, group: list[TaskSubmission],
                      config: dict[str, Any]) -> list[str]:
-        """Submit one request into a fresh task group; if its answer is lost, adopt what the group holds."""
+        """Submit one request into a fresh task group; if its answer is lost, adopt what the group holds.
+
+        A request whose answer is lost and whose group stays empty is sent
+        again after a backoff, within the outage budget; past it the run
+        pauses (``ServicePaused``), and ``resume`` adopts or resends it.
+        """
         self._group_id = str(uuid.uuid4())
         payloads = [s.payload for s in group]
         self.ledger.set_meta(REQUEST_META_KEY, {"group_id": self._group_id, "tasks": [s.task_id for s in group]})
+        backoff = patient_backoff()
         while True:
             try:
                 task_ids = self.service.submit(endpoint_id, function_id, payloads, config, self._group_id)
@@ -187,6 +231,12 @@ class GlobusBackend(Backend):
                         f"answer was lost ({uncertain.detail}); hog-batch cannot tell which calls they carry",
                         hint=f"the run stops here rather than run calls twice: `hog-batch resume RUN_DIR` submits "
                         f"the request again (task group {self._group_id})") from None
+                if not backoff.wait():
+                    raise ServicePaused(
+                        message=f"paused: {backoff.waits + 1} submissions of {len(group)} tasks got no answer in "
+                        f"{backoff.elapsed_s():.0f} s (last: {uncertain.detail}), and the service took none of them",
+                        hint="nothing is lost: `hog-batch resume RUN_DIR` sends the request again once the service "
+                        "answers (HOG_BATCH_GLOBUS_OUTAGE_S sets how long a run waits)") from None
         if len(task_ids) != len(group):
             raise BackendError(message=f"Globus Compute answered {len(task_ids)} task ids for {len(group)} tasks",
                                hint="resume the run; report this if it happens again")
@@ -195,6 +245,9 @@ class GlobusBackend(Backend):
     # --- results ----------------------------------------------------------------------
 
     def poll(self, timeout_s: float) -> list[TaskReport]:
+        if self._ready:
+            ready, self._ready = self._ready, []
+            return ready
         wait_s = self._next_poll - time.monotonic()
         if not self._followed or wait_s > timeout_s:
             time.sleep(max(timeout_s, 0))
@@ -240,12 +293,22 @@ class GlobusBackend(Backend):
                           finished=True, saw_delimiter=True, failure=report.failure, lost=True)
 
     def reattach(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> list[TaskReport]:
-        adopted = self._adopt_unanswered_request({task_id for task_id, _, external_id, _ in tasks if not external_id})
+        """Follow again the tasks a previous submitter left; adopt those of its unanswered request.
+
+        While this submitter stops (``close``), nothing is asked: the tasks of
+        an unanswered request stay in flight for the next ``resume`` to adopt.
+        """
+        unanswered = {task_id for task_id, _, external_id, _ in tasks if not external_id}
+        request = self.ledger.get_meta(REQUEST_META_KEY) or {}
+        kept = set(request.get("tasks", [])) & unanswered if self._closing else set()
+        adopted = {} if self._closing else self._adopt_unanswered_request(unanswered)
         reports = []
         for task_id, job, external_id, calls in tasks:
             self._calls[task_id] = (job, list(calls))
             external_id = external_id or adopted.get(task_id)
-            if external_id:
+            if task_id in kept:
+                reports.append(TaskReport(task_id, finished=False))
+            elif external_id:
                 self._followed[external_id] = task_id
                 reports.append(TaskReport(task_id, finished=False))
             else:  # the service never took it (or cannot say which tasks it took): its calls run again
@@ -265,6 +328,10 @@ class GlobusBackend(Backend):
 
     def forget(self, task_id: str) -> None:
         self._calls.pop(task_id, None)
+
+    def close(self) -> None:
+        """The submitter stops: no more requests (a SIGTERM ends it at once; ``resume`` asks what it did not)."""
+        self._closing = True
 
     def cancel(self, task_ids: list[str]) -> None:
         """Globus Compute cannot stop a submitted task: stop following it (its calls are cancelled in the ledger)."""

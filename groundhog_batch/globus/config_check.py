@@ -9,8 +9,10 @@ endpoint manager does before rendering its template. So:
   ``additionalProperties: false`` (the endpoint would refuse it); otherwise it
   is a warning with a did-you-mean, since the template may ignore it;
 - a wrong type names the key and the type expected;
-- an endpoint whose record cannot be read (403, 404) is a warning: the
-  endpoint itself still checks when the tasks arrive.
+- an endpoint whose record cannot be read (403, 404), or a service that does
+  not answer the lookup (a 429 storm, an outage), is a warning: the run
+  directory is written and the submission waits for the service (or pauses,
+  resumable); the endpoint itself still checks when the tasks arrive.
 
 Each error points at the manifest line that set the key, when the manifest
 set it (else at the script, whose ``[tool.hog.*]`` table did).
@@ -25,7 +27,7 @@ from typing import Any
 from ..errors import BackendError, HogError, ManifestError, ManifestErrors
 from ..manifest.spec import JobSpec, RunSpec
 from ..manifest.yaml_source import SourceMap, load_yaml_text
-from .service import CONFIG_DEFAULTS, EndpointUnreadable
+from .service import CONFIG_DEFAULTS, EndpointUnreadable, ServiceUnreachable
 
 JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
               "array": "a list", "object": "a mapping", "null": "null"}
@@ -52,6 +54,10 @@ def check_endpoint_configs(spec: RunSpec, service) -> dict[str, dict]:
                 metadata[endpoint_id] = {}
                 warn(f"cannot read endpoint {job.endpoint.reference!r} ({endpoint_id}) to check its config "
                      f"({exc}); submitting anyway: the endpoint checks the config when the tasks arrive")
+            except ServiceUnreachable as exc:  # a 429 storm, an outage: the run is written, and waits for the service
+                metadata[endpoint_id] = {}
+                warn(f"could not look up endpoint {job.endpoint.reference!r} ({endpoint_id}) to check its config "
+                     f"({exc.message}); submitting anyway: the endpoint checks the config when the tasks arrive")
             except BackendError as exc:
                 raise BackendError(message=f"cannot look up endpoint {job.endpoint.reference!r} ({endpoint_id}): {exc.message}",
                                    hint="check the endpoint UUID (`globus-compute-endpoint list` on its host); "

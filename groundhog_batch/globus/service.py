@@ -1,16 +1,19 @@
 """The Globus Compute web service, behind one seam, with the service's limits and failure modes kept on our side.
 
-- **Rate**: at most 20 requests in any 10 s (the service's limit): the client
-  waits rather than being told 429.
-- **Retries**: 429, 5xx and network errors are retried with capped
-  exponential backoff (``Retry-After`` honoured), then reported with a fix.
-  A submitter's requests ride out a long outage (``HOG_BATCH_GLOBUS_OUTAGE_S``,
-  a day by default, at most ``HOG_BATCH_GLOBUS_OUTAGE_MAX_WAIT_S`` between
-  tries) so a run survives a service maintenance window; the endpoint lookup
-  before a run and ``status`` give up after a few tries.
+- **Rate**: at most 20 requests in any 10 s (the service's limit) for all of
+  a user's hog-batch processes together (``rate_limit``): the client waits
+  rather than being told 429.
+- **Retries**: 429, 5xx and network errors are retried with capped,
+  jittered exponential backoff (``backoff``; ``Retry-After`` honoured).
+  A submitter's requests ride out an outage of up to
+  ``HOG_BATCH_GLOBUS_OUTAGE_S`` (a day by default, at most
+  ``HOG_BATCH_GLOBUS_OUTAGE_MAX_WAIT_S`` between tries), then the run pauses
+  (``ServicePaused``, exit 2, resumable); the endpoint lookup before a run and
+  ``status`` give up after 8 tries or about a minute.
 - **Exactly once**: a submission is sent again only when the service surely
   did not take it (429, 503, or no connection made). Any other failure
-  raises ``SubmitUncertain``: the caller looks the task group up instead.
+  raises ``SubmitUncertain``: the caller looks the task group up instead. A
+  413 raises ``RequestTooLarge``: the caller splits the request.
 - **Raw answers**: task states are read from the service's JSON, not through
   ``Client.get_batch_result``, which logs a traceback for every failed task,
   leaves failed tasks out, and keeps every result in memory for the life of
@@ -26,24 +29,24 @@ The SDK is imported only here and in ``auth``, and only when a remote endpoint i
 
 from __future__ import annotations
 
+import json
 import os
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import BackendError
+from .backoff import Backoff
+from .rate_limit import SharedRateLimiter
 from .transport import FUNCTION_NAME
 
-RATE_LIMIT_REQUESTS = 20
-RATE_LIMIT_WINDOW_S = 10.0
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 8  # of a quick request (the endpoint lookup, ``status``), within QUICK_BUDGET_S
+QUICK_BUDGET_S = 60.0
+QUICK_LONGEST_WAIT_S = 15.0
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 SURELY_NOT_TAKEN_STATUSES = frozenset({429, 503})  # the service refused before doing anything
-LONGEST_RETRY_S = 60.0
 # Always sent, as Groundhog does: endpoint templates written as in Globus's docs use them.
 CONFIG_DEFAULTS = {"worker_init": "", "endpoint_setup": ""}
+DEFAULT_SERVICE_URL = "https://compute.api.globus.org"
 
 T = TypeVar("T")
 
@@ -53,12 +56,22 @@ def retry_base_s() -> float:
 
 
 def outage_budget_s() -> float:
-    """How long status requests keep trying through an outage before the run stops (it resumes later)."""
+    """How long a submitter's requests keep trying through an outage before the run pauses (it resumes later)."""
     return float(os.environ.get("HOG_BATCH_GLOBUS_OUTAGE_S", str(24 * 3600)))
 
 
 def outage_longest_wait_s() -> float:
     return float(os.environ.get("HOG_BATCH_GLOBUS_OUTAGE_MAX_WAIT_S", "300"))
+
+
+def patient_backoff() -> Backoff:
+    """The backoff of a submitter's requests: through an outage of up to ``outage_budget_s``."""
+    return Backoff(retry_base_s(), outage_longest_wait_s(), outage_budget_s())
+
+
+def quick_backoff() -> Backoff:
+    """The backoff of a request someone waits for (the endpoint lookup, ``status``): about a minute."""
+    return Backoff(retry_base_s(), QUICK_LONGEST_WAIT_S, float(os.environ.get("HOG_BATCH_GLOBUS_QUICK_S", QUICK_BUDGET_S)))
 
 
 class SubmitUncertain(Exception):
@@ -69,28 +82,20 @@ class SubmitUncertain(Exception):
         self.detail = detail
 
 
-class RateLimiter:
-    """At most ``requests`` in any ``window_s``: ``wait()`` sleeps until one more may go."""
+class RequestTooLarge(Exception):
+    """The service refused a submission for its size (413): nothing of it was taken."""
 
-    def __init__(self, requests: int = RATE_LIMIT_REQUESTS, window_s: float = RATE_LIMIT_WINDOW_S) -> None:
-        self.requests, self.window_s = requests, window_s
-        self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
+    def __init__(self, request_bytes: int, detail: str) -> None:
+        super().__init__(f"HTTP 413 for a {request_bytes:,}-byte request: {detail}")
+        self.request_bytes, self.detail = request_bytes, detail
 
-    def wait(self) -> float:
-        """Block until a request may be sent; return the seconds waited."""
-        waited = 0.0
-        with self._lock:
-            while True:
-                now = time.monotonic()
-                while self._sent and self._sent[0] <= now - self.window_s:
-                    self._sent.popleft()
-                if len(self._sent) < self.requests:
-                    self._sent.append(now)
-                    return waited
-                pause = self._sent[0] + self.window_s - now + 0.01
-                time.sleep(pause)
-                waited += pause
+
+class ServiceUnreachable(BackendError):
+    """A quick request (the endpoint lookup, ``status``) got no usable answer within its few tries."""
+
+
+class ServicePaused(BackendError):
+    """The service did not answer within the retry budget: the run stops, resumable, with nothing lost."""
 
 
 def _only_refresh_on_401(api) -> None:
@@ -133,9 +138,17 @@ def connection_never_made(exc: Exception) -> bool:
 class ComputeService:
     """The SDK's web client, logged in, rate limited and retried; answers as plain dicts."""
 
-    def __init__(self, client: Any = None, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, client: Any = None, limiter: SharedRateLimiter | None = None) -> None:
         self._client = client
-        self.limiter = limiter or RateLimiter()
+        self._limiter = limiter
+
+    @property
+    def limiter(self) -> SharedRateLimiter:
+        """The user's one limiter at this service, shared by every hog-batch process (a file in the state directory)."""
+        if self._limiter is None:
+            url = (os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE") or DEFAULT_SERVICE_URL).rstrip("/")
+            self._limiter = SharedRateLimiter.for_service(url, os.environ.get("GLOBUS_COMPUTE_CLIENT_ID") or "user")
+        return self._limiter
 
     @property
     def client(self):
@@ -163,51 +176,58 @@ class ComputeService:
         return self.client._compute_web_client
 
     def call(self, kind: str, request: Callable[[], T], *, submission: bool = False, patient: bool = False) -> T:
-        """Send one request (with retries); ``kind`` names it in errors.
+        """Send one request, retried with backoff; ``kind`` names it in errors.
 
         ``submission``: retry only what the service surely did not take; raise
-        ``SubmitUncertain`` otherwise. ``patient``: keep trying through an
-        outage of up to ``outage_budget_s`` (status requests).
+        ``SubmitUncertain`` otherwise. ``patient`` (a submitter's requests):
+        keep trying through an outage of up to ``outage_budget_s``, then raise
+        ``ServicePaused``; else give up after ``MAX_ATTEMPTS`` tries or about a
+        minute. Each request holds a slot of the user's rate limit until it completes.
         """
         from globus_sdk import GlobusAPIError, NetworkError
 
         _ = self.client  # log in before the first request is timed
-        delay_s = retry_base_s()
-        longest_s = outage_longest_wait_s() if patient else LONGEST_RETRY_S
-        give_up_at = time.monotonic() + outage_budget_s() if patient else None
+        backoff = patient_backoff() if patient else quick_backoff()
         attempt = 0
         while True:
             attempt += 1
-            last = give_up_at is None and attempt >= MAX_ATTEMPTS or give_up_at is not None and time.monotonic() > give_up_at
-            self.limiter.wait()
+            token = self.limiter.acquire()
             try:
                 return request()
             except GlobusAPIError as exc:
                 status = exc.http_status
                 if submission and status in RETRYABLE_STATUSES and status not in SURELY_NOT_TAKEN_STATUSES:
                     raise SubmitUncertain(f"HTTP {status}") from None
-                if status not in RETRYABLE_STATUSES or last:
-                    raise self._failure(kind, exc) from None
-                time.sleep(min(max(delay_s, _retry_after_s(exc)), longest_s))
+                if status not in RETRYABLE_STATUSES:
+                    raise self._failure(kind, exc, final=True) from None
+                failure: Exception = exc
+                at_least_s = _retry_after_s(exc)
             except NetworkError as exc:
                 if submission and not connection_never_made(exc):
                     raise SubmitUncertain(f"{type(exc).__name__}: {exc}") from None
-                if last:
-                    raise self._failure(kind, exc) from None
-                time.sleep(delay_s)
-            delay_s = min(delay_s * 2, longest_s)
+                failure, at_least_s = exc, 0.0
+            finally:
+                self.limiter.release(token)
+            if (not patient and attempt >= MAX_ATTEMPTS) or not backoff.wait(at_least_s):
+                raise self._failure(kind, failure, backoff if patient else None) from None
 
     @staticmethod
-    def _failure(kind: str, exc: Exception) -> BackendError:
+    def _failure(kind: str, exc: Exception, backoff: Backoff | None = None, final: bool = False) -> BackendError:
         status = getattr(exc, "http_status", None)
-        detail = getattr(exc, "message", None) or str(exc)
+        detail = api_detail(exc)
         if status in (401, 403):
             return BackendError(message=f"Globus Compute refused the {kind} request ({status}): {detail}",
                                 hint="log in again with `hog-batch login` (or check GLOBUS_COMPUTE_CLIENT_ID and "
                                 "GLOBUS_COMPUTE_CLIENT_SECRET); the run resumes with `hog-batch resume`")
         where = f"HTTP {status}" if status else "no answer"
-        return BackendError(message=f"Globus Compute {kind} request failed after retries ({where}): {detail}",
-                            hint="the run keeps its state: `hog-batch resume RUN_DIR` when the service is reachable")
+        if backoff is not None:
+            return ServicePaused(message=f"paused: Globus Compute has not answered the {kind} request for "
+                                 f"{backoff.elapsed_s():.0f} s ({backoff.waits + 1} tries; last: {where}: {detail})",
+                                 hint="nothing is lost: `hog-batch resume RUN_DIR` goes on where the run stopped once "
+                                 "the service answers (HOG_BATCH_GLOBUS_OUTAGE_S sets how long a run waits)")
+        error = BackendError if final else ServiceUnreachable
+        return error(message=f"Globus Compute {kind} request failed{'' if final else ' after retries'} ({where}): {detail}",
+                     hint="the run keeps its state: `hog-batch resume RUN_DIR` when the service is reachable")
 
     # --- the requests hog-batch makes -------------------------------------------------
 
@@ -242,20 +262,28 @@ class ComputeService:
         for payload in payloads:
             batch.add(function_id, args=(payload,))
         body = batch.prepare()
-        answer = self.call("submission", lambda: self.web.v3.submit(endpoint_id, body).data, submission=True,
-                           patient=True)
+
+        def send():
+            from globus_sdk import GlobusAPIError
+
+            try:
+                return self.web.v3.submit(endpoint_id, body).data
+            except GlobusAPIError as exc:
+                if exc.http_status == 413:
+                    raise RequestTooLarge(len(json.dumps(body).encode()), api_detail(exc)) from None
+                raise
+
+        answer = self.call("submission", send, submission=True, patient=True)
         return [str(task_id) for task_id in answer["tasks"][function_id]]
 
     def request_fixed_bytes(self, config: dict[str, Any], group_id: str) -> int:
         """The bytes of a submission's body besides its tasks (user runtime, config, ids)."""
-        import json
-
         batch = self.client.create_batch(task_group_id=group_id, user_endpoint_config={**CONFIG_DEFAULTS, **config})
         body = batch.prepare()
         body["tasks"] = {"00000000-0000-0000-0000-000000000000": []}
         return len(json.dumps(body).encode())
 
-    def group_tasks(self, group_id: str) -> list[str] | None:
+    def group_tasks(self, group_id: str, patient: bool = True) -> list[str] | None:
         """The ids of the tasks in a task group, in the order the service lists them; None if it has no such group."""
         from globus_sdk import GlobusAPIError
 
@@ -267,7 +295,7 @@ class ComputeService:
                     return None
                 raise
 
-        answer = self.call("task group lookup", ask, patient=True)
+        answer = self.call("task group lookup", ask, patient=patient)
         if answer is None:
             return None
         return [str(task["id"]) for task in answer.get("tasks", [])]
@@ -294,6 +322,16 @@ class EndpointUnreadable(Exception):
         self.status, self.detail = status, detail
 
 
+def api_detail(exc: Exception) -> str:
+    """What the service said, in its own words (its JSON's ``reason`` or ``message``), else the error's text."""
+    answer = getattr(exc, "raw_json", None)
+    if isinstance(answer, dict):
+        for key in ("reason", "message", "detail"):
+            if isinstance(answer.get(key), str) and answer[key]:
+                return answer[key]
+    return getattr(exc, "message", None) or str(exc)
+
+
 def _retry_after_s(exc: Exception) -> float:
     try:
         return float(exc.headers.get("Retry-After", 0))  # type: ignore[attr-defined]
@@ -301,4 +339,4 @@ def _retry_after_s(exc: Exception) -> float:
         return 0.0
 
 
-__all__ = ["CONFIG_DEFAULTS", "ComputeService", "EndpointUnreadable", "RateLimiter", "SubmitUncertain"]
+__all__ = ["CONFIG_DEFAULTS", "ComputeService", "EndpointUnreadable", "RequestTooLarge", "ServicePaused", "ServiceUnreachable", "SubmitUncertain"]

@@ -12,7 +12,7 @@ runs) into a private directory under the task's working directory, runs
 ``{"returncode", "stdout", "stderr"}`` (stderr's tail only).
 
 Sizes are computed here, exactly, so ``plan`` can keep every request under
-the service's 10 MB and every result under the endpoint's 10 MiB:
+the service's 10 MB (less a 100 kB margin) and every result under the endpoint's 10 MiB:
 
 - arguments travel as the SDK's ``JSONData`` (``11\\n`` + JSON), packed with
   the SDK's length-prefixed buffer format, inside the JSON request body;
@@ -29,6 +29,9 @@ from ..render.renderer import PAYLOAD_SENTINEL
 
 FUNCTION_NAME = "hog_batch_task"
 REQUEST_LIMIT_BYTES = 10 * 1000 * 1000  # the web service refuses larger submissions
+# Kept free under the limit: the service or a proxy in front of it may count it otherwise (headers, encoding).
+# A request refused anyway (413) is split; a task refused alone fails its calls with the sizes.
+REQUEST_MARGIN_BYTES = 100 * 1000
 RESULT_LIMIT_BYTES = 10 * 1024 * 1024  # globus_compute_endpoint.engines.helper: a larger result fails its task
 # A request's own fields beside its tasks: the SDK's user_runtime, the endpoint config, the ids.
 REQUEST_FIXED_RESERVE_BYTES = 64 * 1024
@@ -96,10 +99,15 @@ def request_bytes_for_size(payload_bytes: int) -> int:
     return request_bytes("A" * max(payload_bytes - 1, 0) + "\n" * min(payload_bytes, 1))
 
 
+def request_budget_bytes() -> int:
+    """What hog-batch puts in one submission: the service's limit less the margin."""
+    return REQUEST_LIMIT_BYTES - REQUEST_MARGIN_BYTES
+
+
 def payload_limit_bytes() -> int:
-    """The largest payload one task may carry: a request holding only that task stays under the limit."""
+    """The largest payload one task may carry: a request holding only that task stays within the budget."""
     length_digits = 2 * len(str(REQUEST_LIMIT_BYTES))  # the packed buffer's length prefixes grow with the payload
-    return REQUEST_LIMIT_BYTES - REQUEST_FIXED_RESERVE_BYTES - request_bytes("\n") - length_digits
+    return request_budget_bytes() - REQUEST_FIXED_RESERVE_BYTES - request_bytes("\n") - length_digits
 
 
 def result_bytes(pickled_bytes: int) -> int:
@@ -120,5 +128,5 @@ def stdout_limit_bytes() -> int:
     return low - STDERR_TAIL_BYTES - RESULT_FRAMING_BYTES
 
 
-__all__ = ["FUNCTION_NAME", "function_source", "packed_arguments", "payload_limit_bytes", "request_bytes",
-           "request_bytes_for_size",            "result_bytes", "stdout_limit_bytes"]
+__all__ = ["FUNCTION_NAME", "function_source", "packed_arguments", "payload_limit_bytes", "request_budget_bytes",
+           "request_bytes", "request_bytes_for_size", "result_bytes", "stdout_limit_bytes"]
