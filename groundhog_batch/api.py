@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import socket
 import sqlite3
 import subprocess
@@ -440,6 +441,9 @@ def execute(run: Run, on_progress: Progress | None = None, action: str = "submit
             return counts
     except KeyboardInterrupt:
         raise Interrupted(run.root) from None
+    except BackendError as exc:  # e.g. the service paused the run: its hint names this run directory
+        exc.hint = exc.hint.replace("RUN_DIR", shlex.quote(str(run.root)))
+        raise
 
 
 def _reset_for_retry(run: Run, selection: RetrySelection) -> None:
