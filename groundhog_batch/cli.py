@@ -46,7 +46,7 @@ def user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from .executor import Interrupted
+        from .errors import Interrupted
 
         try:
             return command(*args, **kwargs)

@@ -186,3 +186,11 @@ def storage_error(exc: BaseException) -> HogError | None:
                         hint="free some space, or pick a place you can write to (-o, --run-dir); "
                         "a run stopped by this can be resumed")
     return None
+
+
+class Interrupted(Exception):
+    """The submitter was interrupted; the run can be resumed (the CLI exits 130 and says how)."""
+
+    def __init__(self, run_dir=None) -> None:
+        super().__init__(f"interrupted: {run_dir}" if run_dir else "interrupted")
+        self.run_dir = run_dir

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .backends.base import Backend, TaskReport, TaskSubmission
+from .errors import Interrupted  # noqa: F401 - re-exported: callers import it from here
 from .ledger import PENDING, WAITING, Ledger
 from .plan import Plan, PlannedCall, Task, iter_calls
 from .run_paths import RunPaths
@@ -23,14 +24,6 @@ ENV_BUILD_FAILED_EXIT = 97
 WALLTIME_EXIT = 124  # the runner's, and the SDK's ShellFunction's
 POLL_INTERVAL_S = 0.5
 PROGRESS_INTERVAL_S = 0.25
-
-
-class Interrupted(Exception):
-    """The submitter was interrupted; the run can be resumed."""
-
-    def __init__(self, run_dir=None) -> None:
-        super().__init__(f"interrupted: {run_dir}" if run_dir else "interrupted")
-        self.run_dir = run_dir
 
 
 @dataclass

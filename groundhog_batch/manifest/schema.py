@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -30,6 +31,17 @@ def _validator():
         "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
     validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=strict)
     return validator(manifest_schema())
+
+
+@functools.cache
+def _fast_check():
+    """The jsonschema-free validity check (schema_check.py), or None if the schema is beyond it."""
+    from .schema_check import SchemaCheck, Unsupported
+
+    try:
+        return SchemaCheck(manifest_schema())
+    except (Unsupported, re.error):
+        return None
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -191,6 +203,9 @@ def _most_specific(error) -> list:
 
 def schema_errors(data: Any, source: SourceMap) -> list[ManifestError]:
     """Every schema violation in ``data``, each located and with a fix."""
+    fast = _fast_check()
+    if fast is not None and fast.valid(data):
+        return []
     found: list[ManifestError] = []
     outers = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     for error in (specific for outer in outers for specific in _most_specific(outer)):
