@@ -352,11 +352,10 @@ class _ManifestChecks:
         return self.data["jobs"][at[1]]
 
     def _environment(self, job: dict[str, Any], metadata: ScriptMetadata, at: KeyPath, script_path: Path) -> EnvironmentSpec:
-        from packaging.requirements import InvalidRequirement, Requirement
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
         python = job.get("python", metadata.requires_python)
         if python is not None:
+            from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
             try:
                 SpecifierSet(python)
             except InvalidSpecifier:
@@ -367,6 +366,8 @@ class _ManifestChecks:
                     self.errors.append(ManifestError(message=f"requires-python {python!r} is not a version specifier",
                                                      hint='write e.g. requires-python = ">=3.11"', file=script_path, line=metadata.block_line))
         manifest_deps = list(job.get("dependencies", []))
+        if manifest_deps or metadata.dependencies:  # packaging's requirement parser costs as much as the rest of validate
+            from packaging.requirements import InvalidRequirement, Requirement
         for i, requirement in enumerate(manifest_deps):
             try:
                 Requirement(requirement)
