@@ -72,7 +72,27 @@ class Project:
 def project(tmp_path) -> Project:
     folder = tmp_path / "my project"  # a space in every path
     folder.mkdir()
-    return Project(folder)
+    yield Project(folder)
+    stop_processes_under(folder)
+
+
+def stop_processes_under(folder: Path) -> None:
+    """Kill what a test left running in its folder (a detached run a failed assertion never released).
+
+    A test that fails half-way must not leave a run waiting for ever: it would hold CPU and,
+    in CI, the output pipe.
+    """
+    import signal
+
+    marker = str(folder).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes() or str(folder) in os.readlink(entry / "cwd"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
 
 
 @pytest.fixture(scope="session")
