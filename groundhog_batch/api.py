@@ -76,17 +76,21 @@ class Run:
 
         return results_frame(self, objects=objects)
 
-    def report(self, path: str | Path | None = None):
-        """Write the run's HTML report (default ``RUN/report.html``); works while the run is still going."""
+    def report(self, path: str | Path | None = None, **options):
+        """Write the run's HTML report (default ``RUN/report.html``); works while the run is still going.
+
+        ``options`` take the keys of the manifest's ``report:`` (x, color, facet, replicates, log_x, log_y,
+        labels, best, results) and win over it.
+        """
         from .report import write_report
 
-        return write_report(self, path if path is not None else self.paths.report)
+        return write_report(self, path if path is not None else self.paths.report, options)
 
-    def figures(self) -> dict[str, object]:
+    def figures(self, **options) -> dict[str, object]:
         """The report's Plotly figures by key, for a notebook (``results/<job>/<column>``, ``time/...``)."""
         from .report import figures
 
-        return figures(self)
+        return figures(self, options)
 
     def iter_rows(self, batch_size: int = 20_000):
         """The results table in batches (dicts of column lists), streamed: memory bounded by a batch."""

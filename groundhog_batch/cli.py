@@ -117,12 +117,27 @@ def _drive(run, action: str, verbosity, max_failures: int | None = None, selecti
     _report_end(run, counts, max_failures)
 
 
-def _write_report(run, path: str | None = None) -> None:
-    written = run.report(path)
+def _write_report(run, path: str | None = None, options: dict | None = None) -> None:
+    written = run.report(path, **(options or {}))
     note = f" ({written.finished:,} of {written.calls:,} calls finished so far)" if written.finished < written.calls else ""
     click.echo(f"report: {written.path} ({written.size_mb:.1f} MB, built in {written.build_s:.1f} s){note}", err=True)
-    for line in written.notes:
+    for line in written.notes:  # each once, however many figures it concerns
         click.echo(f"  note: {line}", err=True)
+
+
+def _pairs(values: tuple[str, ...], option: str, what: str) -> dict[str, str]:
+    found = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise HogError(message=f"{option} {text!r} is not NAME={what}", hint=f"e.g. {option} 'omega0=ω₀ (rad/s)'"
+                           if option == "--label" else f"e.g. {option} result.loss=min")
+        found[key.strip()] = value.strip()
+    return found
+
+
+def _names(values: tuple[str, ...]) -> list[str]:
+    return [name.strip() for text in values for name in text.split(",") if name.strip()]
 
 
 def _follow(run, verbosity) -> None:
@@ -449,17 +464,40 @@ def collect(run_dir: str, output: str | None, with_report: bool) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the report here (default: RUN_DIR/report.html).")
+@click.option("--x", "x", default=None, metavar="PARAM", help="The x axis of the result figures.")
+@click.option("--color", default=None, metavar="PARAM", help="One line (or heatmap row) per value of this parameter.")
+@click.option("--facet", default=None, metavar="PARAM", help="One panel per value of this parameter.")
+@click.option("--replicates", multiple=True, metavar="PARAM[,PARAM]",
+              help="Aggregate over these: mean with a 95% interval, single calls faint behind.")
+@click.option("--interval", type=click.Choice(["band", "bars"]), default=None, help="How the 95% interval is drawn.")
+@click.option("--log-x/--no-log-x", default=None, help="Logarithmic x axis (default: for a geomspace parameter).")
+@click.option("--log-y/--no-log-y", default=None, help="Logarithmic y axis.")
+@click.option("--label", "labels", multiple=True, metavar="NAME=TEXT", help="A label with units: 'omega0=ω₀ (rad/s)'.")
+@click.option("--best", multiple=True, metavar="COLUMN=min|max", help="Name the best call in the summary.")
+@click.option("--results", "result_names", multiple=True, metavar="COLUMN[,COLUMN]",
+              help="Which results get a figure, in this order.")
 @user_errors
-def report(run_dir: str, output: str | None) -> None:
-    """One self-contained HTML report: results against parameters, failures, durations, task timeline, provenance.
+def report(run_dir: str, output: str | None, x, color, facet, replicates, interval, log_x, log_y, labels, best,
+           result_names) -> None:
+    """One self-contained HTML report: a summary, results against parameters, failures, durations, task timeline,
+    provenance.
 
-    It opens offline (the plotting code is inside the file) and works on a run still going.
+    The options take the keys of the manifest's `report:` section and win over it. The report opens offline
+    (the plotting code is inside the file) and works on a run still going.
     """
     from .api import Run, refresh
 
+    best_pairs = _pairs(best, "--best", "min|max")
+    wrong = {k: v for k, v in best_pairs.items() if v not in ("min", "max")}
+    if wrong:
+        raise HogError(message=f"--best {next(iter(wrong))}={next(iter(wrong.values()))}: say min or max",
+                       hint="e.g. --best result.loss=min")
+    options = {"x": x, "color": color, "facet": facet, "replicates": _names(replicates) or None, "interval": interval,
+               "log_x": log_x, "log_y": log_y, "labels": _pairs(labels, "--label", "TEXT"), "best": best_pairs,
+               "results": _names(result_names)}
     run = Run(run_dir)
     refresh(run)
-    _write_report(run, output)
+    _write_report(run, output, options)
 
 
 @main.command()

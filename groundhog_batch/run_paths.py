@@ -108,12 +108,17 @@ def make_private_dir(root: Path) -> None:
     os.chmod(root, 0o700)
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write, then rename: a reader never sees half a file. The file is private (0600): run-directory state."""
+def write_atomic(path: Path, data: bytes | str, shared: bool = False) -> None:
+    """Write, then rename: a reader never sees half a file. The file is private (0600): run-directory state;
+    ``shared`` gives it the mode the umask gives any file the user writes (a report, to be passed around)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if shared:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()

@@ -18,8 +18,11 @@ from .failures import failure_groups
 from .figure import ReportFigure
 from .page import SIZE_MARK, render_page
 from .provenance import provenance_items
-from .sweep_plots import result_figures
+from .summary import SummaryRows, summary_rows
+from .sweep_plots import MAX_FIGURES_PER_JOB, MAX_RESULT_FIGURES, ranked_results, result_figures
 from .timing import duration_figure, timeline_figure
+
+SUMMARY_HOOKS: list[SummaryRows] = []  # more rows for the summary at the top (label, text), from other parts
 
 
 @dataclass(frozen=True)
@@ -44,33 +47,59 @@ def _require_plotly() -> None:
                        hint="pip install plotly (hog-batch lists it as a dependency: reinstall hog-batch)") from None
 
 
-def report_figures(data: ReportData) -> tuple[dict[str, list[ReportFigure]], list[ReportFigure]]:
-    """Figures per job (parameters -> results), and the time figures."""
-    results = {job.name: result_figures(job) for job in data.jobs}
+def report_figures(data: ReportData) -> tuple[dict[str, list[ReportFigure]], list[ReportFigure], dict[str, str]]:
+    """Figures per job (parameters -> results), the time figures, and what each job's figures leave out.
+
+    A job draws at most ``MAX_FIGURES_PER_JOB`` results and the run at most
+    ``MAX_RESULT_FIGURES``, most informative first: a function returning a
+    dict of 1,000 numbers gives a report as quick to build and open as any.
+    """
+    results: dict[str, list[ReportFigure]] = {}
+    left_out: dict[str, str] = {}
+    room = MAX_RESULT_FIGURES
+    for job in data.jobs:
+        limit = min(MAX_FIGURES_PER_JOB, room)
+        results[job.name] = result_figures(job, data.settings, limit)
+        room -= len(results[job.name])
+        ranked = ranked_results(job, data.settings)
+        missing = ranked[len(results[job.name]):]
+        if missing:
+            shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+            left_out[job.name] = (
+                f"{len(missing):,} of {len(ranked):,} numeric results of job {job.name} have no figure here ({shown}): "
+                f"the report draws at most {MAX_FIGURES_PER_JOB} per job and {MAX_RESULT_FIGURES} in all, those that vary "
+                "across calls first. Every value is in the results table; choose with report: {results: [...]} in the "
+                "manifest or `hog-batch report --results`.")
     timing = [f for f in (duration_figure(data), timeline_figure(data)) if f is not None]
-    return results, timing
+    return results, timing, left_out
 
 
-def figures(run) -> dict[str, object]:
+def figures(run, options: dict | None = None) -> dict[str, object]:
     """The report's Plotly figures by key (``results/<job>/<result>``, ``time/durations``, ``time/timeline``)."""
     _require_plotly()
-    results, timing = report_figures(load(run))
+    results, timing, _ = report_figures(load(run, options))
     return {f.key: f.figure for f in [*(f for job in results.values() for f in job), *timing]}
 
 
-def write_report(run, path: str | Path) -> ReportWritten:
-    """Write the HTML report of ``run`` to ``path`` (write, then rename)."""
+def write_report(run, path: str | Path, options: dict | None = None) -> ReportWritten:
+    """Write the HTML report of ``run`` to ``path`` (write, then rename); ``options`` as ``hog-batch report`` takes
+    them (x, color, facet, replicates, log_x, log_y, labels, best, results), over the manifest's ``report:``.
+
+    The file follows the umask, as any file the user writes: a report is meant to be shared.
+    """
     _require_plotly()
     started = time.perf_counter()
-    data = load(run)
-    results, timing = report_figures(data)
-    params = sorted({p for job in data.jobs for p in job.params}, key=list(data.frame.columns).index)
-    page = render_page(data, results, timing, failure_groups(data.frame, params), provenance_items(data), [])
+    data = load(run, options)
+    results, timing, left_out = report_figures(data)
+    groups = failure_groups(data.frame, {job.name: job.params for job in data.jobs})
+    page = render_page(data, results, timing, groups, provenance_items(data), [],
+                       summary_rows(data, groups, SUMMARY_HOOKS), left_out)
     size = len(page.replace(SIZE_MARK, "").encode("utf-8"))
     payload = page.replace(SIZE_MARK, f"{size / 1e6:.1f} MB").encode("utf-8")
     target = Path(path).absolute()
-    write_atomic(target, payload)
-    notes = tuple(n for f in [*(f for job in results.values() for f in job), *timing] for n in f.notes)
+    write_atomic(target, payload, shared=True)
+    notes = tuple(dict.fromkeys([*left_out.values(), *(n for f in [*(f for job in results.values() for f in job), *timing]
+                                                        for n in f.notes)]))
     return ReportWritten(target, len(payload), time.perf_counter() - started, data.n_calls, data.n_finished, notes)
 
 

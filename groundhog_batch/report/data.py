@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .settings import ReportSettings, from_manifest_data
+
 FINISHED = ("succeeded", "failed")
 
 
@@ -23,6 +25,7 @@ class JobView:
     params: list[str]
     varying: list[str]
     results: list[str]  # numeric result columns: ``result`` or ``result.KEY``
+    kinds: dict[str, str] = field(default_factory=dict)  # parameter -> range | linspace | geomspace | values | list | rows | chunks
 
     def n_values(self, param: str) -> int:
         return int(self.frame[param].nunique(dropna=True))
@@ -42,6 +45,7 @@ class ReportData:
     spans: list[tuple]  # per task: (task_id, job, state, started, last call finished, finished, calls)
     counts: dict[str, int]
     holder: dict | None  # the live submitter, if any
+    settings: ReportSettings = field(default_factory=ReportSettings)
     generated_at: float = field(default_factory=time.time)
 
     @property
@@ -80,7 +84,7 @@ def result_columns(frame) -> list[str]:
     return [c for c in frame.columns if c == "result" or c.startswith("result.")]
 
 
-def job_views(frame) -> list[JobView]:
+def job_views(frame, kinds: dict[str, dict[str, str]] | None = None) -> list[JobView]:
     params = param_columns(frame)
     results = result_columns(frame)
     views = []
@@ -92,7 +96,7 @@ def job_views(frame) -> list[JobView]:
         varying = [p for p in own if rows[p].nunique(dropna=True) > 1]
         done = rows[rows["status"] == "succeeded"]
         numeric = [r for r in results if is_numeric(rows[r]) and done[r].notna().any()]
-        views.append(JobView(str(name), rows, own, varying, numeric))
+        views.append(JobView(str(name), rows, own, varying, numeric, (kinds or {}).get(str(name), {})))
     return views
 
 
@@ -102,12 +106,59 @@ def task_spans(run) -> list[tuple]:
             for t in run.ledger.task_times()]
 
 
-def load(run) -> ReportData:
-    """Everything the report needs from ``run`` (a :class:`groundhog_batch.api.Run`)."""
+def manifest_data(run, text: str) -> dict:
+    """The run's manifest as data, with its ``--set`` overrides; ``{}`` if it cannot be read (the report goes on)."""
+    from ..errors import HogError
+    from ..manifest.overrides import apply_overrides, parse_override
+    from ..manifest.yaml_source import load_yaml_text
+
+    try:
+        raw, _ = load_yaml_text(text)
+        data, _ = apply_overrides(raw, [parse_override(o) for o in run.info.get("overrides") or []])
+    except (HogError, ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def sweep_kinds(sweep: Any) -> dict[str, str]:
+    """How the manifest sweeps each parameter: range, linspace, geomspace, values, list, rows or chunks."""
+    found: dict[str, str] = {}
+    for part in sweep if isinstance(sweep, list) else [sweep]:
+        if not isinstance(part, dict):
+            continue
+        for group in ("product", "zip"):
+            specs = part.get(group) if isinstance(part.get(group), dict) else {}
+            for name, spec in specs.items():
+                kind = next((k for k in ("range", "linspace", "geomspace", "values")
+                             if isinstance(spec, dict) and k in spec), "list")
+                found.setdefault(str(name), kind)
+        rows = part.get("rows")
+        for name in (rows.get("columns") or []) if isinstance(rows, dict) else []:
+            found.setdefault(str(name), "rows")
+        for name in part.get("chunks") if isinstance(part.get("chunks"), dict) else {}:
+            found.setdefault(str(name), "chunks")
+    return found
+
+
+def job_kinds(data: dict, job_names: list[str]) -> dict[str, dict[str, str]]:
+    """Job name -> its parameters' kinds; a job without its own ``sweep`` takes the top one (manifest order)."""
+    entries = data.get("jobs") if isinstance(data.get("jobs"), list) else [{}]
+    kinds = {}
+    for name, entry in zip(job_names, entries, strict=False):
+        sweep = entry.get("sweep", data.get("sweep")) if isinstance(entry, dict) else data.get("sweep")
+        kinds[name] = sweep_kinds(sweep)
+    return kinds
+
+
+def load(run, options: dict | None = None) -> ReportData:
+    """Everything the report needs from ``run`` (a :class:`groundhog_batch.api.Run`); ``options``: the command's."""
     frame = run.results()
     manifest = run.paths.manifest_snapshot
+    text = manifest.read_text("utf-8", errors="replace") if manifest.is_file() else ""
+    data = manifest_data(run, text)
+    names = [str(job.get("name")) for job in run.info.get("jobs", [])]
     return ReportData(
-        name=run.name, root=str(run.root), info=run.info,
-        manifest_text=manifest.read_text("utf-8", errors="replace") if manifest.is_file() else "",
-        frame=frame, jobs=job_views(frame), spans=task_spans(run), counts=run.counts(), holder=run.holder(),
+        name=run.name, root=str(run.root), info=run.info, manifest_text=text, frame=frame,
+        jobs=job_views(frame, job_kinds(data, names)), spans=task_spans(run), counts=run.counts(),
+        holder=run.holder(), settings=from_manifest_data(data).with_options(options or {}),
     )

@@ -26,8 +26,9 @@ def error_type(first_line: str) -> str:
     return found.group(1) if found else "error"
 
 
-def failure_groups(frame, params: list[str]) -> list[FailureGroup]:
-    """Most frequent first; the example is the group's first call in plan order."""
+def failure_groups(frame, params: dict[str, list[str]]) -> list[FailureGroup]:
+    """Most frequent first; the example is the group's first call in plan order, shown with its own
+    job's parameters (``params``: job -> its parameters; another job's columns are empty there)."""
     failed = frame[frame["status"] == "failed"]
     if not len(failed):
         return []
@@ -36,14 +37,17 @@ def failure_groups(frame, params: list[str]) -> list[FailureGroup]:
     groups = []
     for (job, first), part in keyed.groupby(["job", "__first"], sort=False):
         example = part.iloc[0]
-        shown = {p: example[p] for p in params if p in part.columns and _present(example[p])}
+        shown = {p: example[p] for p in params.get(str(job), []) if p in part.columns and _present(example[p])}
         groups.append(FailureGroup(str(job), error_type(first), first, len(part), int(example["call"]), shown,
                                    str(example["traceback"]) if _present(example["traceback"]) else str(example["error"] or "")))
     return sorted(groups, key=lambda g: -g.count)
 
 
 def _present(value) -> bool:
+    """Not None, NaN or pandas' NA (a nullable column's missing value)."""
+    import pandas as pd
+
     try:
-        return value is not None and not (value != value)  # NaN and NA are missing
-    except (TypeError, ValueError):
+        return not bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array: present
         return True

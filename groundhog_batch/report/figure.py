@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAILED_COLOUR = "#d62728"
+# failed calls of each job in a figure that shows several jobs: reds that tell the jobs apart
+FAILED_COLOURS = ("#d62728", "#8b0000", "#ff7f7f", "#b5485d", "#e8590c", "#5c1a1b")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 HOVER_CHARS = 160
 
@@ -16,7 +18,8 @@ class ReportFigure:
     key: str  # e.g. "results/model/result.loss"
     section: str  # results | time
     figure: Any  # plotly.graph_objects.Figure
-    notes: list[str] = field(default_factory=list)  # sampling and binning, said under the figure
+    notes: list[str] = field(default_factory=list)  # said under the figure, after the caption
+    caption: str = ""  # what the figure shows, said from what was drawn
 
 
 def hover_text(text: Any) -> str:

@@ -16,6 +16,7 @@ from .. import __version__
 from .data import ReportData
 from .failures import MAX_GROUPS, FailureGroup
 from .figure import ReportFigure
+from .numbers import number_text
 
 SIZE_MARK = "@@REPORT_SIZE@@"
 
@@ -28,6 +29,8 @@ h3{font-size:16px;margin:22px 0 8px}
 .card{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:8px 10px;margin:10px 0}
 .plot{min-height:200px}
 .note{color:#5b6475;font-size:13px;margin:2px 6px 6px}
+.caption{font-size:14px;margin:4px 6px 6px;line-height:1.4}
+.summary dl{grid-template-columns:130px 1fr}.summary dd{font-family:inherit;font-size:14px;word-break:normal}
 table{border-collapse:collapse;width:100%;font-size:14px;background:#fff}
 th,td{border:1px solid #e1e4ea;padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#eef0f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -88,12 +91,18 @@ def _script_json(text: str) -> str:
 
 def _plot(figure: ReportFigure, index: int) -> str:
     div = f"fig-{index}"
+    caption = (f'<p class="caption"><b>Figure {index + 1}.</b> {_e(figure.caption)}</p>' if figure.caption else "")
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in figure.notes)
-    return (f'<div class="card"><div class="plot" id="{div}" data-key="{_e(figure.key)}"></div>{notes}'
+    return (f'<div class="card"><div class="plot" id="{div}" data-key="{_e(figure.key)}"></div>{caption}{notes}'
             f'<script type="application/json" id="{div}-data">{_script_json(figure.figure.to_json())}</script></div>')
 
 
-def _summary(data: ReportData) -> str:
+def _listed(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" …and {len(names) - limit:,} more" if len(names) > limit else "")
+
+
+def _summary(data: ReportData, rows: list[tuple[str, str]]) -> str:
     counts = data.counts
     in_flight = counts.get("submitted", 0) + counts.get("running", 0)
     pills = [("ok", f"{counts.get('succeeded', 0):,} succeeded"), ("bad", f"{counts.get('failed', 0):,} failed")]
@@ -104,6 +113,7 @@ def _summary(data: ReportData) -> str:
     if counts.get("cancelled"):
         pills.append(("", f"{counts['cancelled']:,} cancelled"))
     parts = ['<div class="pills">' + "".join(f'<span class="{c}">{_e(t)}</span>' for c, t in pills) + "</div>"]
+    parts.append('<div class="card summary"><dl>' + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in rows) + "</dl></div>")
     written = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(data.generated_at))
     if data.holder:
         holder = data.holder
@@ -118,7 +128,7 @@ def _summary(data: ReportData) -> str:
         status = job.frame["status"]
         rows.append(f"<tr><td>{_e(job.name)}</td><td class='n'>{len(job.frame):,}</td>"
                     f"<td class='n'>{int((status == 'succeeded').sum()):,}</td><td class='n'>{int((status == 'failed').sum()):,}</td>"
-                    f"<td>{_e(', '.join(job.varying) or '(none)')}</td><td>{_e(', '.join(job.results) or '(none numeric)')}</td></tr>")
+                    f"<td>{_e(', '.join(job.varying) or '(none)')}</td><td>{_e(_listed(job.results) or '(none numeric)')}</td></tr>")
     parts.append("<table><tr><th>job</th><th>calls</th><th>succeeded</th><th>failed</th><th>swept parameters</th>"
                  "<th>numeric results</th></tr>" + "".join(rows) + "</table>")
     return "".join(parts)
@@ -130,7 +140,7 @@ def _failures(groups: list[FailureGroup]) -> str:
     total = sum(g.count for g in groups)
     rows = []
     for g in groups[:MAX_GROUPS]:
-        params = ", ".join(f"{k}={v}" for k, v in g.example_params.items())
+        params = ", ".join(f"{k}={number_text(v)}" for k, v in g.example_params.items())
         rows.append(f"<tr><td class='n'>{g.count:,}</td><td>{_e(g.job)}</td><td><code>{_e(g.error_type)}</code></td>"
                     f"<td>{_e(g.first_line)}<details><summary>example: call {g.example_call}"
                     f"{' (' + _e(params) + ')' if params else ''}</summary><pre>{_e(g.traceback)}</pre></details></td></tr>")
@@ -149,7 +159,8 @@ def _provenance(items: list[tuple[str, str]], manifest_text: str) -> str:
 
 
 def render_page(data: ReportData, results: dict[str, list[ReportFigure]], timing: list[ReportFigure],
-                groups: list[FailureGroup], provenance: list[tuple[str, str]], notes: list[str]) -> str:
+                groups: list[FailureGroup], provenance: list[tuple[str, str]], notes: list[str],
+                summary: list[tuple[str, str]] = (), left_out: dict[str, str] | None = None) -> str:
     """The whole page; the file size is filled in by the caller (``SIZE_MARK``)."""
     from plotly.offline import get_plotlyjs
 
@@ -165,6 +176,8 @@ def render_page(data: ReportData, results: dict[str, list[ReportFigure]], timing
         for figure in figures:
             body.append(_plot(figure, index))
             index += 1
+        if (left_out or {}).get(job_name):
+            body.append(f'<p class="note left-out">{_e(left_out[job_name])}</p>')
     body.append(f"<h2 id='failures'>Failures</h2>{_failures(groups)}")
     body.append("<h2 id='time'>Time</h2>")
     if not timing:
@@ -184,6 +197,6 @@ def render_page(data: ReportData, results: dict[str, list[ReportFigure]], timing
         f"<body><main><h1>{_e(data.name)}</h1><p class='sub'>{_e(data.root)}</p>"
         "<nav><a href='#results'>Parameters → results</a><a href='#failures'>Failures</a><a href='#time'>Time</a>"
         "<a href='#provenance'>Provenance</a></nav>"
-        f"<div class='banner broken' id='broken'></div>{_summary(data)}{''.join(body)}{footer}</main>"
+        f"<div class='banner broken' id='broken'></div>{_summary(data, list(summary))}{''.join(body)}{footer}</main>"
         f"<script>{_RENDER}</script></body></html>\n"
     )

@@ -1,64 +1,62 @@
 """Parameters -> results: each numeric result of a job against the parameters its sweep varies.
 
-The layout follows how many parameters vary:
+Where each parameter goes is decided in :mod:`.roles` (the user's ``report:``
+choices first). A point on a line is the mean over the aggregated parameters
+(replicates) with its 95% confidence interval (Student's t) as a band, or as
+error bars on a categorical axis, and the single calls are faint dots behind
+it. A colour parameter with many values gives a heatmap of the means instead.
 
-- none: the result of each call, by call number;
-- the x axis is the numeric parameter with the most values (else the first one);
-- the next parameter, the one with the fewest values, colours the figure: one line per value
-  when it has at most ``MAX_LINES`` of them, otherwise a heatmap (x against it, colour = mean result);
-- a third parameter with at most ``MAX_FACETS`` values splits the figure into panels;
-- parameters left over are folded in: lines are means over them and each call is a faint point.
+Failed calls are a red x where they fall in parameter space: on the floor of a
+line panel (hover shows the error) or on their heatmap cell. Large runs stay
+small: at most ``MAX_POINTS`` single calls and ``MAX_FAILED`` failure marks per
+figure (a random sample, said in the caption), and a numeric axis with more
+than ``MAX_AXIS_VALUES`` values is binned.
 
-Failed calls are a red x where they fall in parameter space: on the floor of a line panel
-(hover shows the error) or on their heatmap cell. Large runs stay small: at most ``MAX_POINTS``
-single points and ``MAX_FAILED`` failure marks per figure (a random sample, said under the
-figure), and a numeric axis with more than ``MAX_AXIS_VALUES`` values is binned.
+Every figure has a caption built from what was drawn, so it never promises
+what the figure lacks. A job with many results gets at most
+``MAX_FIGURES_PER_JOB`` figures: the results the user names first, then those
+that vary across calls, in the order the function returned them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .data import JobView
 from .figure import FAILED_COLOUR, PALETTE, ReportFigure, base_layout, hover_text
+from .numbers import number_text, short, t975, tick_text, tidy_column
+from .roles import MAX_PANELS, Roles, choose_roles
+from .settings import ReportSettings
 
-MAX_LINES = 8
-MAX_FACETS = 6
 FACET_COLUMNS = 3
 MAX_POINTS = 3000
 MAX_FAILED = 1000
 MAX_AXIS_VALUES = 200
 AXIS_BINS = 100
+MAX_FIGURES_PER_JOB = 12
+MAX_RESULT_FIGURES = 36  # over all jobs: the report stays quick to build and to open
+BAND_ALPHA = 0.18
+ALL_CALLS = "all calls"
 
 
-@dataclass(frozen=True)
-class Roles:
-    """Which varying parameter goes where in a job's figures."""
+def ranked_results(job: JobView, settings: ReportSettings) -> list[str]:
+    """The job's numeric results, most informative first: those the user names, then those that vary
+    across its calls, then those present in fewer calls, then constants (each in table order)."""
+    named = [r for r in settings.results if r in job.results]
+    done = job.frame[job.frame["status"] == "succeeded"]
 
-    x: str | None
-    colour: str | None
-    facet: str | None
-    folded: tuple[str, ...]
-    heatmap: bool
+    def tier(result: str) -> int:
+        values = done[result]
+        if values.nunique(dropna=True) <= 1:
+            return 2
+        return 0 if values.notna().all() else 1
 
-
-def choose_roles(job: JobView) -> Roles:
-    varying = list(job.varying)
-    if not varying:
-        return Roles(None, None, None, (), False)
-    numeric = [p for p in varying if job.is_numeric(p)]
-    x = max(numeric or varying, key=job.n_values)  # first of the largest on ties
-    others = sorted((p for p in varying if p != x), key=job.n_values)
-    colour = others.pop(0) if others else None
-    facet = next((p for p in others if job.n_values(p) <= MAX_FACETS), None)
-    folded = tuple(p for p in others if p != facet)
-    heatmap = colour is not None and job.n_values(colour) > MAX_LINES
-    return Roles(x, colour, facet, folded, heatmap)
+    rest = [r for r in job.results if r not in named]
+    return named + sorted(rest, key=tier)  # sorted is stable: table order within a tier
 
 
-def result_figures(job: JobView) -> list[ReportFigure]:
-    roles = choose_roles(job)
-    return [result_figure(job, result, roles) for result in job.results]
+def result_figures(job: JobView, settings: ReportSettings | None = None, limit: int = MAX_FIGURES_PER_JOB) -> list[ReportFigure]:
+    settings = settings or ReportSettings()
+    chosen = ranked_results(job, settings)[: max(limit, 0)]
+    return [result_figure(job, result, settings) for result in chosen]
 
 
 def _ordered_values(column, numeric: bool) -> list:
@@ -66,91 +64,140 @@ def _ordered_values(column, numeric: bool) -> list:
     return sorted(values) if numeric else values
 
 
-def _binned(frame, column: str, notes: list[str], name: str):
+def _binned(frame, column: str, said: list[str], name: str):
     """``frame[column]``, or the centres of ``AXIS_BINS`` equal bins when it has too many values."""
     import numpy as np
+    import pandas as pd
+
+    from .data import is_numeric
 
     values = frame[column]
-    if values.nunique() <= MAX_AXIS_VALUES or not _is_number(values):
-        return values
+    if values.nunique() <= MAX_AXIS_VALUES or not is_numeric(values):
+        return tidy_column(values)
     low, high = float(values.min()), float(values.max())
     edges = np.linspace(low, high, AXIS_BINS + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     index = np.clip(np.searchsorted(edges, values.to_numpy(dtype=float), side="right") - 1, 0, AXIS_BINS - 1)
-    notes.append(f"{name} has {values.nunique():,} values: binned into {AXIS_BINS} equal bins")
-    import pandas as pd
-
-    return pd.Series(centres[index], index=frame.index)
+    said.append(f"{name} has {values.nunique():,} values, binned into {AXIS_BINS} equal bins")
+    return tidy_column(pd.Series(centres[index], index=frame.index))
 
 
-def _is_number(column) -> bool:
-    from .data import is_numeric
-
-    return is_numeric(column)
-
-
-def _sample(frame, limit: int, what: str, notes: list[str]):
+def _sample(frame, limit: int):
     if len(frame) <= limit:
-        return frame
-    notes.append(f"{what}: a random {limit:,} of {len(frame):,} shown")
-    return frame.sample(limit, random_state=0).sort_index()
+        return frame, False
+    return frame.sample(limit, random_state=0).sort_index(), True
 
 
-def _call_hover(rows, params: list[str], tail: list[str]) -> list[str]:
+def _call_hover(rows, params: list[str], labels, tail: list[str]) -> list[str]:
     lines = []
     for record, extra in zip(rows[["call", *params]].itertuples(index=False), tail, strict=True):
-        shown = [f"call {record[0]}"] + [f"{hover_text(p)}={hover_text(v)}" for p, v in zip(params, record[1:], strict=True)]
+        shown = [f"call {record[0]}"] + [f"{hover_text(labels(p))} = {hover_text(number_text(v))}"
+                                         for p, v in zip(params, record[1:], strict=True)]
         lines.append("<br>".join([*shown, extra]))
     return lines
 
 
-def result_figure(job: JobView, result: str, roles: Roles | None = None) -> ReportFigure:
-    """One figure: ``result`` of ``job`` against its varying parameters."""
+def _rgba(colour: str, alpha: float) -> str:
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def interval_stats(group, result: str, sort: bool = True, geometric: bool = False):
+    """Per x: the mean, calls, and the 95% interval of the mean, ``low`` to ``high`` (Student's t with
+    n - 1 degrees of freedom; none for a single call). ``geometric``: all of it on the logarithms of the
+    values, so on a log axis the interval is symmetric and never below zero."""
+    import numpy as np
+
+    values = group[result].astype(float)
+    if geometric:
+        values = np.log(values)
+    stats = values.groupby(group["__x"], sort=sort).agg(["mean", "std", "count"]).reset_index()
+    counts = stats["count"].to_numpy(dtype=int)
+    t = np.array([t975(n - 1) if n > 1 else np.nan for n in counts])
+    half = np.nan_to_num(t * stats["std"].to_numpy(dtype=float) / np.sqrt(np.maximum(counts, 1)), nan=0.0)
+    mean = stats["mean"].to_numpy(dtype=float)
+    low, high = mean - half, mean + half
+    if geometric:
+        mean, low, high = np.exp(mean), np.exp(low), np.exp(high)
+    stats["mean"], stats["low"], stats["high"] = mean, low, high
+    return stats
+
+
+class _Drawn:
+    """What a figure ended up showing, for its caption."""
+
+    def __init__(self) -> None:
+        self.band = self.bars = self.geometric = False
+        self.points = 0
+        self.points_of = 0
+        self.failed = 0
+        self.failed_of = 0
+        self.counts: list[int] = []
+        self.said: list[str] = []
+
+
+def result_figure(job: JobView, result: str, settings: ReportSettings | None = None,
+                  roles: Roles | None = None) -> ReportFigure:
+    """One figure: ``result`` of ``job`` against its varying parameters, with its caption."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    roles = roles or choose_roles(job)
-    notes: list[str] = []
+    settings = settings or ReportSettings()
+    roles = roles or choose_roles(job, settings.choice(job.name, result))
+    label = settings.label
+    drawn = _Drawn()
     frame = job.frame.copy()
-    frame["__x"] = _binned(frame, roles.x, notes, roles.x) if roles.x else frame["call"]
+    if roles.x:
+        frame["__x"] = _binned(frame, roles.x, drawn.said, label(roles.x))
+    else:
+        frame["__x"] = ALL_CALLS if roles.aggregated else frame["call"]
+    for column in (roles.colour, roles.facet):
+        if column:
+            frame[column] = tidy_column(frame[column])
     if roles.heatmap:
-        frame["__y"] = _binned(frame, roles.colour, notes, roles.colour)
+        frame["__y"] = _binned(frame, roles.colour, drawn.said, label(roles.colour))
     ok = frame[(frame["status"] == "succeeded") & frame[result].notna()]
     failed = frame[frame["status"] == "failed"]
     facets = _ordered_values(frame[roles.facet], job.is_numeric(roles.facet)) if roles.facet else [None]
+    if len(facets) > MAX_PANELS:
+        drawn.said.append(f"the first {MAX_PANELS} of {len(facets)} values of {label(roles.facet)} have a panel")
+        facets = facets[:MAX_PANELS]
     cols = min(len(facets), FACET_COLUMNS)
     rows = -(-len(facets) // cols)
-    titles = [f"{roles.facet} = {hover_text(v)}" for v in facets] if roles.facet else None
+    titles = [f"{hover_text(label(roles.facet))} = {hover_text(number_text(v))}" for v in facets] if roles.facet else None
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=True, shared_xaxes="all",
                         horizontal_spacing=0.04, vertical_spacing=0.12 if rows > 1 else 0.0)
-    x_numeric = roles.x is None or job.is_numeric(roles.x)
-    colours = _ordered_values(frame[roles.colour], job.is_numeric(roles.colour)) if roles.colour else [None]
-    points = _sample(ok, MAX_POINTS, "single calls", notes) if roles.folded or _repeats(ok, roles) else ok.iloc[0:0]
-    failed_shown = _sample(failed, MAX_FAILED, "failed calls", notes)
-    floor = _floor(ok[result])
+    x_numeric = roles.x is None and not roles.aggregated or (roles.x is not None and job.is_numeric(roles.x))
+    colours = _ordered_values(frame[roles.colour], job.is_numeric(roles.colour)) if roles.colour and not roles.heatmap else [None]
+    repeats = _repeats(ok, roles)
+    points, sampled = _sample(ok, MAX_POINTS) if repeats else (ok.iloc[0:0], False)
+    failed_shown, failed_sampled = _sample(failed, MAX_FAILED)
+    floor = _floor(ok[result], roles.log_y)
     shown_params = list(job.varying)
     for i, facet_value in enumerate(facets):
         row, col = i // cols + 1, i % cols + 1
-        first = i == 0
 
         def pick(part, facet_value=facet_value):
             return part if roles.facet is None else part[part[roles.facet] == facet_value]
 
         if roles.heatmap:
-            _heatmap(fig, go, pick(ok), result, row, col)
+            _heatmap(fig, go, pick(ok), result, row, col, roles, label, drawn)
         else:
             for c, colour_value in enumerate(colours):
                 colour = PALETTE[c % len(PALETTE)]
-                group = pick(ok) if roles.colour is None else pick(ok)[pick(ok)[roles.colour] == colour_value]
-                name = result if roles.colour is None else f"{roles.colour} = {hover_text(colour_value)}"
-                _mean_line(fig, go, group, result, name, colour, first, row, col, x_numeric)
+                here = pick(ok) if roles.colour is None else pick(ok)[pick(ok)[roles.colour] == colour_value]
+                name = (hover_text(label(result)) if roles.colour is None
+                        else f"{hover_text(label(roles.colour))} = {hover_text(number_text(colour_value))}")
                 single = pick(points) if roles.colour is None else pick(points)[pick(points)[roles.colour] == colour_value]
-                if len(single):
+                if len(single):  # behind the mean
                     fig.add_trace(go.Scatter(
                         x=single["__x"].to_numpy(), y=single[result].to_numpy(dtype=float), mode="markers",
-                        marker={"color": colour, "size": 5, "opacity": 0.35}, legendgroup=name, showlegend=False,
-                        hovertext=_call_hover(single, shown_params, [f"{result}={v:.6g}" for v in single[result]]),
+                        marker={"color": colour, "size": 5, "opacity": 0.28}, legendgroup=name, showlegend=False,
+                        hovertext=_call_hover(single, shown_params, label,
+                                              [f"{hover_text(label(result))} = {short(v)}" for v in single[result]]),
                         hoverinfo="text", name=name), row=row, col=col)
+                    drawn.points += len(single)
+                _mean_line(fig, go, here, result, name, colour, row, col, x_numeric, roles, label, drawn)
         fail_part = pick(failed_shown)
         if len(fail_part):
             y = fail_part["__y"].to_numpy() if roles.heatmap else [floor] * len(fail_part)
@@ -158,36 +205,92 @@ def result_figure(job: JobView, result: str, roles: Roles | None = None) -> Repo
                 x=fail_part["__x"].to_numpy(), y=y, mode="markers", name=f"failed ({len(failed):,})",
                 legendgroup="failed", showlegend=True,
                 marker={"symbol": "x", "color": FAILED_COLOUR, "size": 10, "line": {"width": 1, "color": FAILED_COLOUR}},
-                hovertext=_call_hover(fail_part, shown_params,
+                hovertext=_call_hover(fail_part, shown_params, label,
                                       [f"failed: {hover_text(str(e).splitlines()[0] if e else '')}" for e in fail_part["error"]]),
                 hoverinfo="text"), row=row, col=col)
+            drawn.failed += len(fail_part)
+    drawn.points_of = len(ok) if sampled else drawn.points
+    drawn.failed_of = len(failed) if failed_sampled else drawn.failed
     _dedupe_legend(fig)
-    title = f"{job.name}: {result}"
-    if roles.x:
-        title += f" against {roles.x}"
-        if roles.colour:
-            title += f", {'heatmap over' if roles.heatmap else 'one line per'} {roles.colour}"
-        if roles.facet:
-            title += f", a panel per {roles.facet}"
-    else:
-        title += " per call (no parameter varies)"
-    if roles.folded:
-        notes.append(f"lines are means over {', '.join(roles.folded)}; faint points are single calls")
+    title = _title(job, result, roles, label)
     layout = base_layout(title, 90 + 300 * rows)
     if roles.heatmap:
-        layout["coloraxis"] = {"colorscale": "Viridis", "colorbar": {"title": {"text": hover_text(result)}}}
+        layout["coloraxis"] = {"colorscale": "Viridis",
+                               "colorbar": {"title": {"text": hover_text("mean " + label(result)), "side": "right"}}}
+        # the legend (failed marks) goes above the plot, clear of the colour bar and its title
+        layout["legend"] = {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"}
     fig.update_layout(**layout)
-    fig.update_xaxes(title_text=hover_text(roles.x or "call"), row=rows)
-    fig.update_yaxes(title_text=hover_text(roles.colour if roles.heatmap else result), col=1)
-    if x_numeric and pd_is_integer(frame["__x"]) and frame["__x"].nunique() <= 20:
+    fig.update_xaxes(title_text=hover_text(label(roles.x) if roles.x else ("" if roles.aggregated else "call")), row=rows)
+    fig.update_yaxes(title_text=hover_text(label(roles.colour) if roles.heatmap else label(result)), col=1)
+    if roles.log_x:
+        fig.update_xaxes(type="log", **_value_ticks(frame["__x"]))
+    elif x_numeric and _is_integer(frame["__x"]) and frame["__x"].nunique() <= 20:
         # a few integer values (seeds, sizes) get a tick each, and no 0.5 ticks between them
         fig.update_xaxes(tickmode="array", tickvals=sorted(frame["__x"].dropna().unique().tolist()))
     if not x_numeric:
         order = _ordered_values(frame["__x"], False)
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=order)
+    if roles.log_y and not roles.heatmap:
+        fig.update_yaxes(type="log")
     if roles.heatmap and not job.is_numeric(roles.colour):
         fig.update_yaxes(type="category")
-    return ReportFigure(f"results/{job.name}/{result}", "results", fig, notes)
+    return ReportFigure(f"results/{job.name}/{result}", "results", fig, [], caption=_caption(job, result, roles, label, drawn))
+
+
+def _title(job: JobView, result: str, roles: Roles, label) -> str:
+    title = f"{job.name}: {label(result)}"
+    if roles.x:
+        title += f" against {label(roles.x)}"
+        if roles.colour:
+            title += f", {'heatmap over' if roles.heatmap else 'one line per'} {label(roles.colour)}"
+        if roles.facet:
+            title += f", a panel per {label(roles.facet)}"
+        if roles.aggregated:
+            title += f"; mean over {', '.join(label(p) for p in roles.aggregated)}"
+    elif roles.aggregated:
+        title += f" over {', '.join(label(p) for p in roles.aggregated)}"
+    else:
+        title += " per call (no parameter varies)"
+    return title
+
+
+def _span(counts: list[int]) -> str:
+    low, high = min(counts), max(counts)
+    return f"{low:,} call{'s' if high > 1 else ''}" if low == high else f"{low:,} to {high:,} calls"
+
+
+def _caption(job: JobView, result: str, roles: Roles, label, drawn: _Drawn) -> str:
+    """What the figure shows, said from what was drawn."""
+    names = ", ".join(label(p) for p in roles.aggregated)
+    parts = []
+    if roles.heatmap:
+        parts.append(f"Colour: the mean of {label(result)} in each cell of {label(roles.x)} and {label(roles.colour)}"
+                     + (f", over {names}" if roles.aggregated else "") + "; a blank cell has no succeeded call.")
+    elif drawn.counts and max(drawn.counts) > 1:
+        how = ("a shaded band" if drawn.band else "error bars" if drawn.bars else "")
+        mean = "geometric mean (for the log axis)" if drawn.geometric else "mean"
+        parts.append(f"Each point is the {mean} of {label(result)}" + (f" over {names}" if names else " over repeated calls")
+                     + f" ({_span(drawn.counts)} a point)"
+                     + (f", with its 95% confidence interval (Student's t) as {how}" if how else "") + ".")
+    elif drawn.counts:
+        parts.append(f"Each point is one call's {label(result)}.")
+    if roles.folded:
+        parts.append(f"Also averaged: {', '.join(label(p) for p in roles.folded)}, which is not a replicate; "
+                     "give it a place with report: {x, color, facet} to show it.")
+    if drawn.points:
+        parts.append("Faint dots are the single calls" + (f" (a random {drawn.points:,} of {drawn.points_of:,})"
+                                                          if drawn.points_of > drawn.points else "") + ".")
+    if drawn.failed:
+        where = "on their cells" if roles.heatmap else "along the bottom of the panel"
+        parts.append(f"Red × marks {'a random ' + format(drawn.failed, ',') + ' of ' if drawn.failed_of > drawn.failed else ''}"
+                     f"{drawn.failed_of:,} failed call{'s' if drawn.failed_of != 1 else ''} {where}; hover for the error.")
+    axes = [f"{name} axis logarithmic" for name, on in (("x", roles.log_x), ("y", roles.log_y and not roles.heatmap)) if on]
+    if axes:
+        parts.append(" and ".join(axes).capitalize() + ".")
+    parts.extend(f"{s[0].upper()}{s[1:]}." for s in drawn.said)
+    if roles.ignored:
+        parts.append(f"Not used here ({'; '.join(roles.ignored)}): no such varying parameter in job {job.name}.")
+    return " ".join(parts)
 
 
 def _repeats(ok, roles: Roles) -> bool:
@@ -195,42 +298,87 @@ def _repeats(ok, roles: Roles) -> bool:
     return bool(len(ok)) and bool(ok.duplicated(subset=keys).any())
 
 
-def _floor(values) -> float:
+def _floor(values, log: bool) -> float:
+    import numpy as np
+
+    if log:
+        positive = values[values > 0]
+        if not len(positive):
+            return 1.0
+        low, high = float(positive.min()), float(positive.max())
+        return float(low / (high / low) ** 0.06) if high > low else low / 2
     if not len(values):
         return 0.0
     low, high = float(values.min()), float(values.max())
-    return low - 0.06 * ((high - low) or abs(low) or 1.0)
+    return float(np.float64(low - 0.06 * ((high - low) or abs(low) or 1.0)))
 
 
-def _mean_line(fig, go, group, result: str, name: str, colour: str, first: bool, row: int, col: int, x_numeric: bool) -> None:
+def _mean_line(fig, go, group, result: str, name: str, colour: str, row: int, col: int, x_numeric: bool,
+               roles: Roles, label, drawn: _Drawn) -> None:
     if not len(group):
         return
-    stats = group.groupby("__x", sort=x_numeric)[result].agg(["mean", "min", "max", "count"]).reset_index()
-    several = bool((stats["count"] > 1).any())
-    hover = [f"{hover_text(x)}<br>{'mean ' if several else ''}{hover_text(result)}={m:.6g}"
-             + (f" (min {lo:.6g}, max {hi:.6g}, {n:,} calls)" if several else "")
-             for x, m, lo, hi, n in stats[["__x", "mean", "min", "max", "count"]].itertuples(index=False)]
-    fig.add_trace(go.Scatter(x=stats["__x"].to_numpy(), y=stats["mean"].to_numpy(dtype=float), mode="lines+markers",
-                             name=name, legendgroup=name, showlegend=first, line={"color": colour, "width": 2},
-                             marker={"color": colour, "size": 6}, hovertext=hover, hoverinfo="text"), row=row, col=col)
+    import numpy as np
+
+    geometric = roles.log_y and bool((group[result] > 0).all())
+    stats = interval_stats(group, result, sort=x_numeric, geometric=geometric)
+    drawn.geometric = drawn.geometric or geometric
+    counts = stats["count"].to_numpy(dtype=int)
+    drawn.counts.extend(int(n) for n in counts)
+    several = bool((counts > 1).any())
+    xs, means = stats["__x"].to_numpy(), stats["mean"].to_numpy(dtype=float)
+    low, high = stats["low"].to_numpy(dtype=float), stats["high"].to_numpy(dtype=float)
+    ylabel = hover_text(label(result))
+    which = "geometric mean" if geometric else "mean"
+    hover = []
+    for x, m, lo, hi, n in zip(xs, means, low, high, counts, strict=True):
+        head = f"{hover_text(label(roles.x)) + ' = ' if roles.x else ''}{hover_text(number_text(x))}"
+        if n > 1:
+            hover.append(f"{head}<br>{which} {ylabel} = {short(m)}<br>95% CI {short(lo)} to {short(hi)} ({n:,} calls)")
+        else:
+            hover.append(f"{head}<br>{ylabel} = {short(m)}")
+    band = several and roles.interval == "band" and x_numeric and len(stats) > 1
+    if band:
+        fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([high, low[::-1]]),
+                                 fill="toself", fillcolor=_rgba(colour, BAND_ALPHA), line={"width": 0}, mode="lines",
+                                 hoverinfo="skip", legendgroup=name, showlegend=False, name=name), row=row, col=col)
+        drawn.band = True
+    bars = several and not band
+    fig.add_trace(go.Scatter(x=xs, y=means, mode="lines+markers" if x_numeric else "markers", name=name, legendgroup=name,
+                             showlegend=True, line={"color": colour, "width": 2}, marker={"color": colour, "size": 7},
+                             error_y={"type": "data", "symmetric": False, "array": high - means,
+                                      "arrayminus": means - low, "visible": True,
+                                      "color": colour, "thickness": 1.5, "width": 4} if bars else None,
+                             hovertext=hover, hoverinfo="text"), row=row, col=col)
+    drawn.bars = drawn.bars or bars
 
 
-def pd_is_integer(column) -> bool:
+def _value_ticks(column) -> dict:
+    """A tick at each swept value (up to 12 of them), written short: a log axis otherwise labels 2, 3 ... 9."""
+    values = sorted(column.dropna().unique().tolist())
+    if not values or len(values) > 12:
+        return {}
+    return {"tickmode": "array", "tickvals": values, "ticktext": [tick_text(v) for v in values]}
+
+
+def _is_integer(column) -> bool:
     import pandas as pd
 
     return bool(pd.api.types.is_integer_dtype(column))
 
 
-def _heatmap(fig, go, part, result: str, row: int, col: int) -> None:
+def _heatmap(fig, go, part, result: str, row: int, col: int, roles: Roles, label, drawn: _Drawn) -> None:
     if not len(part):
         return
     grid = part.groupby(["__y", "__x"])[result].agg(["mean", "count"])
     means = grid["mean"].astype(float).unstack()
     counts = grid["count"].astype(float).unstack()  # a cell no call filled is NaN
-    hover = [[f"{hover_text(x)}, {hover_text(y)}: mean {m:.6g} over {int(n)} calls" if n == n and m == m else ""
+    drawn.counts.extend(int(n) for n in grid["count"])
+    xl, yl, rl = (hover_text(label(n)) for n in (roles.x, roles.colour, result))
+    hover = [[f"{xl} = {hover_text(number_text(x))}<br>{yl} = {hover_text(number_text(y))}<br>"
+              f"mean {rl} = {short(m)} over {int(n)} call{'s' if n != 1 else ''}" if n == n and m == m else ""
               for x, m, n in zip(means.columns, means.loc[y], counts.loc[y], strict=True)] for y in means.index]
     fig.add_trace(go.Heatmap(z=means.to_numpy(dtype=float), x=list(means.columns), y=list(means.index),
-                             coloraxis="coloraxis", hovertext=hover, hoverinfo="text", name=result), row=row, col=col)
+                             coloraxis="coloraxis", hovertext=hover, hoverinfo="text", name=rl), row=row, col=col)
 
 
 def _dedupe_legend(fig) -> None:

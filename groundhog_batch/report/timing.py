@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 from .data import ReportData
-from .figure import FAILED_COLOUR, PALETTE, ReportFigure, base_layout, hover_text
+from .figure import FAILED_COLOURS, PALETTE, ReportFigure, base_layout, hover_text
+from .numbers import seconds_text
 
 DURATION_BINS = 40
 MAX_TASK_BARS = 3000
@@ -44,17 +45,25 @@ def duration_figure(data: ReportData) -> ReportFigure | None:
                 continue
             counts, _ = np.histogram(np.clip(part, edges[0], edges[-1]), bins=edges)
             label = f"{job}, {status}" if len(jobs) > 1 else status
-            colour = FAILED_COLOUR if status == "failed" else PALETTE[j % len(PALETTE)]
+            failed = status == "failed"
+            colour = FAILED_COLOURS[j % len(FAILED_COLOURS)] if failed else PALETTE[j % len(PALETTE)]
+            marker = {"color": colour, "pattern": {"shape": "x" if failed else "", "fgcolor": PALETTE[j % len(PALETTE)],
+                                                   "solidity": 0.25}} if failed and len(jobs) > 1 else {"color": colour}
             fig.add_trace(go.Bar(x=np.sqrt(edges[:-1] * edges[1:]) if log else (edges[:-1] + edges[1:]) / 2,
-                                 width=np.diff(edges), y=counts, name=hover_text(label), marker={"color": colour},
+                                 width=np.diff(edges), y=counts, name=hover_text(label), marker=marker,
                                  hovertext=[f"{a:.3g}–{b:.3g} s: {n:,} calls" for a, b, n in zip(edges[:-1], edges[1:], counts, strict=True)],
                                  hoverinfo="text"))
-    layout = base_layout(f"Call durations: {len(done):,} finished calls, median {np.median(seconds):.3g} s, "
-                         f"longest {seconds.max():.3g} s", 360)
+    layout = base_layout(f"Call durations: {len(done):,} finished calls, median {seconds_text(float(np.median(seconds)))}, "
+                         f"longest {seconds_text(float(seconds.max()))}", 360)
     fig.update_layout(**layout, barmode="stack", bargap=0.02)
-    fig.update_xaxes(title_text="seconds per call" + (" (log scale)" if log else ""), type="log" if log else "linear")
+    fig.update_xaxes(title_text="seconds per call" + (" (log scale)" if log else ""), type="log" if log else "linear",
+                     **({"dtick": 1 if high / low > 1000 else "D2"} if log else {}))
     fig.update_yaxes(title_text="calls", **count_ticks(int(tallest)))
-    return ReportFigure("time/durations", "time", fig)
+    caption = ("How long each finished call took: the number of calls per bin" + (", bins spaced logarithmically" if log else "")
+               + (", one colour per job, succeeded and failed stacked (failed in red"
+                  + (", hatched, a shade per job)" if len(jobs) > 1 else ")") if len(jobs) > 1 or (done["status"] == "failed").any() else "")
+               + ". Hover for each bin's range and count.")
+    return ReportFigure("time/durations", "time", fig, caption=caption)
 
 
 def count_ticks(largest: int) -> dict:
@@ -171,4 +180,7 @@ def timeline_figure(data: ReportData, now: float | None = None) -> ReportFigure 
     title = (f"Tasks: {len(tasks):,} on up to {peak} worker(s) at once, {mean:.2f} on average "
              f"over {wall:.3g} s")
     fig.update_layout(**base_layout(title, 480 if bars else 300))
-    return ReportFigure("time/timeline", "time", fig, notes)
+    caption = ("Top: each task as a bar from its start to its last call, on the first worker lane free when it started, "
+               "so the number of lanes is the most tasks that ran at once. Bottom: how many tasks ran at each moment."
+               if bars else "How many tasks ran at each moment.")
+    return ReportFigure("time/timeline", "time", fig, notes, caption=caption)
