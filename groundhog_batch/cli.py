@@ -29,6 +29,23 @@ from .errors import (
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as `cat` exits when its reader goes away
 
 
+def _run_dir(run_dir: str | None, command: str) -> str:
+    """The run named, or the latest under ./hog-runs, said on stderr so nobody guesses which."""
+    if run_dir:
+        return run_dir
+    from .errors import RunError
+    from .run_paths import RUNS_FOLDER, latest_run_dir
+
+    latest = latest_run_dir()
+    if latest is None:
+        raise RunError(message=f"no run named, and no run under ./{RUNS_FOLDER} here to take the latest of",
+                       hint=f"name one: hog-batch {command} RUN_DIR (submit prints it; `hog-batch runs` in the folder "
+                       "you submitted from lists them)")
+    shown = os.path.relpath(latest)
+    click.echo(f"the latest run: {shown} (another: hog-batch {command} RUN_DIR)", err=True)
+    return str(latest)
+
+
 def _fail(error: HogError) -> None:
     click.echo(error.render(), err=True)
     sys.exit(error.exit_code)
@@ -99,6 +116,22 @@ def _display(run, verbosity):
     return ProgressDisplay(run.name, progress(run.ledger), verbosity, run.ledger)
 
 
+class _LazyDisplay:
+    """The progress display, made at its first news (after every check of the command has passed)."""
+
+    def __init__(self, run, verbosity) -> None:
+        self.run, self.verbosity, self.display = run, verbosity, None
+
+    def __call__(self, counts: dict[str, int]) -> None:
+        if self.display is None:
+            self.display = _display(self.run, self.verbosity)
+        self.display(counts)
+
+    def close(self) -> None:
+        if self.display is not None:
+            self.display.close()
+
+
 def _drive(run, action: str, verbosity, max_failures: int | None = None, selection=None, report: bool = False) -> None:
     """Run the run in this process with a progress display, then report like submit."""
     from .api import execute
@@ -107,7 +140,7 @@ def _drive(run, action: str, verbosity, max_failures: int | None = None, selecti
     if output is not None and output.exists() and not run.output_written():
         click.echo(f"note: {output} exists and will be overwritten when this run ends; put {{run}} or {{timestamp}} "
                    "in `output:` to keep each run's results", err=True)
-    display = _display(run, verbosity)
+    display = _LazyDisplay(run, verbosity)  # shown once the run starts: a refused retry prints no progress line
     try:
         counts = execute(run, display, action, max_failures=max_failures, selection=selection)
     finally:
@@ -123,6 +156,11 @@ def _write_report(run, path: str | None = None, options: dict | None = None) -> 
     click.echo(f"report: {written.path} ({written.size_mb:.1f} MB, built in {written.build_s:.1f} s){note}", err=True)
     for line in written.notes:  # each once, however many figures it concerns
         click.echo(f"  note: {line}", err=True)
+
+
+def _is_call_ref(text: str) -> bool:
+    """``17`` or ``JOB:17``: a call, not a run directory."""
+    return text.rpartition(":")[2].isdigit()
 
 
 def _pairs(values: tuple[str, ...], option: str, what: str) -> dict[str, str]:
@@ -146,9 +184,9 @@ def _follow(run, verbosity) -> None:
 
     display = None
     try:
-        holder = run.holder() or {}
-        _note(verbosity, f"following: pid {holder.get('pid', '?')} on {holder.get('host', '?')} drives this run "
-              f"({holder.get('action', '?')} since {holder.get('since', '?')}); Ctrl-C stops watching, not the run")
+        from .run_view import holder_text
+
+        _note(verbosity, f"following: {holder_text(run.holder() or {})}; Ctrl-C stops watching, not the run")
         display = _display(run, verbosity)
         counts = follow(run, display)
     except KeyboardInterrupt:
@@ -165,16 +203,14 @@ def _follow(run, verbosity) -> None:
 def _report_end(run, counts: dict[str, int], max_failures: int | None = None) -> None:
     """The summary every way of running ends with (submit, resume, retry, following): counts, failures, exit code."""
     from .api import exit_code
-    from .run_view import summary
+    from .run_view import failure_groups, summary
+    from .status_report import failure_lines
 
     click.echo(f"{run.name}: {summary(counts)}", err=True)
-    failures = run.ledger.failures(limit=5)
-    for job, call, error in failures:
-        click.echo(f"  failed: {job} call {call}: {error}", err=True)
-    more = counts.get("failed", 0) - len(failures)
-    if more > 0:
-        click.echo(f"  ...and {more} more", err=True)
-    if failures:
+    groups = failure_groups(run.ledger)  # grouped as `status` groups them
+    for line in failure_lines(groups, len(run.info.get("jobs", [])) > 1, more_command=f"hog-batch status --all {run.root}"):
+        click.echo(line, err=True)
+    if groups:
         click.echo(f"  details: hog-batch status {run.root}; what they printed: hog-batch logs {run.root} --failed; "
                    f"re-run them: hog-batch retry {run.root}", err=True)
     unfinished = counts.get("pending", 0) + counts.get("submitted", 0) + counts.get("running", 0)
@@ -193,8 +229,8 @@ def _detach(run, verbosity) -> None:
     from .handle import drive_in_background
 
     child = drive_in_background(run)
-    _note(verbosity, f"detached (pid {child.pid}, log: {run.paths.submitter_log}): "
-          f"watch it with `hog-batch status --watch {run.root}`")
+    _note(verbosity, f"running in the background (pid {child.pid}; its log: {run.paths.submitter_log}): "
+          f"watch it with `hog-batch status --watch {run.root}`, stop it with `hog-batch cancel {run.root}`")
     sys.exit(EXIT_OK)
 
 
@@ -304,7 +340,7 @@ def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, detach,
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False), required=False)
 @running_options
 @user_errors
 def resume(run_dir: str, max_failures, quiet, verbose) -> None:
@@ -314,7 +350,7 @@ def resume(run_dir: str, max_failures, quiet, verbose) -> None:
     """
     from .api import Run
 
-    run, verbosity = Run(run_dir), _verbosity(quiet, verbose)
+    run, verbosity = Run(_run_dir(run_dir, "resume")), _verbosity(quiet, verbose)
     if run.holder() is None:
         try:
             _drive(run, "resume", verbosity, max_failures)
@@ -325,7 +361,7 @@ def resume(run_dir: str, max_failures, quiet, verbose) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False), required=False)
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Change a setting for the retried calls (timeout=600, retries=2, ...); recorded in run.json.")
 @click.option("--job", default=None, help="Only this job's failed calls.")
@@ -337,13 +373,13 @@ def retry(run_dir: str, settings, job, error_type, max_failures, quiet, verbose)
     """Run a run's failed calls again: all, or those --job and --error select, optionally with --set changes."""
     from .api import RetrySelection, Run
 
-    run, verbosity = Run(run_dir), _verbosity(quiet, verbose)
+    run, verbosity = Run(_run_dir(run_dir, "retry")), _verbosity(quiet, verbose)
     selection = RetrySelection(job, error_type, tuple(settings))
     _drive(run, "retry", verbosity, max_failures, selection)
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False), required=False)
 @click.option("--all", "show_all", is_flag=True, help="Every failed call, not the first few of each error.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (complete with --all).")
 @click.option("--watch", is_flag=True, help="Follow a running run until it ends; then exit as submit would.")
@@ -354,7 +390,7 @@ def status(run_dir: str, show_all: bool, as_json: bool, watch: bool) -> None:
     from .console import Verbosity
     from .status_report import status_json, status_text
 
-    run = Run(run_dir)
+    run = Run(_run_dir(run_dir, "status"))
     if watch and run.holder() is not None:
         _follow(run, Verbosity.NORMAL)  # exits
     refresh(run)
@@ -368,17 +404,24 @@ def status(run_dir: str, show_all: bool, as_json: bool, watch: bool) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@click.argument("calls", nargs=-1, metavar="[CALL]...")
+@click.argument("refs", nargs=-1, metavar="[RUN] [CALL]...")
 @click.option("--job", default=None, help="Only this job's calls (a CALL is then its index).")
 @click.option("--failed", is_flag=True, help="Only failed calls.")
 @click.option("--stream", type=click.Choice(["stdout", "stderr", "traceback"]), default=None,
               help="Only this, as it was printed (for pipes and files).")
 @user_errors
-def logs(run_dir: str, calls: tuple[str, ...], job: str | None, failed: bool, stream: str | None) -> None:
-    """What calls printed and raised, as plain text. CALL is an index (0, 17) or JOB:INDEX; default: every call."""
+def logs(refs: tuple[str, ...], job: str | None, failed: bool, stream: str | None) -> None:
+    """What calls printed and raised, as plain text. CALL is an index (0, 17) or JOB:INDEX; default: every call.
+
+    RUN defaults to the latest run under ./hog-runs.
+    """
     from .api import Run
+    from .run_paths import RunPaths
     from .status_report import format_call_log
+
+    named = bool(refs) and (RunPaths(Path(refs[0]).absolute()).exists() or not _is_call_ref(refs[0]))
+    run_dir = _run_dir(refs[0] if named else None, "logs")
+    calls = refs[1:] if named else refs
 
     headers = stream is None or len(calls) != 1
     shown = 0
@@ -442,7 +485,7 @@ def debug(target: str, call_ref: str | None, call_option: str | None, job: str |
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False), required=False)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Export here (.csv .tsv .parquet .json .jsonl).")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report, RUN_DIR/report.html.")
 @user_errors
@@ -450,7 +493,7 @@ def collect(run_dir: str, output: str | None, with_report: bool) -> None:
     """Export a run's results table (default: RUN_DIR/results.parquet)."""
     from .api import Run, refresh
 
-    run = Run(run_dir)
+    run = Run(_run_dir(run_dir, "collect"))
     refresh(run)
     from .run_view import summary
 
@@ -461,7 +504,7 @@ def collect(run_dir: str, output: str | None, with_report: bool) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False), required=False)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the report here (default: RUN_DIR/report.html).")
 @click.option("--x", "x", default=None, metavar="PARAM", help="The x axis of the result figures.")
@@ -495,13 +538,13 @@ def report(run_dir: str, output: str | None, x, color, facet, replicates, interv
     options = {"x": x, "color": color, "facet": facet, "replicates": _names(replicates) or None, "interval": interval,
                "log_x": log_x, "log_y": log_y, "labels": _pairs(labels, "--label", "TEXT"), "best": best_pairs,
                "results": _names(result_names)}
-    run = Run(run_dir)
+    run = Run(_run_dir(run_dir, "report"))
     refresh(run)
     _write_report(run, output, options)
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False), required=False)
 @user_errors
 def cancel(run_dir: str) -> None:
     """Stop a run: running tasks are stopped, pending calls become cancelled."""
@@ -509,6 +552,7 @@ def cancel(run_dir: str) -> None:
     from .api import open_run
     from .run_view import Progress, summary
 
+    run_dir = _run_dir(run_dir, "cancel")
     run = open_run(run_dir)
     try:
         before, held = run.counts(), run.holder() is not None

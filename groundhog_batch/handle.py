@@ -31,6 +31,7 @@ from .ledger import CANCELLED, FAILED, SUCCEEDED, CallRecord, Ledger
 from .manifest import RunSpec
 from .python_manifest import Manifest, as_manifest
 from .results import decode_result
+from .run_lock import BACKGROUND_ENV
 from .run_paths import RunPaths
 from .run_view import Progress, RateMeter, error_type, progress_line, summary
 
@@ -474,7 +475,7 @@ def drive_in_background(run: api.Run, max_failures: int | None = None) -> subpro
         command += ["--max-failures", str(max_failures)]
     with run.paths.submitter_log.open("ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                 cwd=os.getcwd())
+                                 cwd=os.getcwd(), env={**os.environ, BACKGROUND_ENV: "1"})  # status: "in the background"
     deadline = time.monotonic() + START_TIMEOUT_S
     while run.holder() is None and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

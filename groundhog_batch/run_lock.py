@@ -19,6 +19,9 @@ from .errors import RunError, RunInUse
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC  # never through a planted symlink, never into a task
 
 
+BACKGROUND_ENV = "HOG_BATCH_BACKGROUND"  # set to 1 for a submitter that runs in the background
+
+
 class RunLock:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -62,6 +65,7 @@ class RunLock:
                 f"or stop it with `hog-batch cancel {self.path.parent}`",
             ) from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "action": action,
+                "background": os.environ.get(BACKGROUND_ENV) == "1",  # a detached submitter, or hb.submit(wait=False)
                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)

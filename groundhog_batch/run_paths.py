@@ -85,6 +85,24 @@ def new_run_dir(name: str, parent: Path | None = None) -> Path:
     return candidate
 
 
+def latest_run_dir(folder: Path | None = None) -> Path | None:
+    """The run under ``folder/hog-runs`` (default: the current folder) that started last, or None.
+
+    Its start is the one run.json records (a run directory's name holds its own
+    name first, so names do not sort by time); the folder's change time breaks ties.
+    """
+    import json
+
+    found = []
+    for info in (folder or Path.cwd()).joinpath(RUNS_FOLDER).glob("*/run.json"):
+        try:
+            started = str(json.loads(info.read_text("utf-8")).get("provenance", {}).get("started_at") or "")
+            found.append((started, info.stat().st_mtime, info.parent))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return max(found)[2] if found else None
+
+
 def make_private_dir(root: Path) -> None:
     """Create the run directory, mode 0700 whatever the umask: its ledger, task scripts (which carry the
     call arguments), task stderr and records are the user's alone, and nobody else can plant a file or

@@ -68,13 +68,33 @@ def progress_by_job(ledger: Ledger) -> dict[str, Progress]:
     return {job: Progress(counts) for job, counts in ledger.counts_by_job().items()}
 
 
-def summary(counts: dict[str, int]) -> str:
-    """``8 succeeded, 2 failed, 3 in flight``: the states that have calls, in a fixed order."""
+def summary(counts: dict[str, int], driven: bool = True) -> str:
+    """``8 succeeded, 2 failed, 3 in flight``: the states that have calls, in a fixed order.
+
+    With ``driven`` False (nothing drives the run), calls left in flight are said to be so.
+    """
     shown = [f"{counts[k]} {k}" for k in ("succeeded", "failed", "cancelled", "pending") if counts.get(k)]
     in_flight = Progress(counts).in_flight
     if in_flight:
-        shown.append(f"{in_flight} in flight")
+        shown.append(f"{in_flight} in flight" if driven else f"{in_flight} left in flight")
     return ", ".join(shown) or "no calls"
+
+
+def holder_text(holder: dict) -> str:
+    """Who drives a run: ``running in the background (pid 12, on host, since ...)`` or ``resume by pid 12 ...``."""
+    where = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {holder.get('since', '?')}"
+    if holder.get("background"):
+        return f"running in the background ({where})"
+    return f"running: {holder.get('action', '?')} by {where}"
+
+
+def interrupted_text(counts: dict[str, int], root) -> str | None:
+    """For a run nothing drives: how to finish it, if calls are unfinished (None if it is done)."""
+    now = Progress(counts)
+    unfinished = now.in_flight + counts.get(CallState.PENDING.value, 0)
+    if not unfinished:
+        return None
+    return f"interrupted ({unfinished:,} call{'s' if unfinished != 1 else ''} unfinished): `hog-batch resume {root}` finishes it"
 
 
 @dataclass
@@ -265,10 +285,11 @@ def parse_call_refs(refs: Iterable[str], sizes: dict[str, int], job: str | None)
         name, _, index_text = ref.rpartition(":")
         name = name or job
         if not name:
-            if len(sizes) != 1:
-                raise RunError(message=f"call {ref!r} is ambiguous: this run has jobs {', '.join(sizes)}",
-                               hint=f"name the job: `--job {next(iter(sizes))}` or `{next(iter(sizes))}:{ref}`")
-            name = next(iter(sizes))
+            having = [j for j, size in sizes.items() if index_text.isdigit() and int(index_text) < size]
+            if len(having) > 1:  # asked only when more than one job has this call
+                raise RunError(message=f"call {ref!r} is ambiguous: jobs {', '.join(having)} each have a call {ref}",
+                               hint=f"name the job: `--job {having[0]}` or `{having[0]}:{ref}`")
+            name = having[0] if having else next(iter(sizes))
         if name not in sizes:
             raise RunError(message=f"this run has no job {name!r}", hint=f"its jobs: {', '.join(sizes)}")
         try:

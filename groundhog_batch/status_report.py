@@ -6,7 +6,17 @@ import time
 from calendar import timegm
 from typing import Any
 
-from .run_view import CallLog, duration_text, failed_calls, failure_groups, progress_by_job, summary
+from .run_view import (
+    CallLog,
+    FailureGroup,
+    duration_text,
+    failed_calls,
+    failure_groups,
+    holder_text,
+    interrupted_text,
+    progress_by_job,
+    summary,
+)
 
 GROUPS_SHOWN = 10  # kinds of error listed without --all
 CALLS_SHOWN = 5  # call numbers listed per kind without --all
@@ -37,17 +47,28 @@ def status_text(run, show_all: bool = False) -> list[str]:
     lines = [f"run {run.name} ({run.root})"]
     holder = run.holder()
     if holder is not None:
-        lines.append(f"  running: pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
-                     f"{holder.get('action', '?')} since {holder.get('since', '?')}")
+        lines.append(f"  {holder_text(holder)}")
     else:
-        lines.append("  not running")
+        lines.append(f"  {interrupted_text(run.counts(), run.root) or 'not running: finished'}")
     if started:
         lines.append(f"  started {started} ({duration_text(age_s(started))} ago)")
     for job, now in progress_by_job(run.ledger).items():
-        lines.append(f"  {job}: {now.finished}/{now.total} finished ({summary(now.counts)})")
+        lines.append(f"  {job}: {now.finished}/{now.total} finished ({summary(now.counts, holder is not None)})")
     groups = failure_groups(run.ledger)
+    lines += failure_lines(groups, len(run.info.get("jobs", [])) > 1, show_all, f"hog-batch status --all {run.root}")
+    if groups:
+        example = groups[0]
+        lines.append(f"  what they printed: hog-batch logs {run.root} --failed  (one: hog-batch logs {run.root} "
+                     f"{example.job}:{example.calls[0]})")
+    return lines
+
+
+def failure_lines(groups: list[FailureGroup], several_jobs: bool, show_all: bool = False,
+                  more_command: str = "") -> list[str]:
+    """Failed calls grouped by job and type of error (``run_view.failure_groups``), as ``status`` and the
+    summary of ``submit``, ``resume`` and ``retry`` print them."""
+    lines = []
     shown = groups if show_all else groups[:GROUPS_SHOWN]
-    several_jobs = len(run.info.get("jobs", [])) > 1
     for group in shown:
         where = f"job {group.job} " if several_jobs else ""
         if group.count == 1:
@@ -57,12 +78,8 @@ def status_text(run, show_all: bool = False) -> list[str]:
             lines.append(f"          {where}calls {_calls_text(group.calls, show_all)}")
     if len(groups) > len(shown):
         hidden = groups[len(shown):]
-        lines.append(f"  ...and {len(hidden)} more kinds of error ({sum(g.count for g in hidden)} calls): "
-                     f"hog-batch status --all {run.root}")
-    if groups:
-        example = groups[0]
-        lines.append(f"  what they printed: hog-batch logs {run.root} --failed  (one: hog-batch logs {run.root} "
-                     f"{example.job}:{example.calls[0]})")
+        lines.append(f"  ...and {len(hidden)} more kinds of error ({sum(g.count for g in hidden)} calls)"
+                     + (f": {more_command}" if more_command else ""))
     return lines
 
 
@@ -113,7 +130,8 @@ def runs_lines(found: list[dict]) -> list[str]:
     for run in found:
         counts = run["counts"]
         finished = sum(counts.get(state, 0) for state in ("succeeded", "failed", "cancelled"))
-        state = "running" if run["active"] else "idle"
+        stopped = None if run["active"] else interrupted_text(counts, run["run_dir"])
+        state = "running" if run["active"] else stopped or "finished"
         lines.append(f"{run['run_dir']}  {run['name']}  {state}  {finished}/{sum(counts.values())} finished "
-                     f"({summary(counts)})  started {duration_text(age_s(run['started_at']))} ago")
+                     f"({summary(counts, bool(run['active']))})  started {duration_text(age_s(run['started_at']))} ago")
     return lines

@@ -97,7 +97,7 @@ def test_cancel_of_a_running_run_stops_it_and_marks_pending_calls_cancelled(proj
     project.write("work.py", HEAD + "import time\ndef f(x):\n    time.sleep(0.5)\n    return x\n")
     project.manifest("script: work.py\nfunction: f\ncalls_per_task: 1\nmax_parallel: 1\nsweep:\n  product:\n    x: {range: [0, 20]}\n")
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
-    assert done.returncode == 0 and "detached" in done.stderr
+    assert done.returncode == 0 and "running in the background (pid" in done.stderr
     deadline = time.time() + 60
     while time.time() < deadline and open_run_counts(project).get("succeeded", 0) < 1:
         time.sleep(0.2)
@@ -112,7 +112,7 @@ def test_a_second_process_on_a_running_run_follows_it_with_the_holder_named(proj
     project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
     holder = open_run(project.root / "run").holder()
     followed = project.cli("resume", "run")
-    assert followed.returncode == 0 and f"following: pid {holder['pid']} on " in followed.stderr
+    assert followed.returncode == 0 and f"(pid {holder['pid']} on " in followed.stderr
     assert "work: 1 succeeded" not in followed.stderr and "sweep: 1 succeeded" in followed.stderr
     assert open_run(project.root / "run").counts()["succeeded"] == 1
 

@@ -193,7 +193,7 @@ def test_runs_shows_each_runs_progress_and_age(project):
     done = project.cli("runs")
     assert done.returncode == 0
     line = done.stdout.strip()
-    assert "sweep  idle  3/3 finished (1 succeeded, 2 failed)  started " in line and line.endswith("s ago")
+    assert "sweep  finished  3/3 finished (1 succeeded, 2 failed)  started " in line and line.endswith("s ago")
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def test_resume_on_a_detached_run_follows_it_to_the_same_summary_and_exit_code(p
     assert open_run(project.root / "run").holder() is not None  # detach returns once the run is held
     follower = start_cli(project, "resume", "run", env=fast)
     first = follower.stderr.readline()
-    assert first.startswith("following: pid") and "Ctrl-C stops watching, not the run" in first
+    assert first.startswith("following: running in the background (pid") and "Ctrl-C stops watching, not the run" in first
     (project.root / "go").write_text("")
     _, rest = follower.communicate(timeout=120)
     assert follower.returncode == 1, rest
@@ -255,7 +255,7 @@ def test_ctrl_c_stops_the_watcher_and_never_the_run(project):
     gated_manifest(project)
     project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
     watcher = start_cli(project, "status", "run", "--watch")
-    assert watcher.stderr.readline().startswith("following: pid")
+    assert watcher.stderr.readline().startswith("following: running in the background (pid")
     watcher.send_signal(signal.SIGINT)
     _, stderr = watcher.communicate(timeout=30)
     assert watcher.returncode == 130 and "stopped watching; the run goes on" in stderr

@@ -91,7 +91,7 @@ def write_report(run, path: str | Path, options: dict | None = None) -> ReportWr
     started = time.perf_counter()
     data = load(run, options)
     results, timing, left_out = report_figures(data)
-    groups = failure_groups(data.frame, {job.name: job.params for job in data.jobs})
+    groups = failure_groups(data.frame, {job.name: job.params for job in data.jobs}, data.failure_groups)
     page = render_page(data, results, timing, groups, provenance_items(data), [],
                        summary_rows(data, groups, SUMMARY_HOOKS), left_out)
     size = len(page.replace(SIZE_MARK, "").encode("utf-8"))

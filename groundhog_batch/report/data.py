@@ -46,6 +46,7 @@ class ReportData:
     counts: dict[str, int]
     holder: dict | None  # the live submitter, if any
     settings: ReportSettings = field(default_factory=ReportSettings)
+    failure_groups: list | None = None  # run_view.FailureGroup: failed calls grouped as ``status`` groups them
     generated_at: float = field(default_factory=time.time)
 
     @property
@@ -161,4 +162,5 @@ def load(run, options: dict | None = None) -> ReportData:
         name=run.name, root=str(run.root), info=run.info, manifest_text=text, frame=frame,
         jobs=job_views(frame, job_kinds(data, names)), spans=task_spans(run), counts=run.counts(),
         holder=run.holder(), settings=from_manifest_data(data).with_options(options or {}),
+        failure_groups=run.failure_groups(),
     )

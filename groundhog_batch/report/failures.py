@@ -1,4 +1,4 @@
-"""Failures grouped by job, error type and the error's first line, with counts and one example each."""
+"""Failures grouped by job and type of error (as ``status`` groups them), with counts and one example each."""
 
 from __future__ import annotations
 
@@ -26,21 +26,37 @@ def error_type(first_line: str) -> str:
     return found.group(1) if found else "error"
 
 
-def failure_groups(frame, params: dict[str, list[str]]) -> list[FailureGroup]:
-    """Most frequent first; the example is the group's first call in plan order, shown with its own
-    job's parameters (``params``: job -> its parameters; another job's columns are empty there)."""
+def failure_groups(frame, params: dict[str, list[str]], grouped: list | None = None) -> list[FailureGroup]:
+    """Most frequent first, grouped as ``status`` and ``submit`` group them (``run_view.failure_groups``:
+    by job and type of error; ``grouped`` is that list). The example is the group's first call in plan
+    order, shown with its own job's parameters (``params``: job -> its parameters)."""
     failed = frame[frame["status"] == "failed"]
     if not len(failed):
         return []
-    first_lines = failed["error"].fillna("").astype(str).map(lambda e: e.strip().splitlines()[0] if e.strip() else "(no message)")
-    keyed = failed.assign(__first=first_lines)
+    if grouped is None:
+        from ..run_view import FailureGroup as Grouped
+        from ..run_view import error_type as type_of
+
+        found: dict = {}
+        for job, call, error in failed[["job", "call", "error"]].itertuples(index=False):
+            line = str(error).strip().splitlines()[0] if _present(error) and str(error).strip() else "(no error recorded)"
+            group = found.setdefault((str(job), type_of(line)), Grouped(str(job), type_of(line)))
+            group.calls.append(int(call))
+            group.messages[line] = group.messages.get(line, 0) + 1
+        grouped = sorted(found.values(), key=lambda g: -g.count)
+    rows = failed.set_index(["job", "call"], drop=False)
     groups = []
-    for (job, first), part in keyed.groupby(["job", "__first"], sort=False):
-        example = part.iloc[0]
-        shown = {p: example[p] for p in params.get(str(job), []) if p in part.columns and _present(example[p])}
-        groups.append(FailureGroup(str(job), error_type(first), first, len(part), int(example["call"]), shown,
-                                   str(example["traceback"]) if _present(example["traceback"]) else str(example["error"] or "")))
-    return sorted(groups, key=lambda g: -g.count)
+    for group in grouped:
+        try:
+            example = rows.loc[(group.job, group.calls[0])]
+        except KeyError:
+            continue
+        if getattr(example, "ndim", 1) > 1:
+            example = example.iloc[0]
+        shown = {p: example[p] for p in params.get(group.job, []) if p in rows.columns and _present(example[p])}
+        trace = str(example["traceback"]) if _present(example["traceback"]) else str(example["error"] or "")
+        groups.append(FailureGroup(group.job, group.error_type, group.error, group.count, int(group.calls[0]), shown, trace))
+    return groups
 
 
 def _present(value) -> bool:

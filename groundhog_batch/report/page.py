@@ -13,6 +13,7 @@ import time
 from importlib.metadata import version
 
 from .. import __version__
+from ..run_view import holder_text
 from .data import ReportData
 from .failures import MAX_GROUPS, FailureGroup
 from .figure import ReportFigure
@@ -117,8 +118,7 @@ def _summary(data: ReportData, rows: list[tuple[str, str]]) -> str:
     written = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(data.generated_at))
     if data.holder:
         holder = data.holder
-        parts.append(f'<div class="banner live">This run is still going ({_e(holder.get("action", "?"))} by pid '
-                     f'{_e(holder.get("pid", "?"))} on {_e(holder.get("host", "?"))}). This report shows the '
+        parts.append(f'<div class="banner live">This run is still going ({_e(holder_text(holder))}). This report shows the '
                      f'{data.n_finished:,} of {data.n_calls:,} calls finished at {written}; write it again for more.</div>')
     elif data.in_progress:
         parts.append(f'<div class="banner live">{data.n_calls - data.n_finished:,} of {data.n_calls:,} calls have not '

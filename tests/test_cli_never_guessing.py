@@ -1,0 +1,103 @@
+"""A CLI that never leaves you guessing: which run, whether it is running, what to type next."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import COUNTING_SCRIPT as COUNTING
+from conftest import SCRIPT_HEAD as HEAD
+
+
+def two_runs(project):
+    project.write("work.py", HEAD + "def f(x):\n    if x == 1:\n        raise ValueError('bad x')\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0, 1, 2]\n")
+    first = project.cli("submit", "sweep.yaml")
+    second = project.cli("submit", "sweep.yaml")
+    assert first.returncode == second.returncode == 1
+    runs = sorted(p for p in (project.root / "hog-runs").iterdir())
+    latest = max(runs, key=lambda p: json.loads((p / "run.json").read_text())["provenance"]["started_at"] + p.name)
+    return latest
+
+
+def test_a_command_without_a_run_takes_the_latest_under_hog_runs_and_says_which(project):
+    latest = two_runs(project)
+    for command in (["status"], ["collect"], ["report"], ["logs", "1"], ["resume"]):
+        done = project.cli(*command)
+        assert done.returncode in (0, 1), (command, done.stderr)
+        assert f"the latest run: hog-runs/{latest.name}" in done.stderr, command
+    assert (latest / "report.html").is_file() and (latest / "results.parquet").is_file()
+    logs = project.cli("logs", "1")
+    assert "=== f call 1: failed" in logs.stdout and "ValueError: bad x" in logs.stdout
+
+
+def test_without_any_run_a_command_says_how_to_name_one(project):
+    done = project.cli("status")
+    assert done.returncode == 2 and "no run under ./hog-runs" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_after_kill_9_status_and_runs_say_interrupted_and_how_to_finish(project):
+    project.write("work.py", COUNTING)
+    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 5\nsweep:\n  product:\n    x: {range: [0, 40]}\n")
+    side_effects = project.root / "side-effects.txt"
+    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir",
+                                  "hog-runs/killed"], cwd=project.root, env={**os.environ, "SIDE_EFFECTS": str(side_effects)},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (side_effects.exists() and len(side_effects.read_text().split()) >= 4):
+        time.sleep(0.05)
+    os.killpg(submitter.pid, signal.SIGKILL)
+    submitter.wait()
+    status = project.cli("status", "hog-runs/killed")
+    assert "interrupted (" in status.stdout and "`hog-batch resume " in status.stdout and "finishes it" in status.stdout
+    assert "not running" not in status.stdout
+    runs = project.cli("runs")
+    assert "interrupted (" in runs.stdout and "finishes it" in runs.stdout
+    finished = project.cli("resume", env={"SIDE_EFFECTS": str(side_effects)})
+    assert finished.returncode == 0, finished.stderr
+    assert "not running: finished" in project.cli("status").stdout
+
+
+def test_a_detached_run_says_it_runs_in_the_background(project):
+    project.write("work.py", HEAD + "import time\ndef f(x):\n    time.sleep(1.5)\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0]\n")
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
+    assert done.returncode == 0 and "running in the background (pid " in done.stderr
+    status = project.cli("status", "run")
+    assert "running in the background (pid " in status.stdout and "resume by" not in status.stdout
+    project.cli("status", "run", "--watch")
+
+
+def test_the_submit_summary_groups_failures_as_status_does(project):
+    project.write("work.py", HEAD + "def f(x):\n    if x % 2:\n        raise ValueError(f'odd {x}')\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: {range: [0, 20]}\n")
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 1
+    status = project.cli("status", "run")
+    grouped = "  failed: 10 calls: ValueError (10 different messages), e.g. ValueError: odd 1"
+    assert grouped in done.stderr and grouped in status.stdout
+    assert "failed: f call 3" not in done.stderr
+
+
+def test_logs_asks_for_the_job_only_when_more_than_one_job_has_that_call(project):
+    project.write("work.py", HEAD + "def f(x):\n    print('f', x)\n    return x\ndef g(y):\n    print('g', y)\n    return y\n")
+    project.manifest("jobs:\n  - {script: work.py, function: f, sweep: {product: {x: {range: [0, 3]}}}}\n"
+                     "  - {script: work.py, function: g, sweep: {product: {y: {range: [0, 200]}}}}\n")
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 0
+    only_g = project.cli("logs", "run", "150")
+    assert only_g.returncode == 0 and "g 150" in only_g.stdout, only_g.stderr
+    both = project.cli("logs", "run", "1")
+    assert both.returncode == 2 and "ambiguous: jobs f, g each have a call 1" in both.stderr
+
+
+def test_retry_with_nothing_matching_refuses_without_a_progress_line(project):
+    project.write("work.py", HEAD + "def f(x):\n    if x == 1:\n        raise ValueError('bad')\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0, 1]\n")
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 1
+    done = project.cli("retry", "run", "--error", "KeyError")
+    assert done.returncode == 2 and "no failed call matches --error KeyError" in done.stderr
+    assert "finished" not in done.stderr and "ETA" not in done.stderr, done.stderr
