@@ -46,6 +46,15 @@ def _run_dir(run_dir: str | None, command: str) -> str:
     return str(latest)
 
 
+def _warn_placeholders(spec) -> None:
+    """Values `init` wrote as placeholders and nobody replaced: valid, but not what anyone means to run."""
+    from .manifest.starter import placeholders_left
+
+    for line, name, value in placeholders_left(spec.manifest_text):
+        click.echo(f"warning: {spec.manifest_path.name}:{line}: {name}: {value} is still the placeholder `hog-batch init` "
+                   "wrote; put the values you mean there (and drop the REPLACE comment)", err=True)
+
+
 def _fail(error: HogError) -> None:
     click.echo(error.render(), err=True)
     sys.exit(error.exit_code)
@@ -277,6 +286,7 @@ def validate(manifest: str, overrides: tuple[str, ...]) -> None:
 
     spec = load_manifest(manifest, overrides)
     click.echo(f"{manifest}: valid ({len(spec.jobs)} job(s), {spec.n_calls:,} call(s))")
+    _warn_placeholders(spec)
 
 
 @main.command()

@@ -101,3 +101,40 @@ def test_retry_with_nothing_matching_refuses_without_a_progress_line(project):
     done = project.cli("retry", "run", "--error", "KeyError")
     assert done.returncode == 2 and "no failed call matches --error KeyError" in done.stderr
     assert "finished" not in done.stderr and "ETA" not in done.stderr, done.stderr
+
+
+def test_init_placeholders_make_validate_warn_until_replaced(project):
+    project.write("model.py", "def model(n: int, rate: float, name='x'):\n    return n * rate\n")
+    assert project.cli("init", "model.py").returncode == 0
+    done = project.cli("validate", "model.yaml")
+    assert done.returncode == 0, done.stderr
+    assert "warning: model.yaml:" in done.stderr and "n: [1, 2, 3] is still the placeholder" in done.stderr
+    assert "rate: [0.1, 1.0, 10.0] is still the placeholder" in done.stderr
+    text = (project.root / "model.yaml").read_text().replace("[1, 2, 3]", "[100, 1000]")
+    (project.root / "model.yaml").write_text(text)
+    again = project.cli("validate", "model.yaml")
+    assert "n: " not in again.stderr and "rate: [0.1, 1.0, 10.0] is still the placeholder" in again.stderr
+
+
+def test_a_groundhog_script_without_groundhog_in_its_environment_is_refused_at_validate_with_the_fix(project):
+    project.write("hog.py", "import groundhog_hpc as hog\n\n@hog.function()\ndef f(x):\n    return x\n")
+    project.manifest("script: hog.py\nfunction: f\nsweep: {product: {x: [1, 2]}}\n")
+    done = project.cli("validate", "sweep.yaml")
+    assert done.returncode == 2 and "hog.py:1" in done.stderr and "imports groundhog_hpc" in done.stderr
+    assert "dependencies: [groundhog-hpc]" in done.stderr and "Traceback" not in done.stderr
+    project.manifest("script: hog.py\nfunction: f\ndependencies: [groundhog-hpc]\nsweep: {product: {x: [1, 2]}}\n")
+    assert project.cli("validate", "sweep.yaml").returncode == 0
+
+
+def test_hydra_comma_values_sweep_under_sweep_and_are_refused_elsewhere_with_the_right_syntax(project):
+    project.write("work.py", HEAD + "def f(n: int, k: int = 0):\n    return n + k\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    n: [1]\n")
+    swept = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--set", "sweep.product.n=10,20")
+    assert swept.returncode == 0, swept.stderr
+    assert list(project.cli("collect", "run", "-o", "out.csv") and
+                __import__("pandas").read_csv(project.root / "out.csv")["result"]) == [10, 20]
+    refused = project.cli("validate", "sweep.yaml", "--set", "kwargs.k=1,2")
+    assert refused.returncode == 2 and "Hydra's sweep syntax" in refused.stderr
+    assert "--set sweep.product.k=[1,2]" in refused.stderr
+    bare = project.cli("validate", "sweep.yaml", "--set", "n=1,2")
+    assert bare.returncode == 2 and "--set sweep.product.n=[1,2]" in bare.stderr

@@ -28,6 +28,7 @@ from ..errors import (
 )
 from ..sweep import build_sweep
 from .endpoint_config import LOCAL, EndpointNotFound, resolve_endpoint
+from .groundhog_compat import missing_groundhog
 from .overrides import apply_overrides, parse_override
 from .pep723 import ScriptMetadata, parse_script_metadata
 from .schema import schema_errors
@@ -286,6 +287,9 @@ class _ManifestChecks:
                 self.errors.append(self.locate(where, f"{job['function']}() {problem}", hint))
         if not self.is_broken(at, "dependencies"):
             self._check_chunk_dependencies(sweep, environment)
+            groundhog = missing_groundhog(tree, environment.dependencies, script_path, script_at)
+            if groundhog is not None:
+                self.errors.append(groundhog)
         timeout = job.get("timeout")
         if isinstance(timeout, float) and math.isnan(timeout):
             where = (*at, "timeout") if "timeout" in self._own(at) else ("timeout",)

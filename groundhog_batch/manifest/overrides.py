@@ -33,7 +33,37 @@ def parse_override(text: str) -> Override:
     if any(not part for part in parts):
         raise ManifestError(message=f"--set {shorten(text)!r}: empty part in key path {shorten(key)!r}", hint=HINT)
     path = tuple(int(p) if p.isdigit() and len(p) < 10 else p for p in parts)
-    return Override(text, path, parse_yaml_value(raw_value, f"--set {key}"))
+    value = parse_yaml_value(raw_value, f"--set {key}")
+    swept = _hydra_sweep(raw_value, value, key)
+    if swept is not None:
+        if "sweep" not in parts:
+            param = parts[-1]
+            prefix = f"{parts[0]}.{parts[1]}." if parts[0] == "jobs" and len(parts) > 2 else ""
+            raise ManifestError(
+                message=f"--set {shorten(text)!r} is Hydra's sweep syntax; here it would be the text "
+                f"{shorten(raw_value.strip())!r}, not the values {', '.join(map(str, swept))}",
+                hint=f"to sweep {param} over them: --set {prefix}sweep.product.{param}=[{','.join(map(str, swept))}] "
+                "(a list is written [a,b]; text with a comma is quoted: --set 'KEY=\"a,b\"')")
+        value = swept  # under sweep: the values to sweep, as Hydra means them
+    return Override(text, path, value)
+
+
+def _hydra_sweep(raw_value: str, value: Any, key: str) -> list | None:
+    """``1,2`` or ``fast,exact`` (unquoted, no brackets) as Hydra's ``-m`` sweep values, else None.
+
+    Outside ``sweep`` only numbers and booleans count (``worker_init=module load a, b`` is text)."""
+    raw = raw_value.strip()
+    if not isinstance(value, str) or "," not in raw or raw[:1] in "[{'\"":
+        return None
+    pieces = [parse_yaml_value(piece, f"--set {key}") for piece in raw.split(",")]
+    if any(piece in ("", None) or isinstance(piece, list | dict) for piece in pieces):
+        return None
+    numbers = all(isinstance(piece, int | float | bool) for piece in pieces)
+    words = all(isinstance(piece, int | float | bool) or (isinstance(piece, str) and piece.strip() and " " not in piece.strip())
+                for piece in pieces)
+    if numbers or ("sweep" in key.split(".") and words):
+        return [piece.strip() if isinstance(piece, str) else piece for piece in pieces]
+    return None
 
 
 def apply_overrides(data: Any, overrides: Iterable[Override]) -> tuple[Any, dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -185,3 +186,26 @@ def write_starter(script: str | Path, function: str | None, manifest_path: str |
         raise ManifestError(message=f"{target} already exists; hog-batch init never overwrites a file",
                             hint="pick another name with -o, or move the existing file away") from None
     return target
+
+
+_PLACEHOLDER_LINE = re.compile(r"^\s*-?\s*([A-Za-z_][\w]*)\s*:\s*(.+?)\s+#[^\n]*\bREPLACE\b")
+
+
+def placeholders_left(text: str) -> list[tuple[int, str, str]]:
+    """(line, name, value) of each value ``init`` wrote that still holds its placeholder (its line still says
+    REPLACE and its value is still the one ``init`` chose): ``validate`` warns about these until replaced."""
+    import yaml
+
+    written = [*PLACEHOLDERS.values(), *(values[0] for values in PLACEHOLDERS.values())]
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _PLACEHOLDER_LINE.match(line)
+        if not match:
+            continue
+        try:
+            value = yaml.safe_load(match.group(2))
+        except yaml.YAMLError:
+            continue
+        if any(value == placeholder and type(value) is type(placeholder) for placeholder in written):
+            found.append((number, match.group(1), match.group(2)))
+    return found
