@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .backends.base import Backend, TaskReport, TaskSubmission
 from .errors import Interrupted  # noqa: F401 - re-exported: callers import it from here
@@ -30,6 +30,19 @@ PROGRESS_INTERVAL_S = 0.25
 class InFlight:
     job: str
     calls: list[int]
+
+
+def call_dirs(job, paths: RunPaths) -> str | None:
+    """With ``workdir: call``, the folder holding each call's own directory (RUN/calls/JOB, or under the endpoint's
+    ``scratch``: SCRATCH/hog-batch/RUN/calls/JOB); None otherwise."""
+    if getattr(job, "workdir", None) != "call":
+        return None
+    scratch = job.endpoint.config.get("scratch")
+    if scratch:
+        return f"{scratch}/hog-batch/{paths.root.name}/calls/{job.name}"
+    if job.endpoint.is_local:
+        return str(paths.call_dirs(job.name))
+    return f"~/hog-batch/{paths.root.name}/calls/{job.name}"  # a remote worker's home, with no scratch set
 
 
 def retry_backoff_s() -> float:
@@ -173,9 +186,16 @@ class Executor:
     def _prepare(self, task: Task) -> TaskSubmission:
         """The task as the backend takes it: its id, payload and rendered script."""
         task_id = f"{task.job.name}-{uuid.uuid4().hex[:10]}"
-        payload = self.plan.payload(task).encode()
+        payload = replace(self.plan.payload(task), context=self._context(task)).encode()
         script = self.plan.render(task, payload) if self.backend.needs_script else ""
         return TaskSubmission(task_id, task.job.name, [c.index for c in task.calls], script, payload)
+
+    def _context(self, task: Task) -> dict:
+        """What each call is told of where it is (HOG_BATCH_RUN_DIR, _JOB, _CALL, _ATTEMPT), and its directory."""
+        calls = [c.index for c in task.calls]
+        before = self.ledger.attempts_so_far(task.job.name, calls)
+        return {"run_dir": str(self.paths.root), "job": task.job.name, "attempts": [before.get(c, 0) + 1 for c in calls],
+                "workdir": call_dirs(task.job, self.paths)}
 
     def _submit(self, submissions: list[TaskSubmission]) -> None:
         # State first: the tasks are in the ledger before they exist, and each group of backend ids

@@ -393,6 +393,15 @@ class Ledger:
                 counts[call_state.value] += state.count(code)
         return found
 
+    def attempts_so_far(self, job: str, calls: list[int]) -> dict[int, int]:
+        """Call -> the attempts recorded for it (calls never run are left out: none so far)."""
+        found: dict[int, int] = {}
+        for start in range(0, len(calls), 500):
+            part = calls[start:start + 500]
+            found.update(self.db.execute(f"SELECT call, attempts FROM failures WHERE job = ? AND call IN ({','.join('?' * len(part))})",
+                                         (job, *part)).fetchall())
+        return found
+
     def failures(self, limit: int | None = 20) -> list[tuple[str, int, str]]:
         """Failed calls as (job, call, first line of the error), in plan order."""
         return [(r.job, r.call, (r.error or "").splitlines()[0] if r.error else "") for r in self.failed_calls(limit)]

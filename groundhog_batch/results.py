@@ -138,6 +138,9 @@ def _window_columns(job: str, params: dict[str, list], window: CallWindow) -> di
     columns["traceback"] = [r.get("tb") for r in records]
     columns["stdout"] = [r.get("out") or ("" if r else None) for r in records]
     columns["stderr"] = [r.get("err") or ("" if r else None) for r in records]
+    files = [r.get("files") for r in records]
+    if any(f is not None for f in files):  # workdir: call; what each call left in its directory, as JSON text
+        columns["files"] = [None if f is None else json.dumps(f) for f in files]
     if window.failures:
         columns["attempts"] = [window.attempts(call) for call in calls]
     else:
@@ -164,9 +167,10 @@ class Shape:
         self.kinds: dict[str, str] = {}  # column -> null | bool | int | float | text
         self.frozen = False  # batches were written with this shape: a change means starting again
         self.changed = False
+        self.files = False  # a ``files`` column (workdir: call), after the text columns
 
     def columns(self) -> list[str]:
-        return ["job", "call", *self.params, "status", "result", *(f"result.{k}" for k in self.result_keys), *TEXT_COLUMNS, "attempts",
+        return ["job", "call", *self.params, "status", "result", *(f"result.{k}" for k in self.result_keys), *TEXT_COLUMNS, *(["files"] if self.files else []), "attempts",
                 "duration_s", "started_at", "finished_at"]
 
     def widen(self, column: str, kind: str) -> None:
@@ -242,13 +246,15 @@ def _arrow_batch(shape: Shape, columns: dict[str, list]):
     for name in columns:
         if name.startswith("result."):
             shape.add_key(name[len("result."):])
+    if "files" in columns and not shape.files:
+        shape.files = shape.changed = True
     arrays = []
     for name in shape.columns():
         source = f"param:{name}" if name in shape.params else name
         values = columns.get(source)
         if values is None:
             values = [None] * n
-        if name in ("job", "status", *TEXT_COLUMNS):
+        if name in ("job", "status", "files", *TEXT_COLUMNS):
             arrays.append(pa.array(values, pa.string()))
         elif name in ("call", "attempts"):
             arrays.append(pa.array(values, pa.int64()))

@@ -60,6 +60,10 @@ class RunPaths:
         """Rendered task scripts while they run (removed afterwards)."""
         return self.root / "tasks"
 
+    def call_dirs(self, job_name: str) -> Path:
+        """With ``workdir: call``: the folder of job's call directories, RUN/calls/JOB (call N runs in N/ under it)."""
+        return self.root / "calls" / job_name
+
     @property
     def report(self) -> Path:
         """The HTML report's default place."""

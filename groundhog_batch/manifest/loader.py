@@ -37,7 +37,7 @@ from .spec import EnvironmentSpec, JobSpec, RunSpec
 from .yaml_source import SourceMap, load_yaml_file, load_yaml_text
 
 JOB_KEYS = ("script", "function", "endpoint", "endpoints", "config", "python", "dependencies", "args",
-            "kwargs", "sweep", "calls_per_task", "max_parallel", "retries", "timeout")
+            "kwargs", "sweep", "calls_per_task", "max_parallel", "retries", "timeout", "workdir")
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -314,6 +314,7 @@ class _ManifestChecks:
             retries=job.get("retries", 0),
             timeout_s=job.get("timeout"),
             n_calls=n_calls if n_calls is not None else sweep.count(),
+            workdir=job.get("workdir"),
         )
 
     def output(self) -> Path | None:

@@ -46,6 +46,7 @@ class JobSpec:
     retries: int
     timeout_s: float | None
     n_calls: int
+    workdir: str | None = None  # "call": each call runs in its own directory
 
     @property
     def module_name(self) -> str:

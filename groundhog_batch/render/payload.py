@@ -31,6 +31,8 @@ class TaskPayload:
     max_result_bytes: int = 0  # 0: no limit
     walltime_s: float | None = None  # the whole task; past it the runner kills its calls and exits 124
     max_stdout_bytes: int = 0  # the task's records; calls that would not fit are deferred (0: no limit)
+    # where each call is (HOG_BATCH_RUN_DIR, _JOB, _CALL, _ATTEMPT) and, with workdir: call, its directory's parent
+    context: dict[str, Any] | None = None
 
     def encode(self) -> str:
         header = {
@@ -42,6 +44,8 @@ class TaskPayload:
             "walltime_s": self.walltime_s,
             "max_stdout_bytes": self.max_stdout_bytes,
         }
+        if self.context is not None:
+            header["context"] = self.context
         body = {"swept": self.swept_kwargs, "args": self.args, "kwargs": self.kwargs}
         header_line = base64.b64encode(json.dumps(header, separators=(",", ":")).encode()).decode()
         body_line = base64.b64encode(pickle.dumps(body, protocol=PICKLE_PROTOCOL)).decode()

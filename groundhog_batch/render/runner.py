@@ -362,6 +362,39 @@ def success_line(call_index, plain_text, started, finished):
         call_index, plain_text, started, finished)
 
 
+MAX_FILES_LISTED = 200
+
+
+def enter_call(context, position, call_index):
+    """Set the call's HOG_BATCH_* variables; with ``workdir: call``, make its directory and go there.
+
+    Returns that directory, or None."""
+    environ = os.environ
+    environ["HOG_BATCH_RUN_DIR"] = context.get("run_dir") or ""
+    environ["HOG_BATCH_JOB"] = context.get("job") or ""
+    environ["HOG_BATCH_CALL"] = str(call_index)
+    attempts = context.get("attempts") or []
+    environ["HOG_BATCH_ATTEMPT"] = str(attempts[position] if position < len(attempts) else 1)
+    base = context.get("workdir")
+    if not base:
+        return None
+    call_dir = os.path.join(os.path.expanduser(os.path.expandvars(base)), str(call_index))
+    os.makedirs(call_dir, exist_ok=True)
+    os.chdir(call_dir)
+    return call_dir
+
+
+def files_in(call_dir):
+    """What a call left in its directory, as paths relative to it (at most MAX_FILES_LISTED)."""
+    found = []
+    for folder, _, names in os.walk(call_dir):
+        for name in names:
+            found.append(os.path.relpath(os.path.join(folder, name), call_dir))
+            if len(found) > MAX_FILES_LISTED:
+                return sorted(found[:MAX_FILES_LISTED]) + ["..."]
+    return sorted(found)
+
+
 def run_worker(script_path, payload_path, payload, start, written, channel, out_fd, err_fd):
     """Import the script and run calls from position ``start`` until done or told to stop.
 
@@ -375,6 +408,7 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
     max_result_bytes = payload.get("max_result_bytes", 0)
     budget = payload.get("max_stdout_bytes") or 0
     call_indices = payload["calls"]
+    context = payload.get("context")  # where each call is: HOG_BATCH_* variables, and its own directory
     if timeout_s:
         signal.signal(signal.SIGALRM, _on_alarm)
     try:
@@ -398,6 +432,7 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
             channel.tell(STARTED + b"%d %r" % (position, started))
         record = {"call": call_index, "ok": False, "kind": None, "value": None, "error": None, "tb": None}
         value = text = None
+        call_dir = enter_call(context, position, call_index) if context else None
         try:
             if setup_error is not None:
                 exc, setup_traceback = setup_error
@@ -442,9 +477,11 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
             _reopen_streams()
         printed = out.take() if lseek(out.fd, 0, os.SEEK_END) else ""
         complained = err.take() if lseek(err.fd, 0, os.SEEK_END) else ""
-        if text is not None and not printed and not complained:
+        if call_dir is not None:
+            record["files"] = files_in(call_dir)
+        if text is not None and not printed and not complained and call_dir is None:
             line = success_line(call_index, text, started, finished)
-        elif record["ok"] and record["kind"] == "json" and not printed and not complained:
+        elif record["ok"] and record["kind"] == "json" and not printed and not complained and call_dir is None:
             line = success_line(call_index, dumps(record["value"]).encode(), started, finished)
         else:
             if text is not None:

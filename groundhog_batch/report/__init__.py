@@ -16,6 +16,7 @@ from ..run_paths import write_atomic
 from .data import ReportData, load
 from .failures import failure_groups
 from .figure import ReportFigure
+from .files import files_section
 from .page import SIZE_MARK, render_page
 from .provenance import provenance_items
 from .summary import SummaryRows, summary_rows
@@ -93,7 +94,7 @@ def write_report(run, path: str | Path, options: dict | None = None) -> ReportWr
     results, timing, left_out = report_figures(data)
     groups = failure_groups(data.frame, {job.name: job.params for job in data.jobs}, data.failure_groups)
     page = render_page(data, results, timing, groups, provenance_items(data), [],
-                       summary_rows(data, groups, SUMMARY_HOOKS), left_out)
+                       summary_rows(data, groups, SUMMARY_HOOKS), left_out, files_section(data, Path(path).absolute().parent))
     size = len(page.replace(SIZE_MARK, "").encode("utf-8"))
     payload = page.replace(SIZE_MARK, f"{size / 1e6:.1f} MB").encode("utf-8")
     target = Path(path).absolute()

@@ -160,7 +160,7 @@ def _provenance(items: list[tuple[str, str]], manifest_text: str) -> str:
 
 def render_page(data: ReportData, results: dict[str, list[ReportFigure]], timing: list[ReportFigure],
                 groups: list[FailureGroup], provenance: list[tuple[str, str]], notes: list[str],
-                summary: list[tuple[str, str]] = (), left_out: dict[str, str] | None = None) -> str:
+                summary: list[tuple[str, str]] = (), left_out: dict[str, str] | None = None, files: str = "") -> str:
     """The whole page; the file size is filled in by the caller (``SIZE_MARK``)."""
     from plotly.offline import get_plotlyjs
 
@@ -179,6 +179,8 @@ def render_page(data: ReportData, results: dict[str, list[ReportFigure]], timing
         if (left_out or {}).get(job_name):
             body.append(f'<p class="note left-out">{_e(left_out[job_name])}</p>')
     body.append(f"<h2 id='failures'>Failures</h2>{_failures(groups)}")
+    if files:
+        body.append(files)
     body.append("<h2 id='time'>Time</h2>")
     if not timing:
         body.append('<p class="sub">No call has finished yet.</p>')
