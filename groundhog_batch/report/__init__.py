@@ -8,6 +8,7 @@ offline. Both read the run without its lock, so they work while it runs.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ..errors import HogError
 from ..run_paths import write_atomic
 from .data import ReportData, load
 from .failures import failure_groups
-from .figure import ReportFigure
+from .figure import TEMPLATE, ReportFigure
 from .files import files_section
 from .page import SIZE_MARK, render_page
 from .provenance import provenance_items
@@ -48,6 +49,20 @@ def _require_plotly() -> None:
                        hint="pip install plotly (hog-batch lists it as a dependency: reinstall hog-batch)") from None
 
 
+@contextmanager
+def _no_default_template():
+    """Figures made without Plotly's default template: each figure would carry (and deep-copy) a copy of it;
+    the page's script sets one template for all of them."""
+    import plotly.io as pio
+
+    default = pio.templates.default
+    pio.templates.default = None
+    try:
+        yield
+    finally:
+        pio.templates.default = default
+
+
 def report_figures(data: ReportData) -> tuple[dict[str, list[ReportFigure]], list[ReportFigure], dict[str, str]]:
     """Figures per job (parameters -> results), the time figures, and what each job's figures leave out.
 
@@ -55,12 +70,18 @@ def report_figures(data: ReportData) -> tuple[dict[str, list[ReportFigure]], lis
     ``MAX_RESULT_FIGURES``, most informative first: a function returning a
     dict of 1,000 numbers gives a report as quick to build and open as any.
     """
+    with _no_default_template():
+        return _report_figures(data)
+
+
+def _report_figures(data: ReportData) -> tuple[dict[str, list[ReportFigure]], list[ReportFigure], dict[str, str]]:
     results: dict[str, list[ReportFigure]] = {}
     left_out: dict[str, str] = {}
     room = MAX_RESULT_FIGURES
     for job in data.jobs:
         limit = min(MAX_FIGURES_PER_JOB, room)
-        results[job.name] = result_figures(job, data.settings, limit)
+        others = frozenset(p for other in data.jobs if other is not job for p in other.params)
+        results[job.name] = result_figures(job, data.settings, limit, others)
         room -= len(results[job.name])
         ranked = ranked_results(job, data.settings)
         missing = ranked[len(results[job.name]):]
@@ -79,7 +100,10 @@ def figures(run, options: dict | None = None) -> dict[str, object]:
     """The report's Plotly figures by key (``results/<job>/<result>``, ``time/durations``, ``time/timeline``)."""
     _require_plotly()
     results, timing, _ = report_figures(load(run, options))
-    return {f.key: f.figure for f in [*(f for job in results.values() for f in job), *timing]}
+    found = {f.key: f.figure for f in [*(f for job in results.values() for f in job), *timing]}
+    for figure in found.values():
+        figure.update_layout(template=TEMPLATE)  # the page sets it once in its script
+    return found
 
 
 def write_report(run, path: str | Path, options: dict | None = None) -> ReportWritten:

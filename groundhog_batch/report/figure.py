@@ -30,7 +30,11 @@ def hover_text(text: Any) -> str:
     return html.escape(value)
 
 
+TEMPLATE = "plotly_white"  # set once by the page's script (and by ``figures()`` for a notebook): setting it on
+# each figure in Python costs a deep copy of the whole template per figure
+
+
 def base_layout(title: str, height: int) -> dict:
     return {"title": {"text": hover_text(title), "x": 0.01, "xanchor": "left", "font": {"size": 15}},
-            "template": "plotly_white", "height": height, "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+            "height": height, "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
             "legend": {"orientation": "v"}, "hovermode": "closest"}

@@ -69,9 +69,11 @@ _RENDER = """
     }
     body.setAttribute("data-report-ready", "1");
   }
+  var template = JSON.parse(document.getElementById("plot-template").textContent);
   var drawing = divs.map(function (div) {
     try {
       var spec = JSON.parse(document.getElementById(div.id + "-data").textContent);
+      if (!spec.layout.template) { spec.layout.template = template; }
       return Plotly.newPlot(div, spec.data, spec.layout, {responsive: true, displaylogo: false})
         .catch(function (err) { window.__reportErrors.push(String(err)); });
     } catch (err) { window.__reportErrors.push(String(err)); return Promise.resolve(); }
@@ -79,6 +81,15 @@ _RENDER = """
   Promise.all(drawing).then(finish, finish);
 })();
 """
+
+
+def _template_json() -> str:
+    import plotly.io as pio
+    from plotly.io.json import to_json_plotly
+
+    from .figure import TEMPLATE
+
+    return to_json_plotly(pio.templates[TEMPLATE].to_plotly_json())
 
 
 def _e(value) -> str:
@@ -200,5 +211,6 @@ def render_page(data: ReportData, results: dict[str, list[ReportFigure]], timing
         "<nav><a href='#results'>Parameters → results</a><a href='#failures'>Failures</a><a href='#time'>Time</a>"
         "<a href='#provenance'>Provenance</a></nav>"
         f"<div class='banner broken' id='broken'></div>{_summary(data, list(summary))}{''.join(body)}{footer}</main>"
+        f'<script type="application/json" id="plot-template">{_script_json(_template_json())}</script>'
         f"<script>{_RENDER}</script></body></html>\n"
     )

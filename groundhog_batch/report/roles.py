@@ -80,12 +80,14 @@ def independent_of(job: JobView, param: str) -> bool:
     return True
 
 
-def choose_roles(job: JobView, choice: FigureChoice | None = None) -> Roles:
+def choose_roles(job: JobView, choice: FigureChoice | None = None, elsewhere: frozenset[str] = frozenset()) -> Roles:
+    """``elsewhere``: parameters of the run's other jobs (a choice naming one of them is not meant for this job)."""
     choice = choice or FigureChoice()
     varying = list(job.varying)
+    unknown = {*varying, *elsewhere}
     ignored = tuple(f"{key}: {name}" for key, name in (("x", choice.x), ("color", choice.color), ("facet", choice.facet))
-                    if name is not None and name not in varying)
-    ignored += tuple(f"replicates: {name}" for name in choice.replicates or () if name not in varying)
+                    if name is not None and name not in unknown)
+    ignored += tuple(f"replicates: {name}" for name in choice.replicates or () if name not in unknown)
     if choice.replicates is not None:
         replicates = [p for p in choice.replicates if p in varying]
     else:

@@ -53,10 +53,13 @@ def ranked_results(job: JobView, settings: ReportSettings) -> list[str]:
     return named + sorted(rest, key=tier)  # sorted is stable: table order within a tier
 
 
-def result_figures(job: JobView, settings: ReportSettings | None = None, limit: int = MAX_FIGURES_PER_JOB) -> list[ReportFigure]:
+def result_figures(job: JobView, settings: ReportSettings | None = None, limit: int = MAX_FIGURES_PER_JOB,
+                   elsewhere: frozenset[str] = frozenset()) -> list[ReportFigure]:
+    """``elsewhere``: the parameters of the run's other jobs (choices naming them are for those jobs)."""
     settings = settings or ReportSettings()
     chosen = ranked_results(job, settings)[: max(limit, 0)]
-    return [result_figure(job, result, settings) for result in chosen]
+    return [result_figure(job, result, settings, choose_roles(job, settings.choice(job.name, result), elsewhere))
+            for result in chosen]
 
 
 def _ordered_values(column, numeric: bool) -> list:
@@ -127,12 +130,13 @@ class _Drawn:
     """What a figure ended up showing, for its caption."""
 
     def __init__(self) -> None:
-        self.band = self.bars = self.geometric = False
+        self.band = self.bars = self.geometric = self.broken = False
         self.points = 0
         self.points_of = 0
         self.failed = 0
         self.failed_of = 0
         self.counts: list[int] = []
+        self.lines = 1  # lines in a panel: bands are fainter when many overlap
         self.said: list[str] = []
 
 
@@ -169,6 +173,7 @@ def result_figure(job: JobView, result: str, settings: ReportSettings | None = N
                         horizontal_spacing=0.04, vertical_spacing=0.12 if rows > 1 else 0.0)
     x_numeric = roles.x is None and not roles.aggregated or (roles.x is not None and job.is_numeric(roles.x))
     colours = _ordered_values(frame[roles.colour], job.is_numeric(roles.colour)) if roles.colour and not roles.heatmap else [None]
+    drawn.lines = len(colours)
     repeats = _repeats(ok, roles)
     points, sampled = _sample(ok, MAX_POINTS) if repeats else (ok.iloc[0:0], False)
     failed_shown, failed_sampled = _sample(failed, MAX_FAILED)
@@ -197,7 +202,9 @@ def result_figure(job: JobView, result: str, settings: ReportSettings | None = N
                                               [f"{hover_text(label(result))} = {short(v)}" for v in single[result]]),
                         hoverinfo="text", name=name), row=row, col=col)
                     drawn.points += len(single)
-                _mean_line(fig, go, here, result, name, colour, row, col, x_numeric, roles, label, drawn)
+                gone = pick(failed) if roles.colour is None else pick(failed)[pick(failed)[roles.colour] == colour_value]
+                _mean_line(fig, go, here, result, name, colour, row, col, x_numeric, roles, label, drawn,
+                           set(gone["__x"].dropna().tolist()) if x_numeric else set())
         fail_part = pick(failed_shown)
         if len(fail_part):
             y = fail_part["__y"].to_numpy() if roles.heatmap else [floor] * len(fail_part)
@@ -282,7 +289,7 @@ def _caption(job: JobView, result: str, roles: Roles, label, drawn: _Drawn) -> s
                                                           if drawn.points_of > drawn.points else "") + ".")
     if drawn.failed:
         where = "on their cells" if roles.heatmap else "along the bottom of the panel"
-        parts.append(f"Red × marks {'a random ' + format(drawn.failed, ',') + ' of ' if drawn.failed_of > drawn.failed else ''}"
+        parts.append(("The line breaks where a call failed. " if drawn.broken else "") + f"Red × marks {'a random ' + format(drawn.failed, ',') + ' of ' if drawn.failed_of > drawn.failed else ''}"
                      f"{drawn.failed_of:,} failed call{'s' if drawn.failed_of != 1 else ''} {where}; hover for the error.")
     axes = [f"{name} axis logarithmic" for name, on in (("x", roles.log_x), ("y", roles.log_y and not roles.heatmap)) if on]
     if axes:
@@ -313,8 +320,15 @@ def _floor(values, log: bool) -> float:
     return float(np.float64(low - 0.06 * ((high - low) or abs(low) or 1.0)))
 
 
+def _broken_at(xs, failed_x: set) -> list[int]:
+    """Positions after which the line must break: a failed call lies between two drawn points."""
+    if not failed_x or len(xs) < 2:
+        return []
+    return [i for i in range(len(xs) - 1) if any(xs[i] < f < xs[i + 1] for f in failed_x)]
+
+
 def _mean_line(fig, go, group, result: str, name: str, colour: str, row: int, col: int, x_numeric: bool,
-               roles: Roles, label, drawn: _Drawn) -> None:
+               roles: Roles, label, drawn: _Drawn, failed_x: set = frozenset()) -> None:
     if not len(group):
         return
     import numpy as np
@@ -339,16 +353,22 @@ def _mean_line(fig, go, group, result: str, name: str, colour: str, row: int, co
     band = several and roles.interval == "band" and x_numeric and len(stats) > 1
     if band:
         fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([high, low[::-1]]),
-                                 fill="toself", fillcolor=_rgba(colour, BAND_ALPHA), line={"width": 0}, mode="lines",
+                                 fill="toself", fillcolor=_rgba(colour, BAND_ALPHA if drawn.lines <= 3 else BAND_ALPHA / 2), line={"width": 0}, mode="lines",
                                  hoverinfo="skip", legendgroup=name, showlegend=False, name=name), row=row, col=col)
         drawn.band = True
     bars = several and not band
-    fig.add_trace(go.Scatter(x=xs, y=means, mode="lines+markers" if x_numeric else "markers", name=name, legendgroup=name,
+    line_x, line_y, line_hover = xs, means, hover
+    breaks = _broken_at(xs, failed_x)
+    if breaks and not bars:  # no line drawn across a failed call, as if its value were known
+        line_x, line_y, line_hover = (np.insert(np.asarray(v, dtype=object), [b + 1 for b in breaks], None)
+                                      for v in (xs, means, hover))
+        drawn.broken = True
+    fig.add_trace(go.Scatter(x=line_x, y=line_y, mode="lines+markers" if x_numeric else "markers", name=name, legendgroup=name,
                              showlegend=True, line={"color": colour, "width": 2}, marker={"color": colour, "size": 7},
                              error_y={"type": "data", "symmetric": False, "array": high - means,
                                       "arrayminus": means - low, "visible": True,
                                       "color": colour, "thickness": 1.5, "width": 4} if bars else None,
-                             hovertext=hover, hoverinfo="text"), row=row, col=col)
+                             hovertext=line_hover, hoverinfo="text"), row=row, col=col)
     drawn.bars = drawn.bars or bars
 
 
