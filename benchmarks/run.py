@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # the default set (all but groundhog, which takes over 10 minutes)
     python benchmarks/run.py --quick    # smaller sizes (10k and 100k calls, 1,000 NumPy calls), for development
-    python benchmarks/run.py scale peers   # only some: startup plan scale numpy peers throughput remote coldstart groundhog
+    python benchmarks/run.py scale peers   # only some: startup report plan scale numpy peers throughput remote coldstart groundhog
 
 ``HOG_BENCH_GROUNDHOG_CALLS`` (default 2000) sets how many calls Groundhog runs;
 Groundhog starts one uv process per call, so 2,000 take about 12 minutes here.
@@ -422,10 +422,34 @@ def bench_coldstart(base: Path, quick: bool = False) -> list[tuple]:
             ("  8 / 1", f"{ratio:.2f}x", "", "target < 2x, built once", "holds" if holds else "MISSED")]
 
 
-BENCHMARKS = {"startup": bench_startup, "plan": bench_plan, "scale": bench_scale, "numpy": bench_numpy, "peers": bench_peers,
-              "throughput": bench_throughput, "remote": bench_remote, "coldstart": bench_coldstart,
-              "groundhog": bench_groundhog}
-DEFAULT = ["startup", "plan", "scale", "numpy", "peers", "throughput", "coldstart", "remote"]  # groundhog takes over 10 minutes
+def bench_report(base: Path, quick: bool = False) -> list[tuple]:
+    """The report of 3 calls returning dicts of 1,000 and 5,000 numbers (one figure per key would take minutes),
+    and of a 10,000-call grid with replicates: each must build in under 10 s."""
+    rows = []
+    wide = "def f(x):\n    return {f'k{i}': x * i for i in range(%d)}\n"
+    for keys in (1_000, 5_000):
+        folder = project(base / f"report-{keys}", "sweep:\n  product:\n    x: [1, 2, 3]\n", wide % keys)
+        assert cli(folder, "submit", "sweep.yaml", "--run-dir", "run")[2].returncode == 0
+        wall_s, peak_mib, done = cli(folder, "report", "run")
+        assert done.returncode == 0, done.stderr
+        rows.append((f"report, 3 calls of {keys:,} keys", f"{wall_s:.1f} s", f"{peak_mib:.0f} MiB peak", "target < 10 s",
+                     "holds" if wall_s < 10 else "MISSED"))
+    n_seeds = 10 if quick else 100
+    grid = ("sweep:\n  product:\n    a: {geomspace: [1, 1000, 10]}\n    b: {linspace: [0, 1, 10]}\n"
+            f"    seed: {{range: [0, {n_seeds}]}}\n")
+    folder = project(base / "report-grid", grid, "def f(a, b, seed):\n    return {'y': a * b + seed % 7, 'z': a - b}\n")
+    assert cli(folder, "submit", "sweep.yaml", "--run-dir", "run")[2].returncode == 0
+    wall_s, peak_mib, done = cli(folder, "report", "run")
+    assert done.returncode == 0, done.stderr
+    rows.append((f"report, {100 * n_seeds:,} calls, replicates", f"{wall_s:.1f} s", f"{peak_mib:.0f} MiB peak",
+                 "target < 10 s", "holds" if wall_s < 10 else "MISSED"))
+    return rows
+
+
+BENCHMARKS = {"startup": bench_startup, "report": bench_report, "plan": bench_plan, "scale": bench_scale,
+              "numpy": bench_numpy, "peers": bench_peers, "throughput": bench_throughput, "remote": bench_remote,
+              "coldstart": bench_coldstart, "groundhog": bench_groundhog}
+DEFAULT = ["startup", "report", "plan", "scale", "numpy", "peers", "throughput", "coldstart", "remote"]  # groundhog: over 10 minutes
 
 
 def load() -> str:

@@ -81,9 +81,9 @@ def _report_figures(data: ReportData) -> tuple[dict[str, list[ReportFigure]], li
     for job in data.jobs:
         limit = min(MAX_FIGURES_PER_JOB, room)
         others = frozenset(p for other in data.jobs if other is not job for p in other.params)
-        results[job.name] = result_figures(job, data.settings, limit, others)
-        room -= len(results[job.name])
         ranked = ranked_results(job, data.settings)
+        results[job.name] = result_figures(job, data.settings, limit, others, ranked)
+        room -= len(results[job.name])
         missing = ranked[len(results[job.name]):]
         if missing:
             shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")

@@ -96,7 +96,9 @@ def job_views(frame, kinds: dict[str, dict[str, str]] | None = None) -> list[Job
             rows[p] = _hashable(rows[p])
         varying = [p for p in own if rows[p].nunique(dropna=True) > 1]
         done = rows[rows["status"] == "succeeded"]
-        numeric = [r for r in results if is_numeric(rows[r]) and done[r].notna().any()]
+        typed = [r for r in results if is_numeric(rows[r])]
+        present = done[typed].notna().any() if typed else {}  # one pass over a wide table, not one per column
+        numeric = [r for r in typed if bool(present[r])]
         views.append(JobView(str(name), rows, own, varying, numeric, (kinds or {}).get(str(name), {})))
     return views
 

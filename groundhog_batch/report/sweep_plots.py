@@ -34,6 +34,7 @@ AXIS_BINS = 100
 MAX_FIGURES_PER_JOB = 12
 MAX_RESULT_FIGURES = 36  # over all jobs: the report stays quick to build and to open
 BAND_ALPHA = 0.18
+DODGE = 0.012  # with error bars, lines are nudged apart by this fraction of the x axis
 ALL_CALLS = "all calls"
 
 
@@ -41,23 +42,25 @@ def ranked_results(job: JobView, settings: ReportSettings) -> list[str]:
     """The job's numeric results, most informative first: those the user names, then those that vary
     across its calls, then those present in fewer calls, then constants (each in table order)."""
     named = [r for r in settings.results if r in job.results]
-    done = job.frame[job.frame["status"] == "succeeded"]
-
-    def tier(result: str) -> int:
-        values = done[result]
-        if values.nunique(dropna=True) <= 1:
-            return 2
-        return 0 if values.notna().all() else 1
-
     rest = [r for r in job.results if r not in named]
-    return named + sorted(rest, key=tier)  # sorted is stable: table order within a tier
+    if not rest:
+        return named
+    import numpy as np
+
+    done = job.frame.loc[job.frame["status"] == "succeeded", rest].to_numpy(dtype=float, na_value=np.nan)
+    missing = np.isnan(done)  # one pass over a wide table (a dict of 5,000 numbers), not one per column
+    filled = np.where(missing, np.inf, done).min(axis=0), np.where(missing, -np.inf, done).max(axis=0)
+    varies = filled[1] > filled[0]
+    complete = ~missing.any(axis=0)
+    tier = {r: 2 if not varies[i] else 0 if complete[i] else 1 for i, r in enumerate(rest)}
+    return named + sorted(rest, key=tier.__getitem__)  # sorted is stable: table order within a tier
 
 
 def result_figures(job: JobView, settings: ReportSettings | None = None, limit: int = MAX_FIGURES_PER_JOB,
-                   elsewhere: frozenset[str] = frozenset()) -> list[ReportFigure]:
+                   elsewhere: frozenset[str] = frozenset(), ranked: list[str] | None = None) -> list[ReportFigure]:
     """``elsewhere``: the parameters of the run's other jobs (choices naming them are for those jobs)."""
     settings = settings or ReportSettings()
-    chosen = ranked_results(job, settings)[: max(limit, 0)]
+    chosen = (ranked or ranked_results(job, settings))[: max(limit, 0)]
     return [result_figure(job, result, settings, choose_roles(job, settings.choice(job.name, result), elsewhere))
             for result in chosen]
 
@@ -130,7 +133,7 @@ class _Drawn:
     """What a figure ended up showing, for its caption."""
 
     def __init__(self) -> None:
-        self.band = self.bars = self.geometric = self.broken = False
+        self.band = self.bars = self.geometric = self.broken = self.dodged = False
         self.points = 0
         self.points_of = 0
         self.failed = 0
@@ -150,7 +153,8 @@ def result_figure(job: JobView, result: str, settings: ReportSettings | None = N
     roles = roles or choose_roles(job, settings.choice(job.name, result))
     label = settings.label
     drawn = _Drawn()
-    frame = job.frame.copy()
+    needed = ["call", "status", "error", result, *job.params]
+    frame = job.frame[list(dict.fromkeys(c for c in needed if c in job.frame.columns))].copy()  # not 1,000 other results
     if roles.x:
         frame["__x"] = _binned(frame, roles.x, drawn.said, label(roles.x))
     else:
@@ -174,6 +178,7 @@ def result_figure(job: JobView, result: str, settings: ReportSettings | None = N
     x_numeric = roles.x is None and not roles.aggregated or (roles.x is not None and job.is_numeric(roles.x))
     colours = _ordered_values(frame[roles.colour], job.is_numeric(roles.colour)) if roles.colour and not roles.heatmap else [None]
     drawn.lines = len(colours)
+    span = _span_of(frame["__x"], roles.log_x) if x_numeric else (0.0, 0.0)
     repeats = _repeats(ok, roles)
     points, sampled = _sample(ok, MAX_POINTS) if repeats else (ok.iloc[0:0], False)
     failed_shown, failed_sampled = _sample(failed, MAX_FAILED)
@@ -195,8 +200,12 @@ def result_figure(job: JobView, result: str, settings: ReportSettings | None = N
                         else f"{hover_text(label(roles.colour))} = {hover_text(number_text(colour_value))}")
                 single = pick(points) if roles.colour is None else pick(points)[pick(points)[roles.colour] == colour_value]
                 if len(single):  # behind the mean
+                    xs = single["__x"].to_numpy()
+                    nudge = (c - (len(colours) - 1) / 2) * DODGE * (span[1] - span[0])
+                    if roles.interval == "bars" and x_numeric and nudge:  # beside their line's bars
+                        xs = xs.astype(float) * 10**nudge if roles.log_x else xs.astype(float) + nudge
                     fig.add_trace(go.Scatter(
-                        x=single["__x"].to_numpy(), y=single[result].to_numpy(dtype=float), mode="markers",
+                        x=xs, y=single[result].to_numpy(dtype=float), mode="markers",
                         marker={"color": colour, "size": 5, "opacity": 0.28}, legendgroup=name, showlegend=False,
                         hovertext=_call_hover(single, shown_params, label,
                                               [f"{hover_text(label(result))} = {short(v)}" for v in single[result]]),
@@ -204,7 +213,8 @@ def result_figure(job: JobView, result: str, settings: ReportSettings | None = N
                     drawn.points += len(single)
                 gone = pick(failed) if roles.colour is None else pick(failed)[pick(failed)[roles.colour] == colour_value]
                 _mean_line(fig, go, here, result, name, colour, row, col, x_numeric, roles, label, drawn,
-                           set(gone["__x"].dropna().tolist()) if x_numeric else set())
+                           set(gone["__x"].dropna().tolist()) if x_numeric else set(),
+                           (c - (len(colours) - 1) / 2) * DODGE if x_numeric else 0.0, span)
         fail_part = pick(failed_shown)
         if len(fail_part):
             y = fail_part["__y"].to_numpy() if roles.heatmap else [floor] * len(fail_part)
@@ -234,6 +244,8 @@ def result_figure(job: JobView, result: str, settings: ReportSettings | None = N
     elif x_numeric and _is_integer(frame["__x"]) and frame["__x"].nunique() <= 20:
         # a few integer values (seeds, sizes) get a tick each, and no 0.5 ticks between them
         fig.update_xaxes(tickmode="array", tickvals=sorted(frame["__x"].dropna().unique().tolist()))
+    if not x_numeric and drawn.bars and len(colours) > 1:
+        fig.update_layout(scattermode="group", scattergap=0.6)  # bars of a category side by side
     if not x_numeric:
         order = _ordered_values(frame["__x"], False)
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=order)
@@ -278,7 +290,8 @@ def _caption(job: JobView, result: str, roles: Roles, label, drawn: _Drawn) -> s
         mean = "geometric mean (for the log axis)" if drawn.geometric else "mean"
         parts.append(f"Each point is the {mean} of {label(result)}" + (f" over {names}" if names else " over repeated calls")
                      + f" ({_span(drawn.counts)} a point)"
-                     + (f", with its 95% confidence interval (Student's t) as {how}" if how else "") + ".")
+                     + (f", with its 95% confidence interval (Student's t) as {how}" if how else "") + "."
+                     + (" Lines are nudged sideways so their bars do not hide each other." if drawn.dodged else ""))
     elif drawn.counts:
         parts.append(f"Each point is one call's {label(result)}.")
     if roles.folded:
@@ -320,6 +333,16 @@ def _floor(values, log: bool) -> float:
     return float(np.float64(low - 0.06 * ((high - low) or abs(low) or 1.0)))
 
 
+def _span_of(column, log: bool) -> tuple[float, float]:
+    """The x axis's extent (in decades on a log axis), for nudging lines apart."""
+    import numpy as np
+
+    values = column.dropna().to_numpy(dtype=float)
+    if log:
+        values = np.log10(values[values > 0])
+    return (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)
+
+
 def _broken_at(xs, failed_x: set) -> list[int]:
     """Positions after which the line must break: a failed call lies between two drawn points."""
     if not failed_x or len(xs) < 2:
@@ -328,7 +351,10 @@ def _broken_at(xs, failed_x: set) -> list[int]:
 
 
 def _mean_line(fig, go, group, result: str, name: str, colour: str, row: int, col: int, x_numeric: bool,
-               roles: Roles, label, drawn: _Drawn, failed_x: set = frozenset()) -> None:
+               roles: Roles, label, drawn: _Drawn, failed_x: set = frozenset(), shift: float = 0.0,
+               span: tuple[float, float] = (0.0, 0.0)) -> None:
+    """``shift``: with error bars, each line is nudged by this fraction of the axis, so that bars at the
+    same x do not hide each other (hover still says the true x)."""
     if not len(group):
         return
     import numpy as np
@@ -358,6 +384,10 @@ def _mean_line(fig, go, group, result: str, name: str, colour: str, row: int, co
         drawn.band = True
     bars = several and not band
     line_x, line_y, line_hover = xs, means, hover
+    if bars and shift and span[1] > span[0]:
+        nudge = shift * (span[1] - span[0])
+        line_x = xs.astype(float) * 10**nudge if roles.log_x else xs.astype(float) + nudge
+        drawn.dodged = True
     breaks = _broken_at(xs, failed_x)
     if breaks and not bars:  # no line drawn across a failed call, as if its value were known
         line_x, line_y, line_hover = (np.insert(np.asarray(v, dtype=object), [b + 1 for b in breaks], None)
