@@ -49,7 +49,7 @@ def status_text(run, show_all: bool = False) -> list[str]:
     if holder is not None:
         lines.append(f"  {holder_text(holder)}")
     else:
-        lines.append(f"  {interrupted_text(run.counts(), run.root) or 'not running: finished'}")
+        lines.append(f"  {interrupted_text(run.counts(), run.root) or 'finished: no call is left to run'}")
     if started:
         lines.append(f"  started {started} ({duration_text(age_s(started))} ago)")
     for job, now in progress_by_job(run.ledger).items():

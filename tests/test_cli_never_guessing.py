@@ -59,7 +59,7 @@ def test_after_kill_9_status_and_runs_say_interrupted_and_how_to_finish(project)
     assert "interrupted (" in runs.stdout and "finishes it" in runs.stdout
     finished = project.cli("resume", env={"SIDE_EFFECTS": str(side_effects)})
     assert finished.returncode == 0, finished.stderr
-    assert "not running: finished" in project.cli("status").stdout
+    assert "finished: no call is left to run" in project.cli("status").stdout
 
 
 def test_a_detached_run_says_it_runs_in_the_background(project):
