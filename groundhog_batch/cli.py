@@ -55,6 +55,23 @@ def _warn_placeholders(spec) -> None:
                    "wrote; put the values you mean there (and drop the REPLACE comment)", err=True)
 
 
+def _warn_report(spec) -> None:
+    """A report: choice naming no parameter of any job (a typo) would be left out of every figure: say so now."""
+    report = spec.data.get("report") if isinstance(spec.data, dict) else None
+    if not isinstance(report, dict):
+        return
+    names = {name for job in spec.jobs for name in job.sweep.names}
+    entries = [("report", report), *((f"report.figures.{i}", e) for i, e in enumerate(report.get("figures") or [])
+                                     if isinstance(e, dict))]
+    for where, entry in entries:
+        chosen = [(key, entry.get(key)) for key in ("x", "color", "facet")] + \
+            [("replicates", name) for name in entry.get("replicates") or []]
+        for key, name in chosen:
+            if isinstance(name, str) and name not in names:
+                click.echo(f"warning: {where}.{key}: {name!r} is not a swept parameter of any job "
+                           f"({', '.join(sorted(names)) or 'none is swept'}); the report will not use it", err=True)
+
+
 def _fail(error: HogError) -> None:
     click.echo(error.render(), err=True)
     sys.exit(error.exit_code)
@@ -287,6 +304,7 @@ def validate(manifest: str, overrides: tuple[str, ...]) -> None:
     spec = load_manifest(manifest, overrides)
     click.echo(f"{manifest}: valid ({len(spec.jobs)} job(s), {spec.n_calls:,} call(s))")
     _warn_placeholders(spec)
+    _warn_report(spec)
 
 
 @main.command()

@@ -218,3 +218,11 @@ def wide(x):
     assert "988 of 1,000 numeric results of job wide have no figure here" in html
     assert done.stderr.count("have no figure here") == 1
     assert "result.k0000" not in re.findall(r'data-key="(results/[^"]+)"', html), "a constant comes last"
+
+
+def test_a_report_choice_naming_no_parameter_is_a_warning_at_validate(grid):
+    grid.manifest(GRID + "report:\n  x: bb\n  figures:\n    - {y: result.y, replicates: [sead]}\n", name="typo.yaml")
+    done = grid.cli("validate", "typo.yaml")
+    assert done.returncode == 0
+    assert "warning: report.x: 'bb' is not a swept parameter of any job (a, b, seed)" in done.stderr
+    assert "warning: report.figures.0.replicates: 'sead' is not a swept parameter" in done.stderr
