@@ -34,6 +34,7 @@ def f(x):
 
 
 def runner_records(tmp_path, n: int, **limits) -> list[dict]:
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "work.py").write_text(SCRIPT)
     (tmp_path / "hog_runner.py").write_text(runner_source())
     payload = TaskPayload(function="f", call_indices=list(range(n)), swept_kwargs=[{"x": i} for i in range(n)],
@@ -54,7 +55,12 @@ def test_every_record_the_runner_writes_has_one_of_the_documented_shapes(tmp_pat
     assert by_call[1] == by_call[2] == by_call[3] == by_call[4] == "finished"
     assert by_call[5] == "lost"
     assert "deferred" in {by_call[6], by_call.get(7)}
-    assert set(by_call.values()) == set(SHAPES), "a shape the runner never writes is documented, or the reverse"
+    in_own_directory = runner_records(tmp_path / "own", 2, context={"run_dir": str(tmp_path), "job": "f", "attempts": [1, 1],
+                                                                     "workdir": str(tmp_path / "calls")})
+    assert [shape_of(record) for record in in_own_directory] == ["finished-with-files"] * 2
+    assert all(problems(record) == [] for record in in_own_directory)
+    shapes = {*by_call.values(), *(shape_of(record) for record in in_own_directory)}
+    assert shapes == set(SHAPES), "a shape the runner never writes is documented, or the reverse"
 
 
 def test_the_docs_table_every_shape_and_field():

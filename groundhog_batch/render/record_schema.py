@@ -7,6 +7,8 @@ A record is one JSON object on one line. Its shape tells its kind:
 
 - **succeeded, short**: a call that returned JSON data and printed nothing;
 - **finished**: any other call that ran (``ok`` says whether it returned);
+- **finished with files**: the same, for a call run in its own directory (``workdir: call``),
+  with ``files``, what it left there;
 - **lost**: a call whose worker died under it, written by the supervisor;
 - **deferred**: a call this task will not run; the host runs it in another task,
   with no attempt counted.
@@ -37,12 +39,15 @@ FINISHED: dict[str, tuple[type, ...]] = {
     "err": (str,),  # and on stderr
 }
 LOST: dict[str, tuple[type, ...]] = {**FINISHED, "lost": (bool,)}  # always true: the runner saw the worker die
+# workdir: call: a finished call with what it left in its own directory (paths relative to it; "..." past 200)
+FINISHED_WITH_FILES: dict[str, tuple[type, ...]] = {**FINISHED, "files": (list,)}
 DEFERRED: dict[str, tuple[type, ...]] = {
     "call": (int,),
     "deferred": (bool,),  # always true
     "reason": (str,),  # why this task did not run it (a walltime, the output budget, a stop)
 }
-SHAPES = {"succeeded-short": SHORT_SUCCESS, "finished": FINISHED, "lost": LOST, "deferred": DEFERRED}
+SHAPES = {"succeeded-short": SHORT_SUCCESS, "finished": FINISHED, "finished-with-files": FINISHED_WITH_FILES, "lost": LOST,
+          "deferred": DEFERRED}
 
 
 def shape_of(record: dict[str, Any]) -> str:
