@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 MAX_GROUPS = 50
-_ERROR_TYPE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
 
 
 @dataclass(frozen=True)
@@ -18,12 +16,6 @@ class FailureGroup:
     example_call: int
     example_params: dict
     traceback: str
-
-
-def error_type(first_line: str) -> str:
-    """``ValueError: bad x`` -> ``ValueError``; anything else (a timeout, a killed process) is an ``error``."""
-    found = _ERROR_TYPE.match(first_line)
-    return found.group(1) if found else "error"
 
 
 def failure_groups(frame, params: dict[str, list[str]], grouped: list | None = None) -> list[FailureGroup]:
