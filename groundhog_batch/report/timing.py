@@ -57,7 +57,7 @@ def duration_figure(data: ReportData) -> ReportFigure | None:
                          f"longest {seconds_text(float(seconds.max()))}", 360)
     fig.update_layout(**layout, barmode="stack", bargap=0.02)
     fig.update_xaxes(title_text="seconds per call" + (" (log scale)" if log else ""), type="log" if log else "linear",
-                     **({"dtick": 1 if high / low > 1000 else "D2"} if log else {}))
+                     **({"dtick": 1 if high / low > 1000 else "D2", "exponentformat": "power"} if log else {}))
     fig.update_yaxes(title_text="calls", **count_ticks(int(tallest)))
     caption = ("How long each finished call took: the number of calls per bin" + (", bins spaced logarithmically" if log else "")
                + (", one colour per job, succeeded and failed stacked (failed in red"
