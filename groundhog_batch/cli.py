@@ -369,9 +369,10 @@ def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, detach,
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False), required=False)
+@click.option("--detached-submit", is_flag=True, hidden=True)  # the background process of `submit --detach`
 @running_options
 @user_errors
-def resume(run_dir: str, max_failures, quiet, verbose) -> None:
+def resume(run_dir: str, detached_submit: bool, max_failures, quiet, verbose) -> None:
     """Finish what a run left unfinished; never re-runs a succeeded call.
 
     On a run another live hog-batch process drives (`submit --detach`), follow it instead until it ends.
@@ -381,7 +382,7 @@ def resume(run_dir: str, max_failures, quiet, verbose) -> None:
     run, verbosity = Run(_run_dir(run_dir, "resume")), _verbosity(quiet, verbose)
     if run.holder() is None:
         try:
-            _drive(run, "resume", verbosity, max_failures)
+            _drive(run, "submit" if detached_submit else "resume", verbosity, max_failures)
             return
         except RunInUse:  # taken in the meantime
             pass

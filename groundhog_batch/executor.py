@@ -269,8 +269,8 @@ class Executor:
         return self.paths.cancel_request.exists()
 
     def _cancel(self) -> None:
-        self.backend.cancel(list(self.in_flight))
-        self.backend.close()
+        """Stop what runs and keep what it finished (the call a stopped task let finish, too); the rest is cancelled."""
+        self._stop_for_resume()
         self.in_flight.clear()
         self.ledger.cancel_unfinished()
         self.paths.cancel_request.unlink(missing_ok=True)

@@ -469,8 +469,12 @@ def _print_progress_until_done(run: Run) -> None:
 
 def drive_in_background(run: api.Run, max_failures: int | None = None) -> subprocess.Popen:
     """Start the process that drives the run (``resume``, in its own session; its log: submitter.log);
-    return once it holds the run."""
-    command = [sys.executable, "-m", "groundhog_batch", "resume", str(run.root)]
+    return once it holds the run.
+
+    It runs what is pending as ``submit`` does (``--detached-submit``): it never makes cancelled calls pending
+    again, so a ``cancel`` that came before it took the run's lock sticks.
+    """
+    command = [sys.executable, "-m", "groundhog_batch", "resume", str(run.root), "--detached-submit"]
     if max_failures is not None:
         command += ["--max-failures", str(max_failures)]
     with run.paths.submitter_log.open("ab") as log:

@@ -538,7 +538,7 @@ class Ledger:
                            (job, task_id, n, lo, hi, None if contiguous else array("i", ok_calls).tobytes(),
                             zlib.compress(lines, 1)))
             for record in other:
-                self._store_other(db, job, record, state, retries, backoff_s)
+                self._store_other(db, job, task_id, record, state, retries, backoff_s)
         if n:
             if contiguous:
                 state[lo:hi + 1] = bytes([SUCCEEDED]) * n
@@ -550,8 +550,10 @@ class Ledger:
         """Records already decoded (a remote backend's, the submitter's own): stored like a block of lines."""
         self.store_records(job, task_id, b"".join(json.dumps(r).encode() + b"\n" for r in records), retries, backoff_s)
 
-    def _store_other(self, db: sqlite3.Connection, job: str, record: dict, state: bytearray, retries: dict[str, int],
-                     backoff_s: float) -> None:
+    def _store_other(self, db: sqlite3.Connection, job: str, task_id: str, record: dict, state: bytearray,
+                     retries: dict[str, int], backoff_s: float) -> None:
+        """A failure (or a deferral): one attempt more, unless this task's failure of the call is stored already
+        (a records file read again after a crash holds records that reached the ledger before it)."""
         call = int(record["call"])
         if not 0 <= call < len(state) or state[call] == SUCCEEDED:
             return
@@ -559,12 +561,17 @@ class Ledger:
             if state[call] == SUBMITTED:
                 state[call] = PENDING
             return
-        row = db.execute("SELECT attempts, json_extract(record, '$.retry_base') FROM failures WHERE job = ? AND call = ?",
-                         (job, call)).fetchone()
+        row = db.execute("SELECT attempts, json_extract(record, '$.retry_base'), json_extract(record, '$.task'), final "
+                         "FROM failures WHERE job = ? AND call = ?", (job, call)).fetchone()
+        if row and row[2] == task_id:
+            if state[call] == SUBMITTED:
+                state[call] = FAILED if row[3] else WAITING
+            return
         attempts = (row[0] if row else 0) + 1
         base = (row[1] or 0) if row else 0  # attempts made before the last `retry`, which grants `retries` anew
+        record = {**record, "task": task_id}
         if base:
-            record = {**record, "retry_base": base}
+            record["retry_base"] = base
         retry = attempts - base <= retries.get(job, 0)
         now = time.time()
         not_before = min(now + backoff_s * 2 ** (attempts - base - 1), now + 300) if retry else 0.0

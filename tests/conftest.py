@@ -121,3 +121,43 @@ def globus(loopback_service):
     yield loopback_service
     loopback_service.reset()
     loopback_service.release()
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _argv(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def task_processes(run_dir: Path) -> list[tuple[int, int | None, int | None]]:
+    """(bash, runner supervisor, worker) pids of each task of the run now running (None: not started yet).
+
+    A task is ``bash RUN/tasks/ID.sh``; its supervisor is the Python child of that bash that runs
+    hog_runner.py, its worker the supervisor's child (a fork of it).
+    """
+    marker = str(run_dir / "tasks").encode()
+    pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    children: dict[int, list[int]] = {}
+    for pid in pids:
+        parent = _parent_pid(pid)
+        if parent is not None:
+            children.setdefault(parent, []).append(pid)
+    found = []
+    for pid in pids:
+        argv = _argv(pid)
+        if argv and argv[0].endswith(b"bash") and len(argv) > 1 and argv[1].startswith(marker):
+            supervisor = next((child for child in children.get(pid, []) if b"hog_runner.py" in b" ".join(_argv(child))),
+                              None)
+            worker = next(iter(children.get(supervisor, [])), None) if supervisor else None
+            found.append((pid, supervisor, worker))
+    return found

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..render.payload import unframe_records
+from ..render.payload import unreported_records
 from ..render.runner import DELIMITER
 from ..run_paths import write_atomic
 from .base import Backend, IdsCallback, TaskReport, TaskSubmission
@@ -76,14 +76,23 @@ class LocalBackend(Backend):
                 )
             with self._lock:
                 self._processes[task.task_id] = process
-            threading.Thread(target=self._follow, args=(task.task_id, process, script_path, stderr_path), daemon=True).start()
+            threading.Thread(target=self._follow, args=(task.task_id, task.calls, process, script_path, stderr_path),
+                             daemon=True).start()
             ids.append((task.task_id, str(process.pid)))
         on_ids(ids, None)
 
-    def _follow(self, task_id: str, process: subprocess.Popen, script_path: Path, stderr_path: Path) -> None:
-        """Hand on the record lines as they come, undecoded: every complete line read in one report."""
+    def _follow(self, task_id: str, calls: list[int], process: subprocess.Popen, script_path: Path,
+                stderr_path: Path) -> None:
+        """Hand on the record lines as they come, undecoded: every complete line read in one report.
+
+        Once the task has ended, its records file says what became of the calls
+        it did not report on stdout (its runner was killed after a record reached
+        the file, before it handed the record on): those records come with the
+        last report, so no call that finished runs again or is taken for killed.
+        """
         saw_delimiter = False
         pending = b""
+        reported = 0
         fd = process.stdout.fileno()
         while True:
             block = os.read(fd, 1 << 16)
@@ -99,16 +108,22 @@ class LocalBackend(Backend):
                 pending = pending[at + len(DELIMITER_LINE):]
             cut = pending.rfind(b"\n") + 1
             if cut:
+                reported += pending.count(b"\n", 0, cut)
                 self._reports.put(TaskReport(task_id, lines=pending[:cut]))
                 pending = pending[cut:]
         process.stdout.close()
         returncode = process.wait()
+        left = b""
+        if reported < len(calls):
+            data = _read_when_released(self._records_path(task_id))
+            left = unreported_records(data, self._secret(task_id), calls, reported)
         with self._lock:
             self._processes.pop(task_id, None)
         tail = _tail(stderr_path)
         for path in (script_path, stderr_path):
             path.unlink(missing_ok=True)
-        self._reports.put(TaskReport(task_id, finished=True, returncode=returncode, stderr_tail=tail, saw_delimiter=saw_delimiter))
+        self._reports.put(TaskReport(task_id, lines=left, finished=True, returncode=returncode, stderr_tail=tail,
+                                     saw_delimiter=saw_delimiter))
 
     def _records_path(self, task_id: str) -> Path:
         return self.scratch_dir / f"{task_id}.records"
@@ -130,11 +145,11 @@ class LocalBackend(Backend):
 
     def reattach(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> list[TaskReport]:
         reports = []
-        for task_id, _job, external_id, _calls in tasks:
+        for task_id, _job, external_id, calls in tasks:
             if external_id and external_id.isdigit():
                 _kill_leftover(int(external_id), task_id)
             data = _read_when_released(self._records_path(task_id))
-            reports.append(TaskReport(task_id, lines=unframe_records(data, self._secret(task_id)), finished=True))
+            reports.append(TaskReport(task_id, lines=unreported_records(data, self._secret(task_id), calls), finished=True))
             for suffix in (".sh", ".stderr"):
                 (self.scratch_dir / f"{task_id}{suffix}").unlink(missing_ok=True)
         return reports

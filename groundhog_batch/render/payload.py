@@ -80,3 +80,27 @@ def unframe_records(data: bytes, secret: str) -> bytes:
         if body is not None:
             kept.append(body + b"\n")
     return b"".join(kept)
+
+
+def unreported_records(data: bytes, secret: str, calls: list[int], reported: int = 0) -> bytes:
+    """The records in a task's records file for its calls from position ``reported`` on, as plain JSON lines.
+
+    The file is the truth of what a task's calls did: the runner appends each
+    record there before the next call starts, and hands it on to stdout after.
+    A runner killed in between leaves records that never reached stdout; this
+    takes them, matched to ``calls`` in order as the runner does (a record
+    counts for the next call only), so none is taken twice or for another call.
+    """
+    prefix = secret.encode() + b" "
+    kept = []
+    position = 0
+    for line in data.split(b"\n")[:-1]:
+        if position >= len(calls):
+            break
+        body = unframe(line, prefix)
+        if body is None or not body.startswith(b'{"call": %d, ' % calls[position]):
+            continue
+        position += 1
+        if position > reported:
+            kept.append(body + b"\n")
+    return b"".join(kept)
