@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from groundhog_batch.api import open_run
+from groundhog_batch.backends.local import secret_pipe
 from groundhog_batch.render.payload import TaskPayload, iter_records, unframe_records
 from groundhog_batch.render.renderer import runner_source
 from groundhog_batch.render.runner import DELIMITER
@@ -55,6 +56,41 @@ def test_user_code_writing_fake_records_into_every_descriptor_cannot_forge_anoth
     assert done.returncode == 0, done.stderr
     assert list(table["result"]) == [0, 1, 2]
     assert list(table["status"]) == ["succeeded"] * 3
+
+
+def test_a_call_cannot_forge_records_with_anything_in_its_own_or_its_parents_environment(project):
+    """Call 0 frames fake results (999) for calls 0-2 with every value in the environment of its process and of
+    each of its parents (``/proc/PID/environ``) and appends them to the task's records file: none is taken."""
+    body = (
+        "import json, os\n"
+        "def f(x):\n"
+        "    if x == 0:\n"
+        "        values, pid = set(), os.getpid()\n"
+        "        while pid > 1:\n"
+        "            try:\n"
+        "                environ = open(f'/proc/{pid}/environ', 'rb').read()\n"
+        "                pid = int(open(f'/proc/{pid}/stat', 'rb').read().rsplit(b')', 1)[1].split()[1])\n"
+        "            except OSError:\n"
+        "                break\n"
+        "            values.update(item.partition(b'=')[2] for item in environ.split(b'\\0'))\n"
+        "        targets = []\n"
+        "        for fd in [int(n) for n in os.listdir('/proc/self/fd')]:\n"
+        "            try:\n"
+        "                if os.readlink(f'/proc/self/fd/{fd}').endswith('.records'):\n"
+        "                    targets.append(fd)\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "        assert targets, 'the records file is open in the worker'\n"
+        "        for value in values - {b''}:\n"
+        "            for call in range(3):\n"
+        "                fake = json.dumps({'call': call, 'ok': True, 'kind': 'json', 'value': 999}).encode()\n"
+        "                for fd in targets:\n"
+        "                    os.write(fd, value + b' %d ' % len(fake) + fake + b'\\n')\n"
+        "    return x\n"
+    )
+    done, table = submit(project, body, "  product:\n    x: [0, 1, 2]\n", "calls_per_task: 3\n")
+    assert done.returncode == 0, done.stderr
+    assert list(table["result"]) == [0, 1, 2]
 
 
 def test_fake_records_in_the_records_file_are_not_read_by_resume_after_a_killed_submitter(project):
@@ -217,9 +253,12 @@ def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp
                           args=[], kwargs={"log": str(side_effects), "reader_left": str(reader_left)})
     (tmp_path / "payload.b64").write_text(payload.encode())
     records_file = tmp_path / "task.records"
+    secret_fd = secret_pipe("s3cr3t")
     task = subprocess.Popen([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
                              str(tmp_path / "payload.b64")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "HOG_BATCH_RECORDS_FILE": str(records_file), "HOG_BATCH_RECORDS_SECRET": "s3cr3t"})
+                            env={**os.environ, "HOG_BATCH_RECORDS_FILE": str(records_file),
+                                 "HOG_BATCH_RECORDS_SECRET_FD": str(secret_fd)}, pass_fds=(secret_fd,))
+    os.close(secret_fd)
     assert task.stdout.readline().decode().strip() == DELIMITER
     assert json.loads(task.stdout.readline())["call"] == 0
     task.stdout.close()  # the submitter dies while call 1 runs

@@ -62,18 +62,23 @@ class LocalBackend(Backend):
             script_path = self.scratch_dir / f"{task.task_id}.sh"
             stderr_path = self.scratch_dir / f"{task.task_id}.stderr"
             script_path.write_text(task.script)
+            secret_fd = secret_pipe(self._secret(task.task_id))
             env = dict(self.env, HOG_BATCH_RECORDS_FILE=str(self._records_path(task.task_id)),
-                       HOG_BATCH_RECORDS_SECRET=self._secret(task.task_id))
-            with stderr_path.open("wb") as stderr:
-                process = subprocess.Popen(
-                    ["bash", str(script_path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=stderr,
-                    cwd=self.working_dir,
-                    env=env,
-                    start_new_session=True,
-                )
+                       HOG_BATCH_RECORDS_SECRET_FD=str(secret_fd))
+            try:
+                with stderr_path.open("wb") as stderr:
+                    process = subprocess.Popen(
+                        ["bash", str(script_path)],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=stderr,
+                        cwd=self.working_dir,
+                        env=env,
+                        start_new_session=True,
+                        pass_fds=(secret_fd,),
+                    )
+            finally:
+                os.close(secret_fd)
             with self._lock:
                 self._processes[task.task_id] = process
             threading.Thread(target=self._follow, args=(task.task_id, task.calls, process, script_path, stderr_path),
@@ -182,6 +187,20 @@ class LocalBackend(Backend):
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def secret_pipe(secret: str) -> int:
+    """The read end of a pipe that holds ``secret``, at a number the task script's own redirections (8, 9) never
+    take: the task's runner reads it and closes it, so the secret never sits in any process's environment."""
+    import fcntl
+
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, secret.encode() + b"\n")
+        return fcntl.fcntl(read_fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    finally:
+        os.close(write_fd)
+        os.close(read_fd)
 
 
 def _stop_groups(processes: list[subprocess.Popen]) -> None:

@@ -814,11 +814,27 @@ class TaskStop(Exception):
 
 
 def _task_secret():
-    """The secret that frames the task's records: the submitter's (kept out of user code's environment), or new."""
-    secret = os.environ.pop("HOG_BATCH_RECORDS_SECRET", "")
+    """The secret that frames the task's records: the submitter's, or new.
+
+    The submitter passes it on a descriptor (``HOG_BATCH_RECORDS_SECRET_FD``,
+    the read end of a pipe holding it), never in the environment: a call can
+    read its own and its parents' environment (``/proc/PID/environ``) but not
+    a pipe this process has emptied and closed before any user code runs.
+    """
+    secret = b""
+    fd_text = os.environ.pop("HOG_BATCH_RECORDS_SECRET_FD", "")
+    if fd_text.isdigit():
+        try:
+            secret = os.read(int(fd_text), 256).split(b"\n")[0]
+        except OSError:
+            pass
+        try:
+            os.close(int(fd_text))
+        except OSError:
+            pass
     if not secret or not secret.isalnum():
-        secret = binascii.hexlify(os.urandom(16)).decode().upper()
-    return secret.encode()
+        secret = binascii.hexlify(os.urandom(16)).upper()
+    return secret
 
 
 def supervise(script_path, payload_path):
