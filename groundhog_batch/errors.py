@@ -173,8 +173,10 @@ def storage_error(exc: BaseException) -> HogError | None:
     if isinstance(exc, sqlite3.Error):
         text = str(exc)
         if "full" in text:
-            return RunError(message=f"cannot write the run's ledger: {text}",
-                            hint="free some space (or raise the quota) and resume the run: what was committed is kept")
+            return RunError(message=f"the disk is full: cannot write the run's ledger ({text})",
+                            hint="the run is paused, and every call that finished is kept (in the ledger, or in its "
+                            "task's records file): free some space (or raise the quota), then `hog-batch resume` "
+                            "the run; no call runs twice")
         if "readonly" in text or "unable to open" in text:
             return RunError(message=f"cannot write the run's ledger: {text}",
                             hint="acting on a run needs write access to its directory")

@@ -9,15 +9,17 @@ are pending again (after a backoff) and run in the next round.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from .backends.base import Backend, TaskReport, TaskSubmission
-from .errors import Interrupted  # noqa: F401 - re-exported: callers import it from here
+from .errors import Interrupted, RunError  # noqa: F401 - Interrupted is re-exported: callers import it from here
 from .ledger import PENDING, WAITING, Ledger
 from .plan import Plan, PlannedCall, Task, iter_calls
+from .render.runner import RECORDS_FULL_EXIT
 from .run_paths import RunPaths
 
 ENV_BUILD_FAILED_EXIT = 97
@@ -88,6 +90,7 @@ class Executor:
         self.failed_here = 0  # calls that failed for good in this execution
         self._failed_before = ledger.counts()["failed"] if max_failures is not None else 0
         self.halted = False
+        self.disk_full: TaskReport | None = None  # a task stopped because its records file had no room
         self.in_flight: dict[str, InFlight] = {}
         self._progress_at = 0.0
         self.retries = {job.name: job.retries for job in plan.jobs}
@@ -237,6 +240,8 @@ class Executor:
         for task_id in finished:
             self.backend.forget(task_id)
             del self.in_flight[task_id]
+        if self.disk_full is not None:
+            self._pause_for_space()
         if self.max_failures is not None:
             self.failed_here = self.ledger.counts()["failed"] - self._failed_before
         if time.monotonic() - self._progress_at > PROGRESS_INTERVAL_S:
@@ -256,6 +261,10 @@ class Executor:
             error = f"EnvironmentBuildFailed: the task's uv environment could not be built{detail}"
         elif not report.saw_delimiter:
             error = f"TaskFailed: {describe_exit(report.returncode)} before the runner started{detail}"
+        elif report.returncode == RECORDS_FULL_EXIT:  # every call that ran is recorded; the others never started
+            self.ledger.requeue(flight.job, missing)
+            self.disk_full = report
+            return
         else:  # the runner itself died: the first missing call was running, the rest never started
             self.ledger.requeue(flight.job, missing[1:])
             missing = missing[:1]
@@ -274,6 +283,19 @@ class Executor:
         self.in_flight.clear()
         self.ledger.cancel_unfinished()
         self.paths.cancel_request.unlink(missing_ok=True)
+
+    def _pause_for_space(self) -> None:
+        """A task's records file had no room (a full disk): stop every task, keep what they finished, and stop."""
+        report, self.disk_full = self.disk_full, None
+        try:
+            self._stop_for_resume()
+        except (OSError, sqlite3.Error):  # the ledger cannot take them now: the records files keep them for resume
+            self.backend.close()
+        tail = report.stderr_tail.strip().splitlines()
+        raise RunError(message="the disk is full: a task had no room left to record its calls' results"
+                       + (f" ({tail[-1]})" if tail else ""),
+                       hint=f"the run is paused, and every call that finished is kept: free some space, then "
+                       f"`hog-batch resume {self.paths.root}` goes on where it stopped (no call runs twice)")
 
     def _halt_due(self) -> bool:
         return self.max_failures is not None and self.failed_here >= self.max_failures

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,16 @@ def task_processes(run_dir: Path) -> list[tuple[int, int | None, int | None]]:
             worker = next(iter(children.get(supervisor, [])), None) if supervisor else None
             found.append((pid, supervisor, worker))
     return found
+
+
+@contextmanager
+def small_filesystem(path, size: str):
+    """A tmpfs mounted at ``path`` (root only); skips the test where mounting is not allowed."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

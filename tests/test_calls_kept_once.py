@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SCRIPT_HEAD as HEAD
-from conftest import task_processes
+from conftest import small_filesystem, task_processes
 
 from groundhog_batch.api import cancel, open_run
 
@@ -203,3 +203,33 @@ def test_a_failure_read_again_from_the_records_file_after_a_killed_submitter_cou
     table = open_run(run_dir).results().set_index("call")
     assert list(table["status"]) == ["failed", "succeeded"]
     assert list(table["attempts"]) == [1, 1]
+
+
+def test_a_full_disk_pauses_the_run_keeping_every_finished_call_and_resume_goes_on(project):
+    """The run directory is on a 400 KB file system; 400 calls print 20 KB each, 200 per task. The submitter stops
+    with exit 2 and says the run is paused; no call failed and none ran twice; once there is space, resume runs
+    the rest, each call exactly once."""
+    side_effects = project.root / "side-effects.txt"
+    env = {"SIDE_EFFECTS": str(side_effects)}
+    project.write("work.py", HEAD + (
+        "import os\n"
+        "def f(x):\n"
+        "    print(os.urandom(10000).hex())\n"
+        "    with open(os.environ['SIDE_EFFECTS'], 'a') as log:\n"
+        "        log.write(f'{x}\\n')\n"
+        "    return x\n"))
+    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 200\nsweep:\n  product:\n    x: {range: [0, 400]}\n")
+    with small_filesystem(project.root / "full", "400k") as mount:
+        paused = project.cli("submit", "sweep.yaml", "--run-dir", "full/run", env=env)
+        before = ran(side_effects)
+        assert sum(before.values()) < 400 and all(n == 1 for n in before.values())
+        assert open_run(project.root / "full" / "run").counts()["failed"] == 0
+        assert paused.returncode == 2, paused.stderr
+        assert "the disk is full" in paused.stderr and "paused" in paused.stderr and "hog-batch resume" in paused.stderr
+        assert "Traceback" not in paused.stderr
+        assert subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], capture_output=True).returncode == 0
+        resumed = project.cli("resume", "full/run", env=env)
+        assert resumed.returncode == 0, resumed.stderr
+        table = open_run(project.root / "full" / "run").results()
+        assert (table["status"] == "succeeded").all() and list(table["result"]) == list(range(400))
+        assert ran(side_effects) == Counter(range(400))  # every call exactly once

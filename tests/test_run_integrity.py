@@ -10,11 +10,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from contextlib import contextmanager
 
 import pytest
 from conftest import COUNTING_SCRIPT as COUNTING
 from conftest import SCRIPT_HEAD as HEAD
+from conftest import small_filesystem
 
 from groundhog_batch.api import open_run
 
@@ -173,19 +173,6 @@ def test_a_deleted_manifest_snapshot_is_an_error_naming_it(project):
     (project.root / "run" / "manifest.yaml").unlink()
     for command in (["resume", "run"], ["collect", "run", "-o", "x.csv"]):
         refused(project.cli(*command), "manifest snapshot", "manifest.yaml")
-
-
-@contextmanager
-def small_filesystem(path, size: str):
-    """A tmpfs mounted at ``path`` (root only); skips the test where mounting is not allowed."""
-    path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def test_a_read_only_run_directory_still_answers_status_and_collect_elsewhere(project):

@@ -40,6 +40,7 @@ if __name__ == "__main__" and sys.path and not getattr(sys.flags, "safe_path", F
     del sys.path[0]
 
 import binascii  # noqa: E402
+import errno  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -53,6 +54,7 @@ import time  # noqa: E402
 DELIMITER = "__HOG_BATCH_RESULTS_V1__"
 READY = b"R"
 OVER_BUDGET = b"B"
+DISK_FULL = b"F"  # no room in the records file for the next call's record: the worker started no call
 STARTED = b"S"  # a call starts (sent only when calls have a timeout): "S<position> <Unix seconds>"
 STOP = b"s"
 NEWS = b"N"  # a record is in the file now: look (sent after a slow call, so its record is handed on at once)
@@ -60,6 +62,8 @@ TIMEOUT_GRACE_S = 3.0
 WORKER_CHECK_S = 0.25
 WORKER_EXIT_GRACE_S = 5.0
 STOP_GRACE_S = 1.0  # on SIGTERM, how long the running call may take to finish and be recorded
+RECORDS_FULL_EXIT = 74  # EX_IOERR: the records file could not take a record (a full disk); no call is lost
+ROOM_MIN_BYTES = 64 * 1024  # room kept in the records file for the next call's record, at least
 
 
 class CallTimeout(BaseException):
@@ -281,6 +285,27 @@ class Channel:
         self.prefix = _read_line(self.control_fd) + b" "
         self.control = select.poll()
         self.control.register(self.control_fd, select.POLLIN)
+        self.end = self.room_to = os.lseek(self.records_fd, 0, os.SEEK_END)
+        self.reserve = _space_reserver()
+
+    def room_for(self, n_bytes):
+        """Whether ``n_bytes`` more fit in the records file: space is reserved there (not written) ahead of the
+        records, so a call starts only when its record will have room, and a full disk stops the task between
+        calls instead of losing a record. Where space cannot be reserved, there is always room."""
+        if self.end + n_bytes + 64 <= self.room_to:
+            return True
+        self.end = os.lseek(self.records_fd, 0, os.SEEK_END)
+        for ahead in (4 * n_bytes, n_bytes):
+            try:
+                self.reserve(self.records_fd, self.end, ahead + 64)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    continue
+                self.reserve, self.room_to = None, float("inf")  # the file system cannot reserve: never mind
+                return True
+            self.room_to = self.end + ahead + 64
+            return True
+        return False
 
     def stopped(self):
         """True when the supervisor said stop, or is gone: start nothing more."""
@@ -293,6 +318,7 @@ class Channel:
         framed = b"%s%d %s\n" % (self.prefix, len(body), body)  # frame(), inlined: once per call
         if os.write(self.records_fd, framed) != len(framed):
             raise OSError("the records file took only part of a record")
+        self.end += len(framed)
 
 
 def frame(prefix, body):
@@ -338,6 +364,32 @@ def _move_away(fd):
         moved = os.dup(fd)  # os.dup makes a non-inheritable copy
     os.close(fd)
     return moved
+
+
+def _space_reserver():
+    """``reserve(fd, offset, length)``: fallocate with FALLOC_FL_KEEP_SIZE (Linux), which sets disk space aside
+    for the file without changing its contents; it raises OSError (ENOSPC on a full disk, EOPNOTSUPP where the
+    file system cannot)."""
+    def cannot(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "no fallocate here")
+
+    if not sys.platform.startswith("linux"):
+        return cannot
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = getattr(libc, "fallocate64", None) or libc.fallocate
+        fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    except Exception:
+        return cannot
+
+    def reserve(fd, offset, length):
+        if fallocate(fd, 1, offset, length) != 0:  # 1: FALLOC_FL_KEEP_SIZE
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+
+    return reserve
 
 
 def _read_line(fd):
@@ -422,9 +474,13 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
     channel.tell(READY)
     # The loop below runs a million times in a big sweep: what it calls is looked up once, here.
     dumps, now, lseek, stopped, record_line = json.dumps, time.time, os.lseek, channel.control.poll, channel.record
+    room_for, room = channel.room_for, ROOM_MIN_BYTES  # room: what the next record may need (twice the largest yet)
     me = os.getpid()
     for position in range(start, len(call_indices)):
         if stopped(0):
+            os._exit(0)
+        if not room_for(room):  # a full disk: no call starts whose record could not be kept
+            channel.tell(DISK_FULL)
             os._exit(0)
         call_index = call_indices[position]
         started = now()
@@ -499,6 +555,14 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
         if budget and written + len(line) + 1 > budget:
             channel.tell(OVER_BUDGET)
             os._exit(0)
+        if len(line) * 2 > room:
+            room = len(line) * 2
+            if not room_for(len(line) + len(channel.prefix) + 24):  # larger than the room kept: what fits of it
+                line = dumps({"call": call_index, "ok": False, "kind": None, "value": None,
+                              "error": "DiskFull: the call ran, but its record (%d bytes) did not fit on the full disk"
+                                       " of the task's records file; what it printed is cut to its end" % len(line),
+                              "tb": None, "out": printed[-1024:], "err": complained[-1024:],
+                              "t0": started, "t1": finished}).encode()
         record_line(line)
         written += len(line) + 1
         if finished - started >= SLOW_CALL_S:
@@ -556,6 +620,10 @@ def _synthetic(call_index, error, started, out="", err=""):
     now = time.time()
     return {"call": call_index, "ok": False, "kind": None, "value": None, "error": error, "tb": None,
             "out": out, "err": err, "t0": started, "t1": now, "lost": True}
+
+
+class RecordsFull(Exception):
+    """The disk of the records file is full: the worker started no call whose record would not fit."""
 
 
 class SubmitterGone(Exception):
@@ -861,9 +929,13 @@ def supervise(script_path, payload_path):
         returncode = stop.returncode
     except SubmitterGone:
         returncode = 141  # as if killed by SIGPIPE; the records file holds every finished call
+    except RecordsFull:
+        sys.stderr.write("hog-batch runner stopped: no space left on the device of the task's records file; "
+                         "every call that ran is recorded, the others did not start\n")
+        returncode = RECORDS_FULL_EXIT
     except OSError as exc:  # the records file cannot be written (a full disk): start nothing whose record is lost
         sys.stderr.write("hog-batch runner stopped: %s\n" % exc)
-        returncode = 74  # EX_IOERR
+        returncode = RECORDS_FULL_EXIT
     finally:
         _kill_worker()
     return _stopping[0] or returncode
@@ -990,6 +1062,8 @@ class _Task:
         if watch.over_budget:
             self.defer_rest("output budget of the task spent")
             raise TaskStop(0)
+        if watch.disk_full:
+            raise RecordsFull()
         if self.position >= len(self.calls):
             return
         started = watch.started_of(self.position)
@@ -1019,7 +1093,7 @@ class _Watch:
 
     def __init__(self, task, worker, messages_r):
         self.task, self.worker, self.messages_r = task, worker, messages_r
-        self.ready = self.over_budget = self.killed_for_timeout = self.killed_at_walltime = False
+        self.ready = self.over_budget = self.disk_full = self.killed_for_timeout = self.killed_at_walltime = False
         self.ready_at = time.time()
         self.running, self.running_since = -1, None  # the call the worker said it started (calls with a timeout)
 
@@ -1106,6 +1180,8 @@ class _Watch:
                     pass
             elif body == OVER_BUDGET:
                 self.over_budget = True
+            elif body == DISK_FULL:
+                self.disk_full = True
         return rest
 
 
