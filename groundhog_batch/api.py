@@ -31,6 +31,7 @@ from .run_lock import RunLock
 from .run_paths import RUNS_FOLDER, RunPaths, make_private_dir, new_run_dir, write_atomic
 from .run_view import selected_failures
 from .sweep import planning_from_run_records
+from .tools import find_program
 
 Progress = Callable[[dict[str, int]], None]
 
@@ -245,10 +246,11 @@ def _read_run_info(paths: RunPaths) -> dict:
 def _provenance(spec: RunSpec) -> dict:
     def git_commit(folder: Path) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+            git = find_program("git")
+            done = subprocess.run([git, "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
             if done.returncode != 0:
                 return None
-            dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+            dirty = subprocess.run([git, "-C", str(folder), "status", "--porcelain"], capture_output=True, text=True, timeout=5)
             return done.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
         except (OSError, subprocess.TimeoutExpired):
             return None

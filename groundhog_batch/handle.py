@@ -1,7 +1,7 @@
 """A run you can hold: submit without waiting, watch it, take results as they come, reattach from any process.
 
 ``submit(..., wait=False)`` plans the run, hands it to a background process
-(what ``submit --detach`` starts: ``python -m groundhog_batch resume RUN`` in
+(what ``submit --detach`` starts: ``hog-batch resume RUN`` in
 a session of its own) and returns at once. The run therefore outlives the
 notebook's kernel. Everything the returned :class:`Run` answers is read from
 the run directory (the ledger, the lock), so ``Run(path)`` in any process, a
@@ -474,7 +474,10 @@ def drive_in_background(run: api.Run, max_failures: int | None = None) -> subpro
     It runs what is pending as ``submit`` does (``--detached-submit``): it never makes cancelled calls pending
     again, so a ``cancel`` that came before it took the run's lock sticks.
     """
-    command = [sys.executable, "-m", "groundhog_batch", "resume", str(run.root), "--detached-submit"]
+    # Not `python -m`: that puts the current folder first on sys.path, where a json.py (or another user's
+    # file in a shared folder) would be imported in place of the module of that name.
+    code = "import sys; del sys.path[0]; from groundhog_batch.cli import main; main(prog_name='hog-batch')"
+    command = [sys.executable, "-c", code, "resume", str(run.root), "--detached-submit"]
     if max_failures is not None:
         command += ["--max-failures", str(max_failures)]
     with run.paths.submitter_log.open("ab") as log:

@@ -40,6 +40,9 @@ def isolated_environment(tmp_path_factory):
     old = dict(os.environ)
     os.environ["HOG_BATCH_CACHE_DIR"] = str(cache)
     os.environ["UV_PYTHON_DOWNLOADS"] = "never"
+    # uv's own cache stays where it is warm (a task keeps a UV_CACHE_DIR you set, checked like its own).
+    default_uv_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv"
+    os.environ.setdefault("UV_CACHE_DIR", str(default_uv_cache))
     os.environ["HOG_BATCH_RETRY_BACKOFF_S"] = "0.01"
     yield cache
     os.environ.clear()

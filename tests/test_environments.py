@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import stat
+import subprocess
+import threading
+import time
 
 import pandas as pd
 
@@ -53,3 +59,128 @@ def test_a_warm_environment_needs_no_network(project, tmp_path):
     offline = {**env, "UV_OFFLINE": "1", "HOG_BATCH_UV": "/nonexistent/uv", "PATH": os.defpath}
     done = project.cli("submit", "sweep.yaml", "--run-dir", "b", env=offline)
     assert done.returncode == 0, done.stderr
+
+
+# --- many task scripts at once on a shared filesystem (issue 17): a lock that is a directory ---------
+
+SLOW_BUILD = "[ \"$a\" = venv ] && sleep 1"
+
+
+def rendered_task(project, deps=""):
+    """Task 0's script, as `plan --render 0` prints it, written to a file."""
+    project.write("work.py", HEAD.format(deps=deps))
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [7]\n")
+    done = project.cli("plan", "sweep.yaml", "--render", "0")
+    assert done.returncode == 0, done.stderr
+    script = project.root / "task.sh"
+    script.write_text(done.stdout)
+    env_id = json.loads(project.cli("plan", "sweep.yaml", "--json").stdout)["jobs"][0]["environment"]["env_id"]
+    return script, env_id
+
+
+def uv_wrapper(folder, log, extra=""):
+    """A uv that logs each `venv` build (and runs ``extra`` for each argument), then runs the real uv."""
+    wrapper = folder / "uv-wrapper"
+    wrapper.write_text(f"#!/usr/bin/env bash\nfor a in \"$@\"; do [ \"$a\" = venv ] && echo build >> '{log}'; {extra or ':'}; done\n"
+                       f"exec '{find_uv()}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def task_env(cache, uv, **more):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOG_BATCH_")}
+    return {**env, "HOG_BATCH_CACHE_DIR": str(cache), "HOG_BATCH_UV": str(uv), **more}
+
+
+def start_task(script, env):
+    return subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            cwd=script.parent, text=True, start_new_session=True)
+
+
+def test_eight_task_scripts_started_at_once_on_a_cold_cache_build_the_environment_once(project, tmp_path):
+    script, _ = rendered_task(project)
+    log = tmp_path / "builds.log"
+    env = task_env(tmp_path / "cold", uv_wrapper(tmp_path, log, SLOW_BUILD))
+    tasks = [start_task(script, env) for _ in range(8)]
+    outputs = [task.communicate(timeout=240) for task in tasks]
+    assert [task.returncode for task in tasks] == [0] * 8, outputs
+    assert all('"value": 7' in out for out, _ in outputs)
+    assert log.read_text().split() == ["build"]
+    envs = tmp_path / "cold" / "hog-batch" / "envs"
+    assert sorted(p.name for p in envs.iterdir()) == sorted(p.name for p in envs.iterdir() if "." not in p.name)  # no lock, no build dir
+
+
+def test_a_lock_left_by_a_builder_that_died_on_this_node_is_taken_over_at_once(project, tmp_path):
+    script, env_id = rendered_task(project)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = tmp_path / "cache" / "hog-batch" / "envs" / f"{env_id}.lock"
+    lock.mkdir(parents=True)
+    (lock / "owner").write_text(f"{socket.gethostname()} {dead.pid}\n")
+    log = tmp_path / "builds.log"
+    task = start_task(script, task_env(tmp_path / "cache", uv_wrapper(tmp_path, log), HOG_BATCH_LOCK_STALE_S="3600"))
+    out, err = task.communicate(timeout=120)
+    assert task.returncode == 0, err
+    assert f"removed the lock {lock}: its holder, process {dead.pid} on this host, is gone" in err
+    assert log.read_text().split() == ["build"] and not lock.exists()
+
+
+def test_a_lock_from_another_node_that_shows_no_sign_of_life_is_broken_after_the_stale_time(project, tmp_path):
+    script, env_id = rendered_task(project)
+    lock = tmp_path / "cache" / "hog-batch" / "envs" / f"{env_id}.lock"
+    lock.mkdir(parents=True)
+    (lock / "owner").write_text("node-0042 12345\n")
+    (lock / "beat").write_text("17\n")
+    task = start_task(script, task_env(tmp_path / "cache", find_uv(), HOG_BATCH_LOCK_STALE_S="2"))
+    out, err = task.communicate(timeout=120)
+    assert task.returncode == 0, err
+    assert "held by node-0042 12345 with no sign of life for 2 s" in err
+
+
+def test_a_lock_whose_holder_on_another_node_is_alive_is_waited_for_and_never_broken(project, tmp_path):
+    script, env_id = rendered_task(project)
+    lock = tmp_path / "cache" / "hog-batch" / "envs" / f"{env_id}.lock"
+    lock.mkdir(parents=True)
+    (lock / "owner").write_text("node-0042 12345\n")
+    stop = threading.Event()
+
+    def heartbeat():  # what the holder's task script does, from "another node"
+        n = 0
+        while not stop.wait(0.5):
+            n += 1
+            (lock / "beat.tmp").write_text(f"{n}\n")
+            os.replace(lock / "beat.tmp", lock / "beat")
+
+    beating = threading.Thread(target=heartbeat)
+    beating.start()
+    try:
+        task = start_task(script, task_env(tmp_path / "cache", find_uv(), HOG_BATCH_LOCK_STALE_S="2", HOG_BATCH_LOCK_WAIT_S="5"))
+        out, err = task.communicate(timeout=120)
+    finally:
+        stop.set()
+        beating.join()
+    assert task.returncode == 97
+    assert f"waited 5 s for the lock {lock} (held by node-0042 12345)" in err and "removed the lock" not in err
+    assert (lock / "owner").read_text() == "node-0042 12345\n"
+
+
+def test_a_builder_killed_mid_build_leaves_no_environment_and_the_next_task_builds_it(project, tmp_path):
+    script, env_id = rendered_task(project)
+    envs = tmp_path / "cache" / "hog-batch" / "envs"
+    stuck = tmp_path / "uv-stuck"  # builds the venv, then hangs before the environment is complete
+    stuck.write_text(f"#!/usr/bin/env bash\n'{find_uv()}' \"$@\"\nfor a in \"$@\"; do [ \"$a\" = venv ] && sleep 300; done\n")
+    stuck.chmod(0o755)
+    first = start_task(script, task_env(tmp_path / "cache", stuck))
+    deadline = time.monotonic() + 120
+    while not list(envs.glob(f".build-{env_id}.*/env/bin/python")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate(timeout=30)
+    assert list(envs.glob(f".build-{env_id}.*/env/bin/python"))  # it was killed mid-build
+    assert not (envs / env_id).exists()  # half an environment is never where a task looks
+    log = tmp_path / "builds.log"
+    second = start_task(script, task_env(tmp_path / "cache", uv_wrapper(tmp_path, log)))
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert '"value": 7' in out and log.read_text().split() == ["build"]
+    assert sorted(p.name for p in envs.iterdir()) == [env_id]  # the dead builder's lock and temp dir are gone

@@ -13,6 +13,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 from ..render.payload import unreported_records
 from ..render.runner import DELIMITER
 from ..run_paths import write_atomic
+from ..tools import find_program
 from .base import Backend, IdsCallback, TaskReport, TaskSubmission
 
 STDERR_TAIL_BYTES = 4000
@@ -49,6 +51,8 @@ class LocalBackend(Backend):
         uv = find_uv()
         if uv and "HOG_BATCH_UV" not in self.env:
             self.env["HOG_BATCH_UV"] = uv
+        # The Python a script without requires-python gets (uv is always told which; never a .python-version).
+        self.env.setdefault("HOG_BATCH_ENDPOINT_PYTHON", sys.executable)
         self.env.update(extra_env or {})
         self._reports: queue.Queue[TaskReport] = queue.Queue()
         self._processes: dict[str, subprocess.Popen] = {}
@@ -68,7 +72,7 @@ class LocalBackend(Backend):
             try:
                 with stderr_path.open("wb") as stderr:
                     process = subprocess.Popen(
-                        ["bash", str(script_path)],
+                        [find_program("bash"), str(script_path)],
                         stdin=subprocess.DEVNULL,
                         stdout=subprocess.PIPE,
                         stderr=stderr,

@@ -36,7 +36,7 @@ from .script_shape import defined_callables, find_function
 from .spec import EnvironmentSpec, JobSpec, RunSpec
 from .yaml_source import SourceMap, load_yaml_file, load_yaml_text
 
-JOB_KEYS = ("script", "function", "endpoint", "endpoints", "config", "python", "dependencies", "args",
+JOB_KEYS = ("script", "function", "endpoint", "endpoints", "config", "python", "python_downloads", "dependencies", "args",
             "kwargs", "sweep", "calls_per_task", "max_parallel", "retries", "timeout", "workdir")
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -386,7 +386,8 @@ class _ManifestChecks:
                 self.errors.append(ManifestError(message=f"dependency {requirement!r} is not a valid requirement: {exc}",
                                                  hint='write e.g. "numpy>=2" (PEP 508)', file=script_path, line=metadata.block_line))
         dependencies = tuple(dict.fromkeys([*metadata.dependencies, *manifest_deps]))
-        return EnvironmentSpec(requires_python=python, dependencies=dependencies, tool_uv=metadata.tool_uv)
+        return EnvironmentSpec(requires_python=python, dependencies=dependencies, tool_uv=metadata.tool_uv,
+                               python_downloads=job.get("python_downloads") is True)
 
     def _endpoint(self, job: dict[str, Any], metadata: ScriptMetadata, at: KeyPath):
         reference = self.endpoint_override or job.get("endpoint", LOCAL)

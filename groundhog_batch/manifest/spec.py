@@ -19,6 +19,7 @@ class EnvironmentSpec:
     requires_python: str | None
     dependencies: tuple[str, ...]
     tool_uv: dict[str, Any] = field(default_factory=dict)
+    python_downloads: bool = False  # where it may be built, not what it is: not part of the id
 
     @property
     def env_id(self) -> str:

@@ -22,6 +22,8 @@ from .runner import DELIMITER
 
 _PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
 PAYLOAD_SENTINEL = "HOG_BATCH_PAYLOAD_SENTINEL_7f3a"
+UV_MIN_VERSION = (0, 5)  # --relocatable, --no-config, venv --no-project; older uv on a node is passed over
+UV_BOOTSTRAP_VERSION = "0.13.9"  # the uv a task installs with pip where it finds none new enough
 
 
 @cache
@@ -80,8 +82,8 @@ def render_task_script(
 
     ``runner_text`` replaces the runner (``hog-batch debug`` runs one call in the foreground with its own).
     """
-    python_downloads = str(environment.tool_uv.get("python-downloads", "never"))
-    if not re.fullmatch(r"[a-z-]+", python_downloads):
+    python_downloads = "automatic" if environment.python_downloads else str(environment.tool_uv.get("python-downloads", "never"))
+    if python_downloads not in ("automatic", "manual", "never"):
         python_downloads = "never"
     contents = {
         "SCRIPT": script_text.rstrip("\n"),
@@ -98,6 +100,9 @@ def render_task_script(
         "SCRIPT_FILE": shlex.quote(script_file_name(script_path)),
         "REQUIRES_PYTHON": shlex.quote(environment.requires_python or ""),
         "PYTHON_DOWNLOADS": python_downloads,
+        "UV_MIN_MAJOR": str(UV_MIN_VERSION[0]),
+        "UV_MIN_MINOR": str(UV_MIN_VERSION[1]),
+        "UV_BOOTSTRAP_VERSION": UV_BOOTSTRAP_VERSION,
     }
     for name, text in contents.items():
         values[f"{name}_TEXT" if name != "PAYLOAD" else name] = text
