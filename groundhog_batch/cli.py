@@ -290,6 +290,9 @@ def main() -> None:
 
     Shell completion: eval "$(_HOG_BATCH_COMPLETE=bash_source hog-batch)" in ~/.bashrc (zsh_source, fish_source).
     """
+    from .console import install
+
+    install()  # errors, output and names from user code never drive the terminal
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
@@ -324,7 +327,9 @@ def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index:
     spec = load_manifest(manifest, overrides, "local" if local else endpoint)
     planned = Plan(spec)
     if render_index is not None:
-        click.echo(render_task(planned, render_index), nl=False)
+        from .console import write_exact
+
+        write_exact(render_task(planned, render_index))  # the script that runs, byte for byte
         return
     report = plan_report(planned)
     click.echo(json.dumps(report, indent=2, default=str) if as_json else text_report(report))
@@ -438,13 +443,17 @@ def status(run_dir: str, show_all: bool, as_json: bool, watch: bool) -> None:
 @click.option("--failed", is_flag=True, help="Only failed calls.")
 @click.option("--stream", type=click.Choice(["stdout", "stderr", "traceback"]), default=None,
               help="Only this, as it was printed (for pipes and files).")
+@click.option("--raw", is_flag=True,
+              help="Control characters as printed, byte for byte, to a pipe or file (a terminal still gets them escaped).")
 @user_errors
-def logs(refs: tuple[str, ...], job: str | None, failed: bool, stream: str | None) -> None:
+def logs(refs: tuple[str, ...], job: str | None, failed: bool, stream: str | None, raw: bool) -> None:
     """What calls printed and raised, as plain text. CALL is an index (0, 17) or JOB:INDEX; default: every call.
 
-    RUN defaults to the latest run under ./hog-runs.
+    RUN defaults to the latest run under ./hog-runs. Control characters (terminal escapes, carriage
+    returns) are shown escaped, as \\x1b, unless --raw writes to a pipe or a file.
     """
     from .api import Run
+    from .console import write_exact
     from .run_paths import RunPaths
     from .status_report import format_call_log
 
@@ -455,7 +464,11 @@ def logs(refs: tuple[str, ...], job: str | None, failed: bool, stream: str | Non
     headers = stream is None or len(calls) != 1
     shown = 0
     for log in Run(run_dir).logs(calls, job, failed):
-        click.echo(format_call_log(log, stream, headers), nl=False)
+        text = format_call_log(log, stream, headers)
+        if raw:
+            write_exact(text)
+        else:
+            click.echo(text, nl=False)
         shown += 1
     if not shown:
         click.echo("no failed calls" if failed else "no calls", err=True)

@@ -1,24 +1,109 @@
-"""What a person sees while a run goes: a bar on a terminal, a plain line now and then elsewhere.
+"""What a person sees: text other programs produced, made safe to show; and the progress display.
 
-The same display serves a run this process drives and a run it only
-follows (another process holds the lock): both feed it the ledger's counts.
-Without a terminal (a batch job, CI, ``nohup``, a detached submitter's
-``submitter.log``) it writes one line every ``HOG_BATCH_PROGRESS_S``
-seconds (default 30) with counts, rate and ETA.
+**Safe text.** Errors, printed output, parameter values and run names come
+from user code and file names. Shown raw, their control characters would
+drive the terminal: OSC 52 writes the clipboard, CSI sequences move the
+cursor or clear the screen, a bare carriage return overwrites what a line
+said, bidirectional overrides reorder it. ``safe_text`` is the one function
+that neutralises them; the CLI writes everything through ``SafeStream``
+(``install``), so no command can forget it. Only ``logs --raw`` to a pipe or
+a file gets the bytes as they were printed (``write_exact``), and so does
+``plan --render``, whose script must be the one that runs.
+
+**Progress.** The same display serves a run this process drives and a run it
+only follows (another process holds the lock): both feed it the ledger's
+counts. Without a terminal (a batch job, CI, ``nohup``, a detached
+submitter's ``submitter.log``) it writes one line every
+``HOG_BATCH_PROGRESS_S`` seconds (default 30) with counts, rate and ETA.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import sys
 import time
 from enum import Enum
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from .ledger import Ledger
 from .run_view import Progress, RateMeter, failed_calls, progress_line
 
 DEFAULT_LINE_INTERVAL_S = 30.0
+
+# Every C0 control but tab and newline, DEL, C1 controls (8-bit CSI and OSC among them), the
+# bidirectional marks, overrides and isolates, and lone surrogates (undecodable bytes).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every character that could drive a terminal shown as an escape (``\\x1b``, ``\\r``).
+
+    Tabs and newlines stay (a Windows line end becomes a newline); everything else is printed as is.
+    """
+    return _UNSAFE.sub(_escaped, text.replace("\r\n", "\n"))
+
+
+class SafeStream(io.TextIOBase):
+    """A text stream that passes everything written to it through ``safe_text``."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        self.raw.write(safe_text(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def isatty(self) -> bool:
+        return self.raw.isatty()
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:
+        return self.raw.encoding
+
+    @property
+    def errors(self) -> str | None:
+        return self.raw.errors
+
+
+def install() -> None:
+    """From now on, what this process prints to stdout and stderr is safe to show."""
+    if not isinstance(sys.stdout, SafeStream):
+        sys.stdout = SafeStream(sys.stdout)
+    if not isinstance(sys.stderr, SafeStream):
+        sys.stderr = SafeStream(sys.stderr)
+
+
+def unwrapped(stream: TextIO) -> TextIO:
+    """The stream under a ``SafeStream`` (for a progress bar's own cursor moves), else ``stream``."""
+    return stream.raw if isinstance(stream, SafeStream) else stream
+
+
+def write_exact(text: str) -> None:
+    """``text`` to standard output byte for byte when that is a pipe or a file; escaped on a terminal."""
+    if sys.stdout.isatty():
+        sys.stdout.write(safe_text(text))
+        return
+    stream = unwrapped(sys.stdout)
+    stream.flush()
+    buffer: BinaryIO = stream.buffer
+    buffer.write(text.encode(stream.encoding or "utf-8", "surrogateescape"))
+    buffer.flush()
 
 
 class Verbosity(int, Enum):
@@ -39,7 +124,7 @@ class ProgressDisplay:
 
     def __init__(self, name: str, start: Progress, verbosity: Verbosity = Verbosity.NORMAL,
                  ledger: Ledger | None = None, stream: TextIO | None = None) -> None:
-        self.name, self.verbosity, self.ledger = name, verbosity, ledger
+        self.name, self.verbosity, self.ledger = safe_text(name), verbosity, ledger
         self.stream = stream or sys.stderr
         self.meter = RateMeter(start.finished)
         self.interval_s = line_interval_s()
@@ -61,7 +146,7 @@ class ProgressDisplay:
 
         self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
-                       console=Console(file=self.stream), transient=False)
+                       console=Console(file=unwrapped(self.stream)), transient=False)
         self.task = self.bar.add_task(self.name, total=start.total, completed=start.finished, failed=start.failed)
         self.bar.start()
 
@@ -90,6 +175,7 @@ class ProgressDisplay:
                 self._write(f"failed: {job} call {call}: {error}")
 
     def _write(self, line: str) -> None:
+        line = safe_text(line)
         if self.bar is not None:
             self.bar.console.print(line, markup=False, highlight=False)
         else:
