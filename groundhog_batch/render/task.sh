@@ -153,12 +153,10 @@ hog_uv() {
   (
     cd "$hog_tmp"
     local name
-    for name in $(compgen -e); do
-      case "$name" in
-        UV_*) case " ${HOG_UV_HONOURED//$'\n'/ } " in *" $name "*) ;; *) unset "$name" ;; esac ;;
-        PYTHON* | VIRTUAL_ENV | CONDA_PREFIX) unset "$name" ;;
-      esac
+    for name in ${!UV_@}; do
+      case " ${HOG_UV_HONOURED//$'\n'/ } " in *" $name "*) ;; *) unset "$name" ;; esac
     done
+    for name in ${!PYTHON@} VIRTUAL_ENV CONDA_PREFIX; do unset "$name"; done
     export UV_CACHE_DIR="$hog_uv_cache" UV_PYTHON_INSTALL_DIR="$hog_uv_pythons"
     export UV_PYTHON_DOWNLOADS="$hog_python_downloads" UV_NO_PROGRESS=1
     exec "$hog_uv_bin" --no-config --config-file "$hog_tmp/uv.toml" "$@"
