@@ -436,6 +436,9 @@ def execute(run: Run, on_progress: Progress | None = None, action: str = "submit
             plan = Plan(spec)
             backend = make_backend(run, plan)
             try:
+                if hasattr(backend, "build_environments"):  # local: said while built, not a bar stuck at 0
+                    backend.build_environments(environment_builds(plan, run), say=getattr(on_progress, "say", None))
+                    getattr(on_progress, "environments_ready", lambda: None)()
                 executor = Executor(plan, run.ledger, backend, run.paths, on_progress, max_failures)
                 counts = executor.run()
                 run.halted = executor.halted
@@ -450,6 +453,22 @@ def execute(run: Run, on_progress: Progress | None = None, action: str = "submit
     except BackendError as exc:  # e.g. the service paused the run: its hint names this run directory
         exc.hint = exc.hint.replace("RUN_DIR", shlex.quote(str(run.root)))
         raise
+
+
+def environment_builds(plan: Plan, run: Run) -> list[tuple[str, str, str]]:
+    """(job, what its environment installs, a task script with no calls) for each environment a job with
+    calls to run needs, once per environment."""
+    from .plan import Task
+
+    pending = {job: counts.get(CallState.PENDING.value, 0) for job, counts in run.ledger.counts_by_job().items()}
+    builds, seen = [], set()
+    for job in plan.spec.jobs:
+        if not pending.get(job.name) or job.environment.env_id in seen:
+            continue
+        seen.add(job.environment.env_id)
+        what = ", ".join(job.environment.dependencies) or "Python only, no dependencies"
+        builds.append((job.name, what, plan.render(Task(job, []))))
+    return builds
 
 
 def _reset_for_retry(run: Run, selection: RetrySelection) -> None:

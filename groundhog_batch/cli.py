@@ -153,6 +153,14 @@ class _LazyDisplay:
             self.display = _display(self.run, self.verbosity)
         self.display(counts)
 
+    def say(self, line: str) -> None:
+        if self.display is not None:
+            self.display.say(line)
+
+    def environments_ready(self) -> None:
+        if self.display is not None:
+            self.display.environments_ready()
+
     def close(self) -> None:
         if self.display is not None:
             self.display.close()

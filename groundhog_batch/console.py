@@ -174,6 +174,15 @@ class ProgressDisplay:
                 self._failures_known.add((job, call))
                 self._write(f"failed: {job} call {call}: {error}")
 
+    def environments_ready(self) -> None:
+        """The calls start now: the rate and time left count from here, not from the environment builds."""
+        self.meter = RateMeter(self.meter.started_finished)
+
+    def say(self, line: str) -> None:
+        """A line about the run (an environment being built), above the bar; nothing with --quiet."""
+        if self.verbosity is not Verbosity.QUIET:
+            self._write(line)
+
     def _write(self, line: str) -> None:
         line = safe_text(line)
         if self.bar is not None:

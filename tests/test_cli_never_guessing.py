@@ -138,3 +138,17 @@ def test_hydra_comma_values_sweep_under_sweep_and_are_refused_elsewhere_with_the
     assert "--set sweep.product.k=[1,2]" in refused.stderr
     bare = project.cli("validate", "sweep.yaml", "--set", "n=1,2")
     assert bare.returncode == 2 and "--set sweep.product.n=[1,2]" in bare.stderr
+
+
+def test_an_environment_being_built_is_said_and_a_cached_one_is_not(project, tmp_path):
+    project.write("work.py", HEAD + "def f(x):\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [1, 2]\n")
+    cold = {"HOG_BATCH_CACHE_DIR": str(tmp_path / "cold"), "HOG_BATCH_ENV_QUIET_S": "0"}
+    first = project.cli("submit", "sweep.yaml", "--run-dir", "a", env=cold)
+    assert first.returncode == 0, first.stderr
+    said = first.stderr.index("building the environment for f: Python only, no dependencies (once: later runs reuse it)")
+    assert "environment for f ready" in first.stderr and said < first.stderr.index("sweep: 2 succeeded")
+    warm = project.cli("submit", "sweep.yaml", "--run-dir", "b", env={"HOG_BATCH_CACHE_DIR": str(tmp_path / "cold")})
+    assert warm.returncode == 0 and "building the environment" not in warm.stderr
+    quiet = project.cli("submit", "sweep.yaml", "--run-dir", "c", "-q", env={**cold, "HOG_BATCH_CACHE_DIR": str(tmp_path / "q")})
+    assert quiet.returncode == 0 and "building the environment" not in quiet.stderr

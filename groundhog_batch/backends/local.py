@@ -41,6 +41,27 @@ def find_uv() -> str | None:
         return shutil.which("uv")
 
 
+def env_quiet_s() -> float:
+    """An environment build taking longer than this (HOG_BATCH_ENV_QUIET_S, default 1 s) is said on the terminal."""
+    try:
+        return max(float(os.environ.get("HOG_BATCH_ENV_QUIET_S", "1.0")), 0.0)
+    except ValueError:
+        return 1.0
+
+
+def _read_lines(n: int, process: subprocess.Popen, lines: queue.Queue) -> None:
+    for raw in process.stderr:
+        lines.put((n, raw.decode("utf-8", "replace").rstrip()))
+    lines.put((n, None))
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 class LocalBackend(Backend):
     name = "local"
 
@@ -133,6 +154,63 @@ class LocalBackend(Backend):
             path.unlink(missing_ok=True)
         self._reports.put(TaskReport(task_id, lines=left, finished=True, returncode=returncode, stderr_tail=tail,
                                      saw_delimiter=saw_delimiter))
+
+    def build_environments(self, builds: list[tuple[str, str, str]], say=None, quiet_s: float | None = None) -> None:
+        """Get the jobs' environments ready before their tasks start, all at once: (job, what it installs,
+        a task script with no calls). A build still going after ``quiet_s`` is said (``say``), with what it
+        prints (uv, the environment lock), and when it is ready; otherwise the tasks would wait on its lock
+        while the progress bar sits at 0. A failed build is left to the tasks, which report it per call."""
+        quiet_s = env_quiet_s() if quiet_s is None else quiet_s
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
+        started = time.monotonic()
+        running = []
+        try:
+            for n, (job, what, script) in enumerate(builds):
+                path = self.scratch_dir / f"environment-{n}.sh"
+                path.write_text(script)
+                process = subprocess.Popen(["bash", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.PIPE, cwd=self.working_dir, env=self.env,
+                                           start_new_session=True)
+                running.append((job, what, path, process))
+                threading.Thread(target=_read_lines, args=(n, process, lines), daemon=True).start()
+            said: set[int] = set()
+            early: dict[int, list[str]] = {}
+            done = 0
+            while done < len(running):
+                late = time.monotonic() - started >= quiet_s
+                if late:  # say each build still going, before waiting for more of it
+                    for m, (job, what, _, process) in enumerate(running):
+                        if m not in said and process.poll() is None:
+                            said.add(m)
+                            if say is not None:
+                                say(f"building the environment for {job}: {what} (once: later runs reuse it)")
+                                for before in early.pop(m, []):
+                                    say(f"  {before}")
+                try:
+                    n, line = lines.get(timeout=None if late else max(quiet_s - (time.monotonic() - started), 0.01))
+                except queue.Empty:
+                    n, line = -1, ""
+                if n < 0:
+                    continue
+                job, _, _, process = running[n]
+                if line is None:
+                    done += 1
+                    if n in said and say is not None and process.wait() == 0:
+                        say(f"environment for {job} ready ({time.monotonic() - started:.0f} s)")
+                elif line and n in said and say is not None:
+                    say(f"  {line}")
+                elif line:
+                    early.setdefault(n, []).append(line)
+            for *_, process in running:
+                process.wait()
+        except BaseException:  # Ctrl-C: the builds stop with the submitter
+            for *_, process in running:
+                _kill_group(process.pid)
+            raise
+        finally:
+            for _, _, path, _ in running:
+                path.unlink(missing_ok=True)
 
     def _records_path(self, task_id: str) -> Path:
         return self.scratch_dir / f"{task_id}.records"
