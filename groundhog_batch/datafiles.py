@@ -83,11 +83,33 @@ def table_columns(path: Path) -> list[str]:
     return [str(c) for c in read_table(path).columns]
 
 
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
 def plain(value: Any) -> Any:
-    """NumPy and pandas scalars as plain Python values."""
+    """A table cell as a plain Python value, so that a call's environment needs neither NumPy nor pandas.
+
+    NumPy scalars become numbers; arrays (a Parquet list column) lists; pandas
+    timestamps ``datetime.datetime`` and timedeltas ``datetime.timedelta``;
+    a missing time (NaT) None. Dates, Decimals and bytes stay as they are (the standard library's types).
+    """
+    if type(value) in _PLAIN_TYPES:
+        return value
+    if type(value).__name__ == "NaTType":
+        return None
+    to_python = getattr(value, "to_pydatetime", None) or getattr(value, "to_pytimedelta", None)
+    if callable(to_python):
+        return to_python()
     item = getattr(value, "item", None)
     if item is not None and getattr(value, "shape", None) == ():
-        return item()
+        return plain(item())
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and hasattr(value, "shape"):
+        return plain(tolist())
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 

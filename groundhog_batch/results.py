@@ -35,11 +35,13 @@ import pickle
 import pickletools
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .columns import TEXT_COLUMNS, reserved
 from .errors import HogError
 from .ledger import CODE_STATES, SUCCEEDED, CallWindow
 
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
 
 EXPORT_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl")
 BATCH_ROWS = 20_000
-TEXT_COLUMNS = ("error", "traceback", "stdout", "stderr")
 MAX_RESTARTS = 8
 
 
@@ -131,7 +132,7 @@ def _window_columns(job: str, params: dict[str, list], window: CallWindow) -> di
             if type(value) is dict:
                 keys.update(dict.fromkeys(value))
         for key in keys:
-            columns[f"result.{key}"] = [value.get(key) if type(value) is dict else None for value in values]
+            columns[f"result.{clean_text(key)}"] = [value.get(key) if type(value) is dict else None for value in values]
     empty = {}
     records = [r if r is not None else empty for r in records]
     columns["error"] = [r.get("error") for r in records]
@@ -169,8 +170,14 @@ class Shape:
         self.changed = False
         self.files = False  # a ``files`` column (workdir: call), after the text columns
 
+    @staticmethod
+    def param_column(name: str) -> str:
+        """A parameter's column: its name (``validate`` refuses names the table uses; a run from before that
+        check keeps its bookkeeping columns and shows such a parameter as ``param.NAME``)."""
+        return f"param.{name}" if reserved(name) else name
+
     def columns(self) -> list[str]:
-        return ["job", "call", *self.params, "status", "result", *(f"result.{k}" for k in self.result_keys), *TEXT_COLUMNS, *(["files"] if self.files else []), "attempts",
+        return ["job", "call", *map(self.param_column, self.params), "status", "result", *(f"result.{k}" for k in self.result_keys), *TEXT_COLUMNS, *(["files"] if self.files else []), "attempts",
                 "duration_s", "started_at", "finished_at"]
 
     def widen(self, column: str, kind: str) -> None:
@@ -202,17 +209,65 @@ def _infer(values: list) -> tuple[str, Any]:
         array = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError, TypeError):
         return "text", None
-    kind = {pa.int64(): "int", pa.float64(): "float", pa.bool_(): "bool", pa.string(): "text", pa.null(): "null"}.get(array.type)
+    kind = {pa.int64(): "int", pa.float64(): "float", pa.bool_(): "bool", pa.string(): "text", pa.null(): "null",
+            pa.date32(): "date"}.get(array.type)
     if kind is None:
         return "text", None
     return kind, array
 
 
+def json_default(value: Any) -> Any:
+    """What JSON text shows for a value JSON has no type for: a date (or time) in ISO 8601, a Decimal exactly,
+    a set or tuple as a list, an array as its list, anything else as its ``str``."""
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "backslashreplace")
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return str(value)
+
+
+def json_text(value: Any) -> str:
+    """A value as JSON text, whatever it holds (dates, Decimals, sets: :func:`json_default`)."""
+    return json.dumps(value, default=json_default)
+
+
+def clean_text(text: str) -> str:
+    """Text that can be written as UTF-8: an undecodable byte a file name carried (``os.fsdecode(b'caf\\xe9')``,
+    a lone surrogate) is shown as its escape, ``caf\\xe9``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _as_text(values: list) -> list:
-    return [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values]
+    return [None if v is None else v if isinstance(v, str) else
+            (v.isoformat() if isinstance(v, date | time) else str(v) if isinstance(v, Decimal) else json_text(v))
+            for v in values]
 
 
-_ARROW_KINDS = {"null": "null", "bool": "bool_", "int": "int64", "float": "float64", "text": "string"}
+def text_array(values: list):
+    """A column of text (None for missing), every string writable as UTF-8."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, pa.string())
+    except UnicodeEncodeError:
+        return pa.array([clean_text(v) if isinstance(v, str) else v for v in values], pa.string())
+
+
+_ARROW_KINDS = {"null": "null", "bool": "bool_", "int": "int64", "float": "float64", "text": "string", "date": "date32"}
 
 
 def _variable_column(shape: Shape, name: str, values: list):
@@ -222,10 +277,10 @@ def _variable_column(shape: Shape, name: str, values: list):
     wanted = _combine(shape.kinds.get(name), kind)
     shape.widen(name, wanted)
     arrow_type = getattr(pa, _ARROW_KINDS[wanted])()
-    if wanted == "text" and kind != "text":
-        return pa.array(_as_text(values), pa.string())
+    if wanted == "text" and (kind != "text" or array is None):
+        return text_array(_as_text(values))
     if array is None:
-        return pa.array(_as_text(values), pa.string())
+        return text_array(_as_text(values))
     return array if array.type == arrow_type else array.cast(arrow_type)
 
 
@@ -249,13 +304,14 @@ def _arrow_batch(shape: Shape, columns: dict[str, list]):
     if "files" in columns and not shape.files:
         shape.files = shape.changed = True
     arrays = []
+    sources = {shape.param_column(name): f"param:{name}" for name in shape.params}
     for name in shape.columns():
-        source = f"param:{name}" if name in shape.params else name
+        source = sources.get(name, name)
         values = columns.get(source)
         if values is None:
             values = [None] * n
         if name in ("job", "status", "files", *TEXT_COLUMNS):
-            arrays.append(pa.array(values, pa.string()))
+            arrays.append(text_array(values))
         elif name in ("call", "attempts"):
             arrays.append(pa.array(values, pa.int64()))
         elif name == "duration_s":
@@ -290,7 +346,7 @@ def _with_restarts(run: Run, consume) -> Any:
             return consume(_batches(run, shape), shape)
         except _Widen:
             continue
-    for name in [*shape.params, "result", *(f"result.{k}" for k in shape.result_keys)]:
+    for name in [*map(shape.param_column, shape.params), "result", *(f"result.{k}" for k in shape.result_keys)]:
         shape.kinds[name] = "text"
     shape.frozen = False
     return consume(_batches(run, shape), shape)
@@ -396,6 +452,8 @@ def _write_csv(tmp: Path, batches, shape: Shape, suffix: str) -> None:
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import datafiles
+from .columns import meaning, reserved, reserved_names_text
 from .errors import KeyPath, ManifestError, unreadable_file
 
 # A fragment of a point: (parameter name, value in the results table, value passed to the function).
@@ -138,6 +139,24 @@ class Sweep:
                         base_params[name] = shown
                         base_kwargs[name] = passed
                 yield from _innermost(part, base_params, base_kwargs, last)
+
+    def passed_values(self) -> Iterator[tuple[str, KeyPath, int | None, Any]]:
+        """(parameter, where it is swept, its row in a rows file or None, a value the function receives), for
+        every value the manifest or a rows file lists; a range gives its first value (all are ints); chunks none."""
+        for part in self.parts:
+            for axis in part.axes:
+                if isinstance(axis, _LazyAxis):
+                    if axis.name in self.chunk_sources:
+                        continue
+                    values = axis.values[:1] if isinstance(axis.values, range) else axis.values
+                    for value in values:
+                        yield axis.name, part.origins.get(axis.name, ()), None, value
+                    continue
+                for row, fragment in enumerate(axis):
+                    for name, _, passed in fragment:
+                        if name not in self.chunk_sources:
+                            origin = part.origins.get(name, ())
+                            yield name, origin, row if origin and origin[-1] == "rows" else None, passed
 
     def columns(self, start: int, stop: int) -> dict[str, list] | None:
         """The table values of points ``start``..``stop - 1``, one list per parameter (None where a point lacks it).
@@ -504,6 +523,16 @@ def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loc
     return [tuple((k, v, v) for k, v in row.items()) for row in rows], names
 
 
+def _reserved_name_error(name: str, at: KeyPath, per_key: bool, rows_file: str | None, locate: Locate) -> ManifestError:
+    """A swept parameter named like a column of the results table (``status``, ``result``): refused, never merged."""
+    what = f"column {name!r} of {rows_file}" if rows_file else f"parameter {name!r}"
+    fix = ("rename the column in the file, or pick the others with columns: [...]" if rows_file
+           else "rename the parameter here and in the function; a fixed value under kwargs: is not a column")
+    return locate((*at, name) if per_key else (*at, "file"),
+                  f"{what} has the name of a column the results table already has ({meaning(name)})",
+                  f"{fix} (names the table uses: {reserved_names_text()})")
+
+
 def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate,
                chunk_sources: dict[str, ChunkSource], errors: list[ManifestError]) -> SweepPart:
     """One sweep object -> its axes. Problems are appended to ``errors``, not raised."""
@@ -511,8 +540,10 @@ def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loca
     names: list[str] = []
     origins: dict[str, KeyPath] = {}
 
-    def add_names(new: list[str], at: KeyPath, per_key: bool = True) -> None:
+    def add_names(new: list[str], at: KeyPath, per_key: bool = True, rows_file: str | None = None) -> None:
         for name in new:
+            if reserved(name):
+                errors.append(_reserved_name_error(name, at, per_key, rows_file, locate))
             if name in names:
                 errors.append(locate(at, f"parameter {name!r} is swept twice in one sweep", "sweep each parameter in one group only"))
             names.append(name)
@@ -538,7 +569,7 @@ def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loca
                 axes.append([tuple((name, body[name][i], body[name][i]) for name in body) for i in range(min(lengths.values(), default=0))])
             elif group == "rows":
                 axis, row_names = _rows_axis(body, base_dir, at, locate)
-                add_names(row_names, at, per_key=False)
+                add_names(row_names, at, per_key=False, rows_file=Path(str(body["file"])).name)
                 axes.append(axis)
             elif group == "chunks":
                 add_names(list(body), at)

@@ -22,11 +22,13 @@ from ..errors import (
     KeyPath,
     ManifestError,
     ManifestErrors,
+    format_key_path,
     shorten,
     unreadable_file,
     unwritable_file,
 )
 from ..sweep import build_sweep
+from .annotations import fix_for, type_name, with_article
 from .endpoint_config import LOCAL, EndpointNotFound, resolve_endpoint
 from .groundhog_compat import missing_groundhog
 from .overrides import apply_overrides, parse_override
@@ -73,7 +75,7 @@ def _load_manifest(path: str | Path, overrides: Sequence[str], endpoint: str | N
     if not isinstance(raw, dict):
         raise ManifestErrors.of([source.error((), f"a manifest is a mapping of keys, got a {type(raw).__name__}",
                                               "start from an example: hog-batch ships configs/ with several")])
-    data, cli_config = apply_overrides(raw, parsed_overrides)
+    data, cli_config = apply_overrides(raw, parsed_overrides, JOB_KEYS)
     errors = schema_errors(data, source)
     if any(not error.key_path for error in errors):
         raise ManifestErrors.of(errors)
@@ -82,7 +84,7 @@ def _load_manifest(path: str | Path, overrides: Sequence[str], endpoint: str | N
     jobs = loader.jobs()
     output = loader.output()
     if errors or loader.errors:
-        raise ManifestErrors.of(_from_command_line([*errors, *loader.errors], [o.path for o in parsed_overrides]))
+        raise ManifestErrors.of(_from_command_line([*errors, *loader.errors], parsed_overrides))
     return RunSpec(
         name=data.get("name") or manifest_path.stem,
         manifest_path=manifest_path,
@@ -94,12 +96,22 @@ def _load_manifest(path: str | Path, overrides: Sequence[str], endpoint: str | N
     )
 
 
-def _from_command_line(errors: list[HogError], overridden: list[KeyPath]) -> list[HogError]:
-    """Errors in values given with --set (or -o) point at the command line, not at a line of the manifest."""
+def _from_command_line(errors: list[HogError], overrides: list) -> list[HogError]:
+    """Errors in values given with --set (or -o) point at the command line, not at a line of the manifest.
+
+    ``--set n=1,2`` (Hydra's habit) names no manifest key: the fix shows the sweep syntax.
+    """
     for error in errors:
-        if any(tuple(error.key_path[: len(path)]) == tuple(path) for path in overridden):
-            error.file, error.line = None, None
-            error.message += " (a value given on the command line)"
+        override = next((o for o in overrides if tuple(error.key_path[: len(o.path)]) == tuple(o.path)), None)
+        if override is None:
+            continue
+        error.file, error.line = None, None
+        error.message += " (a value given on the command line)"
+        name, value = str(override.path[0]), override.text.partition("=")[2].strip()
+        if len(override.path) == 1 and error.message.startswith("unknown key") and name.isidentifier():
+            listed = value if value.startswith("[") else "[" + value + "]"
+            error.hint = f"to sweep a parameter {name}: --set 'sweep.product.{name}={listed}'" + (
+                f"; to give it one value in every call: --set 'kwargs.{name}={value}'" if "," not in value else "")
     return errors
 
 
@@ -285,6 +297,9 @@ class _ManifestChecks:
                 hint = (f"did you mean {close!r}? " if close else "") + \
                     f"its parameters are ({', '.join(parameters)}), defined at {script_path.name}:{shape.line}"
                 self.errors.append(self.locate(where, f"{job['function']}() {problem}", hint))
+        if shape is not None and shape.signature is not None and shape.signature.annotations and arguments_known \
+                and not sweep_errors:
+            self._check_annotations(job, sweep, shape.signature, at, f"{script_path.name}:{shape.line}")
         if not self.is_broken(at, "dependencies"):
             self._check_chunk_dependencies(sweep, environment)
             groundhog = missing_groundhog(tree, environment.dependencies, script_path, script_at)
@@ -340,6 +355,32 @@ class _ManifestChecks:
                                            "name a file in an existing folder, such as results.csv"))
             return None
         return path
+
+    def _check_annotations(self, job: dict[str, Any], sweep, signature, at: KeyPath, defined_at: str) -> None:
+        """Every value the calls receive (args, kwargs, swept values, rows) fits its parameter's plain annotation."""
+        given: list[tuple[str, KeyPath, int | None, Any]] = []
+        args_at = (*at, "args") if "args" in self._own(at) else ("args",)
+        for i, (name, value) in enumerate(zip(signature.positional, job.get("args", []), strict=False)):
+            given.append((name, (*args_at, i), None, value))
+        for name, value in job.get("kwargs", {}).items():
+            given.append((name, self._keyword_origin(name, job, sweep, at, ()), None, value))
+        wrong: set[str] = set()
+        for name, where, row, value in [*given, *sweep.passed_values()]:
+            annotation = signature.annotation(name)
+            if name in wrong or annotation is None or annotation.accepts(value):
+                continue
+            wrong.add(name)
+            in_rows = row is not None
+            place = (*where, "file") if in_rows else where
+            what = f"row {row + 1} of the rows file gives {name}=" if in_rows else f"{format_key_path(where)} gives "
+            fix = fix_for(value, annotation, format_key_path(where))
+            if in_rows:
+                fix = (f"correct the file: a column with any text in it is read as text (the column {name!r})"
+                       if isinstance(value, str) and annotation.kinds & {"int", "float"} else
+                       f"correct the file, or the annotation: {fix}")
+            self.errors.append(self.locate(place, f"{job['function']}() takes {name}: {annotation.text} "
+                                           f"({defined_at}), but {what}{shorten(repr(value), 80)}, "
+                                           f"{with_article(type_name(value))}", fix))
 
     def _keyword_origin(self, keyword: str, job: dict[str, Any], sweep, at: KeyPath, fallback: KeyPath) -> KeyPath:
         """Where the manifest gives the keyword argument ``keyword``: its sweep key, or its kwargs key."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,21 +66,62 @@ def _hydra_sweep(raw_value: str, value: Any, key: str) -> list | None:
     return None
 
 
-def apply_overrides(data: Any, overrides: Iterable[Override]) -> tuple[Any, dict[str, Any]]:
+def apply_overrides(data: Any, overrides: Iterable[Override], job_keys: Collection[str] = ()) -> tuple[Any, dict[str, Any]]:
     """The manifest with overrides applied, and the top-priority config layer from ``config.*``.
 
     ``--set config.KEY=V`` goes to its own layer, above even a job's ``config``
     (see :mod:`groundhog_batch.manifest.endpoint_config`); every other key is
-    written into the manifest itself.
+    written into the manifest itself. In a manifest with ``jobs:``, a job key
+    (``job_keys``) a job sets for itself would hide the top-level value: the
+    override is written into those jobs too (``--set timeout=3600`` reaches
+    every job), except ``sweep``, which no two jobs share by intent: there a
+    hidden override is an error naming the key paths that would work.
     """
     data = copy.deepcopy(data) if data is not None else {}
     cli_config: dict[str, Any] = {}
     for override in overrides:
         if override.path[0] == "config" and len(override.path) >= 2:
             _set_path(cli_config, override.path[1:], override.value, override)
-        else:
-            _set_path(data, override.path, override.value, override)
+            continue
+        _set_path(data, override.path, override.value, override)
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        if isinstance(jobs, list) and override.path[0] in job_keys:
+            for i in _hiding_jobs(jobs, override):
+                _set_path(jobs[i], override.path, copy.deepcopy(override.value), override)
     return data, cli_config
+
+
+_MERGED_KEYS = ("kwargs", "endpoints")  # a job's own entries are merged over the top-level ones, key by key
+_CONCATENATED_KEYS = ("dependencies",)  # a job's own are added to the top-level ones
+
+
+def _hiding_jobs(jobs: list, override: Override) -> list[int]:
+    """The jobs whose own keys would hide a top-level value set by ``override``; raises for a hidden sweep."""
+    path = override.path
+    key = path[0]
+    if key in _CONCATENATED_KEYS:
+        return []
+    depth = 2 if key in _MERGED_KEYS and len(path) >= 2 else 1
+    hiding = [i for i, job in enumerate(jobs) if isinstance(job, dict) and _has_path(job, path[:depth])]
+    if key == "sweep" and hiding:
+        names = [str(jobs[i].get("name") or jobs[i].get("function") or f"job {i}") for i in hiding]
+        value = override.text.partition("=")[2]
+        working = " or ".join(f"--set 'jobs.{i}.{override.text.partition('=')[0].strip()}={value}' (job {name!r})"
+                              for i, name in zip(hiding, names, strict=True))
+        who = "every job sweeps its own" if len(hiding) == len(jobs) else \
+            f"job{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))} sweep{'' if len(names) > 1 else 's'} its own"
+        raise ManifestError(message=f"--set {shorten(override.text)!r} would change the top-level sweep, but {who}: "
+                            "it would be ignored there", hint=f"set it in the job meant: {working}")
+    return hiding
+
+
+def _has_path(target: Any, path: tuple[str | int, ...]) -> bool:
+    for part in path:
+        if isinstance(target, dict) and str(part) in target:
+            target = target[str(part)]
+        else:
+            return False
+    return True
 
 
 def _set_path(target: Any, path: tuple[str | int, ...], value: Any, override: Override) -> None:

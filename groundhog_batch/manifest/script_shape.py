@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from .annotations import PlainType, plain_type
+
 
 @dataclass(frozen=True)
 class Signature:
@@ -16,6 +18,11 @@ class Signature:
     required: frozenset[str]
     var_positional: bool
     var_keyword: bool
+    annotations: tuple[tuple[str, PlainType], ...] = ()  # parameters annotated with plain types only
+
+    def annotation(self, name: str) -> PlainType | None:
+        """What ``name``'s annotation accepts, when it is made of plain types (int, str, Optional, Literal...)."""
+        return next((plain for param, plain in self.annotations if param == name), None)
 
     def problems(self, n_args: int, keywords: list[str], check_missing: bool = True) -> list[tuple[str | None, str]]:
         """Why calling with ``n_args`` positional arguments and these keywords would fail.
@@ -60,6 +67,8 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef, drop_first: bool) -
     n_defaults = len(a.defaults)
     required_positional = positional[: len(positional) - n_defaults] if n_defaults else positional
     required_kwonly = [p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None]
+    params = [*a.posonlyargs, *a.args][1 if drop_first else 0:] + list(a.kwonlyargs)
+    annotations = tuple((p.arg, plain) for p in params if (plain := plain_type(p.annotation)) is not None)
     return Signature(
         positional=tuple(positional),
         positional_only=tuple(posonly),
@@ -67,6 +76,7 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef, drop_first: bool) -
         required=frozenset(required_positional + required_kwonly),
         var_positional=a.vararg is not None,
         var_keyword=a.kwarg is not None,
+        annotations=annotations,
     )
 
 
