@@ -216,3 +216,12 @@ def test_a_set_of_the_top_level_sweep_that_every_job_hides_is_an_error_naming_th
     assert "--set 'jobs.0.sweep.product.n=[1,2]' (job 'small')" in done.stderr
     working = project.cli("validate", "sweep.yaml", "--set", "jobs.0.sweep.product.n=[1,2]")
     assert working.returncode == 0 and "2 call(s)" in working.stdout
+
+
+def test_init_puts_a_parameter_named_like_a_column_under_kwargs_so_the_starter_validates(project):
+    project.write("f.py", HEAD + "def work(x, status, result=3):\n    return x\n")
+    done = project.cli("init", "f.py", "work")
+    assert done.returncode == 0, done.stderr
+    text = (project.root / "f.yaml").read_text()
+    assert "kwargs:\n  status: 1" in text and "# result: ..." in text
+    assert project.cli("validate", "f.yaml").returncode == 0

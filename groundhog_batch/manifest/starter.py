@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..columns import reserved
 from ..errors import ManifestError
 from .schema import SCHEMA_RESOURCE
 from .script_shape import defined_callables, find_function
@@ -140,11 +141,20 @@ def _sweep_lines(definition: ast.FunctionDef | ast.AsyncFunctionDef | None, n_po
     defaults.update({p.arg: d for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None})
     positional_only = {p.arg for p in a.posonlyargs}
     fixed_args: list[str] = []
+    fixed_kwargs: list[str] = []
     swept: list[str] = []
     for parameter in [*positional, *a.kwonlyargs]:
         name = parameter.arg
         kind = _annotation_name(parameter.annotation)
         described = f"{name}: {kind}" if kind else name
+        if reserved(name) and name not in positional_only:  # a column of the results table: a fixed value, not swept
+            note = "named like a column of the results table, so the same in every call (kwargs), not swept"
+            if name in defaults:
+                fixed_kwargs.append(f"  # {name}: ...  # {described} = {ast.unparse(defaults[name])} (its default); {note}")
+            else:
+                placeholder = PLACEHOLDERS.get(kind or "", [1, 2, 3])[0]
+                fixed_kwargs.append(f"  {name}: {_yaml(placeholder)}  # {described}: REPLACE; {note}")
+            continue
         if name in defaults:
             ok, value = _literal(defaults[name])
             if name in positional_only:
@@ -159,7 +169,7 @@ def _sweep_lines(definition: ast.FunctionDef | ast.AsyncFunctionDef | None, n_po
             fixed_args.append(f"  - {_yaml(values[0])}  # {described}: positional-only, the same for every call")
         else:
             swept.append(f"    {name}: {_yaml(values)}  # {described}: REPLACE with the values to try")
-    lines = (["args:", *fixed_args] if fixed_args else [])
+    lines = (["args:", *fixed_args] if fixed_args else []) + (["kwargs:", *fixed_kwargs] if any(not line.lstrip().startswith("#") for line in fixed_kwargs) else fixed_kwargs)
     if a.vararg is not None or a.kwarg is not None:
         lines.append("# it also takes *args/**kwargs: fixed values go under args: / kwargs:")
     if not any(not line.lstrip().startswith("#") for line in swept):
