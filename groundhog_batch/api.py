@@ -48,6 +48,11 @@ class Run:
         self.info = _read_run_info(self.paths)
         # A run directory the user cannot write (an archive, another user's) is still read: status, collect -o.
         self.ledger = Ledger(self.paths.ledger, read_only=not os.access(self.paths.root, os.W_OK))
+        try:
+            _check_ledger_jobs(self.paths, self.info, self.ledger)
+        except RunError:
+            self.ledger.close()
+            raise
         self._spec: RunSpec | None = None
         self._sweep_spec: RunSpec | None = None
         self.reused = 0  # calls taken from an earlier run by ``prepare(..., reuse=...)``
@@ -222,6 +227,7 @@ class Run:
 
 
 RUN_INFO_FIELDS = {"name": str, "manifest_path": str, "overrides": list, "jobs": list}
+RUN_INFO_JOB_FIELDS = {"name": str, "endpoint": str, "script_sha256": str, "n_calls": int}
 
 
 def _read_run_info(paths: RunPaths) -> dict:
@@ -237,10 +243,31 @@ def _read_run_info(paths: RunPaths) -> dict:
             problems.append(f"{key!r} is missing or not a {kind.__name__}")
     if not problems and not all(isinstance(job, dict) and isinstance(job.get("name"), str) for job in info["jobs"]):
         problems.append("'jobs' does not list the run's jobs")
+    for i, job in enumerate(info["jobs"] if not problems else []):
+        for key, kind in RUN_INFO_JOB_FIELDS.items():
+            if not problems and (not isinstance(job.get(key), kind) or isinstance(job.get(key), bool)):
+                problems.append(f"job {i} ({job['name']!r}) has no {key!r} ({kind.__name__})")
     if problems:
-        raise RunError(message=f"{paths.run_info} is damaged: {problems[0]}",
+        raise RunError(message=f"the run directory is damaged: {paths.run_info}: {problems[0]}",
                        hint="the run cannot be used without it; submit the manifest again as a new run")
     return info
+
+
+def _check_ledger_jobs(paths: RunPaths, info: dict, ledger: Ledger) -> None:
+    """The ledger holds the jobs run.json lists, with as many calls: else one of them was damaged or replaced."""
+    try:
+        planned = ledger.jobs()
+    except sqlite3.DatabaseError as exc:
+        raise RunError(message=f"the run directory is damaged: its ledger {paths.ledger} cannot be read ({exc})",
+                       hint="it cannot be trusted: submit the manifest again into a new run directory") from None
+    recorded = {job["name"]: job["n_calls"] for job in info["jobs"]}
+    if planned != recorded:
+        missing = [name for name in recorded if name not in planned]
+        what = (f"its ledger {paths.ledger} has no job {missing[0]!r}, which {paths.run_info.name} lists" if missing else
+                f"its ledger {paths.ledger} and {paths.run_info.name} disagree on the jobs and their calls "
+                f"({planned} against {recorded})")
+        raise RunError(message=f"the run directory is damaged: {what}",
+                       hint="it cannot be trusted: submit the manifest again into a new run directory")
 
 
 def _provenance(spec: RunSpec) -> dict:

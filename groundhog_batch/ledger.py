@@ -303,6 +303,10 @@ class Ledger:
             found = self.get_meta("schema_version")
         except sqlite3.DatabaseError:
             found = None
+        if found is not None and (not isinstance(found, int) or isinstance(found, bool)):
+            raise RunError(message=f"the run directory is damaged: its ledger {self.path} gives its format as "
+                           f"{found!r}, not a number",
+                           hint="it cannot be trusted: submit the manifest again into a new run directory")
         if found is None:
             raise RunError(message=f"the run's ledger {self.path} is empty or damaged: it holds no run",
                            hint="it cannot be trusted: submit the manifest again into a new run directory")
@@ -433,7 +437,7 @@ class Ledger:
             for ok_calls, records in self.db.execute(
                     "SELECT ok_calls, records FROM blocks WHERE job = ? AND lo <= ? AND hi >= ?", (job, call, call)):
                 if ok_calls is None or call in array("i", ok_calls):
-                    record = next(r for c, r in _success_records(records) if c == call)
+                    record = next(r for c, r in _success_records(records, self.path) if c == call)
                     break
         return CallRecord(job, call, CODE_STATES[code], attempts, record)
 
@@ -453,7 +457,7 @@ class Ledger:
             while next_span < len(spans) and spans[next_span][0] < stop:
                 lo, hi, block = spans[next_span]
                 (records,) = self.db.execute("SELECT records FROM blocks WHERE block = ?", (block,)).fetchone()
-                parsed[block] = (hi, dict(_success_records(records)))
+                parsed[block] = (hi, dict(_success_records(records, self.path)))
                 next_span += 1
             successes: dict[int, dict] = {}
             for hi, records in parsed.values():
@@ -645,12 +649,17 @@ class Ledger:
     def succeeded_records(self, job: str) -> Iterator[tuple[int, dict]]:
         """(call, record) of every succeeded call of ``job``, in no particular order."""
         for (records,) in self.db.execute("SELECT records FROM blocks WHERE job = ?", (job,)):
-            yield from _success_records(records)
+            yield from _success_records(records, self.path)
 
 
-def _success_records(compressed: bytes) -> Iterator[tuple[int, dict]]:
+def _success_records(compressed: bytes, path: Path | None = None) -> Iterator[tuple[int, dict]]:
     """The success records of one stored block (zlib-compressed JSON lines), decoded in one go."""
-    data = zlib.decompress(compressed)
+    try:
+        data = zlib.decompress(compressed)
+    except (zlib.error, TypeError) as exc:
+        raise RunError(message=f"the run directory is damaged: a block of results in its ledger {path} cannot be "
+                       f"decompressed ({exc})",
+                       hint="its results cannot be trusted: submit the manifest again into a new run directory") from None
     try:
         records = json.loads(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")
         for record in records:
