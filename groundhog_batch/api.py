@@ -181,7 +181,9 @@ class Run:
 
     def _manifest_snapshot(self) -> str:
         try:
-            return self.paths.manifest_snapshot.read_text("utf-8")
+            text = self.paths.manifest_snapshot.read_text("utf-8")
+            inputs.check_manifest(self.info.get("inputs"), text, self.info["overrides"], self.info.get("endpoint"), self.root)
+            return text
         except (OSError, UnicodeDecodeError) as exc:
             raise RunError(message=f"the run's manifest snapshot {self.paths.manifest_snapshot} cannot be read "
                            f"({getattr(exc, 'strerror', None) or exc})",
@@ -190,12 +192,17 @@ class Run:
 
     def _load_spec(self) -> RunSpec:
         inputs.check_files(self.info.get("inputs"), self.root)
-        for name in inputs.changed_helpers(self.info.get("inputs")):
-            print(f"hog-batch: warning: {name} (beside the script) changed since this run started; if the script "
-                  "imports it, calls run before and after the change used different code", file=sys.stderr)
+        inputs.check_helpers(self.info.get("inputs"), self.root)
         spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
                              text=self._manifest_snapshot())
         self._check_calls(spec)
+        spec.recorded_inputs = dict((self.info.get("inputs") or {}).get("files") or {})
+        for job in spec.jobs:  # the rows read now are the rows the run planned with
+            for name, rows in job.sweep.rows_files.items():
+                if spec.recorded_inputs.get(name, rows.sha256) != rows.sha256:
+                    raise RunError(message=f"{name} changed since this run started: the run's calls take their "
+                                   "arguments from it", hint=f"restore the file as it was to go on with run {self.root}, "
+                                   "or submit the manifest again as a new run with the new file")
         recorded = {job["name"]: job for job in self.info["jobs"]}
         for job in spec.jobs:
             before = recorded.get(job.name)
@@ -303,15 +310,17 @@ def _provenance(spec: RunSpec) -> dict:
     }
 
 
-def call_keyer(job, script_sha256: str | None = None, file_hashes: dict[str, str] | None = None) -> Callable:
+def call_keyer(job, script_sha256: str | None = None, file_hashes: dict[str, str] | None = None,
+               helpers: dict[str, str] | None = None) -> Callable:
     """Identity of a job's calls across runs: same script, function, arguments and environment.
 
     The job's part is hashed once; each call adds only its own parameters,
     and for a chunk, the content of its data file. ``script_sha256`` and
-    ``file_hashes`` are what a run recorded (default: the files as they are now).
+    ``file_hashes`` are what a run recorded (default: the files as they are now);
+    ``helpers`` the helper modules its scripts import, with their hashes.
     """
     job_part = canonical_json({"script": script_sha256 or job.script_sha256, "function": job.function, "env": job.environment.env_id,
-                               "args": job.args, "kwargs": job.kwargs}).encode()
+                               "args": job.args, "kwargs": job.kwargs, "helpers": helpers or {}}).encode()
     sources = job.sweep.chunk_sources
     file_hashes = dict(file_hashes or {})
     for source in sources.values():
@@ -343,12 +352,14 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
         raise RunError(message=f"{root} already holds a run", hint=f"resume it with `hog-batch resume {root}`, or pick another --run-dir")
     make_private_dir(root)
     write_atomic(paths.manifest_snapshot, spec.manifest_text)
-    recorded_inputs = inputs.record(spec)
+    recorded_inputs = inputs.record(spec, endpoint)
     chunk_rows = {str(source.file): source.bounds[-1][1] for job in spec.jobs
                   for source in job.sweep.chunk_sources.values() if source.file is not None}
     rows_copies = {name: sha for name, sha in recorded_inputs["files"].items() if name not in chunk_rows}
-    for name, sha in rows_copies.items():  # collect and logs plan the calls from these copies
-        write_atomic(paths.rows_snapshot(sha, Path(name).suffix), Path(name).read_bytes())
+    read = {name: rows.content for job in spec.jobs for name, rows in job.sweep.rows_files.items()}
+    for name, sha in rows_copies.items():  # collect and logs plan the calls from these copies: the bytes read
+        write_atomic(paths.rows_snapshot(sha, Path(name).suffix), read[name] if name in read else Path(name).read_bytes())
+    spec.recorded_inputs = dict(recorded_inputs["files"])  # chunks are cut from data checked against these
     for job in spec.jobs:
         write_atomic(paths.script_snapshot(job.name), job.script_text)
     info = {
@@ -469,6 +480,7 @@ def execute(run: Run, on_progress: Progress | None = None, action: str = "submit
                 executor = Executor(plan, run.ledger, backend, run.paths, on_progress, max_failures)
                 counts = executor.run()
                 run.halted = executor.halted
+                plan.check_data_passed_by_path()  # calls read those files themselves, until the last one ended
             finally:
                 backend.close()
             if run.output is not None:
@@ -513,10 +525,12 @@ def _reset_for_retry(run: Run, selection: RetrySelection) -> None:
                        hint="use a type `hog-batch status` shows, or leave out --error to retry every failed call")
     if selection.settings:
         overrides = [*run.info["overrides"], *selection.settings]
-        changed = load_manifest(run.info["manifest_path"], overrides, run.info.get("endpoint"),
-                                text=run.paths.manifest_snapshot.read_text("utf-8"))
+        snapshot = run._manifest_snapshot()
+        changed = load_manifest(run.info["manifest_path"], overrides, run.info.get("endpoint"), text=snapshot)
         _require_same_calls(run, changed, selection)
         run.info["overrides"] = overrides
+        if isinstance(run.info.get("inputs"), dict) and "manifest" in run.info["inputs"]:
+            run.info["inputs"]["manifest"] = inputs.manifest_digest(snapshot, overrides, run.info.get("endpoint"))
         run._spec = None
     run.retried = run.ledger.reset_failed(selection.job, selection.error_type)
     run.info.setdefault("retries", []).append({
@@ -600,10 +614,12 @@ def reuse_results(run: Run, earlier: Run) -> int:
     """
     recorded = {job["name"]: job.get("script_sha256") for job in earlier.info["jobs"]}
     earlier_files = (earlier.info.get("inputs") or {}).get("files")
+    earlier_helpers = (earlier.info.get("inputs") or {}).get("helpers") or {}
+    helpers = (run.info.get("inputs") or {}).get("helpers") or {}
     earlier_states = earlier.ledger.states()
     done: dict[str, tuple[str, int]] = {}
     for job in _earlier_jobs(earlier):
-        state, key = earlier_states.get(job.name), call_keyer(job, recorded.get(job.name), earlier_files)
+        state, key = earlier_states.get(job.name), call_keyer(job, recorded.get(job.name), earlier_files, earlier_helpers)
         if state is None or SUCCEEDED_CODE not in state:
             continue
         for call in iter_calls(job):
@@ -611,7 +627,7 @@ def reuse_results(run: Run, earlier: Run) -> int:
                 done[key(call)] = (job.name, call.index)
     reused = 0
     for job in run.spec().jobs:
-        key = call_keyer(job)
+        key = call_keyer(job, helpers=helpers)
         wanted: dict[tuple[str, int], int] = {}
         for call in iter_calls(job):
             found = done.get(key(call))

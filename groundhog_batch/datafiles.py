@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 from pathlib import Path
 from typing import Any
+
+from .errors import HogError, RunError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl")
 CHUNK_SUFFIXES = (*TABLE_SUFFIXES, ".npy")
@@ -14,18 +18,27 @@ class DataFileError(ValueError):
     """A data file that cannot be read; the message says why."""
 
 
-def read_table(path: Path):
-    """A table file as a pandas DataFrame."""
+def changed_error(path: Path, what: str) -> HogError:
+    """A data file that no longer holds what the run planned from: its calls would mix old and new content."""
+    return RunError(message=f"{path} changed while the run was going ({what}): its calls would mix the old "
+                    "content and the new, so no more of them are started",
+                    hint="put the file back as it was and `hog-batch resume` the run (what finished is kept), "
+                    "or submit the manifest again as a new run to use the new file")
+
+
+def read_table(path: Path, content: bytes | None = None):
+    """A table file as a pandas DataFrame; from ``content`` (the file's bytes, read once) when given."""
     import pandas as pd
 
     suffix = path.suffix.lower()
+    source: Any = path if content is None else io.BytesIO(content)
     try:
         if suffix in (".csv", ".tsv"):
-            return _read_delimited(path, "\t" if suffix == ".tsv" else ",")
+            return _read_delimited(path, "\t" if suffix == ".tsv" else ",", content)
         if suffix == ".parquet":
-            return pd.read_parquet(path)
+            return pd.read_parquet(source)
         if suffix == ".jsonl":
-            return pd.read_json(path, lines=True)
+            return pd.read_json(source, lines=True)
     except DataFileError:
         raise
     except Exception as exc:  # the reader's own message is the useful part
@@ -33,7 +46,7 @@ def read_table(path: Path):
     raise DataFileError(f"{path.name}: unsupported table format {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
 
 
-def _read_delimited(path: Path, sep: str):
+def _read_delimited(path: Path, sep: str, content: bytes | None = None):
     """A CSV or TSV file, each row with at most the header's fields.
 
     pandas would take a first data row with one field too many as having an
@@ -48,20 +61,22 @@ def _read_delimited(path: Path, sep: str):
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
-            return pd.read_csv(path, sep=sep, index_col=False)
+            return pd.read_csv(path if content is None else io.BytesIO(content), sep=sep, index_col=False)
         except (pd.errors.ParserWarning, pd.errors.ParserError):
-            too_long = _row_with_extra_fields(path, sep)
+            too_long = _row_with_extra_fields(path, sep, content)
             if too_long is None:
                 raise
             line, fields, header = too_long
             raise DataFileError(f"{path.name} line {line} has {fields} fields, the header has {header}") from None
 
 
-def _row_with_extra_fields(path: Path, sep: str) -> tuple[int, int, int] | None:
+def _row_with_extra_fields(path: Path, sep: str, content: bytes | None = None) -> tuple[int, int, int] | None:
     """(line, fields, header fields) of the first row with more fields than the header, if any."""
     import csv
 
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+    opened = path.open(newline="", encoding="utf-8", errors="replace") if content is None else \
+        io.TextIOWrapper(io.BytesIO(content), newline="", encoding="utf-8", errors="replace")
+    with opened as handle:
         reader = csv.reader(handle, delimiter=sep)
         header = next(reader, None)
         if header is None:
@@ -72,15 +87,15 @@ def _row_with_extra_fields(path: Path, sep: str) -> tuple[int, int, int] | None:
     return None
 
 
-def table_columns(path: Path) -> list[str]:
+def table_columns(path: Path, content: bytes | None = None) -> list[str]:
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
         try:
-            return list(pq.read_schema(path).names)
+            return list(pq.read_schema(path if content is None else io.BytesIO(content)).names)
         except Exception as exc:
             raise DataFileError(f"cannot read {path.name}: {exc}") from None
-    return [str(c) for c in read_table(path).columns]
+    return [str(c) for c in read_table(path, content).columns]
 
 
 _PLAIN_TYPES = (str, int, float, bool, type(None))
@@ -113,9 +128,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def table_rows(path: Path, columns: list[str] | None) -> list[dict[str, Any]]:
-    """The rows of a table, as plain-Python dicts, in file order."""
-    frame = read_table(path)
+def table_rows(path: Path, columns: list[str] | None, content: bytes | None = None) -> list[dict[str, Any]]:
+    """The rows of a table, as plain-Python dicts, in file order (read from ``content`` when given)."""
+    frame = read_table(path, content)
     if columns:
         frame = frame[columns]
     names = [str(c) for c in frame.columns]
@@ -149,6 +164,96 @@ def load_chunkable(path: Path):
 
         return np.load(path, mmap_mode="r")
     return read_table(path)
+
+
+class VerifiedChunks:
+    """A chunked data file as the run planned it: never a mix of the content it was planned from and a newer one.
+
+    A table (or a .npy file that is not in C order) is read once, into
+    memory, and the bytes read are checked against ``sha256``, the hash the
+    run recorded when it was planned. A C-order .npy file stays
+    memory-mapped: one pass over it checks the whole file against ``sha256``
+    and keeps a digest of each chunk's bytes, and every chunk is checked
+    against its digest as it is cut. Either way a change is an error, never
+    a call given new data. With no ``sha256`` (``plan``, ``debug`` of a
+    manifest) the file is read as it is.
+    """
+
+    def __init__(self, path: Path, bounds: tuple[tuple[int, int], ...], sha256: str | None) -> None:
+        self.path, self.bounds, self.sha256 = path, bounds, sha256
+        self._digests: dict[tuple[int, int], bytes] = {}
+        self.data = self._load()
+        n_rows = len(self.data)
+        if bounds and n_rows != bounds[-1][1]:
+            raise changed_error(path, f"it has {n_rows:,} rows, the run planned {bounds[-1][1]:,}")
+
+    def _load(self) -> Any:
+        if self.sha256 is None:
+            return load_chunkable(self.path)
+        if self.path.suffix.lower() == ".npy":
+            mapped = self._mapped_npy()
+            if mapped is not None:
+                return mapped
+        try:
+            content = self.path.read_bytes()
+        except OSError as exc:
+            raise changed_error(self.path, f"it cannot be read: {exc.strerror}") from None
+        if hashlib.sha256(content).hexdigest() != self.sha256:
+            raise changed_error(self.path, "its SHA-256 is not the one recorded when the run was planned")
+        if self.path.suffix.lower() == ".npy":
+            import numpy as np
+
+            return np.load(io.BytesIO(content))
+        return read_table(self.path, content)
+
+    def _mapped_npy(self) -> Any:
+        """The memory-mapped array, its chunks' digests taken in the one pass that checks the whole file."""
+        import numpy as np
+
+        try:
+            array = np.load(self.path, mmap_mode="r")
+        except Exception as exc:
+            raise changed_error(self.path, f"it cannot be read: {exc}") from None
+        if not array.flags.c_contiguous or array.ndim == 0:
+            return None
+        row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+        whole = hashlib.sha256()
+        with self.path.open("rb") as handle:
+            whole.update(handle.read(array.offset))
+            position = 0
+            for start, stop in self.bounds:
+                if start != position:
+                    return None
+                piece = handle.read((stop - start) * row_bytes)
+                whole.update(piece)
+                self._digests[(start, stop)] = hashlib.blake2b(piece, digest_size=16).digest()
+                position = stop
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                whole.update(block)
+        if whole.hexdigest() != self.sha256:
+            raise changed_error(self.path, "its SHA-256 is not the one recorded when the run was planned")
+        return array
+
+    def chunk(self, start: int, stop: int) -> Any:
+        """Rows ``start:stop``, as an independent object, checked against the run's plan."""
+        piece = slice_rows(self.data, start, stop)
+        digest = self._digests.get((start, stop))
+        if digest is not None:
+            import numpy as np
+
+            now = hashlib.blake2b(np.ascontiguousarray(piece).tobytes(), digest_size=16).digest()
+            if now != digest:
+                raise changed_error(self.path, f"rows {start} to {stop - 1} differ from those the run was planned with")
+        return piece
+
+
+def file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    """What changes when a file is written: its inode, size, and modification and change times (None: gone)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns
 
 
 def portable_frame(frame):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from .backends.base import Backend, TaskReport, TaskSubmission
-from .errors import Interrupted, RunError  # noqa: F401 - Interrupted is re-exported: callers import it from here
+from .errors import HogError, Interrupted, RunError  # noqa: F401 - Interrupted is re-exported: callers import it from here
 from .ledger import PENDING, WAITING, Ledger
 from .plan import Plan, PlannedCall, Task, iter_calls
 from .render.runner import RECORDS_FULL_EXIT
@@ -129,6 +129,9 @@ class Executor:
         except (KeyboardInterrupt, Interrupted):
             self._stop_for_resume()
             raise Interrupted(self.paths.root) from None
+        except HogError:  # a task could not be prepared (its data file changed): what ran is kept, resumable
+            self._stop_for_resume()
+            raise
         counts = self.ledger.counts()
         self.on_progress(counts)
         return counts

@@ -6,19 +6,25 @@ calls other arguments than the ones already run, and a table whose parameters
 are not what the function received. ``submit`` records a SHA-256 of each in
 ``run.json``; ``resume``, ``retry``, ``status`` and ``collect`` refuse a run
 whose files changed, naming the file. The script itself is checked by its own
-recorded hash. Python files beside the script (helper modules it may import)
-are recorded too; a change there is only warned about, since hog-batch cannot
-know whether the script imports them.
+recorded hash; so are the helper modules it imports from beside it (found
+statically: ``resume`` and ``retry`` refuse when one changed, and ``--reuse``
+takes no call whose helpers differ). The manifest snapshot and the overrides
+are recorded as one digest, checked by every command that plans the calls
+again (``collect``, ``logs``, ``report`` too).
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import hashlib
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 from .datafiles import file_sha256
 from .errors import RunError
+from .ids import canonical_json
 from .manifest import RunSpec
 
 MAX_HELPER_FILES = 200
@@ -43,25 +49,67 @@ def input_files(spec: RunSpec) -> dict[str, str]:
     jobs = spec.data.get("jobs")
     if isinstance(jobs, list):
         sections += [job.get("sweep") for job in jobs if isinstance(job, dict)]
+    read = {name: rows.sha256 for job in spec.jobs for name, rows in job.sweep.rows_files.items()}
     found: dict[str, str] = {}
     for name in _sweep_files(sections):
         path = (base_dir / name).resolve()
-        if str(path) not in found and path.is_file():
+        if str(path) in read:  # a rows file: the version the calls' arguments were read from
+            found[str(path)] = read[str(path)]
+        elif str(path) not in found and path.is_file():
             found[str(path)] = file_sha256(path)
     return found
 
 
+def imported_helpers(script_path: Path, script_text: str) -> list[Path]:
+    """The Python files beside the script that it imports (``import helper``, ``from pkg.sub import x``),
+    found statically and followed through the modules they import in turn; a package counts with all its files.
+
+    A module imported only dynamically (``importlib``) is not found.
+    """
+    folder = script_path.parent
+    found: dict[Path, None] = {}
+    todo = [script_text]
+    while todo and len(found) < MAX_HELPER_FILES:
+        try:
+            tree = ast.parse(todo.pop())
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                for path in _local_module_files(folder, name.split(".")[0]):
+                    if path not in found and path != script_path and len(found) < MAX_HELPER_FILES:
+                        found[path] = None
+                        with contextlib.suppress(OSError, UnicodeDecodeError):
+                            todo.append(path.read_text("utf-8"))
+    return list(found)
+
+
+def _local_module_files(folder: Path, top: str) -> list[Path]:
+    """``top.py`` in ``folder``, or every Python file of the package ``top/``; none when neither is there."""
+    if not top.isidentifier():
+        return []
+    module = folder / f"{top}.py"
+    with contextlib.suppress(OSError):
+        if module.is_file():
+            return [module]
+        package = folder / top
+        if (package / "__init__.py").is_file():
+            return sorted(package.rglob("*.py"))[:MAX_HELPER_FILES]
+    return []
+
+
 def helper_files(spec: RunSpec) -> dict[str, str]:
-    """Path -> SHA-256 of the Python files beside each job's script (not the script: it has its own check)."""
+    """Path -> SHA-256 of the helper modules each job's script imports from beside it (not the script itself)."""
     found: dict[str, str] = {}
     for job in spec.jobs:
-        folder = job.script_path.parent
-        try:
-            candidates = sorted(folder.glob("*.py"))[:MAX_HELPER_FILES]
-        except OSError:
-            continue
-        for path in candidates:
-            if path != job.script_path and str(path) not in found and path.is_file():
+        for path in imported_helpers(job.script_path, job.script_text):
+            if str(path) not in found:
                 try:
                     found[str(path)] = file_sha256(path)
                 except OSError:
@@ -69,9 +117,15 @@ def helper_files(spec: RunSpec) -> dict[str, str]:
     return found
 
 
-def record(spec: RunSpec) -> dict[str, dict[str, str]]:
+def manifest_digest(manifest_text: str, overrides: list[str], endpoint: str | None) -> str:
+    """What the run's calls are planned from besides its files: the manifest snapshot, the overrides, --endpoint."""
+    return hashlib.sha256(canonical_json([manifest_text, overrides, endpoint]).encode()).hexdigest()
+
+
+def record(spec: RunSpec, endpoint: str | None = None) -> dict[str, Any]:
     """What ``run.json`` keeps under ``inputs``."""
-    return {"files": input_files(spec), "helpers": helper_files(spec)}
+    return {"files": input_files(spec), "helpers": helper_files(spec),
+            "manifest": manifest_digest(spec.manifest_text, spec.overrides, endpoint)}
 
 
 def _sha_now(path: Path) -> str | None:
@@ -103,8 +157,33 @@ def check_files(inputs: Any, run_root: Path, recorded: Collection[str] = ()) -> 
 
 
 def changed_helpers(inputs: Any) -> list[str]:
-    """The helper files (Python files beside a script) that changed or went since the run started."""
+    """The helper modules the scripts import that changed or went since the run started."""
     helpers = inputs.get("helpers") if isinstance(inputs, dict) else None
     if not isinstance(helpers, dict):
         return []
     return [name for name, recorded in helpers.items() if _sha_now(Path(name)) != recorded]
+
+
+def check_helpers(inputs: Any, run_root: Path) -> None:
+    """Refuse a run whose scripts' helper modules changed: calls before and after would run different code."""
+    changed = changed_helpers(inputs)
+    if changed:
+        raise RunError(
+            message=f"{changed[0]} changed since this run started: the script imports it, so calls run before and "
+            "after the change would run different code",
+            hint=f"restore it to go on with run {run_root}, or start a new run that takes what still holds: "
+            f"`hog-batch submit MANIFEST --reuse {run_root}`",
+        )
+
+
+def check_manifest(inputs: Any, manifest_text: str, overrides: list[str], endpoint: str | None, run_root: Path) -> None:
+    """Refuse a run whose manifest snapshot or overrides (in run.json) were edited: they plan its calls."""
+    recorded = inputs.get("manifest") if isinstance(inputs, dict) else None
+    if recorded is None:  # a run from before this was recorded
+        return
+    if recorded != manifest_digest(manifest_text, overrides, endpoint):
+        raise RunError(
+            message="the run directory is damaged: its manifest snapshot or the overrides in run.json changed since "
+            "the run started (the run's calls and their parameters are planned from them)",
+            hint=f"restore {run_root}/manifest.yaml and run.json as they were, or submit the manifest again as a new run",
+        )

@@ -52,11 +52,20 @@ class Task:
 
 
 class ChunkResolver:
-    """Reads each chunked data file once and cuts chunks out of it."""
+    """Cuts chunks out of each chunked data file, read once and checked against the hashes the run recorded.
 
-    def __init__(self, sources: dict[str, ChunkSource]) -> None:
+    ``recorded``: data file -> SHA-256 at planning (``run.json``). A chunk is
+    cut from a :class:`~groundhog_batch.datafiles.VerifiedChunks`; a file
+    passed by path is checked (by its inode, size and times, then its hash)
+    each time a call naming it is packed. Either way a file changed since
+    planning stops the run instead of mixing old and new data.
+    """
+
+    def __init__(self, sources: dict[str, ChunkSource], recorded: dict[str, str] | None = None) -> None:
         self.sources = sources
+        self.recorded = recorded or {}
         self._data: dict[str, Any] = {}
+        self._identities: dict[str, Any] = {}
 
     def resolve(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         if not self.sources:
@@ -64,14 +73,41 @@ class ChunkResolver:
         resolved = dict(kwargs)
         for name, value in kwargs.items():
             if isinstance(value, ChunkRef):
-                resolved[name] = datafiles.slice_rows(self._load(name), value.start, value.stop)
+                resolved[name] = self._chunk(name, value.start, value.stop)
+            elif name in self.sources and self.sources[name].pass_as == "path":
+                self.check_path(self.sources[name])
         return resolved
 
-    def _load(self, name: str) -> Any:
+    def _chunk(self, name: str, start: int, stop: int) -> Any:
+        source = self.sources[name]
+        if source.file is None:
+            return list(source.inline_values[start:stop])
         if name not in self._data:
-            source = self.sources[name]
-            self._data[name] = list(source.inline_values) if source.file is None else datafiles.load_chunkable(source.file)
-        return self._data[name]
+            self._data[name] = datafiles.VerifiedChunks(source.file, source.bounds, self.recorded.get(str(source.file)))
+        return self._data[name].chunk(start, stop)
+
+    def check_path(self, source: ChunkSource) -> None:
+        """A file passed by path still holds what the run planned from (cheap unless it was written)."""
+        expected = self.recorded.get(str(source.file))
+        if expected is None or source.file is None:
+            return
+        identity = datafiles.file_identity(source.file)
+        if identity is not None and identity == self._identities.get(str(source.file)):
+            return
+        try:
+            now = datafiles.file_sha256(source.file)
+        except OSError as exc:
+            raise datafiles.changed_error(source.file, f"it cannot be read: {exc.strerror}") from None
+        if now != expected:
+            raise datafiles.changed_error(source.file, "its SHA-256 is not the one recorded when the run was planned")
+        self._identities[str(source.file)] = identity
+
+    def check_paths(self) -> None:
+        """Every file passed by path is unchanged (after a run: calls may have read it until the end)."""
+        self._identities.clear()
+        for source in self.sources.values():
+            if source.pass_as == "path":
+                self.check_path(source)
 
 
 def iter_calls(job: JobSpec) -> Iterator[PlannedCall]:
@@ -119,11 +155,16 @@ class Plan:
 
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
-        self._resolvers = {job.name: ChunkResolver(job.sweep.chunk_sources) for job in spec.jobs}
+        self._resolvers = {job.name: ChunkResolver(job.sweep.chunk_sources, spec.recorded_inputs) for job in spec.jobs}
 
     @property
     def jobs(self) -> list[JobSpec]:
         return self.spec.jobs
+
+    def check_data_passed_by_path(self) -> None:
+        """The data files calls read themselves (``pass: path``) are as the run planned them."""
+        for resolver in self._resolvers.values():
+            resolver.check_paths()
 
     def job(self, name: str) -> JobSpec:
         for job in self.spec.jobs:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import difflib
+import hashlib
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -102,10 +103,19 @@ class SweepPart:
         return size - excluded * untouched
 
 
+@dataclass(frozen=True)
+class RowsFile:
+    """A rows file as the sweep read it: the calls' arguments come from exactly these bytes."""
+
+    sha256: str
+    content: bytes
+
+
 @dataclass
 class Sweep:
     parts: list[SweepPart]
     chunk_sources: dict[str, ChunkSource]
+    rows_files: dict[str, RowsFile] = field(default_factory=dict)  # resolved path -> what was read
 
     @property
     def names(self) -> list[str]:
@@ -491,10 +501,16 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate) -> tuple[list[Fragment], list[str]]:
+def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate,
+               rows_files: dict[str, RowsFile]) -> tuple[list[Fragment], list[str]]:
     path = _data_file(spec["file"], base_dir, where, locate, "rows file", datafiles.TABLE_SUFFIXES)
     try:
-        available = datafiles.table_columns(path)
+        content = path.read_bytes()  # read once: what is hashed, copied into the run and parsed is one version
+    except OSError as exc:
+        raise locate((*where, "file"), f"cannot read {path.name}: {exc.strerror}", "check the file's permissions") from None
+    rows_files[str(_resolved(spec["file"], base_dir))] = RowsFile(hashlib.sha256(content).hexdigest(), content)
+    try:
+        available = datafiles.table_columns(path, content)
         columns = spec.get("columns")
         missing = [c for c in columns or [] if c not in available]
         if missing:
@@ -502,7 +518,7 @@ def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loc
             meant = [f"{c!r} -> {m[0]!r}" for c, m in zip(missing, close, strict=True) if m]
             hint = (f"did you mean {', '.join(meant)}? " if meant else "") + f"its columns are: {', '.join(available)}"
             raise locate((*where, "columns"), f"{path.name} has no column {', '.join(map(repr, missing))}", hint)
-        rows = datafiles.table_rows(path, columns)
+        rows = datafiles.table_rows(path, columns, content)
     except datafiles.DataFileError as exc:
         raise locate((*where, "file"), str(exc), "check the file's format") from None
     if not rows:
@@ -534,7 +550,8 @@ def _reserved_name_error(name: str, at: KeyPath, per_key: bool, rows_file: str |
 
 
 def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate,
-               chunk_sources: dict[str, ChunkSource], errors: list[ManifestError]) -> SweepPart:
+               chunk_sources: dict[str, ChunkSource], errors: list[ManifestError],
+               rows_files: dict[str, RowsFile] | None = None) -> SweepPart:
     """One sweep object -> its axes. Problems are appended to ``errors``, not raised."""
     axes: list[Sequence[Fragment]] = []
     names: list[str] = []
@@ -568,7 +585,7 @@ def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loca
                 add_names(list(body), at)
                 axes.append([tuple((name, body[name][i], body[name][i]) for name in body) for i in range(min(lengths.values(), default=0))])
             elif group == "rows":
-                axis, row_names = _rows_axis(body, base_dir, at, locate)
+                axis, row_names = _rows_axis(body, base_dir, at, locate, rows_files if rows_files is not None else {})
                 add_names(row_names, at, per_key=False, rows_file=Path(str(body["file"])).name)
                 axes.append(axis)
             elif group == "chunks":
@@ -591,14 +608,15 @@ def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loca
 def build_sweep(raw: Any, base_dir: Path, where: KeyPath, locate: Locate, errors: list[ManifestError]) -> Sweep:
     """A sweep spec (one object, a list of them, or nothing) -> a Sweep."""
     chunk_sources: dict[str, ChunkSource] = {}
+    rows_files: dict[str, RowsFile] = {}
     if raw is None:
         return Sweep([SweepPart(axes=[], names=[])], chunk_sources)
     objects = raw if isinstance(raw, list) else [raw]
     parts = []
     for i, body in enumerate(objects):
         at = (*where, i) if isinstance(raw, list) else where
-        parts.append(build_part(body, base_dir, at, locate, chunk_sources, errors))
-    sweep = Sweep(parts, chunk_sources)
+        parts.append(build_part(body, base_dir, at, locate, chunk_sources, errors, rows_files))
+    sweep = Sweep(parts, chunk_sources, rows_files)
     total = sum(part.size_before_exclude() for part in parts)
     if total > MAX_CALLS_PER_JOB:
         errors.append(locate(where, f"the sweep expands to {total:,} calls, over the limit of {MAX_CALLS_PER_JOB:,}",

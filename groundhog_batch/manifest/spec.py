@@ -65,6 +65,7 @@ class RunSpec:
     data: dict[str, Any]  # the manifest after overrides, as plain data
     jobs: list[JobSpec]
     output: Path | None
+    recorded_inputs: dict[str, str] = field(default_factory=dict)  # data file -> SHA-256 the run planned from
 
     @property
     def n_calls(self) -> int:
