@@ -66,6 +66,19 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode):
+    """An unquoted date (``2024-01-31``) is a ``datetime.date``; one that is no day (``2024-02-30``) is an error."""
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError) as exc:
+        raise ManifestError(message=f"{node.value} looks like a date, but is none ({exc})",
+                            hint=f"write a real date, or quote it to pass it as text: '{node.value}'",
+                            line=node.start_mark.line + 1) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [part for pair in node.value for part in pair]
