@@ -225,3 +225,12 @@ def test_init_puts_a_parameter_named_like_a_column_under_kwargs_so_the_starter_v
     text = (project.root / "f.yaml").read_text()
     assert "kwargs:\n  status: 1" in text and "# result: ..." in text
     assert project.cli("validate", "f.yaml").returncode == 0
+
+
+def test_a_parameter_given_under_kwargs_and_swept_is_an_error_not_a_silently_ignored_value(project):
+    project.write("f.py", HEAD + "def work(n):\n    return n\n")
+    project.manifest("script: f.py\nfunction: work\nsweep: {product: {n: [1, 2]}}\n")
+    done = project.cli("validate", "sweep.yaml", "--set", "kwargs.n=5")
+    no_traceback(done)
+    assert done.returncode == 2
+    assert "at kwargs.n: 'n' is given under kwargs and swept at sweep.product.n" in done.stderr

@@ -297,6 +297,15 @@ class _ManifestChecks:
                 hint = (f"did you mean {close!r}? " if close else "") + \
                     f"its parameters are ({', '.join(parameters)}), defined at {script_path.name}:{shape.line}"
                 self.errors.append(self.locate(where, f"{job['function']}() {problem}", hint))
+        if arguments_known:
+            for keyword in job.get("kwargs", {}):
+                swept_at = sweep.origin(keyword)
+                if swept_at is not None:
+                    kwargs_at = (*at, "kwargs", keyword) if keyword in self._own(at).get("kwargs", {}) else ("kwargs", keyword)
+                    self.errors.append(self.locate(kwargs_at, f"{keyword!r} is given under kwargs and swept at "
+                                                   f"{format_key_path(swept_at)}: the swept values would replace this "
+                                                   "one in every call", "keep one of them: a fixed value under kwargs, "
+                                                   "or the values to try under sweep"))
         if shape is not None and shape.signature is not None and shape.signature.annotations and arguments_known \
                 and not sweep_errors:
             self._check_annotations(job, sweep, shape.signature, at, f"{script_path.name}:{shape.line}")
