@@ -64,6 +64,7 @@ class Case:
     script: str
     files: dict[str, bytes] = field(default_factory=dict)
     described: str = ""
+    swept: list[str] = field(default_factory=list)  # the names that are table columns (not kwargs)
 
 
 def random_name(rng: random.Random) -> str:
@@ -123,8 +124,10 @@ def make_case(number: int, rng: random.Random) -> Case:
         lines += ["sweep:", "  zip:"] + [f"    {_yaml_key(n)}: [{', '.join(random_values(rng, k))}]" for n in names]
     elif group == "kwargs":
         lines += ["kwargs:"] + [f"  {_yaml_key(n)}: {rng.choice(YAML_VALUES)}" for n in names]
-        lines += ["sweep:", "  product:", f"    {_yaml_key(rng.choice(PLAIN_NAMES))}: [1]"]
-        names = [*names, lines[-1].split(":")[0].strip().strip('"')]
+        swept = rng.choice(PLAIN_NAMES)
+        lines += ["sweep:", "  product:", f"    {_yaml_key(swept)}: [1]"]
+        return Case(number, [*names, swept], "\n".join(lines) + "\n", _script([*names, swept], rng), files, group,
+                    [swept])
     elif group == "rows_csv":
         cells = ["1", "2.5", "", "x", "2024-01-31", "1,2", '"a,b"', "nan", "True", "9" * 25, "caf\xe9"]
         rows = [",".join(rng.choice(cells) for _ in names) for _ in range(rng.randint(1, 3))]
@@ -133,7 +136,7 @@ def make_case(number: int, rng: random.Random) -> Case:
     else:
         files["p.parquet"] = _parquet(names, rng)
         lines += ["sweep:", "  rows: {file: p.parquet}"]
-    return Case(number, names, "\n".join(lines) + "\n", _script(names, rng), files, group)
+    return Case(number, names, "\n".join(lines) + "\n", _script(names, rng), files, group, names)
 
 
 def _parquet(names: list[str], rng: random.Random) -> bytes:
@@ -273,8 +276,8 @@ def table_problems(case: Case, folder: Path) -> list[Outcome]:
     statuses = set(table.column("status").to_pylist()) if "status" in columns else set()
     if not statuses <= STATES:
         found.append(Outcome(case.number, "table", "status column holds other values", str(statuses)))
-    for name in case.names:
-        if name not in columns and name in case.manifest.split("kwargs:")[0]:
+    for name in case.swept:
+        if name not in columns:
             found.append(Outcome(case.number, "table", f"parameter {name!r} has no column", str(columns)))
     rows = json.loads((folder / "out.json").read_text("utf-8"))
     for row in rows:
