@@ -172,14 +172,18 @@ def test_values_that_fit_or_that_no_plain_annotation_covers_are_passed_through(p
 
 def test_a_hydra_style_comma_list_for_an_int_is_refused_with_the_sweep_syntax(project):
     project.write("f.py", ANNOTATED)
-    project.manifest("script: f.py\nfunction: work\nsweep: {product: {n: [1]}}\n")
-    done = project.cli("validate", "sweep.yaml", "--set", "sweep.product.n=1000,2000")
+    project.manifest("script: f.py\nfunction: work\nsweep: {product: {n: ['1000,2000']}}\n")
+    done = project.cli("validate", "sweep.yaml")
     no_traceback(done)
     assert done.returncode == 2
-    assert "sweep.product.n gives '1000,2000', a str (a value given on the command line)" in done.stderr
+    assert "sweep.product.n gives '1000,2000', a str" in done.stderr
     assert "--set 'sweep.product.n=[1000,2000]'" in done.stderr
+    quoted = project.cli("validate", "sweep.yaml", "--set", "sweep.product.n='1000,2000'")
+    assert quoted.returncode == 2 and "(a value given on the command line)" in quoted.stderr
     bare = project.cli("validate", "sweep.yaml", "--set", "n=1000,2000")
-    assert bare.returncode == 2 and "--set 'sweep.product.n=[1000,2000]'" in bare.stderr
+    assert bare.returncode == 2 and "sweep.product.n=[1000,2000]" in bare.stderr
+    swept = project.cli("validate", "sweep.yaml", "--set", "sweep.product.n=1000,2000")  # as Hydra means it
+    assert swept.returncode == 0 and "2 call(s)" in swept.stdout
 
 
 def test_a_rows_file_value_that_does_not_fit_the_annotation_names_the_row(project):
