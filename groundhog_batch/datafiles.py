@@ -18,9 +18,13 @@ class DataFileError(ValueError):
     """A data file that cannot be read; the message says why."""
 
 
+class DataFileChanged(RunError):
+    """A data file no longer holds what the run planned from: the run stops (resumable once it is restored)."""
+
+
 def changed_error(path: Path, what: str) -> HogError:
     """A data file that no longer holds what the run planned from: its calls would mix old and new content."""
-    return RunError(message=f"{path} changed while the run was going ({what}): its calls would mix the old "
+    return DataFileChanged(message=f"{path} changed while the run was going ({what}): its calls would mix the old "
                     "content and the new, so no more of them are started",
                     hint="put the file back as it was and `hog-batch resume` the run (what finished is kept), "
                     "or submit the manifest again as a new run to use the new file")

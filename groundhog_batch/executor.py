@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from .backends.base import Backend, TaskReport, TaskSubmission
-from .errors import HogError, Interrupted, RunError  # noqa: F401 - Interrupted is re-exported: callers import it from here
+from .datafiles import DataFileChanged
+from .errors import Interrupted, RunError  # noqa: F401 - Interrupted is re-exported: callers import it from here
 from .ledger import PENDING, WAITING, Ledger
 from .plan import Plan, PlannedCall, Task, iter_calls
 from .render.runner import RECORDS_FULL_EXIT
@@ -129,7 +130,7 @@ class Executor:
         except (KeyboardInterrupt, Interrupted):
             self._stop_for_resume()
             raise Interrupted(self.paths.root) from None
-        except HogError:  # a task could not be prepared (its data file changed): what ran is kept, resumable
+        except DataFileChanged:  # a task could not be prepared: what ran is kept, and the run is resumable
             self._stop_for_resume()
             raise
         counts = self.ledger.counts()
