@@ -60,13 +60,13 @@ def input_files(spec: RunSpec) -> dict[str, str]:
     return found
 
 
-def imported_helpers(script_path: Path, script_text: str) -> list[Path]:
-    """The Python files beside the script that it imports (``import helper``, ``from pkg.sub import x``),
+def imported_helpers(script_path: Path, script_text: str, also_in: tuple[Path, ...] = ()) -> list[Path]:
+    """The Python files beside the script (or in ``also_in``) that it imports (``import helper``, ``from pkg.sub import x``),
     found statically and followed through the modules they import in turn; a package counts with all its files.
 
     A module imported only dynamically (``importlib``) is not found.
     """
-    folder = script_path.parent
+    folders = list(dict.fromkeys([script_path.parent, *also_in]))  # the script's folder; the manifest's (PYTHONPATH=.)
     found: dict[Path, None] = {}
     todo = [script_text]
     while todo and len(found) < MAX_HELPER_FILES:
@@ -82,7 +82,9 @@ def imported_helpers(script_path: Path, script_text: str) -> list[Path]:
             else:
                 continue
             for name in names:
-                for path in _local_module_files(folder, name.split(".")[0]):
+                top = name.split(".")[0]
+                modules = next((files for folder in folders if (files := _local_module_files(folder, top))), [])
+                for path in modules:
                     if path not in found and path != script_path and len(found) < MAX_HELPER_FILES:
                         found[path] = None
                         with contextlib.suppress(OSError, UnicodeDecodeError):
@@ -105,10 +107,11 @@ def _local_module_files(folder: Path, top: str) -> list[Path]:
 
 
 def helper_files(spec: RunSpec) -> dict[str, str]:
-    """Path -> SHA-256 of the helper modules each job's script imports from beside it (not the script itself)."""
+    """Path -> SHA-256 of the helper modules each job's script imports from its folder or the manifest's
+    (where ``PYTHONPATH=.`` finds them), not the script itself."""
     found: dict[str, str] = {}
     for job in spec.jobs:
-        for path in imported_helpers(job.script_path, job.script_text):
+        for path in imported_helpers(job.script_path, job.script_text, (spec.manifest_path.parent,)):
             if str(path) not in found:
                 try:
                     found[str(path)] = file_sha256(path)

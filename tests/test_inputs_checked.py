@@ -213,3 +213,16 @@ def test_retry_with_new_settings_keeps_the_run_usable_on_every_path(project):
         assert "Traceback" not in done.stderr, done.stderr  # (logs prints the call's own traceback on stdout)
         assert done.returncode in (0, 1), (command, done.stderr)
     assert os.path.exists(project.root / "out.csv")
+
+
+def test_a_helper_module_in_the_manifests_folder_imported_by_a_script_in_another_is_an_input(project):
+    project.write("scripts/f.py", SCRIPT)
+    project.write("helper.py", "K = 1\n")  # where PYTHONPATH=. finds it, beside the manifest
+    project.write("p.csv", "x\n1\n3\n")
+    project.manifest("script: scripts/f.py\nfunction: work\nsweep:\n  rows: {file: p.csv}\n")
+    env = {"SIDE_EFFECTS": str(project.root / "ran.txt"), "HELPERS": str(project.root)}
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "run", env=env).returncode == 0
+    project.write("helper.py", "K = 2\n")
+    resumed = project.cli("resume", "run", env=env)
+    no_traceback(resumed)
+    assert resumed.returncode == 2 and "helper.py changed since this run started" in resumed.stderr
