@@ -169,13 +169,17 @@ class LocalBackend(Backend):
             for n, (job, what, script) in enumerate(builds):
                 path = self.scratch_dir / f"environment-{n}.sh"
                 path.write_text(script)
-                process = subprocess.Popen(["bash", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.PIPE, cwd=self.working_dir, env=self.env,
-                                           start_new_session=True)
+                process = subprocess.Popen([find_program("bash"), str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.PIPE, cwd=self.working_dir,
+                                           env={**self.env, "HOG_BATCH_ENV_PROGRESS": "1"}, start_new_session=True)
                 running.append((job, what, path, process))
                 threading.Thread(target=_read_lines, args=(n, process, lines), daemon=True).start()
             said: set[int] = set()
             early: dict[int, list[str]] = {}
+
+            def tag(m: int) -> str:  # whose line it is, when several environments are built at once
+                return f"{running[m][0]}: " if len(running) > 1 else ""
+
             done = 0
             while done < len(running):
                 late = time.monotonic() - started >= quiet_s
@@ -186,7 +190,7 @@ class LocalBackend(Backend):
                             if say is not None:
                                 say(f"building the environment for {job}: {what} (once: later runs reuse it)")
                                 for before in early.pop(m, []):
-                                    say(f"  {before}")
+                                    say(f"  {tag(m)}{before}")
                 try:
                     n, line = lines.get(timeout=None if late else max(quiet_s - (time.monotonic() - started), 0.01))
                 except queue.Empty:
@@ -199,7 +203,7 @@ class LocalBackend(Backend):
                     if n in said and say is not None and process.wait() == 0:
                         say(f"environment for {job} ready ({time.monotonic() - started:.0f} s)")
                 elif line and n in said and say is not None:
-                    say(f"  {line}")
+                    say(f"  {tag(n)}{line}")
                 elif line:
                     early.setdefault(n, []).append(line)
             for *_, process in running:

@@ -261,10 +261,13 @@ hog_build_env() {
     [ -n "$python_request" ] || hog_env_failed "no Python on PATH for a script without requires-python; add one to worker_init or give the script a requires-python"
   fi
   build="$(mktemp -d "$hog_envs/.build-$hog_env_id.XXXXXX")"
+  # The submitter's own build before the tasks start (HOG_BATCH_ENV_PROGRESS=1) shows what uv does.
+  hog_uv_quiet=--quiet
+  if [ "${HOG_BATCH_ENV_PROGRESS:-}" = 1 ]; then hog_uv_quiet=""; fi
   if ! {
     hog_uv venv --quiet --relocatable --no-project --python "$python_request" "$build/env" &&
       { [ ! -s "$hog_tmp/requirements.txt" ] ||
-        hog_uv pip install --quiet --compile-bytecode --python "$build/env/bin/python" -r "$hog_tmp/requirements.txt"; } &&
+        hog_uv pip install ${hog_uv_quiet:+"$hog_uv_quiet"} --compile-bytecode --python "$build/env/bin/python" -r "$hog_tmp/requirements.txt"; } &&
       touch "$build/env/.hog-complete"
   } >&2; then
     rm -rf "$build"
