@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # the default set (all but groundhog, which takes over 10 minutes)
     python benchmarks/run.py --quick    # smaller sizes (10k and 100k calls, 1,000 NumPy calls), for development
-    python benchmarks/run.py scale peers   # only some: startup report plan scale numpy peers throughput remote coldstart groundhog
+    python benchmarks/run.py scale peers   # only some: startup report plan scale numpy peers throughput remote remote-big coldstart groundhog
 
 ``HOG_BENCH_GROUNDHOG_CALLS`` (default 2000) sets how many calls Groundhog runs;
 Groundhog starts one uv process per call, so 2,000 take about 12 minutes here.
@@ -401,6 +401,62 @@ def bench_remote(base: Path, quick: bool = False) -> list[tuple]:
             ("  submission requests", str(submissions), "", "target <= 3", "holds" if submissions <= 3 else "MISSED")]
 
 
+BIG_RESULTS_SCRIPT = """# /// script
+# dependencies = []
+# ///
+import base64, os
+def f(x):
+    return base64.b64encode(os.urandom(1_760_000)).decode()
+"""
+
+
+def bench_remote_big(base: Path, quick: bool = False) -> list[tuple]:
+    """100 task results of about 9 MiB each, all fetched at once by `resume`: the submitter's peak memory."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from loopback_globus import LoopbackGlobus
+
+    from groundhog_batch.api import open_run
+    from groundhog_batch.backends.local import find_uv
+
+    n_tasks = 20 if quick else 100
+    os.environ["HOG_BATCH_UV"] = find_uv()
+    service = LoopbackGlobus().start()
+    try:
+        endpoint = service.add_endpoint()
+        os.environ.update({**service.environment(), "GLOBUS_COMPUTE_USER_DIR": str(base / "globus-compute-big"),
+                           "HOG_BATCH_GLOBUS_POLL_S": "1.0", "HOG_BATCH_STATE_DIR": str(base / "state")})
+        folder = project(base / "remote-big", f"endpoint: {endpoint}\ncalls_per_task: 3\nmax_parallel: {n_tasks}\n"
+                         f"sweep:\n  product:\n    x: {{range: [0, {3 * n_tasks}]}}\n", BIG_RESULTS_SCRIPT)
+        service.hold_tasks = True
+        submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+                                     cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            time.sleep(0.5)
+            try:
+                run = open_run(folder / "run")
+                tasks = run.ledger.tasks_in_flight()
+                run.close()
+            except Exception:
+                continue
+            if len(tasks) == n_tasks and all(external_id for _, _, external_id, _ in tasks):
+                break
+        submitter.kill()
+        submitter.wait()
+        service.release()
+        service.wait_idle(timeout_s=1800)
+        sizes = sorted(len(task["result"] or "") for task in service.tasks.values())
+        wall_s, peak_mib, done = cli(folder, "resume", "run")
+        assert done.returncode == 0, done.stderr
+        statuses = service.requests.get("status", 0)
+    finally:
+        service.stop()
+    mib = sizes[len(sizes) // 2] / 2**20 if sizes else 0
+    return [(f"{n_tasks} results of {mib:.1f} MiB fetched at once (`resume`)", f"{wall_s:.1f} s",
+             f"{peak_mib:.0f} MiB peak", "target <= 256 MiB", "holds" if peak_mib <= 256 else "MISSED"),
+            ("  status requests", str(statuses), "", "", "")]
+
+
 def bench_coldstart(base: Path, quick: bool = False) -> list[tuple]:
     """8 tasks at once on a cold environment cache against 1: the environment is built once."""
     script = "# /// script\n# dependencies = [\"six\"]\n# ///\ndef f(x):\n    return x\n"
@@ -448,7 +504,7 @@ def bench_report(base: Path, quick: bool = False) -> list[tuple]:
 
 BENCHMARKS = {"startup": bench_startup, "report": bench_report, "plan": bench_plan, "scale": bench_scale,
               "numpy": bench_numpy, "peers": bench_peers, "throughput": bench_throughput, "remote": bench_remote,
-              "coldstart": bench_coldstart, "groundhog": bench_groundhog}
+              "remote-big": bench_remote_big, "coldstart": bench_coldstart, "groundhog": bench_groundhog}
 DEFAULT = ["startup", "report", "plan", "scale", "numpy", "peers", "throughput", "coldstart", "remote"]  # groundhog: over 10 minutes
 
 

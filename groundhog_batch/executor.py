@@ -324,7 +324,8 @@ class Executor:
         """Take in what tasks a previous submitter left have finished, without submitting anything."""
         self.recover_abandoned()
         if self.in_flight:
-            self._absorb(self.backend.poll(0))
+            while reports := self.backend.poll(0):  # a remote backend hands over a large answer in parts
+                self._absorb(reports)
         self.in_flight.clear()
         return self.ledger.counts()
 

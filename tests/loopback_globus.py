@@ -40,6 +40,15 @@ with HTTP errors; ``lose_next_answer(kind, status)`` does the request, then
 answers with an error; ``hold_tasks``/``release()``; ``after_submit`` runs a
 callback right after a submission has been answered; ``kill_workers()``;
 ``forget_tasks()`` drops every task record (the service's expiry).
+
+Results pushed: with ``amqp_url`` (a broker from tests/rabbitmq_server.py), a
+submission with ``create_queue`` gets a queue ``<queue_prefix><task group>``
+on the broker, every result of its tasks is published there as the
+endpoint's packed ``Result`` (they stay fetchable by status too), and
+``/v2/get_amqp_result_connection_url`` hands out the broker's URL;
+``push_results = False`` loses the pushes, ``delete_queues()`` drops the
+queues. ``inline = True`` runs pure-Python functions in the service's own
+threads (no worker process) for load tests of the service and the queue.
 """
 
 from __future__ import annotations
@@ -101,6 +110,15 @@ def worker_main() -> None:
     sys.stdout.buffer.flush()
 
 
+def failed_result(task_id: str, message: str) -> bytes:
+    """A packed error Result, as the endpoint sends when it cannot run a task (its user endpoint did not start)."""
+    from globus_compute_common.messagepack import pack
+    from globus_compute_common.messagepack.message_types import Result, ResultErrorDetails
+
+    return pack(Result(task_id=uuid.UUID(task_id), data=message,
+                       error_details=ResultErrorDetails(code="RemoteExecutionError", user_message=message)))
+
+
 def lost_worker_result(task_id: str) -> bytes:
     """What GlobusComputeEngine sends for a task whose worker died: parsl's WorkerLost, packed by the engine."""
     import time as _time
@@ -124,7 +142,10 @@ class UserEndpoint:
     """A rendered user endpoint config: its worker_init, or why it could not start."""
 
     def __init__(self, endpoint: dict, user_opts: dict, user_runtime: dict) -> None:
-        from globus_compute_endpoint.endpoint.config import CoreEndpointConfig
+        try:
+            from globus_compute_endpoint.endpoint.config import CoreEndpointConfig
+        except ImportError:  # globus-compute-endpoint before 4.8 (the SDK's floor's own endpoint) names it so
+            from globus_compute_endpoint.endpoint.config import ManagerEndpointConfig as CoreEndpointConfig
         from globus_compute_endpoint.endpoint.config.utils import (
             load_config_yaml,
             render_config_user_template,
@@ -146,8 +167,16 @@ class UserEndpoint:
 
 
 class LoopbackGlobus:
-    def __init__(self, port: int = PORT, workers: int = 2) -> None:
+    def __init__(self, port: int = PORT, workers: int = 2, amqp_url: str | None = None) -> None:
         self.port = port
+        self.amqp_url = amqp_url  # a RabbitMQ broker to push results to (tests/rabbitmq_server.py), or None
+        self.queue_prefix = "loopback.results."
+        self.push_results = True  # False: results of tasks submitted with create_queue are not pushed (lost)
+        self.inline = False  # True: run functions in this process, no worker (load tests of the service and queue)
+        self.finish_times: list[float] = []  # time.monotonic() of each task's end
+        self.pushed = 0
+        self._amqp_lock = threading.Lock()
+        self._amqp_channel = None
         self.lock = threading.RLock()
         self.functions: dict[str, str] = {}  # function id -> packed function buffer
         self.tasks: dict[str, dict] = {}
@@ -187,6 +216,47 @@ class LoopbackGlobus:
         self.server.server_close()
         self.kill_workers()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._amqp_lock:
+            if self._amqp_channel is not None:
+                try:
+                    self._amqp_channel.connection.close()
+                except Exception:
+                    pass
+                self._amqp_channel = None
+
+    # --- results pushed over AMQP, as the service does for a submission with ``create_queue`` ---
+
+    def _amqp(self):
+        """The service's one channel to the broker (used under ``_amqp_lock``)."""
+        import pika
+
+        if self._amqp_channel is None or self._amqp_channel.is_closed:
+            parameters = pika.URLParameters(self.amqp_url)
+            parameters.heartbeat = 0  # publishes come from worker threads at any time
+            self._amqp_channel = pika.BlockingConnection(parameters).channel()
+        return self._amqp_channel
+
+    def _declare_queue(self, group: str) -> str:
+        name = self.queue_prefix + group
+        with self._amqp_lock:
+            self._amqp().queue_declare(queue=name, durable=True)
+        return name
+
+    def _push(self, queue: str, packed: bytes) -> None:
+        import pika
+
+        with self._amqp_lock:
+            self._amqp().basic_publish(exchange="", routing_key=queue, body=packed,
+                                       properties=pika.BasicProperties(delivery_mode=2, timestamp=int(time.time())))
+            self.pushed += 1
+
+    def delete_queues(self) -> None:
+        """Drop every result queue (the service's expiry of an unused queue)."""
+        with self.lock:
+            queues = {task.get("queue") for task in self.tasks.values()} - {None}
+        with self._amqp_lock:
+            for queue in queues:
+                self._amqp().queue_delete(queue=queue)
 
     def environment(self) -> dict[str, str]:
         """Environment variables that point the SDK (and so hog-batch) at this service."""
@@ -231,6 +301,10 @@ class LoopbackGlobus:
             self.rate_limit_requests, self.rate_window_s = RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S
             self.arrivals.clear()
             self.refused_too_large = 0
+            self.push_results = True
+            self.pushed = 0
+            self.inline = False
+            self.finish_times.clear()
             self._faults.clear()
             self._lost_answers.clear()
             self.hold_tasks = False
@@ -308,9 +382,9 @@ class LoopbackGlobus:
                 return
             task["status"] = "running"
         if task["user_endpoint"].failure:
-            self._finish(task_id, None, task["user_endpoint"].failure)
+            self._finish(task_id, None, task["user_endpoint"].failure, failed_result(task_id, task["user_endpoint"].failure))
             return
-        self.pool.submit(self._run, task_id)
+        self.pool.submit(self._run_inline if self.inline else self._run, task_id)
 
     def _run(self, task_id: str) -> None:
         from globus_compute_common import messagepack
@@ -348,18 +422,37 @@ class LoopbackGlobus:
             packed = output
         result = messagepack.unpack(packed)
         if result.is_error:
-            self._finish(task_id, None, result.data)
+            self._finish(task_id, None, result.data, packed)
         else:
-            self._finish(task_id, result.data, None)
+            self._finish(task_id, result.data, None, packed)
 
-    def _finish(self, task_id: str, result: str | None, exception: str | None) -> None:
+    def _run_inline(self, task_id: str) -> None:
+        """A pure-Python function run in this thread (no worker, no sandbox), its Result packed as the endpoint does."""
+        from globus_compute_common.messagepack import pack
+        from globus_compute_common.messagepack.message_types import Result
+        from globus_compute_sdk.serialize import ComputeSerializer
+
+        with self.lock:
+            task = self.tasks.get(task_id)
+        if task is None:
+            return
+        serializer = ComputeSerializer()
+        function, args, kwargs = serializer.unpack_and_deserialize(self.functions[task["function_id"]] + task["args"])
+        data = serializer.serialize(function(*args, **kwargs))
+        self._finish(task_id, data, None, pack(Result(task_id=uuid.UUID(task_id), data=data)))
+
+    def _finish(self, task_id: str, result: str | None, exception: str | None, packed: bytes) -> None:
         with self.lock:
             self.finished += 1
+            self.finish_times.append(time.monotonic())
             task = self.tasks.get(task_id)
             if task is None:
                 return
             task.update(status="failed" if exception is not None else "success", result=result, exception=exception,
                         completion_t=str(time.time()))
+            queue = task.get("queue") if self.push_results else None
+        if queue is not None:
+            self._push(queue, packed)
 
     # --- the service ------------------------------------------------------------------
 
@@ -368,6 +461,10 @@ class LoopbackGlobus:
             return 200, {"access_token": uuid.uuid4().hex, "expires_in": 172800, "token_type": "Bearer",
                          "resource_server": "funcx_service", "scope": body.get("scope", ""),
                          "refresh_token": None, "other_tokens": []}
+        if path == "/v2/get_amqp_result_connection_url":
+            if not self.amqp_url:
+                return 404, {"code": "NOT_FOUND", "reason": "this loopback service pushes no results"}
+            return 200, {"connection_url": self.amqp_url, "queue_prefix": self.queue_prefix}
         if path == "/v2/version":
             return 200, {"api": "1.0.0", "min_sdk_version": "1.0.0", "min_ep_version": "1.0.0", "routes": {}}
         if method == "POST" and path in ("/v3/functions", "/v2/functions"):
@@ -429,13 +526,15 @@ class LoopbackGlobus:
         user_endpoint = UserEndpoint(endpoint, body.get("user_endpoint_config") or {}, body.get("user_runtime") or {})
         group = body.get("task_group_id") or str(uuid.uuid4())
         self.groups.setdefault(group, [])
+        queue = self._declare_queue(group) if body.get("create_queue") and self.amqp_url else None
         answer: dict[str, list[str]] = {}
         started = []
         for function_id, entries in body["tasks"].items():
             for args in entries:
                 task_id = str(uuid.uuid4())
                 self.tasks[task_id] = {"function_id": function_id, "args": args, "status": "waiting-for-ep",
-                                       "endpoint": endpoint_id, "group": group, "user_endpoint": user_endpoint}
+                                       "endpoint": endpoint_id, "group": group, "user_endpoint": user_endpoint,
+                                       "queue": queue}
                 self.groups[group].append(task_id)
                 answer.setdefault(function_id, []).append(task_id)
                 started.append(task_id)
@@ -462,6 +561,8 @@ class LoopbackGlobus:
             return "function"
         if path.startswith("/v2/endpoints/"):
             return "endpoint"
+        if path == "/v2/get_amqp_result_connection_url":
+            return "amqp"
         return "other"
 
     def _handler(self):

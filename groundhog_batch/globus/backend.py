@@ -4,15 +4,20 @@
   (``transport``), registered once per run and content (its id is kept in the
   ledger, so ``resume`` registers nothing). The endpoint runs byte for byte
   the script the local backend runs.
-- **Submission**: batch requests of at most 10 MB, counted in bytes. Every
+- **Submission**: batch requests under 10 MB less a margin, counted in bytes. Every
   request carries a task group id minted here, so when its answer is lost
   (502, 504, a reset connection) the group is looked up: tasks already in it
   are adopted, and the request is sent again only if the group is empty.
   Each request's task ids are committed to the ledger before the next one.
-- **Results**: states are read raw, many tasks per request, backing off while
-  nothing finishes. An endpoint exception becomes the calls' error with its
-  real first line (``WorkerLost: ...``). A task the service does not know is
-  lost: its calls run again, once; lost again, they fail.
+  Lost answers are retried with backoff within a budget, then the run
+  pauses; a 413 splits the request.
+- **Results**: pushed to a result queue per request (``create_queue``) and
+  consumed as they come (``result_queue``); polled only for what the queue
+  did not deliver (no queue, reattached tasks once, a silent queue's sweep).
+  Polled states are read raw and streamed, many tasks per request, backing
+  off while nothing finishes. An endpoint exception becomes the calls' error
+  with its real first line (``WorkerLost: ...``). A task the service does not
+  know is lost: its calls run again, once; lost again, they fail.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from ..backends.base import Backend, IdsCallback, TaskReport, TaskSubmission
@@ -31,6 +37,7 @@ from ..plan import Plan
 from ..render.payload import iter_records
 from ..render.runner import DELIMITER
 from . import transport
+from .result_queue import ResultQueue
 from .service import (
     ComputeService,
     RequestTooLarge,
@@ -39,10 +46,24 @@ from .service import (
     patient_backoff,
 )
 
-STATUS_CHUNK = 500  # task ids per status request
+STATUS_CHUNK = 500  # task ids per status request, at most
+ANSWER_BUDGET_BYTES = 100 * 1000 * 1000  # a status request asks for no more results than this, by the largest seen
+REPORT_BATCH_BYTES = 16 * 1024 * 1024  # poll hands over the results read so far once they weigh this much
 STDERR_TAIL_CHARS = 4000
 LOST_META_KEY = "globus_lost_calls"
 REQUEST_META_KEY = "globus_request_in_flight"  # the task group and tasks of a request not yet answered
+QUEUES_META_KEY = "globus_result_queues"  # task groups whose results are pushed to a queue
+SWEEP_LONGEST_S = 3600.0
+
+
+def push_wanted() -> bool:
+    """Results pushed over AMQP unless ``HOG_BATCH_GLOBUS_PUSH=0`` (then every task is polled)."""
+    return os.environ.get("HOG_BATCH_GLOBUS_PUSH", "1") not in ("0", "false", "no")
+
+
+def sweep_interval_s() -> float:
+    """With results pushed: how long a silent queue waits before every task is looked up (doubling to an hour)."""
+    return float(os.environ.get("HOG_BATCH_GLOBUS_SWEEP_S", "300"))
 
 
 def poll_bounds_s() -> tuple[float, float]:
@@ -144,6 +165,18 @@ class GlobusBackend(Backend):
         self._ready: list[TaskReport] = []  # reports known without asking the service (a task refused as too large)
         self._refused_bytes = transport.REQUEST_LIMIT_BYTES  # lowered when the service answers 413
         self._closing = False
+        self._cycle: Iterator[TaskReport] | None = None  # the status cycle being read
+        self._cycle_found = False
+        self._largest_result_bytes = 0
+        # Results pushed (``result_queue``): the tasks whose group's queue is consumed, and those to ask once anyway.
+        self._queue: ResultQueue | None = None if push_wanted() else False  # type: ignore[assignment]
+        self._pushed: set[str] = set()
+        self._verify: set[str] = set()  # reattached: asked once, whatever pushes
+        self._acks: dict[str, tuple[int, int]] = {}  # hog-batch task id -> its message, acknowledged on forget
+        self._sweep_s = sweep_interval_s()
+        self._sweep_at = time.monotonic() + self._sweep_s
+        self.sweeps = 0
+        self._resumed_groups: list[str] = []  # queues of a previous submitter, consumed on the first wait
 
     # --- submission -------------------------------------------------------------------
 
@@ -200,8 +233,11 @@ class GlobusBackend(Backend):
                     continue
                 on_ids([(s.task_id, t) for s, t in zip(group, task_ids, strict=True)], self._group_id)
                 self.ledger.set_meta(REQUEST_META_KEY, None)
+                pushed = self._pushes() and self._watch(self._group_id)
                 for submission, task_id in zip(group, task_ids, strict=True):
                     self._followed[task_id] = submission.task_id
+                    if pushed:
+                        self._pushed.add(task_id)
         self._next_poll = min(self._next_poll, time.monotonic() + self._first_poll_s)
 
     def _submit_once(self, endpoint_id: str, function_id: str, group: list[TaskSubmission],
@@ -218,7 +254,8 @@ class GlobusBackend(Backend):
         backoff = patient_backoff()
         while True:
             try:
-                task_ids = self.service.submit(endpoint_id, function_id, payloads, config, self._group_id)
+                task_ids = self.service.submit(endpoint_id, function_id, payloads, config, self._group_id,
+                                               create_queue=self._pushes())
                 break
             except SubmitUncertain as uncertain:
                 taken = self.service.group_tasks(self._group_id) or []
@@ -244,37 +281,136 @@ class GlobusBackend(Backend):
 
     # --- results ----------------------------------------------------------------------
 
+    # --- pushed results ----------------------------------------------------------------
+
+    def _pushes(self) -> bool:
+        """True while results can be pushed to this process (the first call connects to the broker)."""
+        if self._queue is None:
+            self._queue = ResultQueue(self.service.result_queue_credentials)
+            if not self._queue.connect():
+                self._queue = False  # type: ignore[assignment]
+        return bool(self._queue) and self._queue.working
+
+    def _watch(self, group_id: str) -> bool:
+        """Consume the group's result queue (remembered in the ledger, for ``resume``)."""
+        groups = self.ledger.get_meta(QUEUES_META_KEY, [])
+        if group_id not in groups:
+            self.ledger.set_meta(QUEUES_META_KEY, [*groups, group_id])
+        return self._queue.watch(group_id)
+
+    def _receive(self, timeout_s: float) -> list[TaskReport]:
+        """Results pushed so far, waiting up to ``timeout_s`` for the first; without a queue, just the wait."""
+        if self._resumed_groups and self._pushed and self._pushes():
+            groups, self._resumed_groups = self._resumed_groups, []
+            watched = [group for group in groups if self._queue.watch(group)]
+            if not watched:
+                self._pushed.clear()
+        if not (self._pushed and self._pushes()):
+            if self._pushed:  # the broker went away: ask for those tasks instead
+                self._pushed.clear()
+                self._next_poll = 0.0
+            time.sleep(max(timeout_s, 0))
+            return []
+        reports = []
+        for tag, service_id, status in self._queue.receive(timeout_s):
+            task_id = self._followed.pop(service_id, None)
+            if task_id is None:  # already reported (polled, or pushed before a restart)
+                self._queue.done(tag)
+                continue
+            self._pushed.discard(service_id)
+            self._verify.discard(service_id)
+            self._largest_result_bytes = max(self._largest_result_bytes, len(status.get("result") or ""))
+            report = report_from_status(task_id, status, self.service.deserialize) or TaskReport(
+                task_id, finished=True, saw_delimiter=False, failure=f"a pushed result said {status.get('status')}")
+            self._acks[task_id] = tag
+            reports.append(self._rerun_lost_once(report) if report.lost else report)
+        if reports:
+            self._sweep_s = sweep_interval_s()
+            self._sweep_at = time.monotonic() + self._sweep_s
+        if not self._queue.working:
+            self._pushed.clear()
+        return reports
+
+    def _to_ask(self) -> tuple[list[str], float]:
+        """The tasks to look up with the next status cycle, and the seconds until it is due.
+
+        Without pushes, every followed task, on the adaptive interval. With
+        them, only what pushes do not cover: tasks whose group has no queue,
+        reattached tasks (once), and, when the queue has been silent for the
+        sweep interval, every task (the interval then doubles, up to an hour).
+        """
+        now = time.monotonic()
+        asked = [sid for sid in self._followed if sid not in self._pushed or sid in self._verify]
+        if asked:
+            return asked, self._next_poll - now
+        if self._pushed and now >= self._sweep_at:
+            self.sweeps += 1
+            self._sweep_s = min(self._sweep_s * 2, SWEEP_LONGEST_S)
+            self._sweep_at = now + self._sweep_s
+            return list(self._followed), 0.0
+        return [], float("inf")
+
+    # --- results ----------------------------------------------------------------------
+
     def poll(self, timeout_s: float) -> list[TaskReport]:
+        """Reports of finished tasks: pushed ones as they come, the others a status cycle at a time.
+
+        A cycle with large results is handed over in parts: each part (about
+        ``REPORT_BATCH_BYTES`` of results) reaches the ledger before the next
+        is read from the service's answer, so memory holds one part, whatever
+        the answer weighs.
+        """
         if self._ready:
             ready, self._ready = self._ready, []
             return ready
-        wait_s = self._next_poll - time.monotonic()
-        if not self._followed or wait_s > timeout_s:
-            time.sleep(max(timeout_s, 0))
-            return []
-        if wait_s > 0:
-            time.sleep(wait_s)
-        reports = self._check(list(self._followed), patient=timeout_s > 0)
-        self._interval_s = self._first_poll_s if reports else min(self._interval_s * 1.5, self._longest_poll_s)
+        if self._cycle is None:
+            asked, wait_s = self._to_ask()
+            if not asked or wait_s > timeout_s:
+                return self._receive(timeout_s)
+            if wait_s > 0:
+                pushed = self._receive(wait_s)
+                if pushed:
+                    return pushed
+            self._cycle = self._check(asked, patient=timeout_s > 0)
+            self._cycle_found = False
+            self._verify -= set(asked)
+        reports: list[TaskReport] = []
+        weight = 0
+        for report in self._cycle:
+            reports.append(report)
+            weight += sum(len(str(r.get("value", ""))) + len(r.get("out") or "") for r in report.records)
+            if weight >= REPORT_BATCH_BYTES:
+                self._cycle_found = True
+                return reports
+        self._cycle = None
+        found = self._cycle_found or bool(reports)
+        self._interval_s = self._first_poll_s if found else min(self._interval_s * 1.5, self._longest_poll_s)
         self._next_poll = time.monotonic() + self._interval_s
         return reports
 
-    def _check(self, service_ids: list[str], patient: bool = True) -> list[TaskReport]:
-        """States of the followed tasks; ``patient`` rides out an outage (a submitter), else fails fast (``status``)."""
-        reports: list[TaskReport] = []
-        for start in range(0, len(service_ids), STATUS_CHUNK):
-            chunk = service_ids[start:start + STATUS_CHUNK]
-            statuses = self.service.statuses(chunk, patient=patient)
-            for service_id in chunk:
-                status = statuses.get(service_id)
-                if status is None:
-                    continue  # not in the answer: asked again next time
-                report = report_from_status(self._followed[service_id], status, self.service.deserialize)
+    def status_chunk(self) -> int:
+        """Task ids per status request: as many as fit ``ANSWER_BUDGET_BYTES`` at the largest result seen."""
+        return max(1, min(STATUS_CHUNK, ANSWER_BUDGET_BYTES // max(self._largest_result_bytes, 1)))
+
+    def _check(self, service_ids: list[str], patient: bool = True) -> Iterator[TaskReport]:
+        """States of the followed tasks, read as they arrive; ``patient`` rides out an outage (a submitter),
+        else fails fast (``status``)."""
+        start = 0
+        while start < len(service_ids):
+            chunk = service_ids[start:start + self.status_chunk()]
+            start += len(chunk)
+            for service_id, status in self.service.status_stream(chunk, patient=patient):
+                task_id = self._followed.get(service_id)
+                if task_id is None:
+                    continue
+                self._largest_result_bytes = max(self._largest_result_bytes, len(status.get("result") or ""))
+                report = report_from_status(task_id, status, self.service.deserialize)
+                del status
                 if report is None:
                     continue
                 del self._followed[service_id]
-                reports.append(self._rerun_lost_once(report) if report.lost else report)
-        return reports
+                self._pushed.discard(service_id)
+                yield self._rerun_lost_once(report) if report.lost else report
 
     def _rerun_lost_once(self, report: TaskReport) -> TaskReport:
         """A lost task's calls run again (deferred, no attempt counted) the first time; the second time they fail."""
@@ -314,6 +450,11 @@ class GlobusBackend(Backend):
             else:  # the service never took it (or cannot say which tasks it took): its calls run again
                 reports.append(TaskReport(task_id, finished=True, lost=True))
         self._next_poll = 0.0
+        self._verify |= set(self._followed)  # asked once: what finished while nobody listened may not be in a queue
+        groups = self.ledger.get_meta(QUEUES_META_KEY, []) if push_wanted() and not self._closing else []
+        if groups:  # their queues are consumed from the first wait on (``_receive``); a ``status`` asks once
+            self._resumed_groups = list(groups)
+            self._pushed |= set(self._followed)
         return reports
 
     def _adopt_unanswered_request(self, unanswered: set[str]) -> dict[str, str]:
@@ -327,11 +468,17 @@ class GlobusBackend(Backend):
         return dict(zip(request["tasks"], taken, strict=True))
 
     def forget(self, task_id: str) -> None:
+        """The ledger holds the task's reports: drop its calls, and acknowledge its pushed result."""
         self._calls.pop(task_id, None)
+        tag = self._acks.pop(task_id, None)
+        if tag is not None and self._queue:
+            self._queue.done(tag)
 
     def close(self) -> None:
         """The submitter stops: no more requests (a SIGTERM ends it at once; ``resume`` asks what it did not)."""
         self._closing = True
+        if self._queue:
+            self._queue.close()
 
     def cancel(self, task_ids: list[str]) -> None:
         """Globus Compute cannot stop a submitted task: stop following it (its calls are cancelled in the ledger)."""

@@ -17,7 +17,8 @@
 - **Raw answers**: task states are read from the service's JSON, not through
   ``Client.get_batch_result``, which logs a traceback for every failed task,
   leaves failed tasks out, and keeps every result in memory for the life of
-  the process.
+  the process. A status answer is read as it arrives (``json_stream``), one
+  task's state at a time: an answer of 500 results of 10 MiB never sits in memory.
 - The SDK's own transport retries are off (every request on the wire passes
   the rate limiter once), except its refresh of an expired access token on 401.
 - ``GLOBUS_SDK_SERVICE_URL_COMPUTE``, globus-sdk's own way to point a client
@@ -31,11 +32,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from ..errors import BackendError
 from .backoff import Backoff
+from .json_stream import object_entries
 from .rate_limit import SharedRateLimiter
 from .transport import FUNCTION_NAME
 
@@ -47,6 +49,7 @@ SURELY_NOT_TAKEN_STATUSES = frozenset({429, 503})  # the service refused before 
 # Always sent, as Groundhog does: endpoint templates written as in Globus's docs use them.
 CONFIG_DEFAULTS = {"worker_init": "", "endpoint_setup": ""}
 DEFAULT_SERVICE_URL = "https://compute.api.globus.org"
+ANSWER_CHUNK_BYTES = 1 << 20
 
 T = TypeVar("T")
 
@@ -253,12 +256,15 @@ class ComputeService:
         return self.call("endpoint lookup", ask)
 
     def submit(self, endpoint_id: str, function_id: str, payloads: list[str], config: dict[str, Any],
-               group_id: str) -> list[str]:
+               group_id: str, create_queue: bool = False) -> list[str]:
         """One batch request into task group ``group_id``: one task id per payload, in order.
 
-        Raises ``SubmitUncertain`` when the service may have taken it.
+        ``create_queue``: the service pushes the group's results to a queue
+        (``result_queue_credentials``). Raises ``SubmitUncertain`` when the
+        service may have taken it, ``RequestTooLarge`` on 413.
         """
-        batch = self.client.create_batch(task_group_id=group_id, user_endpoint_config={**CONFIG_DEFAULTS, **config})
+        batch = self.client.create_batch(task_group_id=group_id, user_endpoint_config={**CONFIG_DEFAULTS, **config},
+                                         create_websocket_queue=create_queue)
         for payload in payloads:
             batch.add(function_id, args=(payload,))
         body = batch.prepare()
@@ -307,8 +313,22 @@ class ComputeService:
         has answered with its result. A task it does not know comes back as
         ``{"status": "failed", "reason": "Unknown task id"}`` (or is missing).
         """
-        answer = self.call("status", lambda: self.web.v2.get_task_batch(task_ids).data, patient=patient)
-        return dict(answer.get("results") or {})
+        return dict(self.status_stream(task_ids, patient))
+
+    def status_stream(self, task_ids: list[str], patient: bool = True) -> Iterator[tuple[str, dict]]:
+        """The raw states of ``statuses``, one task at a time as the answer arrives, never the whole answer in memory."""
+        response = self.call("status", lambda: self.web.v2.request(
+            "POST", "/v2/batch_status", data={"task_ids": list(task_ids)}, stream=True), patient=patient)
+        raw = response._raw_response  # globus-sdk keeps the requests.Response unread when asked to stream
+        try:
+            for task_id, state in object_entries(raw.iter_content(ANSWER_CHUNK_BYTES), "results"):
+                yield str(task_id), dict(state) if isinstance(state, dict) else {"status": "unknown"}
+        finally:
+            raw.close()
+
+    def result_queue_credentials(self) -> dict:
+        """Where results are pushed: ``{"connection_url": "amqps://...", "queue_prefix": ...}`` (new credentials each time)."""
+        return dict(self.call("result queue credentials", lambda: self.web.v2.get_result_amqp_url().data))
 
     def deserialize(self, data: str) -> Any:
         return self.client.fx_serializer.deserialize(data)
