@@ -144,8 +144,10 @@ class UserEndpoint:
     def __init__(self, endpoint: dict, user_opts: dict, user_runtime: dict) -> None:
         try:
             from globus_compute_endpoint.endpoint.config import CoreEndpointConfig
-        except ImportError:  # globus-compute-endpoint before 4.8 (the SDK's floor's own endpoint) names it so
-            from globus_compute_endpoint.endpoint.config import ManagerEndpointConfig as CoreEndpointConfig
+        except ImportError:  # older globus-compute-endpoint (the SDK floor's own) names it so
+            from globus_compute_endpoint.endpoint.config import (
+                ManagerEndpointConfig as CoreEndpointConfig,
+            )
         from globus_compute_endpoint.endpoint.config.utils import (
             load_config_yaml,
             render_config_user_template,
