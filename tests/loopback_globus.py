@@ -36,7 +36,9 @@ group id is taken (and created); a finished task is deleted once its result
 has been fetched, after which it is an ``Unknown task id``.
 
 Faults: ``fail_next(kind, *statuses)`` answers the next requests of a kind
-with HTTP errors; ``lose_next_answer(kind, status)`` does the request, then
+with HTTP errors; ``fail_next_tasks(n, message)`` fails the next tasks
+before they run, as the endpoint's machinery does (``Ignoring command from
+server``); ``lose_next_answer(kind, status)`` does the request, then
 answers with an error; ``hold_tasks``/``release()``; ``after_submit`` runs a
 callback right after a submission has been answered; ``kill_workers()``;
 ``forget_tasks()`` drops every task record (the service's expiry).
@@ -75,6 +77,9 @@ PORT = 0  # a free ephemeral port
 MAX_REQUEST_BYTES = 10 * 1000 * 1000
 RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S = 20, 10.0
 TESTS_DIR = str(pathlib.Path(__file__).resolve().parent)
+# What a restarted multi-user endpoint sends for a command it refuses (core_endpoint.py's failure notice).
+IGNORED_COMMAND = ("Ignoring command from server\nCommand too old or skew between system clocks is too large.\n"
+                   "  Command timestamp:  1700000000\n  Endpoint timestamp: 1700000900")
 # core_endpoint.py counts its start-up steps in ``exit_code``; rendering the template is its 8th step.
 RENDER_STEP_EXIT_CODE = 8
 
@@ -176,6 +181,7 @@ class LoopbackGlobus:
         self.push_results = True  # False: results of tasks submitted with create_queue are not pushed (lost)
         self.inline = False  # True: run functions in this process, no worker (load tests of the service and queue)
         self.finish_times: list[float] = []  # time.monotonic() of each task's end
+        self._machinery_failures: list[str] = []
         self.pushed = 0
         self._amqp_lock = threading.Lock()
         self._amqp_channel = None
@@ -307,6 +313,7 @@ class LoopbackGlobus:
             self.pushed = 0
             self.inline = False
             self.finish_times.clear()
+            self._machinery_failures.clear()
             self._faults.clear()
             self._lost_answers.clear()
             self.hold_tasks = False
@@ -317,6 +324,11 @@ class LoopbackGlobus:
         """Answer the next requests of ``kind`` (submit, status, task, group, function, endpoint, token) with errors."""
         with self.lock:
             self._faults.setdefault(kind, []).extend(statuses)
+
+    def fail_next_tasks(self, count: int, message: str = IGNORED_COMMAND) -> None:
+        """The next ``count`` tasks fail before they run, with the endpoint's ``message`` (its machinery failed)."""
+        with self.lock:
+            self._machinery_failures.extend([message] * count)
 
     def lose_next_answer(self, kind: str, status: int = 504) -> None:
         """Do the next request of ``kind``, then answer it with ``status`` (a gateway that lost the answer)."""
@@ -383,6 +395,11 @@ class LoopbackGlobus:
             if task is None:  # forgotten by the service before it ran
                 return
             task["status"] = "running"
+        with self.lock:
+            machinery = self._machinery_failures.pop(0) if self._machinery_failures else None
+        if machinery is not None:  # the endpoint's machinery fails the task before it runs
+            self._finish(task_id, None, machinery, failed_result(task_id, machinery))
+            return
         if task["user_endpoint"].failure:
             self._finish(task_id, None, task["user_endpoint"].failure, failed_result(task_id, task["user_endpoint"].failure))
             return

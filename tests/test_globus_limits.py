@@ -132,3 +132,25 @@ def test_a_429_storm_at_start_leaves_a_run_directory_that_resumes(project, globu
     assert list(results(project)["status"]) == ["succeeded"] * 12
     globus.wait_idle()
     assert side_effects(log) == list(range(12))
+
+
+def test_calls_the_endpoint_machinery_failed_run_again_by_themselves_exactly_once(project, globus):
+    log = remote_project(project, globus, n_calls=12, calls_per_task=2, extra="max_parallel: 6\n")
+    globus.fail_next_tasks(4)  # a restarted endpoint ignores the commands it got before: "Ignoring command from server"
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 0, done.stderr  # no `retry` needed
+    table = results(project)
+    assert list(table["status"]) == ["succeeded"] * 12 and list(table["attempts"]) == [1] * 12
+    globus.wait_idle()
+    assert side_effects(log) == list(range(12))  # each call ran exactly once
+
+
+def test_a_machinery_failure_that_keeps_coming_back_fails_the_calls_after_three_reruns(project, globus):
+    remote_project(project, globus, n_calls=2, calls_per_task=2)
+    globus.fail_next_tasks(100)
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 1, done.stderr
+    table = results(project)
+    assert list(table["status"]) == ["failed"] * 2
+    assert "Ignoring command from server" in table["error"][0]
+    assert globus.requests["submit"] == 4  # the first try and three re-runs

@@ -54,6 +54,11 @@ LOST_META_KEY = "globus_lost_calls"
 REQUEST_META_KEY = "globus_request_in_flight"  # the task group and tasks of a request not yet answered
 QUEUES_META_KEY = "globus_result_queues"  # task groups whose results are pushed to a queue
 SWEEP_LONGEST_S = 3600.0
+MACHINERY_META_KEY = "globus_machinery_reruns"  # job -> {call: times re-run after a machinery failure}
+MACHINERY_RERUNS = 3
+# What the endpoint says when the machinery, not the call, failed, before the task ran: a restarted
+# endpoint refusing a stale command, a task cancelled by `globus-compute-endpoint stop`.
+MACHINERY_SIGNS = ("Ignoring command from server", "CancelledError", "TaskCancelled")
 
 
 def push_wanted() -> bool:
@@ -120,6 +125,14 @@ def too_large_report(task_id: str, refused: RequestTooLarge) -> TaskReport:
                       f"{transport.request_budget_bytes():,} bytes, the service's documented limit being "
                       f"{transport.REQUEST_LIMIT_BYTES:,}. Pass large inputs with `pass: path`, or set a smaller "
                       "calls_per_task")
+
+
+def machinery_failure(status: dict[str, Any]) -> bool:
+    """True when the endpoint's machinery failed the task before it ran (not the function, not the call)."""
+    if str(status.get("status", "")).lower() in ("cancelled", "canceled"):
+        return True
+    text = str(status.get("exception") or "")
+    return any(sign in text for sign in MACHINERY_SIGNS)
 
 
 def report_from_status(task_id: str, status: dict[str, Any], deserialize) -> TaskReport | None:
@@ -323,7 +336,7 @@ class GlobusBackend(Backend):
             report = report_from_status(task_id, status, self.service.deserialize) or TaskReport(
                 task_id, finished=True, saw_delimiter=False, failure=f"a pushed result said {status.get('status')}")
             self._acks[task_id] = tag
-            reports.append(self._rerun_lost_once(report) if report.lost else report)
+            reports.append(self._settle(report, status))
         if reports:
             self._sweep_s = sweep_interval_s()
             self._sweep_at = time.monotonic() + self._sweep_s
@@ -405,12 +418,37 @@ class GlobusBackend(Backend):
                     continue
                 self._largest_result_bytes = max(self._largest_result_bytes, len(status.get("result") or ""))
                 report = report_from_status(task_id, status, self.service.deserialize)
-                del status
                 if report is None:
                     continue
                 del self._followed[service_id]
                 self._pushed.discard(service_id)
-                yield self._rerun_lost_once(report) if report.lost else report
+                yield self._settle(report, status)
+
+    def _settle(self, report: TaskReport, status: dict[str, Any]) -> TaskReport:
+        """A lost task's calls run again once; a machinery failure's up to ``MACHINERY_RERUNS`` times."""
+        if report.lost:
+            return self._rerun_lost_once(report)
+        if machinery_failure(status):
+            return self._rerun_after_machinery_failure(report)
+        return report
+
+    def _rerun_after_machinery_failure(self, report: TaskReport) -> TaskReport:
+        """The calls go back to pending (deferred: no attempt counted), counted apart, a bounded number of times."""
+        job, calls = self._calls.get(report.task_id, (None, []))
+        if job is None:
+            return report
+        counts = self.ledger.get_meta(MACHINERY_META_KEY, {})
+        done = counts.setdefault(job, {})
+        again = [call for call in calls if done.get(str(call), 0) < MACHINERY_RERUNS]
+        if len(again) < len(calls):
+            return report  # some call has been re-run as often as allowed: the task fails as reported
+        for call in again:
+            done[str(call)] = done.get(str(call), 0) + 1
+        self.ledger.set_meta(MACHINERY_META_KEY, counts)
+        times = max(done[str(call)] for call in again)
+        reason = f"{report.failure} (a failure of the endpoint, not of the call); running it again ({times} of {MACHINERY_RERUNS})"
+        return TaskReport(report.task_id, records=[{"call": c, "deferred": True, "reason": reason} for c in again],
+                          finished=True, saw_delimiter=True, failure=report.failure)
 
     def _rerun_lost_once(self, report: TaskReport) -> TaskReport:
         """A lost task's calls run again (deferred, no attempt counted) the first time; the second time they fail."""
