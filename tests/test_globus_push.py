@@ -118,3 +118,21 @@ def test_10000_outstanding_tasks_get_their_results_pushed_without_a_poll_storm(p
     assert {service.deserialize(received[t]["result"])["stdout"] for t in task_ids[:3]} == {"r0", "r1", "r2"}
     assert pushed.requests["status"] == 0
     assert last_received - max(pushed.finish_times) < 30  # within seconds of the last task's end
+
+
+def test_sigterm_while_waiting_for_pushed_results_ends_the_submitter_at_once(project, pushed):
+    import signal
+
+    log = remote_project(project, pushed, n_calls=4, calls_per_task=1, extra="max_parallel: 4\n")
+    pushed.hold_tasks = True
+    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+                                 cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: all_ids_committed(project))
+    time.sleep(1)  # now in the broker's event loop, waiting for a push
+    submitter.send_signal(signal.SIGTERM)
+    _, stderr = submitter.communicate(timeout=15)
+    assert submitter.returncode == 143, stderr
+    pushed.release()
+    done = project.cli("resume", "run")
+    assert done.returncode == 0, done.stderr
+    assert side_effects(log) == list(range(4)) and pushed.requests["submit"] == 1
