@@ -7,6 +7,7 @@ started (``HOG_BATCH_TEST_AMQP_URL``).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -83,6 +84,10 @@ def test_a_submitter_killed_mid_run_resumes_and_takes_what_was_pushed_meanwhile(
     pushed.release()
     pushed.wait_idle()
     assert pushed.pushed == 6  # in the queue, nobody listening
+    amqp_before = pushed.requests["amqp"]
+    status = project.cli("status", "run", "--json")  # asks the service once, never waits on the broker
+    assert status.returncode == 0 and json.loads(status.stdout)["counts"]["succeeded"] == 12, status.stderr
+    assert pushed.requests["amqp"] == amqp_before
     done = project.cli("resume", "run")
     assert done.returncode == 0, done.stderr
     assert list(results(project)["status"]) == ["succeeded"] * 12

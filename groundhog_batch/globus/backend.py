@@ -312,7 +312,12 @@ class GlobusBackend(Backend):
         return self._queue.watch(group_id)
 
     def _receive(self, timeout_s: float) -> list[TaskReport]:
-        """Results pushed so far, waiting up to ``timeout_s`` for the first; without a queue, just the wait."""
+        """Results pushed so far, waiting up to ``timeout_s`` for the first; without a queue, just the wait.
+
+        A ``status`` or ``collect`` (``poll(0)``) never connects to the broker: it asks the service once.
+        """
+        if timeout_s <= 0 and self._queue is None:
+            return []
         if self._resumed_groups and self._pushed and self._pushes():
             groups, self._resumed_groups = self._resumed_groups, []
             watched = [group for group in groups if self._queue.watch(group)]
