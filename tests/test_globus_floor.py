@@ -66,7 +66,9 @@ def test_the_declared_sdk_floor_passes_the_remote_tests(tmp_path):
         pins.append(f"globus-sdk=={lowest}")
     versions = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('globus-compute-sdk'),"
                                " m.version('globus-sdk'))"], capture_output=True, text=True, check=True).stdout.split()
-    assert versions[0] == floor
+    from packaging.version import Version
+
+    assert Version(versions[0]) == Version(floor)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GLOBUS_", "PYTEST_", "HOG_BATCH_")) or k == "HOG_BATCH_TEST_AMQP_URL"}
     ran = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *FLOOR_TESTS], cwd=ROOT,
