@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, inputs
-from .backends.base import Backend
+from .backends import registry
+from .backends.base import Backend, BackendContext, BackendKind, JobTarget, MetaSlice
 from .datafiles import file_sha256
 from .errors import EXIT_CALLS_FAILED, EXIT_OK, BackendError, HogError, RunError, RunInUse
 from .executor import Executor, Interrupted, recover_abandoned
@@ -340,10 +341,10 @@ def call_keyer(job, script_sha256: str | None = None, file_hashes: dict[str, str
 
 def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str | None = None) -> Run:
     """Make the run directory: snapshot, provenance, and every planned call in the ledger."""
-    require_one_backend({job.name: "local" if job.endpoint.is_local else job.endpoint.reference for job in spec.jobs})
+    kind = registry.of_run(spec)
     plan = Plan(spec)
     for job in spec.jobs:  # payload limits are checked before anything exists
-        if not job.endpoint.is_local:
+        if plan.payload_budget_bytes(job):
             for _ in plan.tasks(job):
                 pass
     root = Path(run_dir).absolute() if run_dir else new_run_dir(spec.name)
@@ -367,8 +368,10 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
         "manifest_path": str(spec.manifest_path),
         "overrides": spec.overrides,
         "endpoint": endpoint,  # --local / --endpoint, applied again when the run is resumed
+        "backend": kind.name,  # the kind every job's endpoint resolved to (backends.registry)
         "jobs": [{"name": job.name, "script_sha256": job.script_sha256, "n_calls": job.n_calls,
-                  "endpoint": job.endpoint.reference, "env_id": job.environment.env_id} for job in spec.jobs],
+                  "endpoint": job.endpoint.reference, "kind": job.endpoint.kind, "env_id": job.environment.env_id}
+                 for job in spec.jobs],
         "output": fill_output_template(spec.output, root) if spec.output else None,
         "inputs": recorded_inputs,  # checked whenever the run's calls are planned again
         "rows_copies": rows_copies,  # rows file -> SHA-256 of its copy in the run directory
@@ -392,30 +395,34 @@ def fill_output_template(output: Path, root: Path) -> str:
     return str(output).replace("{run}", root.name).replace("{timestamp}", stamp)
 
 
-def require_one_backend(endpoints: dict[str, str]) -> None:
-    """``endpoints``: job name -> endpoint reference; a run's jobs run all here, or all on Globus Compute."""
-    local = sorted(job for job, ref in endpoints.items() if ref == "local")
-    remote = sorted(job for job, ref in endpoints.items() if ref != "local")
-    if local and remote:
-        raise BackendError(
-            message=f"job {local[0]!r} runs locally and job {remote[0]!r} on Globus Compute; a run uses one or the other",
-            hint="give every job a remote endpoint, or run them all here with --local, or split the manifest in two",
-        )
+def run_kind(run: Run) -> BackendKind:
+    """The backend kind the run's jobs were planned for, as run.json records it.
+
+    A run directory from before kinds were recorded ran locally, or (any job
+    not local) on Globus Compute.
+    """
+    name = run.info.get("backend")
+    if not isinstance(name, str):
+        name = "globus" if any(job["endpoint"] != "local" for job in run.info["jobs"]) else "local"
+    return registry.kind(name)
 
 
-def is_remote(run: Run) -> bool:
-    return any(job["endpoint"] != "local" for job in run.info["jobs"])
+def backend_context(run: Run, kind: BackendKind, plan: Plan | None = None) -> BackendContext:
+    """What the run's backend receives: its scratch and working dirs, its slice of the run's metadata, its jobs."""
+
+    def load_jobs() -> dict[str, JobTarget]:
+        planned = plan or Plan(run.spec())
+        return {job.name: JobTarget(job.name, job.endpoint, planned.script_template(job), planned.limits(job))
+                for job in planned.jobs}
+
+    return BackendContext(scratch_dir=run.paths.task_scratch, working_dir=Path(run.info["manifest_path"]).parent,
+                          meta=MetaSlice(run.ledger, f"{kind.name}_"), load_jobs=load_jobs)
 
 
 def make_backend(run: Run, plan: Plan | None = None) -> Backend:
     """The backend the run's jobs were planned for (recorded in run.json)."""
-    if is_remote(run):
-        from .globus.backend import GlobusBackend
-
-        return GlobusBackend(plan or Plan(run.spec()), run.ledger)
-    from .backends.local import LocalBackend
-
-    return LocalBackend(run.paths.task_scratch, Path(run.info["manifest_path"]).parent)
+    kind = run_kind(run)
+    return kind.open(backend_context(run, kind, plan))
 
 
 def refresh(run: Run) -> bool:
@@ -424,7 +431,8 @@ def refresh(run: Run) -> bool:
     ``status`` and ``collect`` call this, so a detached or killed remote run
     shows every result the service holds, any day later.
     """
-    if not is_remote(run) or run.holder() is not None or not run.ledger.tasks_in_flight():
+    kind = run_kind(run)
+    if not kind.tasks_outlive_submitter or run.holder() is not None or not run.ledger.tasks_in_flight():
         return False
     try:
         lock = run.lock("refresh")
@@ -437,7 +445,7 @@ def refresh(run: Run) -> bool:
         except BackendError as exc:  # the ledger still answers; say why it may be behind
             import sys
 
-            print(f"hog-batch: could not ask Globus Compute for results ({exc.message}); "
+            print(f"hog-batch: could not ask {kind.service} for results ({exc.message}); "
                   "showing what the run directory holds", file=sys.stderr)
             return False
     return True
@@ -582,11 +590,7 @@ def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local
     """
     endpoint = "local" if local else endpoint
     spec = manifest if isinstance(manifest, RunSpec) else load_manifest(manifest, overrides, endpoint)
-    if any(not job.endpoint.is_local for job in spec.jobs):
-        from .globus.config_check import check_endpoint_configs
-        from .globus.service import ComputeService
-
-        check_endpoint_configs(spec, ComputeService())
+    registry.of_run(spec).check(spec)
     earlier = Run(reuse) if reuse is not None else None
     if earlier is not None:
         _earlier_jobs(earlier)  # refused before the new run directory exists

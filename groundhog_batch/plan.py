@@ -1,25 +1,25 @@
 """A validated manifest -> calls -> tasks (groups of calls) -> payloads and rendered scripts.
 
 Calls stream out of the sweep in plan order; tasks take consecutive calls of
-one job. ``calls_per_task: auto`` fills the cores locally (a few tasks per
-core, so a slow call does not hold everything back). For remote endpoints
-every task is also packed to the service's limits, counted in bytes: its
-request under 10 MB, its result under 10 MiB (``globus.transport``), and its
-expected duration under the endpoint config's ``walltime`` when one is set.
+one job. Each job's tasks are packed against the ``Limits`` its backend kind
+gives (``backends.base``), and nothing else: ``calls_per_task: auto`` aims
+at a few tasks per slot, up to the kind's largest auto task; a task's payload
+stays under the kind's byte limit, and its expected duration under the
+endpoint's walltime when one is set. The plan never asks which backend it is.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, NamedTuple
 
 from . import datafiles
+from .backends.base import Limits
 from .errors import ManifestError
-from .globus import transport
 from .manifest.spec import JobSpec, RunSpec
 from .render.payload import PICKLE_PROTOCOL, TaskPayload
 from .render.renderer import PAYLOAD_SENTINEL, render_task_script
@@ -27,12 +27,7 @@ from .render.runner import TIMEOUT_GRACE_S
 from .sweep import ChunkRef, ChunkSource
 
 AUTO = "auto"
-LOCAL_TASKS_PER_WORKER = 2
-MAX_AUTO_CALLS_PER_TASK_LOCAL = 100_000
-MAX_AUTO_CALLS_PER_TASK_REMOTE = 1_000
-REMOTE_MAX_RESULT_BYTES_PER_CALL = 4 * 1000 * 1000  # pickled; base64 brings it to 5.3 MB, under the result limit
-REMOTE_MAX_OUTPUT_BYTES_PER_CALL = 256 * 1024  # each of stdout and stderr
-REMOTE_WALLTIME_SLACK_S = 60.0
+WALLTIME_SLACK_S = 60.0
 DEFERRED_RECORD_BYTES = 200  # a call the output budget defers still prints one short record
 PAYLOAD_HEADER_BYTES_PER_CALL = 12  # the call's index in the payload header
 PAYLOAD_FIXED_BYTES = 1024  # the header's other fields, the pickle's own framing
@@ -116,45 +111,23 @@ def iter_calls(job: JobSpec) -> Iterator[PlannedCall]:
         yield make(PlannedCall, (name, index, params, kwargs))
 
 
-def parse_walltime_s(value: Any) -> float | None:
-    """A batch walltime in seconds: ``HH:MM:SS``, ``MM:SS``, ``D-HH:MM:SS``, or minutes (Slurm's forms)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value) * 60 if value > 0 else None
-    text = str(value).strip()
-    days = 0
-    if "-" in text:
-        day_text, _, text = text.partition("-")
-        if not day_text.isdigit():
-            return None
-        days = int(day_text)
-    parts = text.split(":")
-    if not all(part.isdigit() for part in parts) or not 1 <= len(parts) <= 3:
-        return None
-    numbers = [int(part) for part in parts]
-    if len(numbers) == 1:
-        seconds = numbers[0] * 60 if days == 0 else numbers[0] * 3600
-    elif len(numbers) == 2:
-        seconds = numbers[0] * 60 + numbers[1] if days == 0 else numbers[0] * 3600 + numbers[1] * 60
-    else:
-        seconds = numbers[0] * 3600 + numbers[1] * 60 + numbers[2]
-    total = days * 86400 + seconds
-    return float(total) if total > 0 else None
-
-
-def auto_calls_per_task(job: JobSpec) -> int:
-    if job.endpoint.is_local:
-        per_task = math.ceil(job.n_calls / (job.max_parallel * LOCAL_TASKS_PER_WORKER))
-        return max(1, min(per_task, MAX_AUTO_CALLS_PER_TASK_LOCAL))
-    return max(1, min(math.ceil(job.n_calls / job.max_parallel), MAX_AUTO_CALLS_PER_TASK_REMOTE))
+def auto_calls_per_task(job: JobSpec, limits: Limits) -> int:
+    """``calls_per_task: auto``: the job's calls over its slots (``auto_tasks_per_slot`` tasks each), within the kind's largest."""
+    per_task = math.ceil(job.n_calls / (job.max_parallel * limits.auto_tasks_per_slot))
+    return max(1, min(per_task, limits.max_auto_calls_per_task))
 
 
 class Plan:
     """What a run will do: its jobs' calls, packed into tasks."""
 
-    def __init__(self, spec: RunSpec) -> None:
+    def __init__(self, spec: RunSpec, limits: Mapping[str, Limits] | None = None) -> None:
+        """``limits``: each job's, by name; by default what each job's backend kind gives for its config."""
+        if limits is None:
+            from .backends.registry import limits_for
+
+            limits = limits_for(spec)
         self.spec = spec
+        self._limits = dict(limits)
         self._resolvers = {job.name: ChunkResolver(job.sweep.chunk_sources, spec.recorded_inputs) for job in spec.jobs}
 
     @property
@@ -172,34 +145,36 @@ class Plan:
                 return job
         raise KeyError(name)
 
+    def limits(self, job: JobSpec) -> Limits:
+        return self._limits[job.name]
+
     def calls_per_task(self, job: JobSpec) -> int:
         """The job's calls_per_task; ``auto`` on an endpoint with a walltime also keeps tasks inside it."""
         if job.calls_per_task != AUTO:
             return int(job.calls_per_task)
+        auto = auto_calls_per_task(job, self.limits(job))
         fitting = self.calls_fitting_walltime(job)
-        return min(auto_calls_per_task(job), fitting) if fitting else auto_calls_per_task(job)
+        return min(auto, fitting) if fitting else auto
 
     def payload_budget_bytes(self, job: JobSpec) -> int | None:
-        """Remote: the most payload bytes one task may carry (its request alone stays under 10 MB)."""
-        return None if job.endpoint.is_local else transport.payload_limit_bytes()
+        """The most payload bytes one task may carry (None: no limit)."""
+        return self.limits(job).payload_bytes
 
     def endpoint_walltime_s(self, job: JobSpec) -> float | None:
         """The batch job's walltime from the endpoint config (``walltime``), in seconds, when it is set and readable."""
-        if job.endpoint.is_local:
-            return None
-        return parse_walltime_s(job.endpoint.config.get("walltime"))
+        return self.limits(job).walltime_s
 
     def calls_fitting_walltime(self, job: JobSpec) -> int | None:
         """How many calls, each at its timeout, fit in the endpoint's walltime; None when either is unknown."""
         walltime_s = self.endpoint_walltime_s(job)
         if walltime_s is None or not job.timeout_s:
             return None
-        room_s = walltime_s - 2 * REMOTE_WALLTIME_SLACK_S
+        room_s = walltime_s - 2 * WALLTIME_SLACK_S
         return max(1, int(room_s // (job.timeout_s + TIMEOUT_GRACE_S)))
 
     def walltime_warning(self, job: JobSpec) -> str | None:
         """Why a task of this job may outlive the endpoint's batch job, if it may."""
-        walltime = job.endpoint.config.get("walltime") if not job.endpoint.is_local else None
+        walltime = self.limits(job).walltime
         if walltime is None:
             return None
         walltime_s = self.endpoint_walltime_s(job)
@@ -221,7 +196,7 @@ class Plan:
         """Pack calls (all of the job's, or the given ones) into tasks, in order."""
         per_task = self.calls_per_task(job)
         budget = self.payload_budget_bytes(job)
-        if not budget:  # no byte limit (local): just cut the calls into runs of per_task
+        if not budget:  # no byte limit: just cut the calls into runs of per_task
             remaining = iter(iter_calls(job) if calls is None else calls)
             while batch := list(islice(remaining, per_task)):
                 handed = [Task(job, batch)]
@@ -234,12 +209,11 @@ class Plan:
         for call in iter_calls(job) if calls is None else calls:
             size = self.call_size_bytes(job, call) + PAYLOAD_HEADER_BYTES_PER_CALL if budget else 0
             if budget and size > budget:
+                limits = self.limits(job)
                 raise ManifestError(
                     message=f"call {call.index} of job {job.name!r} carries {size:,} bytes of encoded arguments, over "
-                    f"the {budget:,} bytes one Globus Compute task can carry (a submission is at most "
-                    f"{transport.REQUEST_LIMIT_BYTES:,} bytes)",
-                    hint="pass data files with `pass: path` on a filesystem the endpoint shares, or make the chunks "
-                    "smaller (rows: or parts:)",
+                    f"the {budget:,} bytes {limits.payload_limit_text or 'one task can carry'}",
+                    hint=limits.payload_limit_hint or "make the chunks smaller (rows: or parts:)",
                     file=self.spec.manifest_path,
                     key_path=("sweep",),
                 )
@@ -268,7 +242,7 @@ class Plan:
     def payload(self, task: Task) -> TaskPayload:
         job = task.job
         resolver = self._resolvers[job.name]
-        remote = not job.endpoint.is_local
+        limits = self.limits(job)
         return TaskPayload(
             function=job.function,
             call_indices=[call.index for call in task.calls],
@@ -277,28 +251,29 @@ class Plan:
             args=job.args,
             kwargs=job.kwargs,
             timeout_s=job.timeout_s,
-            max_result_bytes=REMOTE_MAX_RESULT_BYTES_PER_CALL if remote else 0,
-            max_output_bytes=REMOTE_MAX_OUTPUT_BYTES_PER_CALL if remote else TaskPayload.max_output_bytes,
-            max_stdout_bytes=(transport.stdout_limit_bytes() - DEFERRED_RECORD_BYTES * len(task.calls)) if remote else 0,
-            walltime_s=self.walltime_s(job, len(task.calls)) if remote else None,
+            max_result_bytes=limits.result_bytes_per_call,
+            max_output_bytes=TaskPayload.max_output_bytes if limits.output_bytes_per_call is None
+            else limits.output_bytes_per_call,
+            max_stdout_bytes=(limits.records_bytes_per_task - DEFERRED_RECORD_BYTES * len(task.calls))
+            if limits.records_bytes_per_task else 0,
+            walltime_s=self.walltime_s(job, len(task.calls)) if limits.task_walltime else None,
         )
 
     def walltime_s(self, job: JobSpec, n_calls: int) -> float | None:
-        """A remote task's walltime: every call at its timeout plus slack, and never past the endpoint's walltime.
+        """A task's walltime: every call at its timeout plus slack, and never past the endpoint's walltime.
 
         A task that stops itself at its walltime reports its unfinished calls
         (they run again); one killed with its batch job reports nothing.
         """
-        own = n_calls * (job.timeout_s + TIMEOUT_GRACE_S) + REMOTE_WALLTIME_SLACK_S if job.timeout_s else None
+        own = n_calls * (job.timeout_s + TIMEOUT_GRACE_S) + WALLTIME_SLACK_S if job.timeout_s else None
         endpoint_s = self.endpoint_walltime_s(job)
-        batch = endpoint_s - REMOTE_WALLTIME_SLACK_S if endpoint_s and endpoint_s > 2 * REMOTE_WALLTIME_SLACK_S else None
+        batch = endpoint_s - WALLTIME_SLACK_S if endpoint_s and endpoint_s > 2 * WALLTIME_SLACK_S else None
         candidates = [t for t in (own, batch) if t is not None]
         return min(candidates) if candidates else None
 
-    def function_source(self, job: JobSpec) -> str:
-        """The Python function registered for the job: its rendered script, the payload's place left open."""
-        return transport.function_source(
-            render_task_script(job.name, job.script_path, job.script_text, job.environment, PAYLOAD_SENTINEL))
+    def script_template(self, job: JobSpec) -> str:
+        """The job's rendered task script with the payload's place left open (PAYLOAD_SENTINEL)."""
+        return render_task_script(job.name, job.script_path, job.script_text, job.environment, PAYLOAD_SENTINEL)
 
     def render(self, task: Task, payload_text: str | None = None) -> str:
         """The task's bash script (with its payload, unless another text is given)."""

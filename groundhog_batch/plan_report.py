@@ -6,8 +6,8 @@ import json
 from itertools import islice
 from typing import Any
 
+from .backends import registry
 from .errors import HogError
-from .globus import transport
 from .plan import Plan, iter_calls
 
 SAMPLE_CALLS = 5
@@ -58,13 +58,7 @@ def plan_report(plan: Plan) -> dict[str, Any]:
             "retries": job.retries,
             "timeout_s": job.timeout_s,
             "payload_bytes": {**sizes, "limit_per_task": plan.payload_budget_bytes(job)},
-            "remote_limits": None if job.endpoint.is_local else {
-                "request_bytes": transport.REQUEST_LIMIT_BYTES,
-                "largest_request_bytes": transport.request_bytes_for_size(sizes["max"])
-                + transport.REQUEST_FIXED_RESERVE_BYTES,
-                "result_bytes": transport.RESULT_LIMIT_BYTES,
-                "records_bytes_per_task": transport.stdout_limit_bytes(),
-            },
+            "remote_limits": registry.of_job(job).limits_report(plan.limits(job), sizes["max"]),
             "warnings": [w for w in [plan.walltime_warning(job)] if w],
             "first_calls": [call.params for call in islice(iter_calls(job), SAMPLE_CALLS)],
         })

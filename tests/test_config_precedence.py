@@ -17,7 +17,7 @@ MANIFEST_ENDPOINTS = {"anvil": {"account": "manifest", "gpu": {"partition": "gpu
 
 
 def test_local_and_uuid_need_no_tables():
-    assert resolve_endpoint("local", {}, {}, {}, {}, {}).is_local
+    assert resolve_endpoint("local", {}, {}, {}, {}, {}).kind == "local"
     assert resolve_endpoint(UUID_B.upper(), {}, {}, {"walltime": 5}, {}, {}).endpoint_id == UUID_B
 
 

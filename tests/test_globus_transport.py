@@ -30,7 +30,7 @@ def planned(project, endpoint=ENDPOINT):
 
 def registered_function(plan, job):
     """The function as an endpoint gets it: the source, stored and loaded with PureSourceTextInspect."""
-    stored = PureSourceTextInspect.identifier + transport.FUNCTION_NAME + ":" + plan.function_source(job)
+    stored = PureSourceTextInspect.identifier + transport.FUNCTION_NAME + ":" + transport.function_source(plan.script_template(job))
     return ComputeSerializer().deserialize(stored)
 
 
@@ -38,7 +38,7 @@ def test_the_endpoint_runs_byte_for_byte_the_script_the_local_backend_runs(proje
     plan, task = planned(project)
     payload = plan.payload(task).encode()
     namespace: dict = {}
-    exec(plan.function_source(task.job), namespace)
+    exec(transport.function_source(plan.script_template(task.job)), namespace)
     assert (namespace["HEAD"] + payload + namespace["TAIL"]).encode() == plan.render(task, payload).encode()
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from groundhog_batch.backends.base import parse_walltime_s
 from groundhog_batch.globus import transport
 from groundhog_batch.manifest import load_manifest
-from groundhog_batch.plan import Plan, parse_walltime_s
+from groundhog_batch.plan import Plan
 
 ENDPOINT = "5aafb4c1-27b2-40d8-a038-a0277611868f"
 

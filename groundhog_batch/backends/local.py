@@ -7,8 +7,6 @@ record reaches the ledger as soon as the call finishes.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import queue
 import signal
@@ -16,18 +14,35 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ..render.payload import unreported_records
 from ..render.runner import DELIMITER
-from ..run_paths import write_atomic
 from ..tools import find_program
-from .base import Backend, IdsCallback, TaskReport, TaskSubmission
+from .base import (
+    AbandonedTask,
+    Backend,
+    BackendContext,
+    BackendKind,
+    IdsCallback,
+    Limits,
+    TaskReport,
+    TaskSubmission,
+)
+from .records_file import RecordsFiles, read_when_released, secret_pipe  # noqa: F401 - secret_pipe re-exported
 
 STDERR_TAIL_BYTES = 4000
 GATHER_S = 0.01
 DELIMITER_LINE = (DELIMITER + "\n").encode()
 STOP_GRACE_S = 2.0  # the runner's own grace for the running call, and some
+TASKS_PER_SLOT = 2  # a few tasks per core, so a slow call does not hold everything back
+MAX_AUTO_CALLS_PER_TASK = 100_000
+
+
+def default_parallelism() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def find_uv() -> str | None:
@@ -78,7 +93,7 @@ class LocalBackend(Backend):
         self._reports: queue.Queue[TaskReport] = queue.Queue()
         self._processes: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
-        self._key: bytes | None = None
+        self.records = RecordsFiles(scratch_dir)
 
     def submit(self, tasks: list[TaskSubmission], on_ids: IdsCallback) -> None:
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
@@ -87,9 +102,8 @@ class LocalBackend(Backend):
             script_path = self.scratch_dir / f"{task.task_id}.sh"
             stderr_path = self.scratch_dir / f"{task.task_id}.stderr"
             script_path.write_text(task.script)
-            secret_fd = secret_pipe(self._secret(task.task_id))
-            env = dict(self.env, HOG_BATCH_RECORDS_FILE=str(self._records_path(task.task_id)),
-                       HOG_BATCH_RECORDS_SECRET_FD=str(secret_fd))
+            secret_fd = self.records.secret_pipe(task.task_id)
+            env = dict(self.env, **self.records.environment(task.task_id, secret_fd))
             try:
                 with stderr_path.open("wb") as stderr:
                     process = subprocess.Popen(
@@ -145,8 +159,8 @@ class LocalBackend(Backend):
         returncode = process.wait()
         left = b""
         if reported < len(calls):
-            data = _read_when_released(self._records_path(task_id))
-            left = unreported_records(data, self._secret(task_id), calls, reported)
+            data = read_when_released(self.records.path(task_id))
+            left = unreported_records(data, self.records.secret(task_id), calls, reported)
         with self._lock:
             self._processes.pop(task_id, None)
         tail = _tail(stderr_path)
@@ -216,31 +230,17 @@ class LocalBackend(Backend):
             for _, _, path, _ in running:
                 path.unlink(missing_ok=True)
 
-    def _records_path(self, task_id: str) -> Path:
-        return self.scratch_dir / f"{task_id}.records"
-
-    def _secret(self, task_id: str) -> str:
-        """The secret that frames a task's lines in its records file: derived from the run's own key
-        (``tasks/records.key``, private), so a later submitter that resumes the run knows it too."""
-        if self._key is None:
-            path = self.scratch_dir / "records.key"
-            try:
-                self._key = path.read_bytes()
-            except FileNotFoundError:
-                self._key = os.urandom(32).hex().encode()
-                write_atomic(path, self._key)
-        return hmac.new(self._key, task_id.encode(), hashlib.sha256).hexdigest()[:32]
-
     def forget(self, task_id: str) -> None:
-        self._records_path(task_id).unlink(missing_ok=True)
+        self.records.remove(task_id)
 
-    def reattach(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> list[TaskReport]:
+    def reattach(self, tasks: list[AbandonedTask]) -> list[TaskReport]:
         reports = []
         for task_id, _job, external_id, calls in tasks:
             if external_id and external_id.isdigit():
                 _kill_leftover(int(external_id), task_id)
-            data = _read_when_released(self._records_path(task_id))
-            reports.append(TaskReport(task_id, lines=unreported_records(data, self._secret(task_id), calls), finished=True))
+            data = read_when_released(self.records.path(task_id))
+            reports.append(TaskReport(task_id, lines=unreported_records(data, self.records.secret(task_id), calls),
+                                      finished=True))
             for suffix in (".sh", ".stderr"):
                 (self.scratch_dir / f"{task_id}{suffix}").unlink(missing_ok=True)
         return reports
@@ -273,20 +273,6 @@ class LocalBackend(Backend):
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-
-
-def secret_pipe(secret: str) -> int:
-    """The read end of a pipe that holds ``secret``, at a number the task script's own redirections (8, 9) never
-    take: the task's runner reads it and closes it, so the secret never sits in any process's environment."""
-    import fcntl
-
-    read_fd, write_fd = os.pipe()
-    try:
-        os.write(write_fd, secret.encode() + b"\n")
-        return fcntl.fcntl(read_fd, fcntl.F_DUPFD_CLOEXEC, 10)
-    finally:
-        os.close(write_fd)
-        os.close(read_fd)
 
 
 def _stop_groups(processes: list[subprocess.Popen]) -> None:
@@ -326,37 +312,6 @@ def _kill_leftover(pid: int, task_id: str) -> None:
             pass
 
 
-RELEASE_WAIT_S = 5.0
-
-
-def _read_when_released(path: Path) -> bytes:
-    """A killed task's records file, once its runner and worker are gone: they hold a shared lock on it while
-    they live (a worker killed with its supervisor may still be finishing the write of a record). A process the
-    call forked may hold it for ever: after RELEASE_WAIT_S the file is read as it is."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return b""
-    try:
-        deadline = time.monotonic() + RELEASE_WAIT_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.01)
-        chunks = []
-        while block := os.read(fd, 1 << 20):
-            chunks.append(block)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def _tail(path: Path) -> str:
     try:
         with path.open("rb") as handle:
@@ -374,3 +329,24 @@ def _find_line(data: bytes, line: bytes) -> int:
     while at > 0 and data[at - 1:at] != b"\n":
         at = data.find(line, at + 1)
     return at
+
+
+class LocalKind(BackendKind):
+    """Tasks as subprocesses of the submitter, on this machine's cores."""
+
+    name = "local"
+    where = "locally"
+    service = "this machine"
+
+    def claims(self, target: str) -> bool:
+        return target == "local"
+
+    def limits(self, config: Mapping[str, Any]) -> Limits:
+        return Limits(default_parallelism=default_parallelism(), max_auto_calls_per_task=MAX_AUTO_CALLS_PER_TASK,
+                      auto_tasks_per_slot=TASKS_PER_SLOT)
+
+    def open(self, context: BackendContext) -> LocalBackend:
+        return LocalBackend(context.scratch_dir, context.working_dir)
+
+
+KIND = LocalKind()

@@ -29,11 +29,9 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from ..backends.base import Backend, IdsCallback, TaskReport, TaskSubmission
+from ..backends.base import Backend, BackendContext, IdsCallback, TaskReport, TaskSubmission
 from ..errors import BackendError
 from ..ids import content_id
-from ..ledger import Ledger
-from ..plan import Plan
 from ..render.payload import iter_records
 from ..render.runner import DELIMITER
 from . import transport
@@ -50,11 +48,12 @@ STATUS_CHUNK = 500  # task ids per status request, at most
 ANSWER_BUDGET_BYTES = 100 * 1000 * 1000  # a status request asks for no more results than this, by the largest seen
 REPORT_BATCH_BYTES = 16 * 1024 * 1024  # poll hands over the results read so far once they weigh this much
 STDERR_TAIL_CHARS = 4000
-LOST_META_KEY = "globus_lost_calls"
-REQUEST_META_KEY = "globus_request_in_flight"  # the task group and tasks of a request not yet answered
-QUEUES_META_KEY = "globus_result_queues"  # task groups whose results are pushed to a queue
+# keys in the backend's slice of the run's metadata (stored as globus_<key>)
+LOST_META_KEY = "lost_calls"
+REQUEST_META_KEY = "request_in_flight"  # the task group and tasks of a request not yet answered
+QUEUES_META_KEY = "result_queues"  # task groups whose results are pushed to a queue
 SWEEP_LONGEST_S = 3600.0
-MACHINERY_META_KEY = "globus_machinery_reruns"  # job -> {call: times re-run after a machinery failure}
+MACHINERY_META_KEY = "machinery_reruns"  # job -> {call: times re-run after a machinery failure}
 MACHINERY_RERUNS = 3
 # What the endpoint says when the machinery, not the call, failed, before the task ran: a restarted
 # endpoint refusing a stale command, a task cancelled by `globus-compute-endpoint stop`.
@@ -165,8 +164,8 @@ class GlobusBackend(Backend):
     name = "globus"
     needs_script = False
 
-    def __init__(self, plan: Plan, ledger: Ledger, service: ComputeService | None = None) -> None:
-        self.plan, self.ledger = plan, ledger
+    def __init__(self, context: BackendContext, service: ComputeService | None = None) -> None:
+        self.context, self.meta = context, context.meta
         self.service = service or ComputeService()
         self._function_ids: dict[str, str] = {}
         self._followed: dict[str, str] = {}  # service task id -> hog-batch task id
@@ -196,13 +195,13 @@ class GlobusBackend(Backend):
     def function_id(self, job_name: str) -> str:
         """The job's task function, registered once per run and content (the id lives in the ledger)."""
         if job_name not in self._function_ids:
-            job = self.plan.job(job_name)
-            source = self.plan.function_source(job)
-            key = "globus_function:" + content_id({"source": source}, length=24)
-            function_id = self.ledger.get_meta(key)
+            job = self.context.job(job_name)
+            source = transport.function_source(job.script_template)
+            key = "function:" + content_id({"source": source}, length=24)
+            function_id = self.meta.get(key)
             if function_id is None:
                 function_id = self.service.register_function(source, f"hog-batch task of job {job.name}")
-                self.ledger.set_meta(key, function_id)
+                self.meta.set(key, function_id)
             self._function_ids[job_name] = function_id
         return self._function_ids[job_name]
 
@@ -212,7 +211,7 @@ class GlobusBackend(Backend):
             by_job.setdefault(task.job, []).append(task)
             self._calls[task.task_id] = (task.job, list(task.calls))
         for job_name, submissions in by_job.items():
-            job = self.plan.job(job_name)
+            job = self.context.job(job_name)
             limit = transport.payload_limit_bytes()
             for submission in submissions:
                 size = len(submission.payload.encode())
@@ -230,7 +229,7 @@ class GlobusBackend(Backend):
                 try:
                     task_ids = self._submit_once(job.endpoint.endpoint_id, function_id, group, job.endpoint.config)
                 except RequestTooLarge as refused:
-                    self.ledger.set_meta(REQUEST_META_KEY, None)
+                    self.meta.set(REQUEST_META_KEY, None)
                     if len(group) == 1:
                         self._ready.append(too_large_report(group[0].task_id, refused))
                         continue
@@ -245,7 +244,7 @@ class GlobusBackend(Backend):
                     pending = deque(regrouped)
                     continue
                 on_ids([(s.task_id, t) for s, t in zip(group, task_ids, strict=True)], self._group_id)
-                self.ledger.set_meta(REQUEST_META_KEY, None)
+                self.meta.set(REQUEST_META_KEY, None)
                 pushed = self._pushes() and self._watch(self._group_id)
                 for submission, task_id in zip(group, task_ids, strict=True):
                     self._followed[task_id] = submission.task_id
@@ -263,7 +262,7 @@ class GlobusBackend(Backend):
         """
         self._group_id = str(uuid.uuid4())
         payloads = [s.payload for s in group]
-        self.ledger.set_meta(REQUEST_META_KEY, {"group_id": self._group_id, "tasks": [s.task_id for s in group]})
+        self.meta.set(REQUEST_META_KEY, {"group_id": self._group_id, "tasks": [s.task_id for s in group]})
         backoff = patient_backoff()
         while True:
             try:
@@ -306,9 +305,9 @@ class GlobusBackend(Backend):
 
     def _watch(self, group_id: str) -> bool:
         """Consume the group's result queue (remembered in the ledger, for ``resume``)."""
-        groups = self.ledger.get_meta(QUEUES_META_KEY, [])
+        groups = self.meta.get(QUEUES_META_KEY, [])
         if group_id not in groups:
-            self.ledger.set_meta(QUEUES_META_KEY, [*groups, group_id])
+            self.meta.set(QUEUES_META_KEY, [*groups, group_id])
         return self._queue.watch(group_id)
 
     def _receive(self, timeout_s: float) -> list[TaskReport]:
@@ -442,14 +441,14 @@ class GlobusBackend(Backend):
         job, calls = self._calls.get(report.task_id, (None, []))
         if job is None:
             return report
-        counts = self.ledger.get_meta(MACHINERY_META_KEY, {})
+        counts = self.meta.get(MACHINERY_META_KEY, {})
         done = counts.setdefault(job, {})
         again = [call for call in calls if done.get(str(call), 0) < MACHINERY_RERUNS]
         if len(again) < len(calls):
             return report  # some call has been re-run as often as allowed: the task fails as reported
         for call in again:
             done[str(call)] = done.get(str(call), 0) + 1
-        self.ledger.set_meta(MACHINERY_META_KEY, counts)
+        self.meta.set(MACHINERY_META_KEY, counts)
         times = max(done[str(call)] for call in again)
         reason = f"{report.failure} (a failure of the endpoint, not of the call); running it again ({times} of {MACHINERY_RERUNS})"
         return TaskReport(report.task_id, records=[{"call": c, "deferred": True, "reason": reason} for c in again],
@@ -460,13 +459,13 @@ class GlobusBackend(Backend):
         job, calls = self._calls.get(report.task_id, (None, []))
         if job is None:
             return report
-        lost_before = self.ledger.get_meta(LOST_META_KEY, {})
+        lost_before = self.meta.get(LOST_META_KEY, {})
         seen = set(lost_before.get(job, []))
         again = [call for call in calls if call not in seen]
         if not again:
             return report
         lost_before[job] = sorted(seen | set(again))
-        self.ledger.set_meta(LOST_META_KEY, lost_before)
+        self.meta.set(LOST_META_KEY, lost_before)
         reason = f"{report.failure}; running it again"
         return TaskReport(report.task_id, records=[{"call": c, "deferred": True, "reason": reason} for c in again],
                           finished=True, saw_delimiter=True, failure=report.failure, lost=True)
@@ -478,7 +477,7 @@ class GlobusBackend(Backend):
         an unanswered request stay in flight for the next ``resume`` to adopt.
         """
         unanswered = {task_id for task_id, _, external_id, _ in tasks if not external_id}
-        request = self.ledger.get_meta(REQUEST_META_KEY) or {}
+        request = self.meta.get(REQUEST_META_KEY) or {}
         kept = set(request.get("tasks", [])) & unanswered if self._closing else set()
         adopted = {} if self._closing else self._adopt_unanswered_request(unanswered)
         reports = []
@@ -494,7 +493,7 @@ class GlobusBackend(Backend):
                 reports.append(TaskReport(task_id, finished=True, lost=True))
         self._next_poll = 0.0
         self._verify |= set(self._followed)  # asked once: what finished while nobody listened may not be in a queue
-        groups = self.ledger.get_meta(QUEUES_META_KEY, []) if push_wanted() and not self._closing else []
+        groups = self.meta.get(QUEUES_META_KEY, []) if push_wanted() and not self._closing else []
         if groups:  # their queues are consumed from the first wait on (``_receive``); a ``status`` asks once
             self._resumed_groups = list(groups)
             self._pushed |= set(self._followed)
@@ -502,7 +501,7 @@ class GlobusBackend(Backend):
 
     def _adopt_unanswered_request(self, unanswered: set[str]) -> dict[str, str]:
         """The previous submitter died waiting for a request's answer: the tasks its task group holds, by our task id."""
-        request = self.ledger.get_meta(REQUEST_META_KEY)
+        request = self.meta.get(REQUEST_META_KEY)
         if not unanswered or not request or not set(request["tasks"]) <= unanswered:
             return {}
         taken = self.service.group_tasks(request["group_id"]) or []

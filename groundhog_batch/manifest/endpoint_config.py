@@ -16,6 +16,11 @@ endpoint UUID (a variant may point elsewhere), and a nested table is a
 variant; a nested table that is not on the selected path is not applied but
 is listed among the variants, so nothing is dropped unseen. Groundhog
 scripts with ``[tool.hog.*]`` tables work unchanged.
+
+Every endpoint resolves to a backend kind (``backends.registry``): ``local``;
+a Globus Compute UUID (``globus``); or a table whose ``endpoint`` names a kind
+(``endpoint: slurm``) or holds a UUID. A reference that names no table but
+that a kind claims (a UUID) is that kind directly, with the top layers only.
 """
 
 from __future__ import annotations
@@ -33,13 +38,10 @@ UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-
 @dataclass(frozen=True)
 class ResolvedEndpoint:
     reference: str  # as written: local, a UUID, or NAME.VARIANT...
-    endpoint_id: str | None  # None for local
+    kind: str  # the backend kind it runs on (local, globus, slurm), as run.json records it
+    endpoint_id: str | None  # the kind's address of it (a Globus endpoint UUID); None when it has none
     config: dict[str, Any] = field(default_factory=dict)
     unused_variants: tuple[str, ...] = ()
-
-    @property
-    def is_local(self) -> bool:
-        return self.endpoint_id is None
 
 
 class EndpointNotFound(ValueError):
@@ -95,14 +97,15 @@ def resolve_endpoint(
     cli_config: Mapping[str, Any],
 ) -> ResolvedEndpoint:
     """Resolve an endpoint reference and merge its configuration (see the module docstring)."""
+    from ..backends import registry
+
     top_layers = [manifest_config, job_config, cli_config]
-    if reference == LOCAL:
-        return ResolvedEndpoint(reference, None, merge_config_layers(top_layers))
-    if UUID_PATTERN.match(reference):
-        return ResolvedEndpoint(reference, reference.lower(), merge_config_layers(top_layers))
     name, *variants = reference.split(".")
     script_table = script_endpoints.get(name)
     manifest_table = manifest_endpoints.get(name)
+    direct = registry.claiming(reference)
+    if direct is not None and (reference == LOCAL or (script_table is None and manifest_table is None)):
+        return ResolvedEndpoint(reference, direct.name, direct.endpoint_id(reference), merge_config_layers(top_layers))
     if script_table is None and manifest_table is None:
         known = sorted({*script_endpoints, *manifest_endpoints})
         raise EndpointNotFound(
@@ -121,11 +124,13 @@ def resolve_endpoint(
                 f"variants defined: {', '.join(available)}" if available else f"add a table [tool.hog.{wanted}] or endpoints.{wanted}",
             )
     merged = merge_config_layers([*script_layers, *manifest_layers, *top_layers])
-    endpoint_id = merged.pop("endpoint", None)
-    if not isinstance(endpoint_id, str) or not UUID_PATTERN.match(endpoint_id):
+    target = merged.pop("endpoint", None)
+    kind = registry.claiming(target) if isinstance(target, str) else None
+    if kind is None:
         raise EndpointNotFound(
-            f"endpoint {reference!r} has no valid endpoint UUID (got {endpoint_id!r})",
-            f"set `endpoint = \"<uuid>\"` in [tool.hog.{name}] or endpoints.{name}.endpoint",
+            f"endpoint {reference!r} has no valid endpoint UUID (got {target!r})",
+            f"set `endpoint = \"<uuid>\"` in [tool.hog.{name}] or endpoints.{name}.endpoint "
+            f"(or a backend kind: {', '.join(registry.KINDS)})",
         )
     unused = tuple(sorted({*script_unused, *manifest_unused}))
-    return ResolvedEndpoint(reference, endpoint_id.lower(), merged, unused)
+    return ResolvedEndpoint(reference, kind.name, kind.endpoint_id(target), merged, unused)

@@ -11,12 +11,12 @@ import contextlib
 import difflib
 import hashlib
 import math
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..backends import registry
 from ..errors import (
     HogError,
     KeyPath,
@@ -41,13 +41,6 @@ from .yaml_source import SourceMap, load_yaml_file, load_yaml_text
 JOB_KEYS = ("script", "function", "endpoint", "endpoints", "config", "python", "python_downloads", "dependencies", "args",
             "kwargs", "sweep", "calls_per_task", "max_parallel", "retries", "timeout", "workdir")
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
-REMOTE_DEFAULT_MAX_PARALLEL = 64  # tasks in flight on a Globus Compute endpoint
-
-
-def default_parallelism() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def load_manifest(path: str | Path, overrides: Sequence[str] = (), endpoint: str | None = None,
@@ -321,7 +314,8 @@ class _ManifestChecks:
                                            "give seconds per call, e.g. timeout: 600, or leave timeout out for no limit"))
         if len(self.errors) != n_errors or endpoint is None or not function_known:
             return None
-        return JobSpec(
+        kind = registry.kind(endpoint.kind)
+        spec = JobSpec(
             name=name or job["function"],
             script_path=script_path,
             script_text=text,
@@ -334,12 +328,36 @@ class _ManifestChecks:
             kwargs=dict(job.get("kwargs", {})),
             sweep=sweep,
             calls_per_task=job.get("calls_per_task", "auto"),
-            max_parallel=job.get("max_parallel", default_parallelism() if endpoint.is_local else REMOTE_DEFAULT_MAX_PARALLEL),
+            max_parallel=job.get("max_parallel", kind.limits(endpoint.config).default_parallelism),
             retries=job.get("retries", 0),
             timeout_s=job.get("timeout"),
             n_calls=n_calls if n_calls is not None else sweep.count(),
             workdir=job.get("workdir"),
         )
+        problems = kind.config_problems(spec, self._config_locator(endpoint.reference, at, script_path))
+        self.errors += problems
+        return None if problems else spec
+
+    def _config_locator(self, reference: str, at: KeyPath, script_path: Path):
+        """locate(key, message, hint): the error at the line that sets the endpoint config key, highest layer first
+        (--set, the job's config, the top-level config, the endpoint table and its variants, deepest first), else
+        at the script's [tool.hog.NAME] table."""
+        name, *variants = reference.split(".")
+
+        def locate(key: str, message: str, hint: str) -> HogError:
+            if key in self.cli_config:
+                return ManifestError(message=f"--set config.{key}: {message}", hint=hint)
+            candidates = [(*at, "config", key)] if at else []
+            candidates.append(("config", key))
+            for depth in range(len(variants), -1, -1):
+                table = (name, *variants[:depth], key)
+                candidates += [(*at, "endpoints", *table), ("endpoints", *table)] if at else [("endpoints", *table)]
+            for path in candidates:
+                if path in self.source.lines:
+                    return self.locate(path, message, hint)
+            return ManifestError(message=message, hint=hint, file=script_path, key_path=("tool", "hog", name, key))
+
+        return locate
 
     def output(self) -> Path | None:
         """The export path of ``output:`` (or ``-o``), checked writable before any call runs."""

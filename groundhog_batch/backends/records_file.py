@@ -1,0 +1,124 @@
+"""A task's records file, as the host reads it: where it is, the secret that frames it, and its records.
+
+The runner appends each call's record to ``HOG_BATCH_RECORDS_FILE``, framed
+with a secret it reads from the descriptor ``HOG_BATCH_RECORDS_SECRET_FD``
+(never the environment, which a call can read; ``render/runner.py`` writes the frames;
+``render.payload.unframe_records`` takes them off). A backend whose tasks run
+where this machine sees their files (a local process; a batch job on a shared
+filesystem) reads the records from here: as they come (``read_new``), or once
+the task's processes have let go of the file (``read_released``, after a kill).
+
+The secret is derived from the run's own key (``records.key`` in the scratch
+dir, private), so a later submitter that resumes the run knows it too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import os
+import time
+from pathlib import Path
+
+from ..render.payload import unframe_records
+from ..run_paths import write_atomic
+
+RELEASE_WAIT_S = 5.0
+KEY_FILE = "records.key"
+SUFFIX = ".records"
+
+
+class RecordsFiles:
+    """The records files of a run's tasks, under the backend's scratch dir."""
+
+    def __init__(self, scratch_dir: Path) -> None:
+        self.scratch_dir = scratch_dir
+        self._key: bytes | None = None
+        self._offsets: dict[str, int] = {}
+
+    def path(self, task_id: str) -> Path:
+        return self.scratch_dir / f"{task_id}{SUFFIX}"
+
+    def secret(self, task_id: str) -> str:
+        """The secret that frames the task's lines in its records file."""
+        if self._key is None:
+            path = self.scratch_dir / KEY_FILE
+            try:
+                self._key = path.read_bytes()
+            except FileNotFoundError:
+                self.scratch_dir.mkdir(parents=True, exist_ok=True)
+                self._key = os.urandom(32).hex().encode()
+                write_atomic(path, self._key)
+        return hmac.new(self._key, task_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def environment(self, task_id: str, secret_fd: int) -> dict[str, str]:
+        """What the task's runner needs in its environment to write its records here; ``secret_fd`` is
+        ``secret_pipe(task_id)``, passed to the task (``pass_fds``) and closed here once it started."""
+        return {"HOG_BATCH_RECORDS_FILE": str(self.path(task_id)), "HOG_BATCH_RECORDS_SECRET_FD": str(secret_fd)}
+
+    def secret_pipe(self, task_id: str) -> int:
+        """The read end of a pipe holding the task's secret (see ``secret_pipe``)."""
+        return secret_pipe(self.secret(task_id))
+
+    def read_new(self, task_id: str) -> bytes:
+        """The task's records that reached the file since the last call, as plain JSON lines (whole records only)."""
+        start = self._offsets.get(task_id, 0)
+        try:
+            with self.path(task_id).open("rb") as handle:
+                handle.seek(start)
+                data = handle.read()
+        except FileNotFoundError:
+            return b""
+        end = data.rfind(b"\n") + 1
+        self._offsets[task_id] = start + end
+        return unframe_records(data[:end], self.secret(task_id))
+
+    def read_released(self, task_id: str, wait_s: float = RELEASE_WAIT_S) -> bytes:
+        """Every record of a stopped task, as plain JSON lines, once its processes have let go of the file."""
+        return unframe_records(read_when_released(self.path(task_id), wait_s), self.secret(task_id))
+
+    def remove(self, task_id: str) -> None:
+        self.path(task_id).unlink(missing_ok=True)
+        self._offsets.pop(task_id, None)
+
+
+def secret_pipe(secret: str) -> int:
+    """The read end of a pipe that holds ``secret``, at a number the task script's own redirections (8, 9) never
+    take: the task's runner reads it and closes it, so the secret never sits in any process's environment."""
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, secret.encode() + b"\n")
+        return fcntl.fcntl(read_fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    finally:
+        os.close(write_fd)
+        os.close(read_fd)
+
+
+def read_when_released(path: Path, wait_s: float = RELEASE_WAIT_S) -> bytes:
+    """A killed task's records file, once its runner and worker are gone: they hold a shared lock on it while
+    they live (a worker killed with its supervisor may still be finishing the write of a record). A process the
+    call forked may hold it for ever: after ``wait_s`` the file is read as it is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return b""
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.01)
+        chunks = []
+        while block := os.read(fd, 1 << 20):
+            chunks.append(block)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["RecordsFiles", "read_when_released", "secret_pipe"]
