@@ -133,7 +133,8 @@ def fake_project(project, extra=""):
 
 
 def test_every_registered_kind_loads_under_its_own_name():
-    assert [kind.name for kind in registry.kinds()] == list(registry.KINDS) == ["local", "globus"]
+    assert [kind.name for kind in registry.kinds()] == list(registry.KINDS)
+    assert list(registry.KINDS)[:2] == ["local", "globus"]
 
 
 def test_an_unknown_kind_is_an_error_that_lists_the_kinds():
@@ -233,3 +234,21 @@ def test_a_run_directory_from_before_kinds_were_recorded_still_opens_its_backend
         assert api.run_kind(old).name == "local" and list(old.results()["result"]) == [2, 3]
     finally:
         old.close()
+
+
+def test_validate_and_plan_on_a_globus_endpoint_need_no_network(project, monkeypatch):
+    project.write("work.py", SCRIPT)
+    project.manifest(f"script: work.py\nfunction: f\nendpoint: {UUID}\nconfig: {{walltime: '00:30:00'}}\ntimeout: 5\n"
+                     "sweep:\n  product:\n    x: {range: [0, 10]}\n")
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("planning reached for the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    for command in (["validate"], ["plan", "--json"]):
+        result = CliRunner().invoke(main, [*command, str(project.root / "sweep.yaml")])
+        assert result.exit_code == 0, result.output
+    job = json.loads(result.output)["jobs"][0]
+    assert job["remote_limits"]["request_bytes"] == 10_000_000 and job["payload_bytes"]["limit_per_task"] > 0
