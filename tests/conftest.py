@@ -178,3 +178,36 @@ def small_filesystem(path, size: str):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(isolated_environment):
+    """A private one-node Slurm (tests/slurm_cluster.py) for the session; SLURM_CONF points every client at it."""
+    from slurm_cluster import SlurmCluster, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    from groundhog_batch.backends.local import find_uv
+
+    cluster = SlurmCluster().start()
+    saved = {key: os.environ.get(key) for key in ("SLURM_CONF", "HOG_BATCH_UV", "HOG_BATCH_SLURM_POLL_S",
+                                                    "HOG_BATCH_SLURM_POLL_MAX_S")}
+    os.environ.update(cluster.environment())
+    os.environ["HOG_BATCH_UV"] = find_uv()  # what a cluster's worker_init would provide
+    os.environ["HOG_BATCH_SLURM_POLL_S"] = "0.3"
+    os.environ["HOG_BATCH_SLURM_POLL_MAX_S"] = "1.0"
+    yield cluster
+    cluster.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def slurm(slurm_cluster):
+    """The session's Slurm, with no job of an earlier test still queued or running."""
+    slurm_cluster.idle()
+    yield slurm_cluster

@@ -108,3 +108,24 @@ def render_task_script(
         values[f"{name}_TEXT" if name != "PAYLOAD" else name] = text
         values[f"{name}_EOF"] = heredoc_terminator(f"HOG_{name}_EOF", text)
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], _template())
+
+
+@cache
+def _array_template() -> str:
+    return resources.files("groundhog_batch.render").joinpath("array.sh").read_text("utf-8")
+
+
+def render_array_script(name: str, task_dir: Path, task_ids: list[str], secrets: list[str], worker_init: str) -> str:
+    """The batch script of one Slurm array: element i runs the rendered task script of ``task_ids[i]``.
+
+    ``worker_init`` is the user's own shell, run as written before the task.
+    """
+    values = {
+        "NAME": re.sub(r"[^A-Za-z0-9_.+-]", "_", name),
+        "VERSION": __version__,
+        "TASK_DIR": shlex.quote(str(task_dir)),
+        "TASK_IDS": " ".join(shlex.quote(task_id) for task_id in task_ids),
+        "SECRETS": " ".join(shlex.quote(secret) for secret in secrets),
+        "WORKER_INIT": worker_init.rstrip("\n") or ":",
+    }
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], _array_template())

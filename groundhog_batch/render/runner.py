@@ -64,6 +64,7 @@ WORKER_EXIT_GRACE_S = 5.0
 STOP_GRACE_S = 1.0  # on SIGTERM, how long the running call may take to finish and be recorded
 RECORDS_FULL_EXIT = 74  # EX_IOERR: the records file could not take a record (a full disk); no call is lost
 ROOM_MIN_BYTES = 64 * 1024  # room kept in the records file for the next call's record, at least
+DRAIN_REASON = "the batch job's walltime is near (its warning signal came before this call started)"
 
 
 class CallTimeout(BaseException):
@@ -700,6 +701,18 @@ def _hold_shared_lock(fd):
 _current_worker = [None]
 _current_control = [None]  # the supervisor's end of the running worker's control pipe
 _stopping = [0, 0.0]  # the exit status a SIGTERM or SIGINT asked for, and when the running call is killed
+_draining = [False]  # SIGUSR1 came: the running call finishes, no call starts after it
+
+
+def _on_drain(signum, frame):
+    """Finish the running call, start no new one (a batch job's warning that its walltime is near).
+
+    Unlike SIGTERM, the running call is given all the time it needs: the
+    batch system's own kill at the walltime is the limit. The calls not
+    started are reported deferred (they run again, no attempt counted).
+    """
+    _draining[0] = True
+    _tell_stop()
 
 
 def _on_terminate(signum, frame):
@@ -754,6 +767,8 @@ class _Worker:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, _ignore_signal)
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            if hasattr(signal, "SIGUSR1"):
+                signal.signal(signal.SIGUSR1, signal.SIG_DFL)
             if hasattr(os, "register_at_fork"):  # a process the call forks (a multiprocessing pool) dies on SIGTERM
                 os.register_at_fork(after_in_child=_default_signals)
             os.setsid()
@@ -917,6 +932,8 @@ def supervise(script_path, payload_path):
     payload = read_header(payload_path)
     signal.signal(signal.SIGTERM, _on_terminate)
     signal.signal(signal.SIGINT, _on_terminate)
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, _on_drain)
     secret = _task_secret()
     records = Records(secret + b" ")
     task = _Task(script_path, payload_path, payload, secret, records)
@@ -1020,6 +1037,9 @@ class _Task:
 
     def run(self):
         while self.position < len(self.calls) and not _stopping[0]:
+            if _draining[0]:
+                self.defer_rest(DRAIN_REASON)
+                return
             self.run_worker()
 
     def run_worker(self):
@@ -1037,7 +1057,7 @@ class _Task:
         except OSError:
             pass
         _current_control[0] = control_w
-        if _stopping[0] or self.reader_gone:
+        if _stopping[0] or self.reader_gone or _draining[0]:
             _tell_stop()
         watch = _Watch(self, worker, messages_r)
         try:
@@ -1059,6 +1079,9 @@ class _Task:
             raise SubmitterGone()
         if _stopping[0]:
             raise TaskStop(_stopping[0])
+        if _draining[0] and self.position < len(self.calls) and watch.ready and returncode == 0:
+            self.defer_rest(DRAIN_REASON)
+            return
         if watch.over_budget:
             self.defer_rest("output budget of the task spent")
             raise TaskStop(0)
