@@ -8,7 +8,9 @@ are pending again (after a backoff) and run in the next round.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sqlite3
 import time
 import uuid
@@ -18,7 +20,7 @@ from dataclasses import dataclass, replace
 from .backends.base import Backend, TaskReport, TaskSubmission
 from .datafiles import DataFileChanged
 from .errors import Interrupted, RunError  # noqa: F401 - Interrupted is re-exported: callers import it from here
-from .ledger import PENDING, WAITING, Ledger
+from .ledger import PENDING, SUBMITTED, WAITING, Ledger
 from .plan import Plan, PlannedCall, Task, iter_calls
 from .render.runner import RECORDS_FULL_EXIT
 from .run_paths import RunPaths
@@ -27,6 +29,7 @@ ENV_BUILD_FAILED_EXIT = 97
 WALLTIME_EXIT = 124  # the runner's, and the SDK's ShellFunction's
 POLL_INTERVAL_S = 0.5
 PROGRESS_INTERVAL_S = 0.25
+RECORD_CALL = re.compile(rb'^\{"call": (\d+)')
 
 
 @dataclass
@@ -93,6 +96,7 @@ class Executor:
         self.halted = False
         self.disk_full: TaskReport | None = None  # a task stopped because its records file had no room
         self.in_flight: dict[str, InFlight] = {}
+        self._followed_again: set[str] = set()  # tasks a previous submitter started: their records may come again
         self._progress_at = 0.0
         self.retries = {job.name: job.retries for job in plan.jobs}
         self.backoff_s = retry_backoff_s()
@@ -153,10 +157,11 @@ class Executor:
         """
         for job in self.plan.jobs:
             batch: list[TaskSubmission] = []
+            slots = math.inf if getattr(self.backend, "queues_tasks", False) else job.max_parallel
             for task in self.plan.tasks(job, self._ready_calls(job)):
                 prepared = self._prepare(task)
                 del task  # its calls are in the payload now; the loop waits below without them
-                while len(self.in_flight) + len(batch) >= job.max_parallel:
+                while len(self.in_flight) + len(batch) >= slots:
                     if batch:
                         self._submit(batch)
                         batch = []
@@ -165,7 +170,7 @@ class Executor:
                     if self._cancel_requested() or self._halt_due():
                         return
                 batch.append(prepared)
-                if len(self.in_flight) + len(batch) >= job.max_parallel:
+                if len(self.in_flight) + len(batch) >= slots:
                     self._submit(batch)
                     batch = []
             if batch:
@@ -174,6 +179,35 @@ class Executor:
             self._absorb(self.backend.poll(POLL_INTERVAL_S))
             if self._cancel_requested() or self._halt_due():
                 return
+
+    def dispatch(self) -> int:
+        """Submit every ready call's tasks and return without waiting for them; the number of tasks submitted.
+
+        For a backend whose tasks run on without this process (a batch queue):
+        ``submit --detach`` returns once they are accepted. Tasks an earlier
+        submitter left stay in flight in the ledger, to be followed again.
+        """
+        self.recover_abandoned()
+        submitted = 0
+        for job in self.plan.jobs:
+            batch = [self._prepare(task) for task in self.plan.tasks(job, self._ready_calls(job))]
+            if batch:
+                self._submit(batch)
+                submitted += len(batch)
+        self.in_flight.clear()
+        return submitted
+
+    def follow(self) -> dict[str, int]:
+        """Follow the tasks in flight until they have all ended (or a cancel is asked for); submit nothing."""
+        self.recover_abandoned()
+        while self.in_flight:
+            if self._cancel_requested():
+                self._cancel()
+                break
+            self._absorb(self.backend.poll(POLL_INTERVAL_S))
+        counts = self.ledger.counts()
+        self.on_progress(counts)
+        return counts
 
     def _ready_calls(self, job) -> Iterator[PlannedCall]:
         """The job's calls that should run now, regenerated from its sweep (the plan is not stored)."""
@@ -225,6 +259,10 @@ class Executor:
         for report in reports:
             if report.lines:
                 lines.setdefault(report.task_id, []).append(report.lines)
+        for task_id in self._followed_again.intersection(lines):
+            flight = self.in_flight.get(task_id)
+            if flight is not None:
+                lines[task_id] = [_unreported_lines(b"".join(lines[task_id]), self.ledger.states()[flight.job])]
         finished: list[str] = []
         with self.ledger.transaction():
             for task_id, parts in lines.items():
@@ -244,6 +282,7 @@ class Executor:
         for task_id in finished:
             self.backend.forget(task_id)
             del self.in_flight[task_id]
+            self._followed_again.discard(task_id)
         if self.disk_full is not None:
             self._pause_for_space()
         if self.max_failures is not None:
@@ -319,6 +358,7 @@ class Executor:
         self.in_flight.clear()
         for task_id, job, calls in recover_abandoned(self.ledger, self.backend, self.retries, self.backoff_s):
             self.in_flight[task_id] = InFlight(job, calls)
+            self._followed_again.add(task_id)
 
     def harvest(self) -> dict[str, int]:
         """Take in what tasks a previous submitter left have finished, without submitting anything."""
@@ -328,6 +368,16 @@ class Executor:
                 self._absorb(reports)
         self.in_flight.clear()
         return self.ledger.counts()
+
+
+def _unreported_lines(lines: bytes, state: bytearray) -> bytes:
+    """The record lines of calls still in flight: a task followed again may hand on records the ledger has."""
+    kept = []
+    for line in lines.splitlines(keepends=True):
+        found = RECORD_CALL.match(line)
+        if found is None or int(found.group(1)) >= len(state) or state[int(found.group(1))] == SUBMITTED:
+            kept.append(line)
+    return b"".join(kept)
 
 
 def recover_abandoned(ledger: Ledger, backend: Backend, retries: dict[str, int],
