@@ -22,7 +22,7 @@ from .backends import registry
 from .backends.base import Backend, BackendContext, BackendKind, JobTarget, MetaSlice
 from .datafiles import file_sha256
 from .errors import EXIT_CALLS_FAILED, EXIT_OK, BackendError, HogError, RunError, RunInUse
-from .executor import Executor, Interrupted, recover_abandoned
+from .executor import Executor, Interrupted, recover_abandoned, unreported_lines
 from .ids import canonical_json
 from .ledger import SUCCEEDED as SUCCEEDED_CODE
 from .ledger import CallState, Ledger
@@ -412,7 +412,8 @@ def backend_context(run: Run, kind: BackendKind, plan: Plan | None = None) -> Ba
 
     def load_jobs() -> dict[str, JobTarget]:
         planned = plan or Plan(run.spec())
-        return {job.name: JobTarget(job.name, job.endpoint, planned.script_template(job), planned.limits(job))
+        return {job.name: JobTarget(job.name, job.endpoint, planned.script_template(job), planned.limits(job),
+                                     job.max_parallel)
                 for job in planned.jobs}
 
     return BackendContext(scratch_dir=run.paths.task_scratch, working_dir=Path(run.info["manifest_path"]).parent,
@@ -700,11 +701,70 @@ def cancel(run_dir: str | Path, wait_s: float = 30.0) -> dict[str, int]:
     with lock:
         if run.ledger.tasks_in_flight():  # left by a submitter that died: keep what they recorded
             backend = make_backend(run)
-            recover_abandoned(run.ledger, backend, retries={})
-            backend.close()
+            try:
+                followed = recover_abandoned(run.ledger, backend, retries={})
+                if followed:  # still running without a submitter (a batch queue's arrays): stop them first
+                    _stop_followed(run, backend, followed)
+            finally:
+                backend.close()
         run.ledger.cancel_unfinished()
         run.paths.cancel_request.unlink(missing_ok=True)
     return run.counts()
+
+
+def _stop_followed(run: Run, backend: Backend, followed: list[tuple[str, str, list[int]]]) -> None:
+    """Cancel tasks that run on without a submitter; keep the records they wrote before they stopped."""
+    jobs = {task_id: job for task_id, job, _ in followed}
+    backend.cancel(list(jobs))
+    reports = [report for report in backend.poll(0) if report.lines and report.task_id in jobs]
+    with run.ledger.transaction():
+        for report in reports:
+            job = jobs[report.task_id]
+            lines = unreported_lines(report.lines, run.ledger.states()[job])
+            run.ledger.store_records(job, report.task_id, lines, {}, 0.0)
+
+
+def dispatch(run: Run) -> int | None:
+    """Submit the run's ready calls and return once the backend accepted them: the number of tasks.
+
+    Only for a backend whose tasks run on without this process and which
+    queues them itself (Slurm's arrays): ``submit --detach`` then leaves
+    nothing running here. None for any other backend (it needs a submitter).
+    """
+    kind = run_kind(run)
+    if not kind.tasks_outlive_submitter:
+        return None
+    with run.lock("submit"):
+        plan = Plan(run.spec())
+        backend = make_backend(run, plan)
+        try:
+            if not backend.queues_tasks:
+                return None
+            return Executor(plan, run.ledger, backend, run.paths).dispatch()
+        finally:
+            backend.close()
+
+
+def watch(run: Run, on_progress: Progress | None = None) -> dict[str, int] | None:
+    """Follow the tasks a detached (or killed) submitter left running, to their end; submit nothing.
+
+    None when there is nothing to follow this way (a live submitter drives the
+    run, or the backend's tasks died with their submitter). Stopping the watch
+    (Ctrl-C) leaves the tasks running.
+    """
+    if not run_kind(run).tasks_outlive_submitter or run.holder() is not None or not run.ledger.tasks_in_flight():
+        return None
+    try:
+        lock = run.lock("watch")
+    except RunError:
+        return None
+    with lock:
+        plan = Plan(run.spec())
+        backend = make_backend(run, plan)
+        try:
+            return Executor(plan, run.ledger, backend, run.paths, on_progress).follow()
+        finally:
+            backend.close()
 
 
 def list_runs(folder: str | Path | None = None) -> list[dict]:
@@ -729,5 +789,5 @@ def list_runs(folder: str | Path | None = None) -> list[dict]:
     return found
 
 
-__all__ = ["RetrySelection", "Run", "cancel", "create_run", "execute", "exit_code", "follow", "list_runs", "open_run",
-           "prepare", "refresh", "resume", "retry", "submit"]
+__all__ = ["RetrySelection", "Run", "cancel", "create_run", "dispatch", "execute", "exit_code", "follow", "list_runs", "open_run",
+           "prepare", "refresh", "resume", "retry", "submit", "watch"]

@@ -234,6 +234,22 @@ def _follow(run, verbosity) -> None:
     _report_end(run, counts)
 
 
+def _watch_detached(run) -> None:
+    """Follow tasks that run without a submitter (a detached Slurm run) until they end; Ctrl-C stops watching only."""
+    from .api import watch
+    from .console import Verbosity
+
+    display = _display(run, Verbosity.NORMAL)
+    try:
+        watch(run, display)
+    except KeyboardInterrupt:
+        display.close()
+        click.echo(f"stopped watching; the run goes on. Watch again with `hog-batch status --watch {run.root}`", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        display.close()
+
+
 def _report_end(run, counts: dict[str, int], max_failures: int | None = None) -> None:
     """The summary every way of running ends with (submit, resume, retry, following): counts, failures, exit code."""
     from .api import exit_code
@@ -259,9 +275,17 @@ def _report_end(run, counts: dict[str, int], max_failures: int | None = None) ->
 
 
 def _detach(run, verbosity) -> None:
-    """Drive the run from a background process (its log: submitter.log); return once it holds the run."""
+    """Return once the run's tasks are accepted (a batch queue: nothing stays here), or drive the run from a
+    background process (its log: submitter.log) and return once that holds the run."""
+    from .api import dispatch, run_kind
     from .handle import drive_in_background
 
+    submitted = dispatch(run)
+    if submitted is not None:
+        _note(verbosity, f"submitted {submitted} task(s) to {run_kind(run).service}; nothing of the run goes on here, "
+              f"so you may log out. Follow it with `hog-batch status --watch {run.root}`; finish what it leaves "
+              f"(calls stopped by a walltime) with `hog-batch resume {run.root}`")
+        sys.exit(EXIT_OK)
     child = drive_in_background(run)
     _note(verbosity, f"running in the background (pid {child.pid}; its log: {run.paths.submitter_log}): "
           f"watch it with `hog-batch status --watch {run.root}`, stop it with `hog-batch cancel {run.root}`")
@@ -435,6 +459,8 @@ def status(run_dir: str, show_all: bool, as_json: bool, watch: bool) -> None:
     run = Run(_run_dir(run_dir, "status"))
     if watch and run.holder() is not None:
         _follow(run, Verbosity.NORMAL)  # exits
+    if watch:
+        _watch_detached(run)
     refresh(run)
     if as_json:
         click.echo(json.dumps(status_json(run, show_all), indent=2))

@@ -157,7 +157,7 @@ class Executor:
         """
         for job in self.plan.jobs:
             batch: list[TaskSubmission] = []
-            slots = math.inf if getattr(self.backend, "queues_tasks", False) else job.max_parallel
+            slots = math.inf if self.backend.queues_tasks else job.max_parallel
             for task in self.plan.tasks(job, self._ready_calls(job)):
                 prepared = self._prepare(task)
                 del task  # its calls are in the payload now; the loop waits below without them
@@ -262,7 +262,7 @@ class Executor:
         for task_id in self._followed_again.intersection(lines):
             flight = self.in_flight.get(task_id)
             if flight is not None:
-                lines[task_id] = [_unreported_lines(b"".join(lines[task_id]), self.ledger.states()[flight.job])]
+                lines[task_id] = [unreported_lines(b"".join(lines[task_id]), self.ledger.states()[flight.job])]
         finished: list[str] = []
         with self.ledger.transaction():
             for task_id, parts in lines.items():
@@ -370,7 +370,7 @@ class Executor:
         return self.ledger.counts()
 
 
-def _unreported_lines(lines: bytes, state: bytearray) -> bytes:
+def unreported_lines(lines: bytes, state: bytearray) -> bytes:
     """The record lines of calls still in flight: a task followed again may hand on records the ledger has."""
     kept = []
     for line in lines.splitlines(keepends=True):
@@ -408,4 +408,4 @@ def recover_abandoned(ledger: Ledger, backend: Backend, retries: dict[str, int],
     return followed
 
 
-__all__ = ["Executor", "Interrupted", "failure_record", "recover_abandoned", "store_report"]
+__all__ = ["Executor", "Interrupted", "failure_record", "recover_abandoned", "store_report", "unreported_lines"]

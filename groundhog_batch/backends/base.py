@@ -125,6 +125,7 @@ class JobTarget:
     endpoint: ResolvedEndpoint  # reference, kind, endpoint_id, merged config
     script_template: str  # the job's rendered task script, PAYLOAD_SENTINEL where each task's payload goes
     limits: Limits
+    max_parallel: int = 0  # the job's tasks running at once (a backend that queues tasks itself keeps to it)
 
 
 @dataclass
@@ -178,6 +179,7 @@ class TaskReport:
 class Backend(ABC):
     name: str = "backend"
     needs_script: bool = True  # False: the backend sends only payloads (the script is registered once per job)
+    queues_tasks: bool = False  # True: it takes every task at once and keeps max_parallel running itself (a batch queue)
 
     @abstractmethod
     def submit(self, tasks: list[TaskSubmission], on_ids: IdsCallback) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 KINDS: dict[str, str] = {
     "local": "groundhog_batch.backends.local:KIND",
     "globus": "groundhog_batch.globus.kind:KIND",
+    "slurm": "groundhog_batch.backends.slurm:KIND",
 }
 
 _loaded: dict[str, BackendKind] = {}

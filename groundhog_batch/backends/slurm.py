@@ -201,7 +201,7 @@ class SlurmBackend(Backend):
             task_dir = self.task_dir(target)
             self._prepare_dir(task_dir)
             try:
-                size = max(1, self.max_array_size() - 1)  # indices 0..MaxArraySize-1
+                size = max(1, self.max_array_size())  # indices 0..MaxArraySize-1
             except SlurmError as exc:
                 raise _submit_error(exc, target) from None
             for start in range(0, len(submissions), size):
@@ -236,7 +236,7 @@ class SlurmBackend(Backend):
 
     def array_options(self, target: JobTarget, task_dir: Path, name: str, n_tasks: int) -> list[str]:
         config = target.endpoint.config
-        throttle = getattr(target, "max_parallel", None) or DEFAULT_MAX_PARALLEL
+        throttle = target.max_parallel or DEFAULT_MAX_PARALLEL
         options = [f"--array=0-{n_tasks - 1}%{throttle}", f"--job-name={name}",
                    f"--output={task_dir}/{name}_%a.log", f"--chdir={self.context.working_dir}"]
         warning = warning_signal_s(parse_walltime_s(config.get("walltime")))
@@ -453,8 +453,10 @@ class SlurmBackend(Backend):
             for task_id in sorted(remaining):
                 followed = self._followed[task_id]
                 state = known.get((followed.array_id, followed.index)) if known is not None else None
-                if (state is not None and state.ended) or (known is not None and state is None) \
-                        or _exit_status(followed.task_dir / f"{task_id}.exit") is not None:
+                if known is None:  # Slurm does not answer: the wrapper's exit status is all there is to go by
+                    if _exit_status(followed.task_dir / f"{task_id}.exit") is not None:
+                        remaining.discard(task_id)
+                elif state is None or state.ended:
                     remaining.discard(task_id)
             if remaining:
                 time.sleep(0.3)
