@@ -354,14 +354,17 @@ def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index:
     """Show what a manifest will run: jobs, calls, tasks, payload sizes, environments."""
     from .manifest import load_manifest
     from .plan import Plan
-    from .plan_report import plan_report, render_task, text_report
+    from .plan_report import plan_report, render_task_and_wrapper, text_report
 
     spec = load_manifest(manifest, overrides, "local" if local else endpoint)
     planned = Plan(spec)
     if render_index is not None:
         from .console import write_exact
 
-        write_exact(render_task(planned, render_index))  # the script that runs, byte for byte
+        script, wrapper = render_task_and_wrapper(planned, render_index)
+        write_exact(script)  # the script that runs, byte for byte, on every backend
+        if wrapper:
+            click.echo(wrapper, nl=False, err=True)
         return
     report = plan_report(planned)
     click.echo(json.dumps(report, indent=2, default=str) if as_json else text_report(report))

@@ -110,10 +110,18 @@ def text_report(report: dict[str, Any]) -> str:
 
 def render_task(plan: Plan, index: int) -> str:
     """Task ``index`` (0-based, over all jobs in order) as its bash script."""
+    return render_task_and_wrapper(plan, index)[0]
+
+
+def render_task_and_wrapper(plan: Plan, index: int) -> tuple[str, str | None]:
+    """Task ``index`` as its bash script, and what its backend runs it with, if anything (a Slurm array's
+    batch script and sbatch options)."""
+    from .backends import registry
+
     if index < 0:
         raise HogError(message=f"--render takes a task number from 0, got {index}")
     for i, task in enumerate(plan.all_tasks()):
         if i == index:
-            return plan.render(task)
+            return plan.render(task), registry.of_job(task.job).render_wrapper(task.job, f"{task.job.name}-t{index}")
     raise HogError(message=f"there is no task {index}: the plan has {i + 1 if index >= 0 else 0} task(s)",
                    hint="`hog-batch plan MANIFEST` shows how many tasks there are; they are numbered from 0")

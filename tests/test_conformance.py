@@ -66,7 +66,12 @@ def globus_target(globus):
     return Target("globus", globus.add_endpoint(), settle=globus.wait_idle)
 
 
-BACKENDS = ["local", "globus"]
+@pytest.fixture
+def slurm_target(slurm):
+    return Target("slurm", "cluster", "endpoints:\n  cluster:\n    endpoint: slurm\n", settle=slurm.idle)
+
+
+BACKENDS = ["local", "globus", "slurm"]
 
 
 @pytest.fixture(params=BACKENDS)

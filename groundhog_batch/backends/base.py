@@ -236,6 +236,10 @@ class BackendKind(ABC):
     def check(self, spec: RunSpec) -> None:  # noqa: B027 - optional hook
         """Check the run's jobs just before the run is created (may ask the service); raise to refuse."""
 
+    def render_wrapper(self, job: JobSpec, task_id: str) -> str | None:
+        """What runs a task's script on this backend, for ``plan --render`` (None: the script runs as it is)."""
+        return None
+
     def limits_report(self, limits: Limits, largest_payload_bytes: int) -> dict[str, Any] | None:
         """The service limits ``plan`` shows for a job (``remote_limits``), if the kind has any."""
         return None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Mapping
@@ -235,14 +236,8 @@ class SlurmBackend(Backend):
             self._followed[submission.task_id] = Followed(target.name, list(submission.calls), array_id, i, task_dir)
 
     def array_options(self, target: JobTarget, task_dir: Path, name: str, n_tasks: int) -> list[str]:
-        config = target.endpoint.config
-        throttle = target.max_parallel or DEFAULT_MAX_PARALLEL
-        options = [f"--array=0-{n_tasks - 1}%{throttle}", f"--job-name={name}",
-                   f"--output={task_dir}/{name}_%a.log", f"--chdir={self.context.working_dir}"]
-        warning = warning_signal_s(parse_walltime_s(config.get("walltime")))
-        if warning:
-            options.append(f"--signal=B:TERM@{warning}")
-        return options + sbatch_options(config)
+        return array_options(target.endpoint.config, target.max_parallel, task_dir, self.context.working_dir, name,
+                             n_tasks)
 
     def _remember_array(self, array_id: str, task_dir: Path) -> None:
         arrays = dict(self.context.meta.get(ARRAYS_KEY, {}) or {})
@@ -470,6 +465,17 @@ class SlurmBackend(Backend):
         """Nothing runs here: the arrays go on without this process."""
 
 
+def array_options(config: Mapping[str, Any], max_parallel: int, task_dir: Path, working_dir: Path, name: str,
+                  n_tasks: int) -> list[str]:
+    """sbatch's options for an array of ``n_tasks`` elements, ``max_parallel`` of them running at once."""
+    options = [f"--array=0-{n_tasks - 1}%{max_parallel or DEFAULT_MAX_PARALLEL}", f"--job-name={name}",
+               f"--output={task_dir}/{name}_%a.log", f"--chdir={working_dir}"]
+    warning = warning_signal_s(parse_walltime_s(config.get("walltime")))
+    if warning:
+        options.append(f"--signal=B:TERM@{warning}")
+    return options + sbatch_options(config)
+
+
 def _submit_error(exc: SlurmError, target: JobTarget) -> HogError:
     """sbatch's own words, with where the config was set and what to change."""
     if isinstance(exc, SlurmMissing):
@@ -543,6 +549,17 @@ class SlurmKind(BackendKind):
             from ..errors import ManifestErrors
 
             raise problems[0] if len(problems) == 1 else ManifestErrors.of(problems)
+
+    def render_wrapper(self, job, task_id: str) -> str:
+        """The array's batch script and sbatch options, for a task submitted alone (``plan --render``)."""
+        task_dir = Path("RUN_DIR/tasks")
+        name = f"hog-RUNKEY-{re.sub(r'[^A-Za-z0-9_.-]', '_', job.name)[:40]}-{task_id}+1"
+        options = array_options(job.endpoint.config, job.max_parallel, task_dir, job.script_path.parent, name, 1)
+        script = render_array_script(name, task_dir, [task_id], ["RECORDS_SECRET"],
+                                     str(job.endpoint.config.get("worker_init") or ""))
+        return (f"\n# ---- on Slurm, the script above is {task_dir}/{task_id}.sh, run by element 0 of an array:\n"
+                f"# sbatch --parsable {' '.join(shlex.quote(option) for option in options)} {task_dir}/{name}.sbatch\n"
+                f"# ---- {task_dir}/{name}.sbatch:\n{script}")
 
     def open(self, context: BackendContext) -> Backend:
         return SlurmBackend(context)
