@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # the default set (all but groundhog, which takes over 10 minutes)
     python benchmarks/run.py --quick    # smaller sizes (10k and 100k calls, 1,000 NumPy calls), for development
-    python benchmarks/run.py scale peers   # only some: startup report plan scale numpy peers throughput remote remote-big coldstart groundhog
+    python benchmarks/run.py scale peers   # only some: startup report plan scale numpy peers throughput remote remote-big coldstart slurm groundhog
 
 ``HOG_BENCH_GROUNDHOG_CALLS`` (default 2000) sets how many calls Groundhog runs;
 Groundhog starts one uv process per call, so 2,000 take about 12 minutes here.
@@ -541,10 +541,45 @@ def bench_report(base: Path, quick: bool = False) -> list[tuple]:
     return rows
 
 
+def bench_slurm(base: Path, quick: bool = False) -> list[tuple]:
+    """10,000 trivial calls as a Slurm array on a private one-node Slurm, against the local backend (submit -> last
+    result: the submit command's wall time, which returns once every result is in the ledger)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from slurm_cluster import SlurmCluster, why_unavailable
+
+    from groundhog_batch.backends.local import find_uv
+
+    n = 10_000
+    reason = why_unavailable()
+    if reason:
+        return [(f"{n:,} trivial calls through Slurm", f"SKIPPED: {reason}")]
+    local = project(base / "slurm-local", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n")
+    cli(local, "submit", "sweep.yaml", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")  # warm the environment
+    local_s, _, done = cli(local, "submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 0, done.stderr
+    cluster = SlurmCluster().start()
+    saved = dict(os.environ)
+    try:
+        os.environ.update({**cluster.environment(), "HOG_BATCH_UV": find_uv(), "HOG_BATCH_SLURM_POLL_S": "1.0"})
+        folder = project(base / "slurm", f"endpoint: slurm\nsweep:\n  product:\n    x: {{range: [0, {n}]}}\n")
+        slurm_s, _, done = cli(folder, "submit", "sweep.yaml", "--run-dir", "run")
+        assert done.returncode == 0, done.stderr
+        elements = len(list((folder / "run" / "tasks").glob("*.log")))  # Slurm's log of each element
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        cluster.stop()
+    return [(f"{n:,} trivial calls, local backend", f"{local_s:.1f} s", "", "", ""),
+            (f"{n:,} trivial calls through Slurm ({elements} array elements, one node)", f"{slurm_s:.1f} s", "", "", ""),
+            ("  Slurm / local (submit -> last result)", f"{slurm_s / local_s:.1f}x", "", "", "")]
+
+
 BENCHMARKS = {"startup": bench_startup, "report": bench_report, "plan": bench_plan, "scale": bench_scale,
               "numpy": bench_numpy, "peers": bench_peers, "throughput": bench_throughput, "remote": bench_remote,
-              "remote-big": bench_remote_big, "coldstart": bench_coldstart, "groundhog": bench_groundhog}
-DEFAULT = ["startup", "report", "plan", "scale", "numpy", "peers", "throughput", "coldstart", "remote"]  # groundhog: over 10 minutes
+              "remote-big": bench_remote_big, "coldstart": bench_coldstart, "groundhog": bench_groundhog,
+              "slurm": bench_slurm}
+DEFAULT = ["startup", "report", "plan", "scale", "numpy", "peers", "throughput", "coldstart", "remote",
+           "slurm"]  # groundhog: over 10 minutes
 
 
 def load() -> str:
