@@ -350,3 +350,26 @@ def test_an_unknown_partition_is_a_located_error_and_nothing_is_submitted(projec
     assert "fix:" in done.stderr and "sinfo" in done.stderr
     assert not sweep.run_dir.exists()  # nothing half-made
     assert set(slurm.run("squeue", "-h", "-r", "-t", "all", "-o", "%i").stdout.split()) == known  # no job submitted
+
+
+def test_ctrl_c_on_a_foreground_submit_stops_its_arrays_and_resume_runs_the_rest_once(project, slurm):
+    import signal
+
+    sweep = Sweep(project, n_calls=30, calls_per_task=10, max_parallel=3)
+    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+                                 cwd=project.root, env={**os.environ, **sweep.env, "CALL_PAUSE_S": "0.3"},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: sum(sweep.finished().values()) >= 3, "three calls to finish")
+        submitter.send_signal(signal.SIGINT)
+        _, stderr = submitter.communicate(timeout=90)
+    finally:
+        submitter.kill()
+    assert submitter.returncode == 130, stderr
+    [array] = sweep.arrays(slurm)
+    assert not slurm.run("squeue", "-h", "-r", "-t", "PD,R,CG", "-j", array, "-o", "%i").stdout.strip()
+    counts = sweep.status()["counts"]
+    assert counts["succeeded"] == sum(sweep.finished().values()) and counts["failed"] == 0
+    resumed = sweep.cli("resume", "run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sweep.finished() == Counter(range(30))

@@ -126,11 +126,14 @@ def _tail(path: Path) -> str:
 
 
 def _saw_delimiter(path: Path) -> bool:
+    """Whether the task's runner started: its delimiter line leads its stdout (only the task script's own
+    messages, which are few, come before it)."""
     try:
         with path.open("rb") as handle:
-            return any(line.rstrip(b"\n") == DELIMITER.encode() for line in handle)
+            head = handle.read(1 << 20)
     except OSError:
         return False
+    return (DELIMITER + "\n").encode() in head
 
 
 def _exit_status(path: Path) -> int | None:
@@ -150,7 +153,8 @@ class SlurmBackend(Backend):
         self.commands = commands or SlurmCommands()
         self._followed: dict[str, Followed] = {}
         self._records: dict[Path, RecordsFiles] = {}
-        self._finished: list[TaskReport] = []  # reports made by cancel, handed on by the next poll
+        self._stopped: dict[str, bytes] = {}  # tasks cancel stopped: what they recorded, until it is handed on
+        self._done: dict[str, Path] = {}  # ended tasks whose files go once the ledger has their records
         self._first_poll_s, self._longest_poll_s = poll_bounds_s()
         self._interval_s = self._first_poll_s
         self._next_check = 0.0
@@ -247,8 +251,9 @@ class SlurmBackend(Backend):
     # --- following ---------------------------------------------------------------------------
 
     def poll(self, timeout_s: float) -> list[TaskReport]:
-        if self._finished:
-            reports, self._finished = self._finished, []
+        if any(self._stopped.values()):
+            reports = [TaskReport(task_id, lines=lines) for task_id, lines in self._stopped.items() if lines]
+            self._stopped = dict.fromkeys(self._stopped, b"")
             return reports
         if not self._followed:
             time.sleep(max(timeout_s, 0))
@@ -324,6 +329,7 @@ class SlurmBackend(Backend):
         """The report of an element that ended: its last records, and outcomes for the calls it could not report."""
         del self._followed[task_id]
         task_dir = followed.task_dir
+        self._done[task_id] = task_dir
         stderr_tail = _tail(task_dir / f"{task_id}.stderr")
         saw_delimiter = _saw_delimiter(task_dir / f"{task_id}.out")
         unreported = [call for call in followed.calls if call not in followed.reported]
@@ -380,6 +386,9 @@ class SlurmBackend(Backend):
         adopted = self._adopt_unanswered({task_id for task_id, _, external_id, _ in tasks if not external_id})
         reports = []
         for task_id, job, external_id, calls in tasks:
+            if task_id in self._stopped:  # this process cancelled it (Ctrl-C): keep what it did, the rest runs again
+                reports.append(TaskReport(task_id, lines=self._stopped.pop(task_id), finished=True))
+                continue
             element = external_id or adopted.get(task_id)
             array_id, _, index = (element or "").partition("_")
             if not index.isdigit():  # never submitted: its calls run again
@@ -411,7 +420,13 @@ class SlurmBackend(Backend):
         return [(task_id, followed.element) for task_id, followed in self._followed.items()]
 
     def forget(self, task_id: str) -> None:
+        """The ledger has the task's records: its files go (the array's batch script and Slurm's log stay)."""
         self._followed.pop(task_id, None)
+        task_dir = self._done.pop(task_id, None)
+        if task_dir is not None:
+            self.records(task_dir).remove(task_id)
+            for suffix in (".sh", ".out", ".stderr", ".exit"):
+                (task_dir / f"{task_id}{suffix}").unlink(missing_ok=True)
 
     # --- stopping ------------------------------------------------------------------------------
 
@@ -455,11 +470,9 @@ class SlurmBackend(Backend):
                     remaining.discard(task_id)
             if remaining:
                 time.sleep(0.3)
-        for task_id in wanted:  # what they finished; the executor cancels the rest
+        for task_id in wanted:  # what they finished; the executor cancels the rest (or, reattaching, requeues them)
             followed = self._followed.pop(task_id)
-            lines = self._new_lines(task_id, followed)
-            if lines:
-                self._finished.append(TaskReport(task_id, lines=lines))
+            self._stopped[task_id] = self._new_lines(task_id, followed)
 
     def close(self) -> None:
         """Nothing runs here: the arrays go on without this process."""
