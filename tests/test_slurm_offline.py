@@ -127,6 +127,12 @@ class FakeSlurm:
         self.unreachable = False
         self.submitted: list[list[str]] = []
         self.cancelled: list[str] = []
+        self.accounting: dict[tuple[str, int], ElementState] | None = None  # None: "accounting storage is disabled"
+
+    def accounting_states(self, array_ids):
+        if self.accounting is None:
+            return None
+        return {key: (state, "0:15") for key, state in self.accounting.items() if key[0] in array_ids}
 
     def max_array_size(self) -> int:
         return 1001
@@ -196,6 +202,19 @@ def test_a_job_slurm_forgot_that_left_no_records_runs_again_once_then_fails(tmp_
     fake.forget(given["f-0"].split("_")[0])
     [report] = poll_all(again)
     assert report.finished and report.lost and not report.records and "Invalid job id" in report.failure
+
+
+def test_where_accounting_works_it_says_how_a_forgotten_element_ended(tmp_path):
+    fake = FakeSlurm()
+    backend = backend_for(tmp_path, fake)
+    given = submit(backend, tmp_path)
+    array_id = given["f-0"].split("_")[0]
+    (tmp_path / "tasks" / "f-0.out").write_text("__HOG_BATCH_RESULTS_V1__\n")
+    fake.forget(array_id)
+    fake.accounting = {(array_id, 0): ElementState.TIMEOUT}
+    [report] = poll_all(backend)
+    assert report.finished and not report.lost
+    assert report.records[0]["error"].startswith("TimeoutError") and [r["call"] for r in report.records[1:]] == [1, 2]
 
 
 def test_a_controller_that_does_not_answer_is_waited_out(tmp_path):

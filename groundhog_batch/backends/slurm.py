@@ -298,22 +298,30 @@ class SlurmBackend(Backend):
         """Ask Slurm how the followed elements are; reports of those that ended."""
         known = {(e.array_id, e.index): e.state for e in self.commands.elements()}
         reports = []
+        forgotten = []
         for task_id, followed in list(self._followed.items()):
             state = known.get((followed.array_id, followed.index))
             if state is None:
                 details = self.commands.job(followed.element)
-                if details is not None:
-                    state = ElementState.parse(details.get("JobState", ""))
-                    if not state.ended:
-                        continue
-                else:  # Slurm forgot it (MinJobAge), or never had it
-                    reports.append(self._forgotten(task_id, followed))
+                if details is None:  # Slurm forgot it (MinJobAge), or never had it
+                    forgotten.append((task_id, followed))
                     continue
-            if not state.ended:
-                continue
-            status = _exit_status(followed.task_dir / f"{task_id}.exit")
-            reports.append(self._finish(task_id, followed, state, status, self._new_lines(task_id, followed)))
+                state = ElementState.parse(details.get("JobState", ""))
+            if state.ended:
+                reports.append(self._ended(task_id, followed, state))
+        if forgotten:  # where accounting works, it still knows how they ended
+            accounted = self.commands.accounting_states({followed.array_id for _, followed in forgotten}) or {}
+            for task_id, followed in forgotten:
+                state = accounted.get((followed.array_id, followed.index), (None, ""))[0]
+                if state is not None and state.ended:
+                    reports.append(self._ended(task_id, followed, state))
+                else:
+                    reports.append(self._forgotten(task_id, followed))
         return reports
+
+    def _ended(self, task_id: str, followed: Followed, state: ElementState) -> TaskReport:
+        status = _exit_status(followed.task_dir / f"{task_id}.exit")
+        return self._finish(task_id, followed, state, status, self._new_lines(task_id, followed))
 
     def _forgotten(self, task_id: str, followed: Followed) -> TaskReport:
         lines = self._new_lines(task_id, followed)
