@@ -282,14 +282,25 @@ SECOND_USER = "hogbatch2"
 @pytest.fixture
 def second_user():
     """A second Unix user (created here, as root), who may run this checkout's Python."""
-    if subprocess.run(["id", SECOND_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--create-home", SECOND_USER], check=True, capture_output=True)
-    root_mode = os.stat("/root").st_mode & 0o777
-    os.chmod("/root", root_mode | 0o001)  # the interpreter lives under /root/.pyenv: let the user reach it
-    try:
-        yield SECOND_USER
-    finally:
-        os.chmod("/root", root_mode)
+    import fcntl
+
+    with open("/tmp/hog-batch-second-user.lock", "a") as lock:  # test runs of other checkouts take turns
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if subprocess.run(["id", SECOND_USER], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--create-home", SECOND_USER], check=True, capture_output=True)
+        # The interpreter may live under a private folder (/root/.pyenv): let the user pass through (o+x) while
+        # the test runs.
+        closed = {}
+        for path in {*Path(os.path.realpath(sys.executable)).parents, *Path(__file__).resolve().parents}:
+            mode = path.stat().st_mode & 0o777
+            if not mode & 0o001:
+                closed[path] = mode
+                path.chmod(mode | 0o001)
+        try:
+            yield SECOND_USER
+        finally:
+            for path, mode in closed.items():
+                path.chmod(mode)
 
 
 def test_two_users_share_scratch_each_with_a_private_cache(slurm, second_user, tmp_path_factory):
