@@ -230,6 +230,10 @@ class SlurmBackend(Backend):
         self.context.meta.set(SUBMITTING_KEY, {"name": name, "tasks": [s.task_id for s in group], "dir": str(task_dir)})
         try:
             array_id = self.commands.sbatch(options, script, cwd=self.context.working_dir)
+        except SlurmUnreachable as exc:  # it may have taken the array: `resume` looks it up by name first
+            raise BackendError(message=f"sbatch got no answer from Slurm: {exc.message}",
+                               hint="the controller may be down or busy; `hog-batch resume RUN_DIR` finds the array "
+                               "if Slurm took it, and submits it otherwise") from None
         except SlurmError as exc:
             self.context.meta.set(SUBMITTING_KEY, None)
             raise _submit_error(exc, target) from None
