@@ -274,3 +274,19 @@ def test_the_wrapper_carries_each_elements_records_secret_not_the_environment(tm
     assert backend.records(tmp_path / "tasks").secret("f-1") in text
     assert oct(script.stat().st_mode & 0o777) == "0o600"
     assert not any("SECRET" in option for option in fake.submitted[0])
+
+
+def test_an_array_slurm_forgot_before_resume_found_it_is_taken_from_its_files_not_submitted_again(tmp_path):
+    fake, meta = FakeSlurm(), DictMeta()
+    backend = backend_for(tmp_path, fake, meta)
+    backend.submit([TaskSubmission("f-0", "f", [0, 1], "exit 0\n")], lambda ids, group: None)  # answer lost
+    meta.values["slurm_submitting"] = {"name": fake.names["100"], "tasks": ["f-0"], "dir": str(tmp_path / "tasks")}
+    records = backend.records(tmp_path / "tasks")
+    prefix = records.secret("f-0").encode() + b" "
+    body = json.dumps({"call": 0, "ok": True, "kind": "json", "value": 0, "t0": 1.0, "t1": 2.0}).encode()
+    (tmp_path / "tasks" / "f-0.records").write_bytes(prefix + str(len(body)).encode() + b" " + body + b"\n")
+    (tmp_path / "tasks" / "f-0.out").write_text("__HOG_BATCH_RESULTS_V1__\n")
+    fake.forget("100")  # a day later: MinJobAge has passed
+    [report] = backend_for(tmp_path, fake, meta).reattach([("f-0", "f", None, [0, 1])])
+    assert report.finished and not report.lost and json.loads(report.lines)["call"] == 0
+    assert len(fake.submitted) == 1

@@ -395,6 +395,7 @@ class SlurmBackend(Backend):
 
     def reattach(self, tasks: list[AbandonedTask]) -> list[TaskReport]:
         arrays = self.context.meta.get(ARRAYS_KEY, {}) or {}
+        request = self.context.meta.get(SUBMITTING_KEY) or {}
         adopted = self._adopt_unanswered({task_id for task_id, _, external_id, _ in tasks if not external_id})
         reports = []
         for task_id, job, external_id, calls in tasks:
@@ -403,14 +404,25 @@ class SlurmBackend(Backend):
                 continue
             element = external_id or adopted.get(task_id)
             array_id, _, index = (element or "").partition("_")
-            if not index.isdigit():  # never submitted: its calls run again
-                reports.append(TaskReport(task_id, finished=True, lost=True))
+            if not index.isdigit():  # Slurm does not know it: it ran long ago (its files say), or never
+                in_request = task_id in request.get("tasks", [])
+                reports.append(self._ran_unknown(task_id, Path(request["dir"]) if in_request else self._job_dir(job)))
                 continue
             task_dir = Path(arrays[array_id]) if array_id in arrays else self._job_dir(job)
             self._followed[task_id] = Followed(job, list(calls), array_id, int(index), task_dir)
             reports.append(TaskReport(task_id, finished=False))
         self._next_check = 0.0
         return reports
+
+    def _ran_unknown(self, task_id: str, task_dir: Path) -> TaskReport:
+        """A task with no element id that Slurm does not list: what its files hold if it ran (its array was
+        forgotten after MinJobAge), else nothing; its other calls run again."""
+        if not (task_dir / f"{task_id}.out").exists():
+            return TaskReport(task_id, finished=True, lost=True)
+        self._done[task_id] = task_dir
+        return TaskReport(task_id, lines=self.records(task_dir).read_new(task_id), finished=True,
+                          returncode=_exit_status(task_dir / f"{task_id}.exit"),
+                          saw_delimiter=_saw_delimiter(task_dir / f"{task_id}.out"))
 
     def _job_dir(self, job: str) -> Path:
         return self.task_dir(self.context.job(job)) if job in self.context.jobs else self.context.scratch_dir
