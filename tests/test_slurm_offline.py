@@ -290,3 +290,11 @@ def test_an_array_slurm_forgot_before_resume_found_it_is_taken_from_its_files_no
     [report] = backend_for(tmp_path, fake, meta).reattach([("f-0", "f", None, [0, 1])])
     assert report.finished and not report.lost and json.loads(report.lines)["call"] == 0
     assert len(fake.submitted) == 1
+
+
+def test_no_sbatch_on_path_is_a_located_error_and_no_run_is_made(project):
+    manifest(project, "endpoints:\n  cluster:\n    partition: debug\n")
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", env={"PATH": "/nonexistent"})
+    assert done.returncode == 2
+    assert "sweep.yaml:3" in done.stderr and "sbatch is not on PATH" in done.stderr and "fix:" in done.stderr
+    assert not (project.root / "run").exists()
