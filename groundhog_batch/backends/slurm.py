@@ -92,6 +92,7 @@ class Followed:
     index: int
     task_dir: Path
     reported: set[int] = field(default_factory=set)
+    state: ElementState | None = None  # as Slurm said at the last look
 
     @property
     def element(self) -> str:
@@ -284,6 +285,8 @@ class SlurmBackend(Backend):
         """The records written since the last look; a task whose wrapper wrote a clean exit status is done."""
         reports = []
         for task_id, followed in list(self._followed.items()):
+            if followed.state is ElementState.PENDING:  # no files yet: not looked at until Slurm starts it
+                continue
             lines = self._new_lines(task_id, followed)
             status = _exit_status(followed.task_dir / f"{task_id}.exit")
             if status is not None and status < 128:  # it ended by itself: nothing Slurm says changes that
@@ -311,6 +314,7 @@ class SlurmBackend(Backend):
                     forgotten.append((task_id, followed))
                     continue
                 state = ElementState.parse(details.get("JobState", ""))
+            followed.state = state
             if state.ended:
                 reports.append(self._ended(task_id, followed, state))
         if forgotten:  # where accounting works, it still knows how they ended
