@@ -298,3 +298,18 @@ def test_no_sbatch_on_path_is_a_located_error_and_no_run_is_made(project):
     assert done.returncode == 2
     assert "sweep.yaml:3" in done.stderr and "sbatch is not on PATH" in done.stderr and "fix:" in done.stderr
     assert not (project.root / "run").exists()
+
+
+@pytest.mark.parametrize("config", [
+    {"partition": "debug", "walltime": "00:10:00", "mem": "4G", "sbatch_args": ["--exclusive"], "cpus_per_task": 2},
+    {"partition": ""}, {"cpus_per_task": 0}, {"cpus_per_task": "2"}, {"qos": True}, {"sbatch_args": [1]},
+    {"sbatch_args": "--exclusive"}, {"walltime": 30}, {"endpoint": "slurm"}, {"endpoint": "globus"}, {"scratch": 3},
+])
+def test_the_check_agrees_with_the_published_schema(config):
+    import jsonschema
+
+    from groundhog_batch.backends.slurm_config import config_problems, schema
+
+    ours = config_problems(config, lambda key, message, hint: message)
+    theirs = list(jsonschema.Draft202012Validator(schema()).iter_errors(config))
+    assert bool(ours) == bool(theirs), (ours, [e.message for e in theirs])

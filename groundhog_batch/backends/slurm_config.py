@@ -46,8 +46,6 @@ def known_keys() -> list[str]:
 
 def config_problems(config: Mapping[str, Any], locate: Locate) -> list:
     """Every problem of a Slurm endpoint's merged config, each located at the key that set it."""
-    import jsonschema
-
     problems = []
     keys = known_keys()
     for key in config:
@@ -57,18 +55,14 @@ def config_problems(config: Mapping[str, Any], locate: Locate) -> list:
                                    (f"did you mean {close[0]!r}? " if close else "")
                                    + f"its keys: {', '.join(sorted(k for k in keys if k != 'endpoint'))}"))
     known = {key: value for key, value in config.items() if key in schema()["properties"]}
-    validator = jsonschema.Draft202012Validator(schema())
-    for error in sorted(validator.iter_errors(known), key=lambda e: list(e.path)):
-        key = str(error.path[0]) if error.path else ""
-        if error.validator == "type":
-            expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-            wanted = " or ".join(JSON_TYPES.get(t, t) for t in expected)
-            problems.append(locate(key, f"Slurm config key {key!r} is {error.instance!r}; it must be {wanted}",
-                                   f"for example: {key}: {json.dumps(schema()['properties'][key]['examples'][0])}"))
-        else:
-            problems.append(locate(key, f"Slurm config key {key!r}: {error.message}",
-                                   "change the value in the manifest or the script's [tool.hog] table, "
-                                   "or override it with --set config.KEY=VALUE"))
+    for key, value in known.items():
+        node = schema()["properties"][key]
+        problem = _value_problem(value, node)
+        if problem:
+            example = f"for example: {key}: {json.dumps(node['examples'][0])}" if node.get("examples") else \
+                "change the value in the manifest or the script's [tool.hog] table, or override it with --set"
+            problems.append(locate(key, f"Slurm config key {key!r} is {value!r}; {problem}", example))
+    known = {key: value for key, value in known.items() if not _value_problem(value, schema()["properties"][key])}
     walltime = known.get("walltime")
     if isinstance(walltime, str | int) and not isinstance(walltime, bool) and parse_walltime_s(walltime) is None:
         problems.append(locate("walltime", f"walltime {walltime!r} is not a Slurm time",
@@ -90,6 +84,32 @@ def config_problems(config: Mapping[str, Any], locate: Locate) -> list:
                                    "remove it: hog-batch submits the tasks as an array with --parsable, names the job "
                                    "after the run, and writes element output under the run directory"))
     return problems
+
+
+_PYTHON_TYPES = {"string": lambda v: isinstance(v, str), "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+                 "array": lambda v: isinstance(v, list), "object": lambda v: isinstance(v, dict)}
+
+
+def _value_problem(value: Any, node: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``value`` by its schema node (the subset of JSON Schema the Slurm schema uses)."""
+    if "const" in node and value != node["const"]:
+        return f"it must be {node['const']!r}"
+    types = node.get("type")
+    if types is not None:
+        types = types if isinstance(types, list) else [types]
+        if not any(_PYTHON_TYPES[t](value) for t in types):
+            return f"it must be {' or '.join(JSON_TYPES.get(t, t) for t in types)}"
+    if "minimum" in node and isinstance(value, int) and value < node["minimum"]:
+        return f"it must be at least {node['minimum']}"
+    if "minLength" in node and isinstance(value, str) and len(value) < node["minLength"]:
+        return "it must not be empty"
+    items = node.get("items")
+    if items and isinstance(value, list):
+        for item in value:
+            problem = _value_problem(item, items)
+            if problem:
+                return f"each item {problem.removeprefix('it ')} ({item!r} is not)"
+    return None
 
 
 def sbatch_options(config: Mapping[str, Any]) -> list[str]:
