@@ -362,10 +362,11 @@ class SlurmBackend(Backend):
                 report.failure = (f"element {followed.element} reached its walltime of {walltime} before its calls "
                                   "started (building the environment took too long?)")
                 return report
+            # The shape of the host's own record of a call the task could not report on (executor.failure_record).
             report.records = [{"call": unreported[0], "ok": False, "kind": None, "value": None, "tb": None,
                                "error": f"TimeoutError: the Slurm element {followed.element} reached its walltime of "
                                         f"{walltime} while this call ran", "out": "", "err": "", "t0": None,
-                               "t1": time.time()}]
+                               "t1": None, "lost": True}]
             report.records += [{"call": call, "deferred": True, "reason": f"not started before the walltime {walltime}"}
                                for call in unreported[1:]]
             return report
