@@ -15,10 +15,14 @@ hog_task="${hog_tasks[$hog_index]}"
 @@WORKER_INIT@@
 # end of worker_init
 export HOG_BATCH_RECORDS_FILE="$hog_dir/$hog_task.records"
-export HOG_BATCH_RECORDS_SECRET="${hog_secrets[$hog_index]}"
+# The records secret reaches the runner on a descriptor it empties and closes, never in an environment.
+exec 10< <(printf '%s\n' "${hog_secrets[$hog_index]}")
+export HOG_BATCH_RECORDS_SECRET_FD=10
+unset hog_secrets
 trap '' USR1
 setsid bash "$hog_dir/$hog_task.sh" >"$hog_dir/$hog_task.out" 2>"$hog_dir/$hog_task.stderr" </dev/null &
 hog_child=$!
+exec 10<&-
 trap 'kill -USR1 -- "-$hog_child" 2>/dev/null || kill -USR1 "$hog_child" 2>/dev/null' TERM
 wait "$hog_child"
 hog_status=$?
