@@ -46,7 +46,7 @@ def call_dirs(job, paths: RunPaths) -> str | None:
     scratch = job.endpoint.config.get("scratch")
     if scratch:
         return f"{scratch}/hog-batch/{paths.root.name}/calls/{job.name}"
-    if job.endpoint.is_local:
+    if job.endpoint.kind in ("local", "slurm"):  # its tasks see the run directory (Slurm: a shared filesystem)
         return str(paths.call_dirs(job.name))
     return f"~/hog-batch/{paths.root.name}/calls/{job.name}"  # a remote worker's home, with no scratch set
 
