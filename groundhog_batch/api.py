@@ -210,7 +210,8 @@ class Run:
             if before and before["script_sha256"] != job.script_sha256:
                 raise RunError(
                     message=f"{job.script_path} changed since this run started (job {job.name!r})",
-                    hint=f"restore it (the original is in {self.paths.script_snapshot(job.name)}), "
+                    hint=f"restore it (the original is in {self.paths.script_snapshot(job.name)}), run the failed "
+                    f"calls with the new script: `hog-batch retry {self.root} --accept-changed-script`, "
                     f"or start a new run with `hog-batch submit ... --reuse {self.root}`",
                 )
         return spec
@@ -459,6 +460,7 @@ class RetrySelection:
     job: str | None = None
     error_type: str | None = None  # ValueError, TimeoutError, TaskFailed, ...
     settings: tuple[str, ...] = ()
+    accept_changed_script: bool = False  # run them with the script as it is now (a new version of the run's script)
 
 
 def execute(run: Run, on_progress: Progress | None = None, action: str = "submit", *,
@@ -472,6 +474,10 @@ def execute(run: Run, on_progress: Progress | None = None, action: str = "submit
     """
     try:
         with run.lock(action):
+            if action == "retry" and selection is not None and selection.accept_changed_script:
+                from .script_versions import accept_changed_scripts
+
+                accept_changed_scripts(run)
             spec = run.spec()  # every check first: a refused command leaves the run as it was
             if action == "resume":
                 run.ledger.reset_cancelled()
@@ -576,18 +582,19 @@ def exit_code(counts: dict[str, int]) -> int:
 
 def submit(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local: bool = False, endpoint: str | None = None,
            run_dir: str | Path | None = None, on_progress: Progress | None = None, reuse: str | Path | None = None,
-           max_failures: int | None = None) -> Run:
+           max_failures: int | None = None, reuse_by: str = "script") -> Run:
     """Plan the manifest into a new run directory and run it to the end."""
-    run = prepare(manifest, overrides, local, endpoint, run_dir, reuse)
+    run = prepare(manifest, overrides, local, endpoint, run_dir, reuse, reuse_by)
     execute(run, on_progress, "submit", max_failures=max_failures)
     return run
 
 
 def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local: bool = False, endpoint: str | None = None,
-            run_dir: str | Path | None = None, reuse: str | Path | None = None) -> Run:
+            run_dir: str | Path | None = None, reuse: str | Path | None = None, reuse_by: str = "script") -> Run:
     """Create the run directory without running anything (``submit --detach`` runs it in the background).
 
-    With ``reuse``, ``run.reused`` says how many calls were taken from the earlier run.
+    With ``reuse``, ``run.reused`` says how many calls were taken from the earlier run; ``reuse_by``
+    (script or function) is what of the code must be the same (see ``code_identity``).
     """
     endpoint = "local" if local else endpoint
     spec = manifest if isinstance(manifest, RunSpec) else load_manifest(manifest, overrides, endpoint)
@@ -597,7 +604,7 @@ def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local
         _earlier_jobs(earlier)  # refused before the new run directory exists
     run = create_run(spec, run_dir, endpoint)
     if earlier is not None:
-        run.reused = reuse_results(run, earlier)
+        run.reused = reuse_results(run, earlier, reuse_by)
     return run
 
 
@@ -611,41 +618,67 @@ def _earlier_jobs(earlier: Run) -> list:
                        "or submit without --reuse") from None
 
 
-def reuse_results(run: Run, earlier: Run) -> int:
-    """Take succeeded calls of an earlier run that are identical (script, function, arguments, environment).
+def reuse_results(run: Run, earlier: Run, by: str = "script") -> int:
+    """Take succeeded calls of an earlier run that are identical (code, function, arguments, environment).
 
     Both runs' calls are regenerated from their sweeps; the earlier run's keys
-    use the script it recorded, so a script changed since then matches nothing.
+    use the script that produced each call (its recorded versions), so a
+    script changed since then matches nothing. ``by="function"`` compares
+    only the function's own code, not the whole script (``code_identity``).
     """
-    recorded = {job["name"]: job.get("script_sha256") for job in earlier.info["jobs"]}
+    from .code_identity import REUSE_BY, code_identity
+    from .script_versions import version_of, versions
+
+    if by not in REUSE_BY:
+        raise HogError(message=f"--reuse-by {by!r} is not one of {', '.join(REUSE_BY)}",
+                       hint="script (the default: the script's bytes) or function (the function's own code)")
     earlier_files = (earlier.info.get("inputs") or {}).get("files")
     earlier_helpers = (earlier.info.get("inputs") or {}).get("helpers") or {}
     helpers = (run.info.get("inputs") or {}).get("helpers") or {}
     earlier_states = earlier.ledger.states()
-    done: dict[str, tuple[str, int]] = {}
+    done: dict[str, tuple[str, int, str | None]] = {}
     for job in _earlier_jobs(earlier):
-        state, key = earlier_states.get(job.name), call_keyer(job, recorded.get(job.name), earlier_files, earlier_helpers)
+        state, job_versions = earlier_states.get(job.name), versions(earlier.info, job.name)
         if state is None or SUCCEEDED_CODE not in state:
             continue
+        keys: dict[str | None, Callable] = {}
+        made_by = {call: version_of(record, job_versions) for call, record in earlier.ledger.succeeded_records(job.name)}
         for call in iter_calls(job):
             if state[call.index] == SUCCEEDED_CODE:
-                done[key(call)] = (job.name, call.index)
+                sha = made_by.get(call.index)
+                if sha not in keys:
+                    text = _script_version_text(earlier, job.name, sha)
+                    keys[sha] = call_keyer(job, code_identity(by, sha, text, job.function), earlier_files, earlier_helpers)
+                done[keys[sha](call)] = (job.name, call.index, sha)
     reused = 0
     for job in run.spec().jobs:
-        key = call_keyer(job, helpers=helpers)
-        wanted: dict[tuple[str, int], int] = {}
+        key = call_keyer(job, code_identity(by, job.script_sha256, job.script_text, job.function), helpers=helpers)
+        wanted: dict[tuple[str, int], tuple[int, str | None]] = {}
         for call in iter_calls(job):
             found = done.get(key(call))
             if found is not None:
-                wanted[found] = call.index
+                wanted[found[:2]] = (call.index, found[2])
         for earlier_job in {name for name, _ in wanted}:
             records = []
             for call, record in earlier.ledger.succeeded_records(earlier_job):
                 if (earlier_job, call) in wanted:
-                    records.append({**record, "call": wanted[(earlier_job, call)]})
+                    index, sha = wanted[(earlier_job, call)]
+                    records.append({**record, "call": index, "script_sha256": sha})
             run.ledger.store_record_dicts(job.name, f"reused-from:{earlier.name}", records, {}, 0.0)
             reused += len(records)
     return reused
+
+
+def _script_version_text(run: Run, job: str, sha: str | None) -> str | None:
+    """The text of a script version the run ran (its snapshots), None if the run kept no copy of it."""
+    for path in (run.paths.script_version_snapshot(job, sha or ""), run.paths.script_snapshot(job)):
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if sha is None or hashlib.sha256(text.encode()).hexdigest() == sha:
+            return text
+    return None
 
 
 def open_run(run_dir: str | Path) -> Run:

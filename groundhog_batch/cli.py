@@ -380,12 +380,15 @@ def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index:
               help="Also export the results here ({run} and {timestamp} are filled in).")
 @click.option("--reuse", type=click.Path(file_okay=False, exists=True), default=None,
               help="Take identical succeeded calls from this earlier run.")
+@click.option("--reuse-by", type=click.Choice(["script", "function"]), default="script", show_default=True,
+              help="With --reuse: what of the code must be unchanged: the script's bytes, or the function's own code "
+              "(it cannot see helpers or module-level state it uses).")
 @click.option("--detach", is_flag=True, help="Return at once; the run goes on in the background.")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report, RUN_DIR/report.html.")
 @running_options
 @user_errors
-def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, detach, with_report, max_failures, quiet,
-           verbose) -> None:
+def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, reuse_by, detach, with_report, max_failures,
+           quiet, verbose) -> None:
     """Run a manifest. Exit 0 all calls succeeded, 1 some failed, 2 invalid input, 130 interrupted."""
     from .api import prepare
 
@@ -395,7 +398,9 @@ def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, detach,
     if detach and max_failures is not None:
         raise HogError(message="--max-failures does not go with --detach",
                        hint="submit without --detach, or stop the detached run with `hog-batch cancel`")
-    run = prepare(manifest, overrides, local=local, endpoint=endpoint, run_dir=run_dir, reuse=reuse)
+    if reuse_by != "script" and reuse is None:
+        raise HogError(message="--reuse-by goes with --reuse", hint="name the earlier run: --reuse RUN_DIR --reuse-by function")
+    run = prepare(manifest, overrides, local=local, endpoint=endpoint, run_dir=run_dir, reuse=reuse, reuse_by=reuse_by)
     _note(verbosity, f"run directory: {run.root}")
     if reuse is not None:
         _note(verbosity, f"reused {run.reused} of {sum(run.counts().values())} call(s) from {reuse}")
@@ -436,14 +441,16 @@ def resume(run_dir: str, detached_submit: bool, max_failures, quiet, verbose) ->
 @click.option("--job", default=None, help="Only this job's failed calls.")
 @click.option("--error", "error_type", default=None, metavar="TYPE",
               help="Only calls that failed with this error type (as `status` shows it: ValueError, TimeoutError, WorkerDied, TaskFailed, ...).")
+@click.option("--accept-changed-script", is_flag=True,
+              help="Run them with the script as it is now; each row's script_sha256 says which version produced it.")
 @running_options
 @user_errors
-def retry(run_dir: str, settings, job, error_type, max_failures, quiet, verbose) -> None:
+def retry(run_dir: str, settings, job, error_type, accept_changed_script, max_failures, quiet, verbose) -> None:
     """Run a run's failed calls again: all, or those --job and --error select, optionally with --set changes."""
     from .api import RetrySelection, Run
 
     run, verbosity = Run(_run_dir(run_dir, "retry")), _verbosity(quiet, verbose)
-    selection = RetrySelection(job, error_type, tuple(settings))
+    selection = RetrySelection(job, error_type, tuple(settings), accept_changed_script)
     _drive(run, "retry", verbosity, max_failures, selection)
 
 

@@ -49,6 +49,7 @@ class DebugResult:
     params: dict[str, Any]
     record: dict[str, Any] | None
     returncode: int
+    script_sha256: str | None = None  # the script the call ran (as it is now)
 
     @property
     def ok(self) -> bool:
@@ -123,7 +124,7 @@ def run_call(spec: RunSpec, job_name: str | None, call: int, pdb: bool = False, 
     if record is None:
         raise HogError(message=f"the call's task ended (exit {returncode}) before the call did",
                        hint="its messages above say why (an environment that could not be built, a crash)")
-    return DebugResult(job.name, call, planned.params, record, returncode)
+    return DebugResult(job.name, call, planned.params, record, returncode, job.script_sha256)
 
 
 def _foreground(command: list[str], cwd: Path, env: dict[str, str], stdout: IO[str] | None,
@@ -151,6 +152,7 @@ def _copy(source: IO[str], target: IO[str]) -> None:
 def record_result(run, result: DebugResult) -> None:
     """Keep the call's record in the run, as a task's record would be kept (the run must be idle)."""
     record = {key: value for key, value in (result.record or {}).items() if key != "repr"}
+    record["script_sha256"] = result.script_sha256
     try:
         lock = run.lock("debug --record")
     except RunError as exc:

@@ -257,6 +257,21 @@ class Run(api.Run):
             return table
         return table[table["status"] != "pending"].reset_index(drop=True)
 
+    def report(self, path: str | Path | None = None):
+        """Write the run's HTML report (default ``RUN/report.html``); works while the run is still going."""
+        whole = api.Run(self.root)  # the report shows every call, finished or not
+        try:
+            return whole.report(path)
+        finally:
+            whole.close()
+
+    def figures(self) -> dict[str, object]:
+        whole = api.Run(self.root)
+        try:
+            return whole.figures()
+        finally:
+            whole.close()
+
     # --- results as they come ---------------------------------------------------------------
 
     def as_completed(self, timeout: float | None = None) -> Iterator[CallResult]:
@@ -494,7 +509,8 @@ def drive_in_background(run: api.Run, max_failures: int | None = None) -> subpro
 
 def submit(manifest: str | Path | RunSpec | dict | Manifest, overrides: Sequence[str] = (), local: bool = False,
            endpoint: str | None = None, run_dir: str | Path | None = None, on_progress: api.Progress | None = None,
-           reuse: str | Path | None = None, max_failures: int | None = None, wait: bool = True) -> Run:
+           reuse: str | Path | None = None, max_failures: int | None = None, wait: bool = True,
+           reuse_by: str = "script") -> Run:
     """Plan a manifest (a file, a dict, ``hb.sweep(...)``) into a new run directory and run it.
 
     ``wait=True`` runs it here, to the end. ``wait=False`` returns at once: a
@@ -506,7 +522,7 @@ def submit(manifest: str | Path | RunSpec | dict | Manifest, overrides: Sequence
                        hint="watch it with run.progress() or run.as_completed()")
     if isinstance(manifest, dict | Manifest):
         manifest = as_manifest(manifest).spec(overrides, "local" if local else endpoint)
-    prepared = api.prepare(manifest, overrides, local, endpoint, run_dir, reuse)
+    prepared = api.prepare(manifest, overrides, local, endpoint, run_dir, reuse, reuse_by)
     run = Run(prepared.root)
     run.reused, run._spec = prepared.reused, prepared._spec
     prepared.close()

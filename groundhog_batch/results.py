@@ -8,7 +8,10 @@ come from the record its task wrote.
 Columns: ``job``, ``call``, the swept parameters, ``status``, ``result`` and,
 for dict results, one ``result.<key>`` column per key, then ``error``,
 ``traceback``, ``stdout``, ``stderr`` (always text), ``attempts``,
-``duration_s``, ``started_at`` and ``finished_at`` (UTC timestamps).
+``duration_s``, ``started_at`` and ``finished_at`` (UTC timestamps), ``cpu_s`` and
+``max_rss_mib`` (the call's CPU time and its worker's peak memory, from the
+runner's ``getrusage``), and ``script_sha256`` (the script version that produced
+the row, see ``script_versions``).
 
 A column's type is the narrowest that holds all its values exactly: integers
 (nullable: a parameter absent from another job's rows stays an integer),
@@ -101,20 +104,26 @@ def iter_row_batches(run: Run, batch_size: int = BATCH_ROWS) -> Iterator[dict[st
     Swept parameters are keyed ``param:<name>``; timestamps are epoch seconds;
     pickles are shown, not unpickled.
     """
+    from .script_versions import versions
+
     for job in run.sweep_spec().jobs:
         points = job.sweep.points()
+        job_versions = versions(run.info, job.name)
         for window in run.ledger.iter_windows(job.name, batch_size):
             params = job.sweep.columns(window.start, window.stop)
             if params is None:  # exclusions: walk the points
                 chosen = list(islice(points, window.stop - window.start))
                 params = {name: [point.params.get(name) for point in chosen] for name in job.sweep.names}
-            yield _window_columns(job.name, params, window)
+            yield _window_columns(job.name, params, window, job_versions)
 
 
 _PUBLIC = [state.public for state in CODE_STATES]
 
 
-def _window_columns(job: str, params: dict[str, list], window: CallWindow) -> dict[str, list]:
+def _window_columns(job: str, params: dict[str, list], window: CallWindow,
+                    job_versions: list[tuple[float, str | None]]) -> dict[str, list]:
+    from .script_versions import version_of
+
     n = window.stop - window.start
     calls = range(window.start, window.stop)
     records = [window.record(call) for call in calls] if window.failures else \
@@ -149,6 +158,13 @@ def _window_columns(job: str, params: dict[str, list], window: CallWindow) -> di
     t0 = columns["started_at"] = [r.get("t0") for r in records]
     t1 = columns["finished_at"] = [r.get("t1") for r in records]
     columns["duration_s"] = [b - a if a is not None and b is not None else None for a, b in zip(t0, t1, strict=True)]
+    columns["cpu_s"] = [r.get("cpu_s") for r in records]
+    columns["max_rss_mib"] = [r.get("max_rss_mib") for r in records]
+    if len(job_versions) == 1:
+        only = job_versions[0][1]
+        columns["script_sha256"] = [(r.get("script_sha256") or only) if r else None for r in records]
+    else:
+        columns["script_sha256"] = [version_of(r, job_versions) for r in records]
     return columns
 
 
@@ -178,7 +194,7 @@ class Shape:
 
     def columns(self) -> list[str]:
         return ["job", "call", *map(self.param_column, self.params), "status", "result", *(f"result.{k}" for k in self.result_keys), *TEXT_COLUMNS, *(["files"] if self.files else []), "attempts",
-                "duration_s", "started_at", "finished_at"]
+                "duration_s", "started_at", "finished_at", "cpu_s", "max_rss_mib", "script_sha256"]
 
     def widen(self, column: str, kind: str) -> None:
         if self.kinds.get(column) == kind:
@@ -310,11 +326,11 @@ def _arrow_batch(shape: Shape, columns: dict[str, list]):
         values = columns.get(source)
         if values is None:
             values = [None] * n
-        if name in ("job", "status", "files", *TEXT_COLUMNS):
+        if name in ("job", "status", "files", "script_sha256", *TEXT_COLUMNS):
             arrays.append(text_array(values))
         elif name in ("call", "attempts"):
             arrays.append(pa.array(values, pa.int64()))
-        elif name == "duration_s":
+        elif name in ("duration_s", "cpu_s", "max_rss_mib"):
             arrays.append(pa.array(values, pa.float64()))
         elif name in ("started_at", "finished_at"):
             arrays.append(_timestamps(values))

@@ -51,6 +51,10 @@ class RunPaths:
     def script_snapshot(self, job_name: str) -> Path:
         return self.scripts / f"{job_name}.py"
 
+    def script_version_snapshot(self, job_name: str, sha256: str) -> Path:
+        """A later version of the job's script (``retry --accept-changed-script``), by its hash."""
+        return self.scripts / f"{job_name}.{sha256[:12]}.py"
+
     def rows_snapshot(self, sha256: str, suffix: str) -> Path:
         """The run's copy of a rows file, by content: ``collect`` and ``logs`` plan the calls from it."""
         return self.root / "inputs" / f"{sha256}{suffix.lower()}"

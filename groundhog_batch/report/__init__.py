@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HogError
+from ..run_notes import run_notes_rows
 from ..run_paths import write_atomic
 from .data import ReportData, load
 from .failures import failure_groups
@@ -24,7 +25,7 @@ from .summary import SummaryRows, summary_rows
 from .sweep_plots import MAX_FIGURES_PER_JOB, MAX_RESULT_FIGURES, ranked_results, result_figures
 from .timing import duration_figure, timeline_figure
 
-SUMMARY_HOOKS: list[SummaryRows] = []  # more rows for the summary at the top (label, text), from other parts
+SUMMARY_HOOKS: list[SummaryRows] = [run_notes_rows]  # more rows for the summary at the top (label, text), from other parts
 
 
 @dataclass(frozen=True)
