@@ -35,6 +35,7 @@ _API = {
     "CallFailed": ("groundhog_batch.handle", "CallFailed"),
     "Manifest": ("groundhog_batch.python_manifest", "Manifest"),
     "sweep": ("groundhog_batch.python_manifest", "sweep"),
+    "estimate": ("groundhog_batch.estimate", "estimate"),
     "HogError": ("groundhog_batch.errors", "HogError"),
     "ManifestError": ("groundhog_batch.errors", "ManifestError"),
 }

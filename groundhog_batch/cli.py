@@ -349,9 +349,12 @@ def validate(manifest: str, overrides: tuple[str, ...]) -> None:
 @click.option("--local", is_flag=True, help="Plan for local execution.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--render", "render_index", type=int, default=None, metavar="N", help="Print task N's shell script.")
+@click.option("--sample", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Run N calls of each job here (spread over the sweep) and estimate the whole from them.")
 @user_errors
-def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index: int | None) -> None:
-    """Show what a manifest will run: jobs, calls, tasks, payload sizes, environments."""
+def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index: int | None, sample: int | None) -> None:
+    """Show what a manifest will run: jobs, calls, tasks, payload sizes, environments, and what it will cost
+    (from earlier runs of the same script under ./hog-runs, or from --sample N calls run here)."""
     from .manifest import load_manifest
     from .plan import Plan
     from .plan_report import plan_report, render_task_and_wrapper, text_report
@@ -367,7 +370,17 @@ def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index:
             click.echo(wrapper, nl=False, err=True)
         return
     report = plan_report(planned)
-    click.echo(json.dumps(report, indent=2, default=str) if as_json else text_report(report))
+    from .estimate import estimate, estimate_lines
+
+    if sample:
+        _note(_verbosity(False, False), f"running {sample} call(s) of each job here to estimate the rest...")
+    estimates = estimate(spec, sample or 0)
+    if as_json:
+        click.echo(json.dumps({**report, "estimate": [e.as_dict() for e in estimates]}, indent=2, default=str))
+        return
+    click.echo(text_report(report))
+    for line in estimate_lines(estimates):
+        click.echo(line)
 
 
 @main.command()

@@ -257,6 +257,7 @@ class Plan:
             max_stdout_bytes=(limits.records_bytes_per_task - DEFERRED_RECORD_BYTES * len(task.calls))
             if limits.records_bytes_per_task else 0,
             walltime_s=self.walltime_s(job, len(task.calls)) if limits.task_walltime else None,
+            memory_mib=job.memory_mib,
         )
 
     def walltime_s(self, job: JobSpec, n_calls: int) -> float | None:

@@ -27,6 +27,7 @@ from ..errors import (
     unreadable_file,
     unwritable_file,
 )
+from ..memory import parse_memory_mib
 from ..sweep import build_sweep
 from .annotations import fix_for, type_name, with_article
 from .endpoint_config import LOCAL, EndpointNotFound, resolve_endpoint
@@ -39,7 +40,7 @@ from .spec import EnvironmentSpec, JobSpec, RunSpec
 from .yaml_source import SourceMap, load_yaml_file, load_yaml_text
 
 JOB_KEYS = ("script", "function", "endpoint", "endpoints", "config", "python", "python_downloads", "dependencies", "args",
-            "kwargs", "sweep", "calls_per_task", "max_parallel", "retries", "timeout", "workdir")
+            "kwargs", "sweep", "calls_per_task", "max_parallel", "retries", "timeout", "workdir", "memory")
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -333,6 +334,7 @@ class _ManifestChecks:
             timeout_s=job.get("timeout"),
             n_calls=n_calls if n_calls is not None else sweep.count(),
             workdir=job.get("workdir"),
+            memory_mib=parse_memory_mib(job.get("memory")),
         )
         problems = kind.config_problems(spec, self._config_locator(endpoint.reference, at, script_path))
         self.errors += problems

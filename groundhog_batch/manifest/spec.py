@@ -48,6 +48,7 @@ class JobSpec:
     timeout_s: float | None
     n_calls: int
     workdir: str | None = None  # "call": each call runs in its own directory
+    memory_mib: float | None = None  # per call (``memory:``): RLIMIT_AS locally, --mem on Slurm
 
     @property
     def module_name(self) -> str:

@@ -406,13 +406,29 @@ def _read_line(fd):
 SLOW_CALL_S = 0.1  # a call at least this long tells the supervisor at once that its record is there
 
 
-def success_line(call_index, plain_text, started, finished):
+def success_line(call_index, plain_text, started, finished, cpu_s, rss_mib):
     """The record of a call that returned JSON-able data and printed nothing: the common case, made short.
 
     A reader takes a missing ``error``, ``tb``, ``out`` or ``err`` for none; times are to the microsecond.
     """
-    return b'{"call": %d, "ok": true, "kind": "json", "value": %s, "t0": %.6f, "t1": %.6f}' % (
-        call_index, plain_text, started, finished)
+    return b'{"call": %d, "ok": true, "kind": "json", "value": %s, "t0": %.6f, "t1": %.6f, "cpu_s": %.6f, ' \
+        b'"max_rss_mib": %.1f}' % (call_index, plain_text, started, finished, cpu_s, rss_mib)
+
+
+def _rss_unit():
+    """ru_maxrss per MiB: kilobytes on Linux, bytes on macOS."""
+    return 1048576.0 if sys.platform == "darwin" else 1024.0
+
+
+def _limit_memory(memory_mib):
+    """Each call's memory limit, as the worker's address-space limit: a call over it gets a MemoryError."""
+    import resource
+
+    limit = int(memory_mib * 1048576)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 MAX_FILES_LISTED = 200
@@ -458,6 +474,7 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
     out = Capture(1, payload.get("max_output_bytes", 0), out_fd)
     err = Capture(2, payload.get("max_output_bytes", 0), err_fd)
     timeout_s = payload.get("timeout_s")
+    memory_mib = payload.get("memory_mib")
     max_result_bytes = payload.get("max_result_bytes", 0)
     budget = payload.get("max_stdout_bytes") or 0
     call_indices = payload["calls"]
@@ -472,10 +489,15 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
         setup_error = None
     except BaseException as exc:
         function, setup_error = None, (exc, _format_traceback())
+    if memory_mib and setup_error is None:
+        _limit_memory(memory_mib)  # after the import: the limit is for the calls
     channel.tell(READY)
     # The loop below runs a million times in a big sweep: what it calls is looked up once, here.
     dumps, now, lseek, stopped, record_line = json.dumps, time.time, os.lseek, channel.control.poll, channel.record
     room_for, room = channel.room_for, ROOM_MIN_BYTES  # room: what the next record may need (twice the largest yet)
+    from resource import RUSAGE_CHILDREN, RUSAGE_SELF, getrusage
+
+    rss_unit = _rss_unit()
     me = os.getpid()
     for position in range(start, len(call_indices)):
         if stopped(0):
@@ -484,6 +506,7 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
             channel.tell(DISK_FULL)
             os._exit(0)
         call_index = call_indices[position]
+        own, children = getrusage(RUSAGE_SELF), getrusage(RUSAGE_CHILDREN)
         started = now()
         if timeout_s:  # the supervisor kills a call stuck past its timeout (in C code, deaf to the alarm)
             channel.tell(STARTED + b"%d %r" % (position, started))
@@ -519,11 +542,16 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
         except BaseException as exc:
             if os.getpid() != me:
                 _exit_forked(exc)
-            record["error"] = describe_error(exc)
+            over = isinstance(exc, MemoryError) and memory_mib
+            record["error"] = describe_error(exc, " (over the call's memory limit of %g MiB)" % memory_mib if over else "")
             record["tb"] = _format_traceback()
         if os.getpid() != me:
             _exit_forked(None)
         finished = now()
+        own_after, children_after = getrusage(RUSAGE_SELF), getrusage(RUSAGE_CHILDREN)
+        cpu_s = (own_after.ru_utime - own.ru_utime + own_after.ru_stime - own.ru_stime
+                 + children_after.ru_utime - children.ru_utime + children_after.ru_stime - children.ru_stime)
+        rss_mib = max(own_after.ru_maxrss, children_after.ru_maxrss) / rss_unit
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -537,14 +565,15 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
         if call_dir is not None:
             record["files"] = files_in(call_dir)
         if text is not None and not printed and not complained and call_dir is None:
-            line = success_line(call_index, text, started, finished)
+            line = success_line(call_index, text, started, finished, cpu_s, rss_mib)
         elif record["ok"] and record["kind"] == "json" and not printed and not complained and call_dir is None:
-            line = success_line(call_index, dumps(record["value"]).encode(), started, finished)
+            line = success_line(call_index, dumps(record["value"]).encode(), started, finished, cpu_s, rss_mib)
         else:
             if text is not None:
                 record["kind"], record["value"] = "json", value
             record["out"], record["err"] = printed, complained
             record["t0"], record["t1"] = started, finished
+            record["cpu_s"], record["max_rss_mib"] = round(cpu_s, 6), round(rss_mib, 1)
             line = dumps(record).encode()
         if budget and len(DELIMITER) + len(line) + 2 > budget:
             # Too big for any task (deferred, it would come back for ever): the call fails, with what fits.

@@ -1,0 +1,115 @@
+"""What a sweep costs: CPU time and peak memory per call, a memory limit per call, and estimates before it runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import groundhog_batch as hb
+from groundhog_batch.render.payload import RECORD_FIELDS, TaskPayload, iter_records
+from groundhog_batch.render.renderer import runner_source
+
+HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+
+WORK = HEAD + '''\
+import time
+
+def work(mib=0, spin_s=0.0, fail=False, talk=False):
+    block = bytearray(int(mib * 1024 * 1024))
+    started = time.process_time()
+    while time.process_time() - started < spin_s:
+        pass
+    if talk:
+        print("talking")
+    if fail:
+        raise ValueError("asked to fail")
+    return len(block)
+'''
+
+
+def _runner_records(tmp_path, swept: list[dict], **limits) -> list[dict]:
+    (tmp_path / "work.py").write_text(WORK)
+    (tmp_path / "hog_runner.py").write_text(runner_source())
+    payload = TaskPayload(function="work", call_indices=list(range(len(swept))), swept_kwargs=swept, args=[],
+                          kwargs={}, **limits)
+    (tmp_path / "payload.b64").write_text(payload.encode())
+    done = subprocess.run([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
+                           str(tmp_path / "payload.b64")], capture_output=True, text=True, timeout=120)
+    return list(iter_records(done.stdout.splitlines()))
+
+
+def test_the_shipped_runner_writes_records_of_the_schema_and_nothing_else(tmp_path):
+    records = _runner_records(tmp_path, [{}, {"talk": True}, {"fail": True}, {"mib": 1}])
+    assert [r["call"] for r in records] == [0, 1, 2, 3]
+    for record in records:
+        assert set(record) <= set(RECORD_FIELDS), set(record) - set(RECORD_FIELDS)
+        assert {"call", "ok", "t0", "t1", "cpu_s", "max_rss_mib"} <= set(record)
+    assert records[1]["out"] == "talking\n" and records[2]["error"] == "ValueError: asked to fail"
+
+
+def test_each_call_reports_its_cpu_time_and_peak_memory(tmp_path):
+    records = _runner_records(tmp_path, [{"spin_s": 0.3}, {"mib": 200}, {}])
+    spin, big, small = records
+    assert spin["cpu_s"] >= 0.25 and small["cpu_s"] < spin["cpu_s"]
+    assert big["max_rss_mib"] >= 200 and spin["max_rss_mib"] < 200  # before the big call, the worker was small
+
+
+def test_a_call_over_its_memory_limit_fails_with_memory_error_and_the_next_call_goes_on(tmp_path):
+    records = _runner_records(tmp_path, [{"mib": 10}, {"mib": 2000}, {"mib": 10}], memory_mib=400)
+    assert [r["ok"] for r in records] == [True, False, True]
+    assert records[1]["error"].startswith("MemoryError") and "memory limit of 400 MiB" in records[1]["error"]
+
+
+@pytest.mark.slow
+def test_the_table_has_cpu_and_memory_and_the_report_compares_them_with_what_was_asked(project):
+    project.write("work.py", WORK)
+    project.manifest("script: work.py\nfunction: work\ntimeout: 100\nmemory: 1G\ncalls_per_task: 3\n"
+                     "sweep:\n  product:\n    mib: [1, 50, 5000]\n")
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--report")
+    assert done.returncode == 1  # 5000 MiB is over the limit
+    table = hb.Run(project.root / "run").results()
+    assert list(table["status"]) == ["succeeded", "succeeded", "failed"]
+    assert table["error"][2].startswith("MemoryError")
+    assert table["max_rss_mib"][1] >= 50 and table["cpu_s"].notna().all()
+    assert "job work: timeout 100 s requested, longest call" in done.stderr
+    assert "3 of 3 calls used less than 10% of it" in done.stderr  # of the timeout
+    assert "job work: memory 1024 MiB requested, highest peak" in done.stderr
+
+
+def test_a_memory_limit_that_is_not_a_size_is_a_located_error(project):
+    project.write("work.py", WORK)
+    project.manifest("script: work.py\nfunction: work\nmemory: lots\nsweep:\n  product:\n    mib: [1]\n")
+    done = project.cli("validate", "sweep.yaml")
+    assert done.returncode == 2 and "sweep.yaml:3 at memory" in done.stderr
+
+
+GROWING = HEAD + "import time\n\ndef f(k):\n    time.sleep(0.005 * k)\n    return k\n"
+
+
+@pytest.mark.slow
+def test_plan_sample_estimates_a_growing_sweep_within_30_percent_of_what_it_took(project):
+    project.write("grow.py", GROWING)
+    project.manifest("script: grow.py\nfunction: f\ncalls_per_task: 10\nmax_parallel: 2\n"
+                     "sweep:\n  product:\n    k: {range: [0, 40]}\n")
+    planned = project.cli("plan", "sweep.yaml", "--sample", "10", "--json")
+    assert planned.returncode == 0, planned.stderr
+    import json
+
+    (estimate,) = json.loads(planned.stdout)["estimate"]
+    assert estimate["source"] == "sample" and estimate["measured"] == 10
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 0
+    measured = float(hb.Run(project.root / "run").results()["duration_s"].sum())
+    assert abs(estimate["call_s"] - measured) <= 0.3 * measured, (estimate, measured)
+    assert estimate["call_s_error"] > 0 and estimate["core_hours"] == pytest.approx(estimate["call_s"] / 3600)
+
+
+@pytest.mark.slow
+def test_plan_estimates_from_an_earlier_run_of_the_same_script(project):
+    project.write("grow.py", GROWING)
+    project.manifest("script: grow.py\nfunction: f\nsweep:\n  product:\n    k: [1, 2, 3, 4]\n")
+    assert project.cli("submit", "sweep.yaml").returncode == 0  # under ./hog-runs
+    planned = project.cli("plan", "sweep.yaml")
+    assert "f: calls " in planned.stdout and "(4 calls, from 4 measured call(s), earlier runs)" in planned.stdout
+    assert "4 of 4 calls ran before with these arguments" in planned.stdout
