@@ -23,6 +23,7 @@ from .errors import Interrupted, RunError  # noqa: F401 - Interrupted is re-expo
 from .ledger import PENDING, SUBMITTED, WAITING, Ledger
 from .plan import Plan, PlannedCall, Task, iter_calls
 from .render.runner import RECORDS_FULL_EXIT
+from .retry_policy import RetryPolicy
 from .run_paths import RunPaths
 
 ENV_BUILD_FAILED_EXIT = 97
@@ -98,7 +99,7 @@ class Executor:
         self.in_flight: dict[str, InFlight] = {}
         self._followed_again: set[str] = set()  # tasks a previous submitter started: their records may come again
         self._progress_at = 0.0
-        self.retries = {job.name: job.retries for job in plan.jobs}
+        self.retries = {job.name: RetryPolicy.of(job.retries) for job in plan.jobs}
         self.backoff_s = retry_backoff_s()
 
     # --- the loop -------------------------------------------------------------------------
@@ -158,8 +159,8 @@ class Executor:
         for job in self.plan.jobs:
             batch: list[TaskSubmission] = []
             slots = math.inf if self.backend.queues_tasks else job.max_parallel
-            for task in self.plan.tasks(job, self._ready_calls(job)):
-                prepared = self._prepare(task)
+            for task, attempt in self._tasks(job):
+                prepared = self._prepare(task, attempt)
                 del task  # its calls are in the payload now; the loop waits below without them
                 while len(self.in_flight) + len(batch) >= slots:
                     if batch:
@@ -224,10 +225,29 @@ class Executor:
             if code == PENDING or (code == WAITING and ready(job.name, call.index, now, state)):
                 yield call
 
-    def _prepare(self, task: Task) -> TaskSubmission:
+    def _tasks(self, job) -> Iterator[tuple[Task, int]]:
+        """The ready calls packed into tasks, with their attempt; with escalating retries, one attempt per task."""
+        policy = self.retries[job.name]
+        if not policy.escalates:
+            for task in self.plan.tasks(job, self._ready_calls(job)):
+                yield task, 1
+            return
+        made = self.ledger.waiting_attempts(job.name)
+        by_attempt: dict[int, list[PlannedCall]] = {}
+        for call in self._ready_calls(job):
+            by_attempt.setdefault(made.get(call.index, 0) + 1, []).append(call)
+        for attempt in sorted(by_attempt):
+            for task in self.plan.tasks(job, by_attempt[attempt]):
+                yield task, attempt
+
+    def _prepare(self, task: Task, attempt: int = 1) -> TaskSubmission:
         """The task as the backend takes it: its id, payload and rendered script."""
         task_id = f"{task.job.name}-{uuid.uuid4().hex[:10]}"
-        payload = replace(self.plan.payload(task), context=self._context(task)).encode()
+        payload = replace(self.plan.payload(task), context=self._context(task))
+        if attempt > 1 and self.retries[task.job.name].escalates:
+            payload = self.retries[task.job.name].scaled(payload, attempt)
+            self._record_escalation(task_id, task, attempt, payload)
+        payload = payload.encode()
         script = self.plan.render(task, payload) if self.backend.needs_script else ""
         return TaskSubmission(task_id, task.job.name, [c.index for c in task.calls], script, payload)
 
@@ -237,6 +257,13 @@ class Executor:
         before = self.ledger.attempts_so_far(task.job.name, calls)
         return {"run_dir": str(self.paths.root), "job": task.job.name, "attempts": [before.get(c, 0) + 1 for c in calls],
                 "workdir": call_dirs(task.job, self.paths)}
+
+    def _record_escalation(self, task_id: str, task: Task, attempt: int, payload) -> None:
+        from .retry_policy import Escalation
+
+        escalation = Escalation(task_id, task.job.name, attempt, len(task.calls), payload.timeout_s, payload.memory_mib,
+                                payload.walltime_s)
+        self.ledger.set_meta("escalations", [*self.ledger.get_meta("escalations", []), escalation.as_dict()])
 
     def _submit(self, submissions: list[TaskSubmission]) -> None:
         # State first: the tasks are in the ledger before they exist, and each group of backend ids

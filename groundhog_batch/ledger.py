@@ -576,7 +576,8 @@ class Ledger:
         record = {**record, "task": task_id}
         if base:
             record["retry_base"] = base
-        retry = attempts - base <= retries.get(job, 0)
+        most = retries.get(job, 0)
+        retry = attempts - base <= most and _retried(most, record)
         now = time.time()
         not_before = min(now + backoff_s * 2 ** (attempts - base - 1), now + 300) if retry else 0.0
         db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
@@ -621,6 +622,12 @@ class Ledger:
         return n
 
 
+    def waiting_attempts(self, job: str) -> dict[int, int]:
+        """Call -> attempts it made since the last ``retry``, for the job's calls that wait for another."""
+        return {call: attempts - (base or 0) for call, attempts, base in self.db.execute(
+            "SELECT call, attempts, json_extract(record, '$.retry_base') FROM failures WHERE job = ? AND final = 0",
+            (job,))}
+
     def reset_cancelled(self) -> int:
         """Cancelled calls are pending again."""
         n = self.counts()["cancelled"]
@@ -650,6 +657,12 @@ class Ledger:
         """(call, record) of every succeeded call of ``job``, in no particular order."""
         for (records,) in self.db.execute("SELECT records FROM blocks WHERE job = ?", (job,)):
             yield from _success_records(records, self.path)
+
+
+def _retried(policy: int, record: dict) -> bool:
+    """Whether the job's retry policy (``retry_policy.RetryPolicy``: ``on``) retries this error at all."""
+    on = getattr(policy, "on", None)
+    return on is None or (record.get("error") or "").split(":", 1)[0].strip() in on
 
 
 def _success_records(compressed: bytes, path: Path | None = None) -> Iterator[tuple[int, dict]]:

@@ -113,3 +113,40 @@ def test_plan_estimates_from_an_earlier_run_of_the_same_script(project):
     planned = project.cli("plan", "sweep.yaml")
     assert "f: calls " in planned.stdout and "(4 calls, from 4 measured call(s), earlier runs)" in planned.stdout
     assert "4 of 4 calls ran before with these arguments" in planned.stdout
+
+
+NAP = HEAD + '''\
+import time
+
+def nap(s, mib=0):
+    block = bytearray(int(mib * 1048576))
+    time.sleep(max(s, 0))
+    if s < 0:
+        raise ValueError("negative")
+    return len(block)
+'''
+
+
+@pytest.mark.slow
+def test_retries_escalate_time_and_memory_per_attempt_and_only_for_the_errors_named(project):
+    project.write("slow.py", NAP)
+    project.manifest("script: slow.py\nfunction: nap\ntimeout: 1\nmemory: 200M\ncalls_per_task: 1\n"
+                     "retries: {max: 3, on: [TimeoutError, MemoryError], timeout: 2x, memory: 2x}\n"
+                     "sweep:\n  zip:\n    s: [0.01, 1.4, 3.0, -1, 0.01]\n    mib: [1, 1, 1, 1, 300]\n")
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 1
+    run = hb.Run(project.root / "run")
+    table = run.results()
+    assert list(table["status"]) == ["succeeded", "succeeded", "succeeded", "failed", "succeeded"]
+    assert list(table["attempts"]) == [1, 2, 3, 1, 2]  # 1 s, then 2 s, then 4 s; 200 MiB, then 400 MiB
+    assert table["error"][3] == "ValueError: negative"  # not in `on`: never retried
+    recorded = run.ledger.get_meta("escalations")
+    assert sorted((e["attempt"], e["timeout_s"], e["memory_mib"]) for e in recorded) == \
+        [(2, 2.0, 400.0), (2, 2.0, 400.0), (2, 2.0, 400.0), (3, 4.0, 800.0)]
+
+
+def test_a_retry_policy_with_an_unknown_key_is_a_located_error(project):
+    project.write("slow.py", NAP)
+    project.manifest("script: slow.py\nfunction: nap\nretries: {max: 2, timeot: 2x}\nsweep:\n  product:\n    s: [0]\n")
+    done = project.cli("validate", "sweep.yaml")
+    assert done.returncode == 2 and "retries.timeot" in done.stderr and "timeout" in done.stderr

@@ -158,7 +158,7 @@ def test_schema_errors_and_the_later_checks_are_reported_together(project):
     stderr = refused(project, "validate", "sweep.yaml",
                      manifest=HEAD + "retries: many\nmax_parallel: -3\nsweep:\n  zip: {x: [1, 2], offset: [1]}\n")
     assert stderr.count("error: ") == 3, stderr
-    assert "sweep.yaml:3 at retries: expected an integer, got string 'many'" in stderr
+    assert "sweep.yaml:3 at retries: expected an integer or a mapping, got string 'many'" in stderr
     assert "sweep.yaml:4 at max_parallel: -3 is less than the minimum of 1" in stderr
     assert "sweep.yaml:6 at sweep.zip: zip lists differ in length: x has 2, offset has 1" in stderr
 

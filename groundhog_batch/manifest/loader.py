@@ -28,6 +28,7 @@ from ..errors import (
     unwritable_file,
 )
 from ..memory import parse_memory_mib
+from ..retry_policy import RetryPolicy
 from ..sweep import build_sweep
 from .annotations import fix_for, type_name, with_article
 from .endpoint_config import LOCAL, EndpointNotFound, resolve_endpoint
@@ -330,7 +331,7 @@ class _ManifestChecks:
             sweep=sweep,
             calls_per_task=job.get("calls_per_task", "auto"),
             max_parallel=job.get("max_parallel", kind.limits(endpoint.config).default_parallelism),
-            retries=job.get("retries", 0),
+            retries=RetryPolicy.of(job.get("retries", 0)),
             timeout_s=job.get("timeout"),
             n_calls=n_calls if n_calls is not None else sweep.count(),
             workdir=job.get("workdir"),
