@@ -11,7 +11,6 @@ restarted kernel included, gives the same object back.
 from __future__ import annotations
 
 import builtins
-import contextvars
 import html
 import os
 import re
@@ -459,8 +458,9 @@ def _jupyter_progress(run: Run, wait: bool) -> None:
         finally:
             watched.close()
 
-    context = contextvars.copy_context()  # the kernel sends the updates to the cell that asked
-    threading.Thread(target=context.run, args=(in_thread,), daemon=True, name=f"hog-batch progress {run.name}").start()
+    # Updates go out by display id: the front end (and nbclient) applies them to this cell's output
+    # whichever cell is running then.
+    threading.Thread(target=in_thread, daemon=True, name=f"hog-batch progress {run.name}").start()
 
 
 def _print_progress_until_done(run: Run) -> None:

@@ -63,7 +63,9 @@ def test_the_example_notebook_survives_a_kernel_restart_and_reattaches(tmp_path,
     submitted = next(cell for cell in cells if "hb.submit(sweep, wait=False)" in cell.source)
     assert "running" in _text(submitted)
     watched = next(cell for cell in cells if cell.source.startswith("run.progress()"))
-    assert "hog-batch-progress" in _text(watched)
+    assert "hog-batch-progress" in _text(watched) and "4/8 finished" in _text(watched)  # updated in place since
+    held = next(cell for cell in cells if cell.source.startswith("run.wait(timeout=2)"))
+    assert _text(held).strip() == "False"
     came = next(cell for cell in cells if "as_completed" in cell.source)
     lines = _text(came).splitlines()
     assert len(lines) == 4 and all("'batch': 1" in line for line in lines)  # batch 2 was still held back

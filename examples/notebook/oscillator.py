@@ -15,14 +15,14 @@ import time
 
 def ring_down(omega0: float, batch: int = 1, damping: float = 0.05, release: str | None = None,
               wait_s: float = 120.0) -> dict:
-    if omega0 <= 0:
-        raise ValueError(f"omega0 must be positive, got {omega0}")
     if batch == 2 and release:
         deadline = time.monotonic() + wait_s
         while not os.path.exists(release):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{release} never appeared")
             time.sleep(0.05)
+    if omega0 <= 0:
+        raise ValueError(f"omega0 must be positive, got {omega0}")
     gamma = damping * omega0
     settle_s = math.log(100) / gamma
     return {"settle_s": round(settle_s, 3), "periods": round(settle_s * omega0 / (2 * math.pi), 2)}
