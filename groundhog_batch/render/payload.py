@@ -33,7 +33,7 @@ RECORD_FIELDS = {
     "t0": "when it started (Unix seconds, the machine that ran it)",
     "t1": "when it finished",
     "cpu_s": "CPU seconds it used, its own and its waited-for children's (getrusage)",
-    "max_rss_mib": "its worker process's peak resident memory so far, MiB (ru_maxrss: a high-water mark)",
+    "max_rss_mib": "peak resident memory, MiB: the call's own (Linux, after a call of 10 ms or more), else its worker's so far",
     "lost": "the supervisor wrote it: the worker died during the call",
     "deferred": "not run in this task (a walltime or output budget ran out): it runs in another",
     "reason": "why it was deferred",

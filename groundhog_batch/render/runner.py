@@ -420,6 +420,31 @@ def _rss_unit():
     return 1048576.0 if sys.platform == "darwin" else 1024.0
 
 
+EXACT_PEAK_S = 0.01  # after a call this long, the worker's peak is reset before each call: its own peak, exactly
+
+
+def _can_reset_peak():
+    """Whether this Linux lets the process reset its peak RSS (``/proc/self/clear_refs``, then VmHWM)."""
+    try:
+        _reset_peak()
+        return _peak_kib() is not None
+    except (OSError, ValueError):
+        return False
+
+
+def _reset_peak():
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def _peak_kib():
+    with open("/proc/self/status", "rb") as handle:
+        for line in handle:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
 def _limit_memory(memory_mib):
     """Each call's memory limit, as the worker's address-space limit: a call over it gets a MemoryError."""
     import resource
@@ -498,6 +523,10 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
     from resource import RUSAGE_CHILDREN, RUSAGE_SELF, getrusage
 
     rss_unit = _rss_unit()
+    can_reset_peak, exact_peak = _can_reset_peak(), False
+    # One reading between calls serves as one call's end and the next one's start. Children (a call's
+    # subprocesses) are read only after calls of a millisecond or more: no shorter call starts and waits for one.
+    before, children_before = getrusage(RUSAGE_SELF), getrusage(RUSAGE_CHILDREN)
     me = os.getpid()
     for position in range(start, len(call_indices)):
         if stopped(0):
@@ -506,7 +535,8 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
             channel.tell(DISK_FULL)
             os._exit(0)
         call_index = call_indices[position]
-        own, children = getrusage(RUSAGE_SELF), getrusage(RUSAGE_CHILDREN)
+        if exact_peak:
+            _reset_peak()
         started = now()
         if timeout_s:  # the supervisor kills a call stuck past its timeout (in C code, deaf to the alarm)
             channel.tell(STARTED + b"%d %r" % (position, started))
@@ -548,10 +578,22 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
         if os.getpid() != me:
             _exit_forked(None)
         finished = now()
-        own_after, children_after = getrusage(RUSAGE_SELF), getrusage(RUSAGE_CHILDREN)
-        cpu_s = (own_after.ru_utime - own.ru_utime + own_after.ru_stime - own.ru_stime
-                 + children_after.ru_utime - children.ru_utime + children_after.ru_stime - children.ru_stime)
-        rss_mib = max(own_after.ru_maxrss, children_after.ru_maxrss) / rss_unit
+        after = getrusage(RUSAGE_SELF)
+        cpu_s = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        # The call's own peak (reset before it), or the worker's high-water mark so far (exact for a call that
+        # raised it); a child's, if the call waited for one that set a new high.
+        rss_mib = _peak_kib() / 1024.0 if exact_peak else after.ru_maxrss / rss_unit
+        if finished - started >= 0.001:
+            children_after = getrusage(RUSAGE_CHILDREN)
+            cpu_s += (children_after.ru_utime - children_before.ru_utime
+                      + children_after.ru_stime - children_before.ru_stime)
+            if children_after.ru_maxrss > children_before.ru_maxrss:
+                rss_mib = max(rss_mib, children_after.ru_maxrss / rss_unit)
+            children_before = children_after
+            exact_peak = can_reset_peak and finished - started >= EXACT_PEAK_S
+        else:
+            exact_peak = False
+        before = after
         try:
             sys.stdout.flush()
             sys.stderr.flush()
