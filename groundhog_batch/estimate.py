@@ -188,8 +188,16 @@ def estimate_from_earlier(spec: RunSpec, folder: Path | None = None) -> list[Job
     return found if any_known else None
 
 
-def estimate(spec: RunSpec, sample: int = 0, folder: Path | None = None) -> list[JobEstimate]:
-    """``sample`` > 0: run that many calls of each job here and extrapolate; else from earlier runs (if any)."""
+def estimate(spec, sample: int = 0, folder: Path | None = None) -> list[JobEstimate]:
+    """``sample`` > 0: run that many calls of each job here and extrapolate; else from earlier runs (if any).
+
+    ``spec``: a manifest file, a dict, ``hb.sweep(...)`` or a loaded ``RunSpec``.
+    """
+    if not isinstance(spec, RunSpec):
+        from .manifest import load_manifest
+        from .python_manifest import Manifest, as_manifest
+
+        spec = as_manifest(spec).spec() if isinstance(spec, dict | Manifest) else load_manifest(spec)
     if sample > 0:
         return estimate_by_sample(spec, sample)
     return estimate_from_earlier(spec, folder) or [
