@@ -18,30 +18,6 @@ from .runner import DELIMITER, unframe
 
 PICKLE_PROTOCOL = 4  # readable by every Python a task may run on (3.8+)
 
-# A call's record, as the runner writes it (one JSON object per line) and the host reads it: every key it may
-# have. A short success record has only call, ok, kind, value, t0, t1, cpu_s and max_rss_mib (a reader takes a
-# missing error, tb, out or err for none). tests/test_records_schema.py holds the shipped runner to this.
-RECORD_FIELDS = {
-    "call": "the call's index in its job",
-    "ok": "whether it returned",
-    "kind": "how value is encoded: json (as itself) or pickle (base64); null if it raised",
-    "value": "what it returned",
-    "error": "Type: message of what it raised",
-    "tb": "its traceback",
-    "out": "what it printed on stdout (up to the output limit)",
-    "err": "what it printed on stderr",
-    "t0": "when it started (Unix seconds, the machine that ran it)",
-    "t1": "when it finished",
-    "cpu_s": "CPU seconds it used, its own and its waited-for children's (getrusage)",
-    "max_rss_mib": "peak resident memory, MiB: the call's own (Linux, after a call of 10 ms or more), else its worker's so far",
-    "lost": "the supervisor wrote it: the worker died during the call",
-    "deferred": "not run in this task (a walltime or output budget ran out): it runs in another",
-    "reason": "why it was deferred",
-}
-HOST_RECORD_FIELDS = {  # added by the host to records it keeps, never written by the runner
-    "script_sha256": "the script that produced it, when not the run's current one (--reuse, debug --record)",
-}
-
 
 @dataclass(frozen=True)
 class TaskPayload:

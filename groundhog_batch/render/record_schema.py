@@ -12,6 +12,10 @@ A record is one JSON object on one line. Its shape tells its kind:
 - **lost**: a call whose worker died under it, written by the supervisor;
 - **deferred**: a call this task will not run; the host runs it in another task,
   with no attempt counted.
+
+The host may add ``script_sha256`` to a record it keeps (a call taken from an
+earlier run by ``--reuse``, one kept by ``debug --record``): the script that
+produced it, when not the run's version at the time (``script_versions``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ SHORT_SUCCESS: dict[str, tuple[type, ...]] = {
     "value": (object,),  # the returned value, as JSON data
     "t0": NUMBER,  # when the call started (Unix seconds, to the microsecond)
     "t1": NUMBER,  # when it ended
+    "cpu_s": NUMBER,  # CPU seconds it used: its own, and its waited-for children's (getrusage)
+    "max_rss_mib": NUMBER,  # peak resident memory, MiB: the call's own (Linux, see runner.py), else its worker's so far
 }
 FINISHED: dict[str, tuple[type, ...]] = {
     **SHORT_SUCCESS,
@@ -38,7 +44,9 @@ FINISHED: dict[str, tuple[type, ...]] = {
     "out": (str,),  # what the call printed on stdout (the tail kept)
     "err": (str,),  # and on stderr
 }
-LOST: dict[str, tuple[type, ...]] = {**FINISHED, "lost": (bool,)}  # always true: the runner saw the worker die
+# Always true: the runner saw the worker die. Its CPU time and memory died with the worker.
+LOST: dict[str, tuple[type, ...]] = {**{k: t for k, t in FINISHED.items() if k not in ("cpu_s", "max_rss_mib")},
+                                     "lost": (bool,)}
 # workdir: call: a finished call with what it left in its own directory (paths relative to it; "..." past 200)
 FINISHED_WITH_FILES: dict[str, tuple[type, ...]] = {**FINISHED, "files": (list,)}
 DEFERRED: dict[str, tuple[type, ...]] = {

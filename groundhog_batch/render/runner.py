@@ -623,7 +623,7 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
                           "error": "RecordTooLarge: the call's record is %d bytes, more than a task may report"
                                    " (%d bytes); return, print or raise less" % (len(line), budget),
                           "tb": None, "out": printed[-4096:], "err": complained[-4096:],
-                          "t0": started, "t1": finished}).encode()
+                          "t0": started, "t1": finished, "cpu_s": cpu_s, "max_rss_mib": rss_mib}).encode()
         if budget and written + len(line) + 1 > budget:
             channel.tell(OVER_BUDGET)
             os._exit(0)
