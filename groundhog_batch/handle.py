@@ -256,18 +256,19 @@ class Run(api.Run):
             return table
         return table[table["status"] != "pending"].reset_index(drop=True)
 
-    def report(self, path: str | Path | None = None):
-        """Write the run's HTML report (default ``RUN/report.html``); works while the run is still going."""
+    def report(self, path: str | Path | None = None, **options):
+        """Write the run's HTML report (default ``RUN/report.html``); works while the run is still going.
+        ``options`` as ``api.Run.report`` takes them (the keys of the manifest's ``report:``)."""
         whole = api.Run(self.root)  # the report shows every call, finished or not
         try:
-            return whole.report(path)
+            return whole.report(path, **options)
         finally:
             whole.close()
 
-    def figures(self) -> dict[str, object]:
+    def figures(self, **options) -> dict[str, object]:
         whole = api.Run(self.root)
         try:
-            return whole.figures()
+            return whole.figures(**options)
         finally:
             whole.close()
 
