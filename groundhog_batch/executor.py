@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+from .backends import registry
 from .backends.base import Backend, TaskReport, TaskSubmission
 from .datafiles import DataFileChanged
 from .errors import Interrupted, RunError  # noqa: F401 - Interrupted is re-exported: callers import it from here
@@ -47,7 +48,7 @@ def call_dirs(job, paths: RunPaths) -> str | None:
     scratch = job.endpoint.config.get("scratch")
     if scratch:
         return f"{scratch}/hog-batch/{paths.root.name}/calls/{job.name}"
-    if job.endpoint.kind in ("local", "slurm"):  # its tasks see the run directory (Slurm: a shared filesystem)
+    if registry.of_job(job).sees_run_dir:  # its tasks see the run directory (Slurm: a shared filesystem)
         return str(paths.call_dirs(job.name))
     return f"~/hog-batch/{paths.root.name}/calls/{job.name}"  # a remote worker's home, with no scratch set
 

@@ -216,6 +216,7 @@ class BackendKind(ABC):
     where: ClassVar[str]  # for messages: "locally", "on Globus Compute", "on Slurm"
     service: ClassVar[str]  # what is asked for results: "Globus Compute", "Slurm"
     tasks_outlive_submitter: ClassVar[bool] = False  # True: status and collect take in results a dead submitter left
+    sees_run_dir: ClassVar[bool] = False  # True: tasks see the run directory (this machine, or a shared filesystem)
 
     @abstractmethod
     def claims(self, target: str) -> bool:

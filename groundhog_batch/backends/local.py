@@ -337,6 +337,7 @@ class LocalKind(BackendKind):
     name = "local"
     where = "locally"
     service = "this machine"
+    sees_run_dir = True
 
     def claims(self, target: str) -> bool:
         return target == "local"

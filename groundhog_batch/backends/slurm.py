@@ -557,6 +557,7 @@ class SlurmKind(BackendKind):
     where = "on Slurm"
     service = "Slurm"
     tasks_outlive_submitter = True
+    sees_run_dir = True  # the run directory must be on a filesystem the nodes see
 
     def claims(self, target: str) -> bool:
         return target == "slurm"
