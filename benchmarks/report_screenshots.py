@@ -19,13 +19,24 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 WORKLOAD = HERE / "workload"
-BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 "--disable-component-update", "--disable-sync", "--proxy-server=127.0.0.1:9", "--hide-scrollbars",
-                 "--virtual-time-budget=20000"]
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--proxy-server=127.0.0.1:9",
+    "--hide-scrollbars",
+    "--virtual-time-budget=20000",
+]
 
 
 def hog(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "groundhog_batch", *args], cwd=folder, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "groundhog_batch", *args], cwd=folder, capture_output=True, text=True
+    )
     print(f"$ hog-batch {' '.join(args)}\n{done.stderr.strip()}\n", file=sys.stderr)
     return done
 
@@ -34,8 +45,19 @@ def screenshot(page: Path, png: Path, height: int, profile: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("needs Chromium (apt-get install chromium)")
-    subprocess.run([chromium, *BROWSER_FLAGS, f"--user-data-dir={profile}", f"--window-size=1250,{height}",
-                    f"--screenshot={png}", page.as_uri()], capture_output=True, timeout=300, check=True)
+    subprocess.run(
+        [
+            chromium,
+            *BROWSER_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size=1250,{height}",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
 
 
 def main(out: Path) -> None:
@@ -48,7 +70,12 @@ def main(out: Path) -> None:
         hog(folder, "submit", "workload-report.yaml", "--run-dir", "chosen", "--reuse", "defaults")
         for name in ("defaults", "chosen"):
             hog(folder, "report", name)
-            screenshot(folder / name / "report.html", out / f"report-{name}.png", 2300, Path(tmp) / f"profile-{name}")
+            screenshot(
+                folder / name / "report.html",
+                out / f"report-{name}.png",
+                2300,
+                Path(tmp) / f"profile-{name}",
+            )
             print(f"wrote {out / f'report-{name}.png'}", file=sys.stderr)
 
 

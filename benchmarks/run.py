@@ -28,13 +28,19 @@ TRIVIAL = "# /// script\n# dependencies = []\n# ///\ndef f(x):\n    return x\n"
 
 def cli(folder: Path, *args: str) -> tuple[float, float, subprocess.CompletedProcess]:
     """Wall seconds and peak RSS (MiB) of one hog-batch command."""
-    code = ("import resource, subprocess, sys, time; t = time.perf_counter();"
-            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-            "w = time.perf_counter() - t;"
-            "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024);"
-            "sys.stderr.write(p.stderr[-2000:]); sys.exit(p.returncode)")
-    done = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "groundhog_batch", *args],
-                          cwd=folder, capture_output=True, text=True)
+    code = (
+        "import resource, subprocess, sys, time; t = time.perf_counter();"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "w = time.perf_counter() - t;"
+        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024);"
+        "sys.stderr.write(p.stderr[-2000:]); sys.exit(p.returncode)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, sys.executable, "-m", "groundhog_batch", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
     wall_s, peak_mib = map(float, done.stdout.split())
     return wall_s, peak_mib, done
 
@@ -47,11 +53,22 @@ def project(folder: Path, manifest: str, script: str = TRIVIAL) -> Path:
 
 
 def bench_plan(base: Path, quick: bool = False) -> list[tuple]:
-    folder = project(base / "plan", "sweep:\n  product:\n    x: {range: [0, 1000]}\n    y: {range: [0, 1000]}\n", script="def f(x, y):\n    return x\n")
+    folder = project(
+        base / "plan",
+        "sweep:\n  product:\n    x: {range: [0, 1000]}\n    y: {range: [0, 1000]}\n",
+        script="def f(x, y):\n    return x\n",
+    )
     wall_s, peak_mib, done = cli(folder, "plan", "sweep.yaml", "--json")
     assert done.returncode == 0, done.stderr
-    return [("plan 1,000,000 calls", f"{wall_s:.1f} s", f"{peak_mib:.0f} MiB peak", "target < 10 s, < 1 GiB",
-             "holds" if wall_s < 10 and peak_mib < 1024 else "MISSED")]
+    return [
+        (
+            "plan 1,000,000 calls",
+            f"{wall_s:.1f} s",
+            f"{peak_mib:.0f} MiB peak",
+            "target < 10 s, < 1 GiB",
+            "holds" if wall_s < 10 and peak_mib < 1024 else "MISSED",
+        )
+    ]
 
 
 THROUGHPUT: dict[str, float] = {}  # calls/s of hog-batch, shared with the Groundhog comparison
@@ -61,12 +78,25 @@ def bench_throughput(base: Path, quick: bool = False) -> list[tuple]:
     rows = []
     rates = THROUGHPUT
     for per_task in ("1", "auto"):
-        folder = project(base / f"tp-{per_task}", f"calls_per_task: {per_task}\nsweep:\n  product:\n    x: {{range: [0, 2000]}}\n")
-        cli(folder, "submit", "sweep.yaml", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")  # warm the environment
+        folder = project(
+            base / f"tp-{per_task}",
+            f"calls_per_task: {per_task}\nsweep:\n  product:\n    x: {{range: [0, 2000]}}\n",
+        )
+        cli(
+            folder, "submit", "sweep.yaml", "--run-dir", "warmup", "--set", "sweep.product.x=[0]"
+        )  # warm the environment
         wall_s, peak_mib, done = cli(folder, "submit", "sweep.yaml", "--run-dir", "run")
         assert done.returncode == 0, done.stderr
         rates[per_task] = 2000 / wall_s
-        rows.append((f"2,000 trivial calls, calls_per_task {per_task}", f"{wall_s:.1f} s", f"{rates[per_task]:.0f} calls/s", "", ""))
+        rows.append(
+            (
+                f"2,000 trivial calls, calls_per_task {per_task}",
+                f"{wall_s:.1f} s",
+                f"{rates[per_task]:.0f} calls/s",
+                "",
+                "",
+            )
+        )
     rows.append(("  auto / 1", f"{rates['auto'] / rates['1']:.0f}x", "", "", ""))
     return rows
 
@@ -127,7 +157,9 @@ def bench_startup(base: Path, quick: bool = False) -> list[tuple]:
     example = Path(__file__).resolve().parent.parent / "configs" / "01-grid" / "sweep.yaml"
     help_s = median_wall_s(folder, runs, "--help")
     validate_s = median_wall_s(folder, runs, "validate", str(example))
-    cli(folder, "submit", "sweep.yaml", "--local", "--run-dir", "warmup")  # the environment, built once
+    cli(
+        folder, "submit", "sweep.yaml", "--local", "--run-dir", "warmup"
+    )  # the environment, built once
     firsts = []
     for attempt in range(runs):
         (folder / "first-call").unlink(missing_ok=True)
@@ -136,18 +168,39 @@ def bench_startup(base: Path, quick: bool = False) -> list[tuple]:
         assert done.returncode == 0, done.stderr
         firsts.append(float((folder / "first-call").read_text().split()[0]) - started)
     first_s = sorted(firsts)[len(firsts) // 2]
-    return [("hog-batch --help (median of 5)", f"{help_s:.3f} s", "target <= 0.12 s", "holds" if help_s <= 0.12 else "MISSED"),
-            ("hog-batch validate of the example (median of 5)", f"{validate_s:.3f} s", "target <= 0.12 s",
-             "holds" if validate_s <= 0.12 else "MISSED"),
-            ("CLI start to the first call running, cached environment (median of 5)", f"{first_s:.3f} s",
-             "target <= 0.15 s", "holds" if first_s <= 0.15 else "MISSED")]
+    return [
+        (
+            "hog-batch --help (median of 5)",
+            f"{help_s:.3f} s",
+            "target <= 0.12 s",
+            "holds" if help_s <= 0.12 else "MISSED",
+        ),
+        (
+            "hog-batch validate of the example (median of 5)",
+            f"{validate_s:.3f} s",
+            "target <= 0.12 s",
+            "holds" if validate_s <= 0.12 else "MISSED",
+        ),
+        (
+            "CLI start to the first call running, cached environment (median of 5)",
+            f"{first_s:.3f} s",
+            "target <= 0.15 s",
+            "holds" if first_s <= 0.15 else "MISSED",
+        ),
+    ]
 
 
-def loop_and_pool(folder: Path, n: int, python: str = sys.executable, pool_only: bool = False) -> tuple[float, float]:
+def loop_and_pool(
+    folder: Path, n: int, python: str = sys.executable, pool_only: bool = False
+) -> tuple[float, float]:
     """The same calls in a plain loop (with a pickle round trip; 0 with ``pool_only``) and through multiprocessing.Pool(2)."""
     (folder / "loop_pool.py").write_text(LOOP_AND_POOL)
-    done = subprocess.run([python, "loop_pool.py", str(n), *(["pool-only"] if pool_only else [])], cwd=folder,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [python, "loop_pool.py", str(n), *(["pool-only"] if pool_only else [])],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     loop_s, pool_s = map(float, done.stdout.split())
     return loop_s, pool_s
@@ -158,11 +211,29 @@ def submit_measured(folder: Path, run_dir: str, *extra: str) -> tuple[float, flo
     (folder / "submitter_cpu.py").write_text(SUBMITTER_CPU)
     cpu_file = folder / f"{run_dir}.cpu"
     os.environ["HOG_BENCH_CPU_FILE"] = str(cpu_file)
-    code = ("import subprocess, sys, time; t = time.perf_counter();"
-            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-            "print(time.perf_counter() - t); sys.stderr.write(p.stderr[-2000:]); sys.exit(p.returncode)")
-    done = subprocess.run([sys.executable, "-c", code, sys.executable, "submitter_cpu.py", "submit", "sweep.yaml", "--local",
-                           "--run-dir", run_dir, *extra], cwd=folder, capture_output=True, text=True)
+    code = (
+        "import subprocess, sys, time; t = time.perf_counter();"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "print(time.perf_counter() - t); sys.stderr.write(p.stderr[-2000:]); sys.exit(p.returncode)"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            sys.executable,
+            "submitter_cpu.py",
+            "submit",
+            "sweep.yaml",
+            "--local",
+            "--run-dir",
+            run_dir,
+            *extra,
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     cpu_s, peak_mib = map(float, cpu_file.read_text().split())
     return float(done.stdout.split()[0]), cpu_s, peak_mib
@@ -172,8 +243,17 @@ def ledger_mb(run_dir: Path) -> float:
     return sum(p.stat().st_size for p in run_dir.glob("state.sqlite*")) / 1e6
 
 
-SCALE_HEADER = ("calls", "submit --local", "in-process loop", "Pool(2)", "submit / loop", "submitter CPU",
-                "submitter peak", "ledger", "collect -> Parquet")
+SCALE_HEADER = (
+    "calls",
+    "submit --local",
+    "in-process loop",
+    "Pool(2)",
+    "submit / loop",
+    "submitter CPU",
+    "submitter peak",
+    "ledger",
+    "collect -> Parquet",
+)
 SCALE: dict[int, dict[str, float]] = {}
 
 
@@ -182,17 +262,46 @@ def bench_scale(base: Path, quick: bool = False) -> list[tuple]:
     rows: list[tuple] = [SCALE_HEADER]
     script = "# /// script\n# dependencies = []\n# ///\ndef f(x):\n    return x * 2\n"
     for n in QUICK_SIZES if quick else SIZES:
-        folder = project(base / f"scale-{n}", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n", script)
-        cli(folder, "submit", "sweep.yaml", "--local", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")
+        folder = project(
+            base / f"scale-{n}", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n", script
+        )
+        cli(
+            folder,
+            "submit",
+            "sweep.yaml",
+            "--local",
+            "--run-dir",
+            "warmup",
+            "--set",
+            "sweep.product.x=[0]",
+        )
         wall_s, cpu_s, peak_mib = submit_measured(folder, "run")
         loop_s, pool_s = loop_and_pool(folder, n)
         c_wall, c_peak, done = cli(folder, "collect", "run", "-o", "results.parquet")
         assert done.returncode == 0, done.stderr
-        SCALE[n] = {"submit": wall_s, "loop": loop_s, "pool": pool_s, "peak": peak_mib, "ledger": ledger_mb(folder / "run"),
-                    "collect": c_wall, "collect_peak": c_peak, "cpu": cpu_s}
-        rows.append((f"{n:,}", f"{wall_s:.2f} s", f"{loop_s:.2f} s", f"{pool_s:.2f} s", f"{wall_s / loop_s:.1f}x",
-                     f"{cpu_s:.2f} s", f"{peak_mib:.0f} MiB", f"{ledger_mb(folder / 'run'):.1f} MB",
-                     f"{c_wall:.2f} s, {c_peak:.0f} MiB"))
+        SCALE[n] = {
+            "submit": wall_s,
+            "loop": loop_s,
+            "pool": pool_s,
+            "peak": peak_mib,
+            "ledger": ledger_mb(folder / "run"),
+            "collect": c_wall,
+            "collect_peak": c_peak,
+            "cpu": cpu_s,
+        }
+        rows.append(
+            (
+                f"{n:,}",
+                f"{wall_s:.2f} s",
+                f"{loop_s:.2f} s",
+                f"{pool_s:.2f} s",
+                f"{wall_s / loop_s:.1f}x",
+                f"{cpu_s:.2f} s",
+                f"{peak_mib:.0f} MiB",
+                f"{ledger_mb(folder / 'run'):.1f} MB",
+                f"{c_wall:.2f} s, {c_peak:.0f} MiB",
+            )
+        )
     return rows + scale_targets()
 
 
@@ -201,14 +310,32 @@ def scale_targets() -> list[tuple]:
     for n in (100_000, 1_000_000):
         if n in SCALE:
             ratio = SCALE[n]["submit"] / SCALE[n]["loop"]
-            rows.append((f"target: {n:,} calls, submit <= 3x the loop", f"{ratio:.1f}x", "holds" if ratio <= 3 else "MISSED"))
+            rows.append(
+                (
+                    f"target: {n:,} calls, submit <= 3x the loop",
+                    f"{ratio:.1f}x",
+                    "holds" if ratio <= 3 else "MISSED",
+                )
+            )
     if 1_000_000 in SCALE:
         big = SCALE[1_000_000]
-        rows += [("target: 1,000,000 calls, submitter peak <= 200 MiB", f"{big['peak']:.0f} MiB", "holds" if big["peak"] <= 200 else "MISSED"),
-                 ("target: 1,000,000 calls, ledger <= 60 MB", f"{big['ledger']:.1f} MB", "holds" if big["ledger"] <= 60 else "MISSED"),
-                 ("target: collect 1,000,000 calls to Parquet <= 5 s, <= 300 MiB",
-                  f"{big['collect']:.1f} s, {big['collect_peak']:.0f} MiB",
-                  "holds" if big["collect"] <= 5 and big["collect_peak"] <= 300 else "MISSED")]
+        rows += [
+            (
+                "target: 1,000,000 calls, submitter peak <= 200 MiB",
+                f"{big['peak']:.0f} MiB",
+                "holds" if big["peak"] <= 200 else "MISSED",
+            ),
+            (
+                "target: 1,000,000 calls, ledger <= 60 MB",
+                f"{big['ledger']:.1f} MB",
+                "holds" if big["ledger"] <= 60 else "MISSED",
+            ),
+            (
+                "target: collect 1,000,000 calls to Parquet <= 5 s, <= 300 MiB",
+                f"{big['collect']:.1f} s, {big['collect_peak']:.0f} MiB",
+                "holds" if big["collect"] <= 5 and big["collect_peak"] <= 300 else "MISSED",
+            ),
+        ]
     return rows
 
 
@@ -231,27 +358,61 @@ NUMPY_CALL_S = 0.010  # the issue's workload: calls of about 10 ms of NumPy
 
 def seconds_per_call(python: Path, folder: Path) -> float:
     """What one call of work.py's f takes in that Python, alone (the mean of 50)."""
-    done = subprocess.run([str(python), "-c", "import sys, time; sys.path.insert(0, '.'); from work import f; f(0);"
-                           "t = time.perf_counter(); [f(x) for x in range(50)]; print((time.perf_counter() - t) / 50)"],
-                          cwd=folder, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import sys, time; sys.path.insert(0, '.'); from work import f; f(0);"
+            "t = time.perf_counter(); [f(x) for x in range(50)]; print((time.perf_counter() - t) / 50)",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(done.stdout)
 
 
 def bench_numpy(base: Path, quick: bool = False) -> list[tuple]:
     """Calls of ~10 ms of NumPy each: hog-batch against multiprocessing.Pool(2) in the same environment."""
     n = 300  # issue 21: 300 calls of 10 ms, a 3 s workload, where start-up costs show
-    folder = project(base / "numpy", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n", NUMPY_SCRIPT.format(size=250_000))
-    cli(folder, "submit", "sweep.yaml", "--local", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")  # builds the env
+    folder = project(
+        base / "numpy",
+        f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n",
+        NUMPY_SCRIPT.format(size=250_000),
+    )
+    cli(
+        folder,
+        "submit",
+        "sweep.yaml",
+        "--local",
+        "--run-dir",
+        "warmup",
+        "--set",
+        "sweep.product.x=[0]",
+    )  # builds the env
     env_python = next(Path(os.environ["HOG_BATCH_CACHE_DIR"]).glob("**/envs/*/bin/python"))
-    size = int(250_000 * NUMPY_CALL_S / seconds_per_call(env_python, folder))  # about 10 ms a call, here and now
+    size = int(
+        250_000 * NUMPY_CALL_S / seconds_per_call(env_python, folder)
+    )  # about 10 ms a call, here and now
     (folder / "work.py").write_text(NUMPY_SCRIPT.format(size=size))
     per_call_s = seconds_per_call(env_python, folder)
     wall_s, _, _ = submit_measured(folder, "run")
     _, pool_s = loop_and_pool(folder, n, str(env_python), pool_only=True)
     ratio = wall_s / pool_s
-    return [(f"{n:,} calls of {per_call_s * 1000:.0f} ms of NumPy", f"submit {wall_s:.1f} s",
-             f"Pool(2) {pool_s:.1f} s", f"{ratio:.2f}x"),
-            ("target: submit <= 1.05x Pool(2)", f"{ratio:.2f}x", "holds" if ratio <= 1.05 else "MISSED")]
+    return [
+        (
+            f"{n:,} calls of {per_call_s * 1000:.0f} ms of NumPy",
+            f"submit {wall_s:.1f} s",
+            f"Pool(2) {pool_s:.1f} s",
+            f"{ratio:.2f}x",
+        ),
+        (
+            "target: submit <= 1.05x Pool(2)",
+            f"{ratio:.2f}x",
+            "holds" if ratio <= 1.05 else "MISSED",
+        ),
+    ]
 
 
 PARALLEL_SCRIPT = """\
@@ -285,33 +446,70 @@ def bench_peers(base: Path, quick: bool = False) -> list[tuple]:
     rows: list[tuple] = []
     parallel = shutil.which("parallel")
     if parallel is None:
-        rows.append((f"GNU parallel -X, {n:,} calls", "SKIPPED: GNU parallel is not installed (apt-get install parallel)"))
+        rows.append(
+            (
+                f"GNU parallel -X, {n:,} calls",
+                "SKIPPED: GNU parallel is not installed (apt-get install parallel)",
+            )
+        )
     else:
         (folder / "calls.py").write_text(PARALLEL_SCRIPT)
         started = time.perf_counter()
-        done = subprocess.run(f"seq 0 {n - 1} | {parallel} -X -j 2 {sys.executable} calls.py > parallel.out", shell=True,
-                              cwd=folder, capture_output=True, text=True)
+        done = subprocess.run(
+            f"seq 0 {n - 1} | {parallel} -X -j 2 {sys.executable} calls.py > parallel.out",
+            shell=True,
+            cwd=folder,
+            capture_output=True,
+            text=True,
+        )
         parallel_s = time.perf_counter() - started
         assert done.returncode == 0, done.stderr[-2000:]
         assert sum(1 for _ in (folder / "parallel.out").open()) == n
-        rows.append((f"GNU parallel -X -j 2, {n:,} calls", f"{parallel_s:.2f} s", f"hog-batch {ours:.2f} s",
-                     f"hog-batch is {parallel_s / ours:.2f}x its speed", "ahead" if ours < parallel_s else "BEHIND"))
+        rows.append(
+            (
+                f"GNU parallel -X -j 2, {n:,} calls",
+                f"{parallel_s:.2f} s",
+                f"hog-batch {ours:.2f} s",
+                f"hog-batch is {parallel_s / ours:.2f}x its speed",
+                "ahead" if ours < parallel_s else "BEHIND",
+            )
+        )
     from uv import find_uv_bin
 
     env_dir = base / "joblib-env"
     uv = find_uv_bin()
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(env_dir)], check=True)
-    installed = subprocess.run([uv, "pip", "install", "-q", "--python", str(env_dir / "bin" / "python"), "joblib"],
-                               capture_output=True, text=True)
+    installed = subprocess.run(
+        [uv, "pip", "install", "-q", "--python", str(env_dir / "bin" / "python"), "joblib"],
+        capture_output=True,
+        text=True,
+    )
     if installed.returncode != 0:
-        rows.append((f"joblib loky, {n:,} calls", f"SKIPPED: joblib could not be installed: {installed.stderr[-300:]}"))
+        rows.append(
+            (
+                f"joblib loky, {n:,} calls",
+                f"SKIPPED: joblib could not be installed: {installed.stderr[-300:]}",
+            )
+        )
         return rows
     (folder / "joblib_drive.py").write_text(JOBLIB_DRIVER)
-    done = subprocess.run([str(env_dir / "bin" / "python"), "joblib_drive.py", str(n)], cwd=folder, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(env_dir / "bin" / "python"), "joblib_drive.py", str(n)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     joblib_s = float(done.stdout.split()[-1])
-    rows.append((f"joblib loky n_jobs=2, {n:,} calls", f"{joblib_s:.2f} s", f"hog-batch {ours:.2f} s",
-                 f"hog-batch is {joblib_s / ours:.2f}x its speed", "ahead" if ours < joblib_s else "BEHIND"))
+    rows.append(
+        (
+            f"joblib loky n_jobs=2, {n:,} calls",
+            f"{joblib_s:.2f} s",
+            f"hog-batch {ours:.2f} s",
+            f"hog-batch is {joblib_s / ours:.2f}x its speed",
+            "ahead" if ours < joblib_s else "BEHIND",
+        )
+    )
     return rows
 
 
@@ -353,32 +551,70 @@ def bench_groundhog(base: Path, quick: bool = False) -> list[tuple]:
     env_dir = base / "groundhog-env"
     uv = find_uv_bin()
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(env_dir)], check=True)
-    subprocess.run([uv, "pip", "install", "-q", "--python", str(env_dir / "bin" / "python"),
-                    f"groundhog-hpc=={GROUNDHOG_VERSION}"], check=True)
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(env_dir / "bin" / "python"),
+            f"groundhog-hpc=={GROUNDHOG_VERSION}",
+        ],
+        check=True,
+    )
     folder = base / "groundhog"
     folder.mkdir()
     (folder / "work.py").write_text(GROUNDHOG_SCRIPT)
     (folder / "drive.py").write_text(GROUNDHOG_DRIVER)
-    done = subprocess.run([str(env_dir / "bin" / "python"), "drive.py", str(n)], cwd=folder, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(env_dir / "bin" / "python"), "drive.py", str(n)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     wall_s = float(done.stdout.split()[-1])
     rate = n / wall_s
     if "auto" not in THROUGHPUT:
         bench_throughput(base)
     ratio = THROUGHPUT["auto"] / rate
-    return [(f"{n:,} trivial calls, Groundhog {GROUNDHOG_VERSION} batch_local", f"{wall_s:.1f} s", f"{rate:.1f} calls/s", "", ""),
-            ("  hog-batch auto / Groundhog", f"{ratio:.0f}x", "", "target >= 300x", "holds" if ratio >= 300 else "MISSED")]
+    return [
+        (
+            f"{n:,} trivial calls, Groundhog {GROUNDHOG_VERSION} batch_local",
+            f"{wall_s:.1f} s",
+            f"{rate:.1f} calls/s",
+            "",
+            "",
+        ),
+        (
+            "  hog-batch auto / Groundhog",
+            f"{ratio:.0f}x",
+            "",
+            "target >= 300x",
+            "holds" if ratio >= 300 else "MISSED",
+        ),
+    ]
 
 
-def cli_usage(folder: Path, *args: str, env: dict | None = None) -> tuple[float, float, float, float, subprocess.CompletedProcess]:
+def cli_usage(
+    folder: Path, *args: str, env: dict | None = None
+) -> tuple[float, float, float, float, subprocess.CompletedProcess]:
     """Start time (time.time), wall seconds, peak RSS (MiB) and CPU seconds of one hog-batch command."""
-    code = ("import resource, subprocess, sys, time; s = time.time(); t = time.perf_counter();"
-            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-            "w = time.perf_counter() - t; u = resource.getrusage(resource.RUSAGE_CHILDREN);"
-            "print(s, w, u.ru_maxrss / 1024, u.ru_utime + u.ru_stime);"
-            "sys.stderr.write(p.stderr[-2000:]); sys.exit(p.returncode)")
-    done = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "groundhog_batch", *args],
-                          cwd=folder, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    code = (
+        "import resource, subprocess, sys, time; s = time.time(); t = time.perf_counter();"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "w = time.perf_counter() - t; u = resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(s, w, u.ru_maxrss / 1024, u.ru_utime + u.ru_stime);"
+        "sys.stderr.write(p.stderr[-2000:]); sys.exit(p.returncode)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, sys.executable, "-m", "groundhog_batch", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     started, wall_s, peak_mib, cpu_s = map(float, done.stdout.split())
     return started, wall_s, peak_mib, cpu_s, done
 
@@ -392,8 +628,16 @@ def result_times(run_dir: Path, started: float) -> tuple[float, float]:
     return (first or started) - started, (last or started) - started
 
 
-REMOTE_HEADER = ("calls (calls_per_task)", "wall", "requests by route", "peak / 10 s", "submitter CPU", "peak RSS",
-                 "first / last result", "ledger")
+REMOTE_HEADER = (
+    "calls (calls_per_task)",
+    "wall",
+    "requests by route",
+    "peak / 10 s",
+    "submitter CPU",
+    "peak RSS",
+    "first / last result",
+    "ledger",
+)
 
 
 def bench_remote(base: Path, quick: bool = False) -> list[tuple]:
@@ -408,8 +652,11 @@ def bench_remote(base: Path, quick: bool = False) -> list[tuple]:
 
     from groundhog_batch.backends.local import find_uv
 
-    scales = [(1_000, "auto"), (10_000, "auto"), (2_000, 1)] if quick else \
-        [(1_000, "auto"), (10_000, "auto"), (100_000, "auto"), (2_000, 1)]
+    scales = (
+        [(1_000, "auto"), (10_000, "auto"), (2_000, 1)]
+        if quick
+        else [(1_000, "auto"), (10_000, "auto"), (100_000, "auto"), (2_000, 1)]
+    )
     os.environ["HOG_BATCH_UV"] = find_uv()
     broker = None
     if rabbitmq_server.available() is None:
@@ -418,25 +665,54 @@ def bench_remote(base: Path, quick: bool = False) -> list[tuple]:
     rows: list[tuple] = [REMOTE_HEADER]
     try:
         endpoint = service.add_endpoint()
-        os.environ.update({**service.environment(), "GLOBUS_COMPUTE_USER_DIR": str(base / "globus-compute"),
-                           "HOG_BATCH_STATE_DIR": str(base / "state")})
+        os.environ.update(
+            {
+                **service.environment(),
+                "GLOBUS_COMPUTE_USER_DIR": str(base / "globus-compute"),
+                "HOG_BATCH_STATE_DIR": str(base / "state"),
+            }
+        )
         for n, per_task in scales:
             service.reset()
-            folder = project(base / f"remote-{n}-{per_task}", f"endpoint: {endpoint}\ncalls_per_task: {per_task}\n"
-                             f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n")
-            started, wall_s, peak_mib, cpu_s, done = cli_usage(folder, "submit", "sweep.yaml", "--run-dir", "run")
+            folder = project(
+                base / f"remote-{n}-{per_task}",
+                f"endpoint: {endpoint}\ncalls_per_task: {per_task}\n"
+                f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n",
+            )
+            started, wall_s, peak_mib, cpu_s, done = cli_usage(
+                folder, "submit", "sweep.yaml", "--run-dir", "run"
+            )
             assert done.returncode == 0, done.stderr
             first_s, last_s = result_times(folder / "run", started)
             counts = {k: v for k, v in sorted(service.requests.items()) if k != "token"}
-            rows.append((f"{n:,} ({per_task})", f"{wall_s:.1f} s", ", ".join(f"{k} {v}" for k, v in counts.items()),
-                         str(service.peak_requests(10.0)), f"{cpu_s:.1f} s", f"{peak_mib:.0f} MiB",
-                         f"{first_s:.1f} / {last_s:.1f} s", f"{(folder / 'run' / 'state.sqlite').stat().st_size / 2**20:.1f} MiB"))
+            rows.append(
+                (
+                    f"{n:,} ({per_task})",
+                    f"{wall_s:.1f} s",
+                    ", ".join(f"{k} {v}" for k, v in counts.items()),
+                    str(service.peak_requests(10.0)),
+                    f"{cpu_s:.1f} s",
+                    f"{peak_mib:.0f} MiB",
+                    f"{first_s:.1f} / {last_s:.1f} s",
+                    f"{(folder / 'run' / 'state.sqlite').stat().st_size / 2**20:.1f} MiB",
+                )
+            )
     finally:
         service.stop()
         if broker is not None:
             broker.stop()
-    rows.append(("results", "pushed over AMQP (rabbitmq-server)" if broker else "polled (no rabbitmq-server here)",
-                 "", "", "", "", "", ""))
+    rows.append(
+        (
+            "results",
+            "pushed over AMQP (rabbitmq-server)" if broker else "polled (no rabbitmq-server here)",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        )
+    )
     return rows
 
 
@@ -462,13 +738,27 @@ def bench_remote_big(base: Path, quick: bool = False) -> list[tuple]:
     service = LoopbackGlobus().start()
     try:
         endpoint = service.add_endpoint()
-        os.environ.update({**service.environment(), "GLOBUS_COMPUTE_USER_DIR": str(base / "globus-compute-big"),
-                           "HOG_BATCH_GLOBUS_POLL_S": "1.0", "HOG_BATCH_STATE_DIR": str(base / "state")})
-        folder = project(base / "remote-big", f"endpoint: {endpoint}\ncalls_per_task: 3\nmax_parallel: {n_tasks}\n"
-                         f"sweep:\n  product:\n    x: {{range: [0, {3 * n_tasks}]}}\n", BIG_RESULTS_SCRIPT)
+        os.environ.update(
+            {
+                **service.environment(),
+                "GLOBUS_COMPUTE_USER_DIR": str(base / "globus-compute-big"),
+                "HOG_BATCH_GLOBUS_POLL_S": "1.0",
+                "HOG_BATCH_STATE_DIR": str(base / "state"),
+            }
+        )
+        folder = project(
+            base / "remote-big",
+            f"endpoint: {endpoint}\ncalls_per_task: 3\nmax_parallel: {n_tasks}\n"
+            f"sweep:\n  product:\n    x: {{range: [0, {3 * n_tasks}]}}\n",
+            BIG_RESULTS_SCRIPT,
+        )
         service.hold_tasks = True
-        submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
-                                     cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        submitter = subprocess.Popen(
+            [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 600
         while time.time() < deadline:
             time.sleep(0.5)
@@ -491,30 +781,58 @@ def bench_remote_big(base: Path, quick: bool = False) -> list[tuple]:
     finally:
         service.stop()
     mib = sizes[len(sizes) // 2] / 2**20 if sizes else 0
-    return [(f"{n_tasks} results of {mib:.1f} MiB fetched at once (`resume`)", f"{wall_s:.1f} s",
-             f"{peak_mib:.0f} MiB peak", "target <= 256 MiB", "holds" if peak_mib <= 256 else "MISSED"),
-            ("  status requests", str(statuses), "", "", "")]
+    return [
+        (
+            f"{n_tasks} results of {mib:.1f} MiB fetched at once (`resume`)",
+            f"{wall_s:.1f} s",
+            f"{peak_mib:.0f} MiB peak",
+            "target <= 256 MiB",
+            "holds" if peak_mib <= 256 else "MISSED",
+        ),
+        ("  status requests", str(statuses), "", "", ""),
+    ]
 
 
 def bench_coldstart(base: Path, quick: bool = False) -> list[tuple]:
     """8 tasks at once on a cold environment cache against 1: the environment is built once."""
-    script = "# /// script\n# dependencies = [\"six\"]\n# ///\ndef f(x):\n    return x\n"
-    folder = project(base / "cold", "calls_per_task: 1\nmax_parallel: 8\nsweep:\n  product:\n    x: {range: [0, 8]}\n", script)
+    script = '# /// script\n# dependencies = ["six"]\n# ///\ndef f(x):\n    return x\n'
+    folder = project(
+        base / "cold",
+        "calls_per_task: 1\nmax_parallel: 8\nsweep:\n  product:\n    x: {range: [0, 8]}\n",
+        script,
+    )
     os.environ["HOG_BATCH_CACHE_DIR"] = str(base / "cold-warmup")
-    cli(folder, "submit", "sweep.yaml", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")  # uv's download cache
+    cli(
+        folder, "submit", "sweep.yaml", "--run-dir", "warmup", "--set", "sweep.product.x=[0]"
+    )  # uv's download cache
     walls = {}
     for n_tasks in (1, 8):
         cache = base / f"cold-cache-{n_tasks}"
         os.environ["HOG_BATCH_CACHE_DIR"] = str(cache)
-        walls[n_tasks], _, done = cli(folder, "submit", "sweep.yaml", "--run-dir", f"run-{n_tasks}",
-                                      "--set", f"sweep.product.x={{range: [0, {n_tasks}]}}")
+        walls[n_tasks], _, done = cli(
+            folder,
+            "submit",
+            "sweep.yaml",
+            "--run-dir",
+            f"run-{n_tasks}",
+            "--set",
+            f"sweep.product.x={{range: [0, {n_tasks}]}}",
+        )
         assert done.returncode == 0, done.stderr
     built = [p for p in (base / "cold-cache-8" / "hog-batch" / "envs").iterdir() if p.is_dir()]
     ratio = walls[8] / walls[1]
     holds = ratio < 2 and len(built) == 1
-    return [("cold cache: 1 task", f"{walls[1]:.1f} s", "", "", ""),
-            ("cold cache: 8 tasks at once", f"{walls[8]:.1f} s", f"{len(built)} environment(s) built", "", ""),
-            ("  8 / 1", f"{ratio:.2f}x", "", "target < 2x, built once", "holds" if holds else "MISSED")]
+    return [
+        ("cold cache: 1 task", f"{walls[1]:.1f} s", "", "", ""),
+        (
+            "cold cache: 8 tasks at once",
+            f"{walls[8]:.1f} s",
+            f"{len(built)} environment(s) built",
+            "",
+            "",
+        ),
+        ("  8 / 1", f"{ratio:.2f}x", "", "target < 2x, built once", "holds" if holds else "MISSED"),
+    ]
 
 
 def bench_report(base: Path, quick: bool = False) -> list[tuple]:
@@ -523,21 +841,43 @@ def bench_report(base: Path, quick: bool = False) -> list[tuple]:
     rows = []
     wide = "def f(x):\n    return {f'k{i}': x * i for i in range(%d)}\n"
     for keys in (1_000, 5_000):
-        folder = project(base / f"report-{keys}", "sweep:\n  product:\n    x: [1, 2, 3]\n", wide % keys)
+        folder = project(
+            base / f"report-{keys}", "sweep:\n  product:\n    x: [1, 2, 3]\n", wide % keys
+        )
         assert cli(folder, "submit", "sweep.yaml", "--run-dir", "run")[2].returncode == 0
         wall_s, peak_mib, done = cli(folder, "report", "run")
         assert done.returncode == 0, done.stderr
-        rows.append((f"report, 3 calls of {keys:,} keys", f"{wall_s:.1f} s", f"{peak_mib:.0f} MiB peak", "target < 10 s",
-                     "holds" if wall_s < 10 else "MISSED"))
+        rows.append(
+            (
+                f"report, 3 calls of {keys:,} keys",
+                f"{wall_s:.1f} s",
+                f"{peak_mib:.0f} MiB peak",
+                "target < 10 s",
+                "holds" if wall_s < 10 else "MISSED",
+            )
+        )
     n_seeds = 10 if quick else 100
-    grid = ("sweep:\n  product:\n    a: {geomspace: [1, 1000, 10]}\n    b: {linspace: [0, 1, 10]}\n"
-            f"    seed: {{range: [0, {n_seeds}]}}\n")
-    folder = project(base / "report-grid", grid, "def f(a, b, seed):\n    return {'y': a * b + seed % 7, 'z': a - b}\n")
+    grid = (
+        "sweep:\n  product:\n    a: {geomspace: [1, 1000, 10]}\n    b: {linspace: [0, 1, 10]}\n"
+        f"    seed: {{range: [0, {n_seeds}]}}\n"
+    )
+    folder = project(
+        base / "report-grid",
+        grid,
+        "def f(a, b, seed):\n    return {'y': a * b + seed % 7, 'z': a - b}\n",
+    )
     assert cli(folder, "submit", "sweep.yaml", "--run-dir", "run")[2].returncode == 0
     wall_s, peak_mib, done = cli(folder, "report", "run")
     assert done.returncode == 0, done.stderr
-    rows.append((f"report, {100 * n_seeds:,} calls, replicates", f"{wall_s:.1f} s", f"{peak_mib:.0f} MiB peak",
-                 "target < 10 s", "holds" if wall_s < 10 else "MISSED"))
+    rows.append(
+        (
+            f"report, {100 * n_seeds:,} calls, replicates",
+            f"{wall_s:.1f} s",
+            f"{peak_mib:.0f} MiB peak",
+            "target < 10 s",
+            "holds" if wall_s < 10 else "MISSED",
+        )
+    )
     return rows
 
 
@@ -554,32 +894,68 @@ def bench_slurm(base: Path, quick: bool = False) -> list[tuple]:
     if reason:
         return [(f"{n:,} trivial calls through Slurm", f"SKIPPED: {reason}")]
     local = project(base / "slurm-local", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n")
-    cli(local, "submit", "sweep.yaml", "--run-dir", "warmup", "--set", "sweep.product.x=[0]")  # warm the environment
+    cli(
+        local, "submit", "sweep.yaml", "--run-dir", "warmup", "--set", "sweep.product.x=[0]"
+    )  # warm the environment
     local_s, _, done = cli(local, "submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 0, done.stderr
     cluster = SlurmCluster().start()
     saved = dict(os.environ)
     try:
-        os.environ.update({**cluster.environment(), "HOG_BATCH_UV": find_uv(), "HOG_BATCH_SLURM_POLL_S": "1.0"})
-        folder = project(base / "slurm", f"endpoint: slurm\nsweep:\n  product:\n    x: {{range: [0, {n}]}}\n")
+        os.environ.update(
+            {**cluster.environment(), "HOG_BATCH_UV": find_uv(), "HOG_BATCH_SLURM_POLL_S": "1.0"}
+        )
+        folder = project(
+            base / "slurm", f"endpoint: slurm\nsweep:\n  product:\n    x: {{range: [0, {n}]}}\n"
+        )
         slurm_s, _, done = cli(folder, "submit", "sweep.yaml", "--run-dir", "run")
         assert done.returncode == 0, done.stderr
-        elements = len(list((folder / "run" / "tasks").glob("*.log")))  # Slurm's log of each element
+        elements = len(
+            list((folder / "run" / "tasks").glob("*.log"))
+        )  # Slurm's log of each element
     finally:
         os.environ.clear()
         os.environ.update(saved)
         cluster.stop()
-    return [(f"{n:,} trivial calls, local backend", f"{local_s:.1f} s", "", "", ""),
-            (f"{n:,} trivial calls through Slurm ({elements} array elements, one node)", f"{slurm_s:.1f} s", "", "", ""),
-            ("  Slurm / local (submit -> last result)", f"{slurm_s / local_s:.1f}x", "", "", "")]
+    return [
+        (f"{n:,} trivial calls, local backend", f"{local_s:.1f} s", "", "", ""),
+        (
+            f"{n:,} trivial calls through Slurm ({elements} array elements, one node)",
+            f"{slurm_s:.1f} s",
+            "",
+            "",
+            "",
+        ),
+        ("  Slurm / local (submit -> last result)", f"{slurm_s / local_s:.1f}x", "", "", ""),
+    ]
 
 
-BENCHMARKS = {"startup": bench_startup, "report": bench_report, "plan": bench_plan, "scale": bench_scale,
-              "numpy": bench_numpy, "peers": bench_peers, "throughput": bench_throughput, "remote": bench_remote,
-              "remote-big": bench_remote_big, "coldstart": bench_coldstart, "groundhog": bench_groundhog,
-              "slurm": bench_slurm}
-DEFAULT = ["startup", "report", "plan", "scale", "numpy", "peers", "throughput", "coldstart", "remote",
-           "slurm"]  # groundhog: over 10 minutes
+BENCHMARKS = {
+    "startup": bench_startup,
+    "report": bench_report,
+    "plan": bench_plan,
+    "scale": bench_scale,
+    "numpy": bench_numpy,
+    "peers": bench_peers,
+    "throughput": bench_throughput,
+    "remote": bench_remote,
+    "remote-big": bench_remote_big,
+    "coldstart": bench_coldstart,
+    "groundhog": bench_groundhog,
+    "slurm": bench_slurm,
+}
+DEFAULT = [
+    "startup",
+    "report",
+    "plan",
+    "scale",
+    "numpy",
+    "peers",
+    "throughput",
+    "coldstart",
+    "remote",
+    "slurm",
+]  # groundhog: over 10 minutes
 
 
 def load() -> str:
@@ -593,11 +969,16 @@ def main(argv: list[str]) -> int:
     chosen = [a for a in argv if a != "--quick"] or DEFAULT
     unknown = [name for name in chosen if name not in BENCHMARKS]
     if unknown:
-        print(f"unknown benchmark {unknown[0]!r}; choose from: {', '.join(BENCHMARKS)} (and --quick)", file=sys.stderr)
+        print(
+            f"unknown benchmark {unknown[0]!r}; choose from: {', '.join(BENCHMARKS)} (and --quick)",
+            file=sys.stderr,
+        )
         return 2
     # A user's install has its bytecode written (pip compiles it); a shell that forbids it would time compilation.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}"
+    )
     print(f"load average at start: {load()}{'  (quick mode)' if quick else ''}")
     sections = []
     with tempfile.TemporaryDirectory(prefix="hog-bench-") as tmp:

@@ -43,9 +43,11 @@ class Run:
     def __init__(self, root: str | Path) -> None:
         self.paths = RunPaths(Path(root).absolute())
         if not self.paths.exists():
-            raise RunError(message=f"{root} is not a hog-batch run directory (no {self.paths.run_info.name})",
-                           hint="`hog-batch runs` lists the runs under the current folder; a run stopped while it "
-                           "was being planned ran nothing: submit it again")
+            raise RunError(
+                message=f"{root} is not a hog-batch run directory (no {self.paths.run_info.name})",
+                hint="`hog-batch runs` lists the runs under the current folder; a run stopped while it "
+                "was being planned ran nothing: submit it again",
+            )
         self.info = _read_run_info(self.paths)
         # A run directory the user cannot write (an archive, another user's) is still read: status, collect -o.
         self.ledger = Ledger(self.paths.ledger, read_only=not os.access(self.paths.root, os.W_OK))
@@ -125,10 +127,16 @@ class Run:
             inputs.check_files(self.info.get("inputs"), self.root)
         if self._sweep_spec is None:
             rows_copies, chunk_rows = self._recorded_data()
-            inputs.check_files(self.info.get("inputs"), self.root, recorded=[*rows_copies, *chunk_rows])
+            inputs.check_files(
+                self.info.get("inputs"), self.root, recorded=[*rows_copies, *chunk_rows]
+            )
             with planning_from_run_records(rows_copies, chunk_rows):
-                spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
-                                     text=self._manifest_snapshot())
+                spec = load_manifest(
+                    self.info["manifest_path"],
+                    self.info["overrides"],
+                    self.info.get("endpoint"),
+                    text=self._manifest_snapshot(),
+                )
             self._check_calls(spec)
             self._sweep_spec = spec
         return self._sweep_spec
@@ -143,7 +151,9 @@ class Run:
                     copies[name] = copy
             except OSError:
                 continue
-        counts = {name: n for name, n in (self.info.get("chunk_rows") or {}).items() if isinstance(n, int)}
+        counts = {
+            name: n for name, n in (self.info.get("chunk_rows") or {}).items() if isinstance(n, int)
+        }
         return copies, counts
 
     def _check_calls(self, spec: RunSpec) -> None:
@@ -151,9 +161,11 @@ class Run:
         planned = self.ledger.jobs()
         for job in spec.jobs:
             if job.name in planned and planned[job.name] != job.n_calls:
-                raise RunError(message=f"job {job.name!r} now expands to {job.n_calls:,} calls, but this run planned "
-                               f"{planned[job.name]:,}: an input of its sweep (a rows or data file, the manifest) changed",
-                               hint="restore the inputs the run started with, or submit the manifest again as a new run")
+                raise RunError(
+                    message=f"job {job.name!r} now expands to {job.n_calls:,} calls, but this run planned "
+                    f"{planned[job.name]:,}: an input of its sweep (a rows or data file, the manifest) changed",
+                    hint="restore the inputs the run started with, or submit the manifest again as a new run",
+                )
 
     def failure_groups(self) -> list:
         """The failed calls grouped by job and type of error, largest group first (``status`` shows these)."""
@@ -170,7 +182,9 @@ class Run:
 
         sizes = job_sizes(self.ledger)
         if job is not None and job not in sizes:
-            raise RunError(message=f"this run has no job {job!r}", hint=f"its jobs: {', '.join(sizes)}")
+            raise RunError(
+                message=f"this run has no job {job!r}", hint=f"its jobs: {', '.join(sizes)}"
+            )
         selected = parse_call_refs([str(call) for call in calls], sizes, job) if calls else None
         return call_logs(self, selected, job, failed)
 
@@ -183,27 +197,42 @@ class Run:
     def _manifest_snapshot(self) -> str:
         try:
             text = self.paths.manifest_snapshot.read_text("utf-8")
-            inputs.check_manifest(self.info.get("inputs"), text, self.info["overrides"], self.info.get("endpoint"), self.root)
+            inputs.check_manifest(
+                self.info.get("inputs"),
+                text,
+                self.info["overrides"],
+                self.info.get("endpoint"),
+                self.root,
+            )
             return text
         except (OSError, UnicodeDecodeError) as exc:
-            raise RunError(message=f"the run's manifest snapshot {self.paths.manifest_snapshot} cannot be read "
-                           f"({getattr(exc, 'strerror', None) or exc})",
-                           hint="the run's calls are planned from it: restore it (a copy of the manifest the run was "
-                           "submitted with), or submit the manifest again as a new run") from None
+            raise RunError(
+                message=f"the run's manifest snapshot {self.paths.manifest_snapshot} cannot be read "
+                f"({getattr(exc, 'strerror', None) or exc})",
+                hint="the run's calls are planned from it: restore it (a copy of the manifest the run was "
+                "submitted with), or submit the manifest again as a new run",
+            ) from None
 
     def _load_spec(self) -> RunSpec:
         inputs.check_files(self.info.get("inputs"), self.root)
         inputs.check_helpers(self.info.get("inputs"), self.root)
-        spec = load_manifest(self.info["manifest_path"], self.info["overrides"], self.info.get("endpoint"),
-                             text=self._manifest_snapshot())
+        spec = load_manifest(
+            self.info["manifest_path"],
+            self.info["overrides"],
+            self.info.get("endpoint"),
+            text=self._manifest_snapshot(),
+        )
         self._check_calls(spec)
         spec.recorded_inputs = dict((self.info.get("inputs") or {}).get("files") or {})
         for job in spec.jobs:  # the rows read now are the rows the run planned with
             for name, rows in job.sweep.rows_files.items():
                 if spec.recorded_inputs.get(name, rows.sha256) != rows.sha256:
-                    raise RunError(message=f"{name} changed since this run started: the run's calls take their "
-                                   "arguments from it", hint=f"restore the file as it was to go on with run {self.root}, "
-                                   "or submit the manifest again as a new run with the new file")
+                    raise RunError(
+                        message=f"{name} changed since this run started: the run's calls take their "
+                        "arguments from it",
+                        hint=f"restore the file as it was to go on with run {self.root}, "
+                        "or submit the manifest again as a new run with the new file",
+                    )
         recorded = {job["name"]: job for job in self.info["jobs"]}
         for job in spec.jobs:
             before = recorded.get(job.name)
@@ -244,21 +273,31 @@ def _read_run_info(paths: RunPaths) -> dict:
     try:
         info = json.loads(paths.run_info.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RunError(message=f"{paths.run_info} cannot be read ({getattr(exc, 'strerror', None) or exc})",
-                       hint="the run cannot be used without it; submit the manifest again as a new run") from None
-    problems = [] if isinstance(info, dict) else [f"it holds a JSON {type(info).__name__}, not an object"]
+        raise RunError(
+            message=f"{paths.run_info} cannot be read ({getattr(exc, 'strerror', None) or exc})",
+            hint="the run cannot be used without it; submit the manifest again as a new run",
+        ) from None
+    problems = (
+        [] if isinstance(info, dict) else [f"it holds a JSON {type(info).__name__}, not an object"]
+    )
     for key, kind in RUN_INFO_FIELDS.items():
         if not problems and not isinstance(info.get(key), kind):
             problems.append(f"{key!r} is missing or not a {kind.__name__}")
-    if not problems and not all(isinstance(job, dict) and isinstance(job.get("name"), str) for job in info["jobs"]):
+    if not problems and not all(
+        isinstance(job, dict) and isinstance(job.get("name"), str) for job in info["jobs"]
+    ):
         problems.append("'jobs' does not list the run's jobs")
     for i, job in enumerate(info["jobs"] if not problems else []):
         for key, kind in RUN_INFO_JOB_FIELDS.items():
-            if not problems and (not isinstance(job.get(key), kind) or isinstance(job.get(key), bool)):
+            if not problems and (
+                not isinstance(job.get(key), kind) or isinstance(job.get(key), bool)
+            ):
                 problems.append(f"job {i} ({job['name']!r}) has no {key!r} ({kind.__name__})")
     if problems:
-        raise RunError(message=f"the run directory is damaged: {paths.run_info}: {problems[0]}",
-                       hint="the run cannot be used without it; submit the manifest again as a new run")
+        raise RunError(
+            message=f"the run directory is damaged: {paths.run_info}: {problems[0]}",
+            hint="the run cannot be used without it; submit the manifest again as a new run",
+        )
     return info
 
 
@@ -267,26 +306,43 @@ def _check_ledger_jobs(paths: RunPaths, info: dict, ledger: Ledger) -> None:
     try:
         planned = ledger.jobs()
     except sqlite3.DatabaseError as exc:
-        raise RunError(message=f"the run directory is damaged: its ledger {paths.ledger} cannot be read ({exc})",
-                       hint="it cannot be trusted: submit the manifest again into a new run directory") from None
+        raise RunError(
+            message=f"the run directory is damaged: its ledger {paths.ledger} cannot be read ({exc})",
+            hint="it cannot be trusted: submit the manifest again into a new run directory",
+        ) from None
     recorded = {job["name"]: job["n_calls"] for job in info["jobs"]}
     if planned != recorded:
         missing = [name for name in recorded if name not in planned]
-        what = (f"its ledger {paths.ledger} has no job {missing[0]!r}, which {paths.run_info.name} lists" if missing else
-                f"its ledger {paths.ledger} and {paths.run_info.name} disagree on the jobs and their calls "
-                f"({planned} against {recorded})")
-        raise RunError(message=f"the run directory is damaged: {what}",
-                       hint="it cannot be trusted: submit the manifest again into a new run directory")
+        what = (
+            f"its ledger {paths.ledger} has no job {missing[0]!r}, which {paths.run_info.name} lists"
+            if missing
+            else f"its ledger {paths.ledger} and {paths.run_info.name} disagree on the jobs and their calls "
+            f"({planned} against {recorded})"
+        )
+        raise RunError(
+            message=f"the run directory is damaged: {what}",
+            hint="it cannot be trusted: submit the manifest again into a new run directory",
+        )
 
 
 def _provenance(spec: RunSpec) -> dict:
     def git_commit(folder: Path) -> str | None:
         try:
             git = find_program("git")
-            done = subprocess.run([git, "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+            done = subprocess.run(
+                [git, "-C", str(folder), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
             if done.returncode != 0:
                 return None
-            dirty = subprocess.run([git, "-C", str(folder), "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+            dirty = subprocess.run(
+                [git, "-C", str(folder), "status", "--porcelain"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
             return done.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
         except (OSError, subprocess.TimeoutExpired):
             return None
@@ -304,16 +360,32 @@ def _provenance(spec: RunSpec) -> dict:
         "user": getpass.getuser(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "argv": sys.argv,
-        "scripts": {job.name: {"path": str(job.script_path), "sha256": job.script_sha256,
-                               "git_commit": git_commit(job.script_path.parent)} for job in spec.jobs},
-        "environments": {job.name: {"env_id": job.environment.env_id, "requires_python": job.environment.requires_python,
-                                    "dependencies": list(job.environment.dependencies)} for job in spec.jobs},
+        "scripts": {
+            job.name: {
+                "path": str(job.script_path),
+                "sha256": job.script_sha256,
+                "git_commit": git_commit(job.script_path.parent),
+            }
+            for job in spec.jobs
+        },
+        "environments": {
+            job.name: {
+                "env_id": job.environment.env_id,
+                "requires_python": job.environment.requires_python,
+                "dependencies": list(job.environment.dependencies),
+            }
+            for job in spec.jobs
+        },
         "data_files": data_files,
     }
 
 
-def call_keyer(job, script_sha256: str | None = None, file_hashes: dict[str, str] | None = None,
-               helpers: dict[str, str] | None = None) -> Callable:
+def call_keyer(
+    job,
+    script_sha256: str | None = None,
+    file_hashes: dict[str, str] | None = None,
+    helpers: dict[str, str] | None = None,
+) -> Callable:
     """Identity of a job's calls across runs: same script, function, arguments and environment.
 
     The job's part is hashed once; each call adds only its own parameters,
@@ -321,8 +393,16 @@ def call_keyer(job, script_sha256: str | None = None, file_hashes: dict[str, str
     ``file_hashes`` are what a run recorded (default: the files as they are now);
     ``helpers`` the helper modules its scripts import, with their hashes.
     """
-    job_part = canonical_json({"script": script_sha256 or job.script_sha256, "function": job.function, "env": job.environment.env_id,
-                               "args": job.args, "kwargs": job.kwargs, "helpers": helpers or {}}).encode()
+    job_part = canonical_json(
+        {
+            "script": script_sha256 or job.script_sha256,
+            "function": job.function,
+            "env": job.environment.env_id,
+            "args": job.args,
+            "kwargs": job.kwargs,
+            "helpers": helpers or {},
+        }
+    ).encode()
     sources = job.sweep.chunk_sources
     file_hashes = dict(file_hashes or {})
     for source in sources.values():
@@ -331,16 +411,29 @@ def call_keyer(job, script_sha256: str | None = None, file_hashes: dict[str, str
 
     def key(call) -> str:
         digest = hashlib.sha256(job_part)
-        chunks = {name: [file_hashes.get(str(source.file.resolve())) if source.file is not None else None,
-                         source.bounds[call.params[name]]] for name, source in sources.items()
-                  if name in call.params} if sources else {}
+        chunks = (
+            {
+                name: [
+                    file_hashes.get(str(source.file.resolve()))
+                    if source.file is not None
+                    else None,
+                    source.bounds[call.params[name]],
+                ]
+                for name, source in sources.items()
+                if name in call.params
+            }
+            if sources
+            else {}
+        )
         digest.update(canonical_json([call.params, chunks]).encode())
         return digest.hexdigest()[:32]
 
     return key
 
 
-def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str | None = None) -> Run:
+def create_run(
+    spec: RunSpec, run_dir: str | Path | None = None, endpoint: str | None = None
+) -> Run:
     """Make the run directory: snapshot, provenance, and every planned call in the ledger."""
     kind = registry.of_run(spec)
     plan = Plan(spec)
@@ -351,17 +444,34 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
     root = Path(run_dir).absolute() if run_dir else new_run_dir(spec.name)
     paths = RunPaths(root)
     if paths.exists():
-        raise RunError(message=f"{root} already holds a run", hint=f"resume it with `hog-batch resume {root}`, or pick another --run-dir")
+        raise RunError(
+            message=f"{root} already holds a run",
+            hint=f"resume it with `hog-batch resume {root}`, or pick another --run-dir",
+        )
     make_private_dir(root)
     write_atomic(paths.manifest_snapshot, spec.manifest_text)
     recorded_inputs = inputs.record(spec, endpoint)
-    chunk_rows = {str(source.file): source.bounds[-1][1] for job in spec.jobs
-                  for source in job.sweep.chunk_sources.values() if source.file is not None}
-    rows_copies = {name: sha for name, sha in recorded_inputs["files"].items() if name not in chunk_rows}
+    chunk_rows = {
+        str(source.file): source.bounds[-1][1]
+        for job in spec.jobs
+        for source in job.sweep.chunk_sources.values()
+        if source.file is not None
+    }
+    rows_copies = {
+        name: sha for name, sha in recorded_inputs["files"].items() if name not in chunk_rows
+    }
     read = {name: rows.content for job in spec.jobs for name, rows in job.sweep.rows_files.items()}
-    for name, sha in rows_copies.items():  # collect and logs plan the calls from these copies: the bytes read
-        write_atomic(paths.rows_snapshot(sha, Path(name).suffix), read[name] if name in read else Path(name).read_bytes())
-    spec.recorded_inputs = dict(recorded_inputs["files"])  # chunks are cut from data checked against these
+    for (
+        name,
+        sha,
+    ) in rows_copies.items():  # collect and logs plan the calls from these copies: the bytes read
+        write_atomic(
+            paths.rows_snapshot(sha, Path(name).suffix),
+            read[name] if name in read else Path(name).read_bytes(),
+        )
+    spec.recorded_inputs = dict(
+        recorded_inputs["files"]
+    )  # chunks are cut from data checked against these
     for job in spec.jobs:
         write_atomic(paths.script_snapshot(job.name), job.script_text)
     info = {
@@ -370,21 +480,33 @@ def create_run(spec: RunSpec, run_dir: str | Path | None = None, endpoint: str |
         "overrides": spec.overrides,
         "endpoint": endpoint,  # --local / --endpoint, applied again when the run is resumed
         "backend": kind.name,  # the kind every job's endpoint resolved to (backends.registry)
-        "jobs": [{"name": job.name, "script_sha256": job.script_sha256, "n_calls": job.n_calls,
-                  "endpoint": job.endpoint.reference, "kind": job.endpoint.kind, "env_id": job.environment.env_id}
-                 for job in spec.jobs],
+        "jobs": [
+            {
+                "name": job.name,
+                "script_sha256": job.script_sha256,
+                "n_calls": job.n_calls,
+                "endpoint": job.endpoint.reference,
+                "kind": job.endpoint.kind,
+                "env_id": job.environment.env_id,
+            }
+            for job in spec.jobs
+        ],
         "output": fill_output_template(spec.output, root) if spec.output else None,
         "inputs": recorded_inputs,  # checked whenever the run's calls are planned again
         "rows_copies": rows_copies,  # rows file -> SHA-256 of its copy in the run directory
         "chunk_rows": chunk_rows,  # chunked data file -> its row count (all collect and logs need of it)
         "provenance": _provenance(spec),
     }
-    ledger = Ledger(paths.ledger, create=True)  # the plan itself is not stored: the sweep regenerates it
+    ledger = Ledger(
+        paths.ledger, create=True
+    )  # the plan itself is not stored: the sweep regenerates it
     try:
         ledger.add_jobs((job.name, job.n_calls) for job in spec.jobs)
     finally:
         ledger.close()
-    write_atomic(paths.run_info, json.dumps(info, indent=2, default=str))  # last: its presence marks a complete run dir
+    write_atomic(
+        paths.run_info, json.dumps(info, indent=2, default=str)
+    )  # last: its presence marks a complete run dir
     run = Run(root)
     run._spec = spec
     return run
@@ -413,12 +535,23 @@ def backend_context(run: Run, kind: BackendKind, plan: Plan | None = None) -> Ba
 
     def load_jobs() -> dict[str, JobTarget]:
         planned = plan or Plan(run.spec())
-        return {job.name: JobTarget(job.name, job.endpoint, planned.script_template(job), planned.limits(job),
-                                     job.max_parallel)
-                for job in planned.jobs}
+        return {
+            job.name: JobTarget(
+                job.name,
+                job.endpoint,
+                planned.script_template(job),
+                planned.limits(job),
+                job.max_parallel,
+            )
+            for job in planned.jobs
+        }
 
-    return BackendContext(scratch_dir=run.paths.task_scratch, working_dir=Path(run.info["manifest_path"]).parent,
-                          meta=MetaSlice(run.ledger, f"{kind.name}_"), load_jobs=load_jobs)
+    return BackendContext(
+        scratch_dir=run.paths.task_scratch,
+        working_dir=Path(run.info["manifest_path"]).parent,
+        meta=MetaSlice(run.ledger, f"{kind.name}_"),
+        load_jobs=load_jobs,
+    )
 
 
 def make_backend(run: Run, plan: Plan | None = None) -> Backend:
@@ -434,7 +567,11 @@ def refresh(run: Run) -> bool:
     shows every result the service holds, any day later.
     """
     kind = run_kind(run)
-    if not kind.tasks_outlive_submitter or run.holder() is not None or not run.ledger.tasks_in_flight():
+    if (
+        not kind.tasks_outlive_submitter
+        or run.holder() is not None
+        or not run.ledger.tasks_in_flight()
+    ):
         return False
     try:
         lock = run.lock("refresh")
@@ -447,8 +584,11 @@ def refresh(run: Run) -> bool:
         except BackendError as exc:  # the ledger still answers; say why it may be behind
             import sys
 
-            print(f"hog-batch: could not ask {kind.service} for results ({exc.message}); "
-                  "showing what the run directory holds", file=sys.stderr)
+            print(
+                f"hog-batch: could not ask {kind.service} for results ({exc.message}); "
+                "showing what the run directory holds",
+                file=sys.stderr,
+            )
             return False
     return True
 
@@ -460,11 +600,19 @@ class RetrySelection:
     job: str | None = None
     error_type: str | None = None  # ValueError, TimeoutError, TaskFailed, ...
     settings: tuple[str, ...] = ()
-    accept_changed_script: bool = False  # run them with the script as it is now (a new version of the run's script)
+    accept_changed_script: bool = (
+        False  # run them with the script as it is now (a new version of the run's script)
+    )
 
 
-def execute(run: Run, on_progress: Progress | None = None, action: str = "submit", *,
-            max_failures: int | None = None, selection: RetrySelection | None = None) -> dict[str, int]:
+def execute(
+    run: Run,
+    on_progress: Progress | None = None,
+    action: str = "submit",
+    *,
+    max_failures: int | None = None,
+    selection: RetrySelection | None = None,
+) -> dict[str, int]:
     """Run what the ledger says is pending, holding the run's lock; return the final counts.
 
     ``action`` is submit, resume (cancelled calls are pending again) or retry
@@ -489,8 +637,12 @@ def execute(run: Run, on_progress: Progress | None = None, action: str = "submit
             plan = Plan(spec)
             backend = make_backend(run, plan)
             try:
-                if hasattr(backend, "build_environments"):  # local: said while built, not a bar stuck at 0
-                    backend.build_environments(environment_builds(plan, run), say=getattr(on_progress, "say", None))
+                if hasattr(
+                    backend, "build_environments"
+                ):  # local: said while built, not a bar stuck at 0
+                    backend.build_environments(
+                        environment_builds(plan, run), say=getattr(on_progress, "say", None)
+                    )
                     getattr(on_progress, "environments_ready", lambda: None)()
                 executor = Executor(plan, run.ledger, backend, run.paths, on_progress, max_failures)
                 counts = executor.run()
@@ -504,7 +656,9 @@ def execute(run: Run, on_progress: Progress | None = None, action: str = "submit
             return counts
     except KeyboardInterrupt:
         raise Interrupted(run.root) from None
-    except BackendError as exc:  # e.g. the service paused the run: its hint names this run directory
+    except (
+        BackendError
+    ) as exc:  # e.g. the service paused the run: its hint names this run directory
         exc.hint = exc.hint.replace("RUN_DIR", shlex.quote(str(run.root)))
         raise
 
@@ -514,7 +668,10 @@ def environment_builds(plan: Plan, run: Run) -> list[tuple[str, str, str]]:
     calls to run needs, once per environment."""
     from .plan import Task
 
-    pending = {job: counts.get(CallState.PENDING.value, 0) for job, counts in run.ledger.counts_by_job().items()}
+    pending = {
+        job: counts.get(CallState.PENDING.value, 0)
+        for job, counts in run.ledger.counts_by_job().items()
+    }
     builds, seen = [], set()
     for job in plan.spec.jobs:
         if not pending.get(job.name) or job.environment.env_id in seen:
@@ -528,30 +685,50 @@ def environment_builds(plan: Plan, run: Run) -> list[tuple[str, str, str]]:
 def _reset_for_retry(run: Run, selection: RetrySelection) -> None:
     """Record the retry (and its settings) in run.json, then make the selected failed calls pending."""
     if selection.job is not None and selection.job not in {job["name"] for job in run.info["jobs"]}:
-        raise RunError(message=f"this run has no job {selection.job!r}",
-                       hint=f"its jobs: {', '.join(job['name'] for job in run.info['jobs'])}")
-    if selection.error_type is not None and not selected_failures(run.ledger, selection.job, selection.error_type):
+        raise RunError(
+            message=f"this run has no job {selection.job!r}",
+            hint=f"its jobs: {', '.join(job['name'] for job in run.info['jobs'])}",
+        )
+    if selection.error_type is not None and not selected_failures(
+        run.ledger, selection.job, selection.error_type
+    ):
         from .run_view import failure_groups
 
-        types = sorted({group.error_type for group in failure_groups(run.ledger)
-                        if selection.job is None or group.job == selection.job})
-        raise RunError(message=f"no failed call matches --error {selection.error_type}"
-                       + (f" (types here: {', '.join(types)})" if types else " (no call failed)"),
-                       hint="use a type `hog-batch status` shows, or leave out --error to retry every failed call")
+        types = sorted(
+            {
+                group.error_type
+                for group in failure_groups(run.ledger)
+                if selection.job is None or group.job == selection.job
+            }
+        )
+        raise RunError(
+            message=f"no failed call matches --error {selection.error_type}"
+            + (f" (types here: {', '.join(types)})" if types else " (no call failed)"),
+            hint="use a type `hog-batch status` shows, or leave out --error to retry every failed call",
+        )
     if selection.settings:
         overrides = [*run.info["overrides"], *selection.settings]
         snapshot = run._manifest_snapshot()
-        changed = load_manifest(run.info["manifest_path"], overrides, run.info.get("endpoint"), text=snapshot)
+        changed = load_manifest(
+            run.info["manifest_path"], overrides, run.info.get("endpoint"), text=snapshot
+        )
         _require_same_calls(run, changed, selection)
         run.info["overrides"] = overrides
         if isinstance(run.info.get("inputs"), dict) and "manifest" in run.info["inputs"]:
-            run.info["inputs"]["manifest"] = inputs.manifest_digest(snapshot, overrides, run.info.get("endpoint"))
+            run.info["inputs"]["manifest"] = inputs.manifest_digest(
+                snapshot, overrides, run.info.get("endpoint")
+            )
         run._spec = None
     run.retried = run.ledger.reset_failed(selection.job, selection.error_type)
-    run.info.setdefault("retries", []).append({
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "set": list(selection.settings),
-        "job": selection.job, "error_type": selection.error_type, "calls": run.retried,
-    })
+    run.info.setdefault("retries", []).append(
+        {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "set": list(selection.settings),
+            "job": selection.job,
+            "error_type": selection.error_type,
+            "calls": run.retried,
+        }
+    )
     write_atomic(run.paths.run_info, json.dumps(run.info, indent=2, default=str))
 
 
@@ -565,39 +742,69 @@ def _require_same_calls(run: Run, changed: RunSpec, selection: RetrySelection) -
         same = old is not None and old.n_calls == job.n_calls
         if same and wanted:
             old_key, new_key = call_keyer(old), call_keyer(job)
-            same = all(old_key(a) == new_key(b) for a, b in zip(iter_calls(old), iter_calls(job), strict=True)
-                       if a.index in wanted)
+            same = all(
+                old_key(a) == new_key(b)
+                for a, b in zip(iter_calls(old), iter_calls(job), strict=True)
+                if a.index in wanted
+            )
         if not same:
-            raise RunError(message=f"--set {' '.join(selection.settings)} changes the calls of job {job.name!r}; "
-                           "a retry may change settings (timeout, retries, resources), not the calls themselves",
-                           hint=f"start a new run with those changes and take what succeeded: "
-                           f"`hog-batch submit MANIFEST --set ... --reuse {run.root}`")
+            raise RunError(
+                message=f"--set {' '.join(selection.settings)} changes the calls of job {job.name!r}; "
+                "a retry may change settings (timeout, retries, resources), not the calls themselves",
+                hint=f"start a new run with those changes and take what succeeded: "
+                f"`hog-batch submit MANIFEST --set ... --reuse {run.root}`",
+            )
 
 
 def exit_code(counts: dict[str, int]) -> int:
-    unfinished = sum(counts.get(s.value, 0) for s in (CallState.FAILED, CallState.CANCELLED, CallState.PENDING,
-                                                       CallState.SUBMITTED, CallState.RUNNING))
+    unfinished = sum(
+        counts.get(s.value, 0)
+        for s in (
+            CallState.FAILED,
+            CallState.CANCELLED,
+            CallState.PENDING,
+            CallState.SUBMITTED,
+            CallState.RUNNING,
+        )
+    )
     return EXIT_OK if unfinished == 0 else EXIT_CALLS_FAILED
 
 
-def submit(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local: bool = False, endpoint: str | None = None,
-           run_dir: str | Path | None = None, on_progress: Progress | None = None, reuse: str | Path | None = None,
-           max_failures: int | None = None, reuse_by: str = "script") -> Run:
+def submit(
+    manifest: str | Path | RunSpec,
+    overrides: Sequence[str] = (),
+    local: bool = False,
+    endpoint: str | None = None,
+    run_dir: str | Path | None = None,
+    on_progress: Progress | None = None,
+    reuse: str | Path | None = None,
+    max_failures: int | None = None,
+    reuse_by: str = "script",
+) -> Run:
     """Plan the manifest into a new run directory and run it to the end."""
     run = prepare(manifest, overrides, local, endpoint, run_dir, reuse, reuse_by)
     execute(run, on_progress, "submit", max_failures=max_failures)
     return run
 
 
-def prepare(manifest: str | Path | RunSpec, overrides: Sequence[str] = (), local: bool = False, endpoint: str | None = None,
-            run_dir: str | Path | None = None, reuse: str | Path | None = None, reuse_by: str = "script") -> Run:
+def prepare(
+    manifest: str | Path | RunSpec,
+    overrides: Sequence[str] = (),
+    local: bool = False,
+    endpoint: str | None = None,
+    run_dir: str | Path | None = None,
+    reuse: str | Path | None = None,
+    reuse_by: str = "script",
+) -> Run:
     """Create the run directory without running anything (``submit --detach`` runs it in the background).
 
     With ``reuse``, ``run.reused`` says how many calls were taken from the earlier run; ``reuse_by``
     (script or function) is what of the code must be the same (see ``code_identity``).
     """
     endpoint = "local" if local else endpoint
-    spec = manifest if isinstance(manifest, RunSpec) else load_manifest(manifest, overrides, endpoint)
+    spec = (
+        manifest if isinstance(manifest, RunSpec) else load_manifest(manifest, overrides, endpoint)
+    )
     registry.of_run(spec).check(spec)
     earlier = Run(reuse) if reuse is not None else None
     if earlier is not None:
@@ -613,9 +820,11 @@ def _earlier_jobs(earlier: Run) -> list:
     try:
         return earlier.sweep_spec(live_files=True).jobs
     except RunError as exc:
-        raise RunError(message=f"cannot reuse the results of {earlier.root}: {exc.message}",
-                       hint="its calls cannot be told apart without the files it started with: restore them, "
-                       "or submit without --reuse") from None
+        raise RunError(
+            message=f"cannot reuse the results of {earlier.root}: {exc.message}",
+            hint="its calls cannot be told apart without the files it started with: restore them, "
+            "or submit without --reuse",
+        ) from None
 
 
 def reuse_results(run: Run, earlier: Run, by: str = "script") -> int:
@@ -630,8 +839,10 @@ def reuse_results(run: Run, earlier: Run, by: str = "script") -> int:
     from .script_versions import version_of, versions
 
     if by not in REUSE_BY:
-        raise HogError(message=f"--reuse-by {by!r} is not one of {', '.join(REUSE_BY)}",
-                       hint="script (the default: the script's bytes) or function (the function's own code)")
+        raise HogError(
+            message=f"--reuse-by {by!r} is not one of {', '.join(REUSE_BY)}",
+            hint="script (the default: the script's bytes) or function (the function's own code)",
+        )
     earlier_files = (earlier.info.get("inputs") or {}).get("files")
     earlier_helpers = (earlier.info.get("inputs") or {}).get("helpers") or {}
     helpers = (run.info.get("inputs") or {}).get("helpers") or {}
@@ -642,17 +853,29 @@ def reuse_results(run: Run, earlier: Run, by: str = "script") -> int:
         if state is None or SUCCEEDED_CODE not in state:
             continue
         keys: dict[str | None, Callable] = {}
-        made_by = {call: version_of(record, job_versions) for call, record in earlier.ledger.succeeded_records(job.name)}
+        made_by = {
+            call: version_of(record, job_versions)
+            for call, record in earlier.ledger.succeeded_records(job.name)
+        }
         for call in iter_calls(job):
             if state[call.index] == SUCCEEDED_CODE:
                 sha = made_by.get(call.index)
                 if sha not in keys:
                     text = _script_version_text(earlier, job.name, sha)
-                    keys[sha] = call_keyer(job, code_identity(by, sha, text, job.function), earlier_files, earlier_helpers)
+                    keys[sha] = call_keyer(
+                        job,
+                        code_identity(by, sha, text, job.function),
+                        earlier_files,
+                        earlier_helpers,
+                    )
                 done[keys[sha](call)] = (job.name, call.index, sha)
     reused = 0
     for job in run.spec().jobs:
-        key = call_keyer(job, code_identity(by, job.script_sha256, job.script_text, job.function), helpers=helpers)
+        key = call_keyer(
+            job,
+            code_identity(by, job.script_sha256, job.script_text, job.function),
+            helpers=helpers,
+        )
         wanted: dict[tuple[str, int], tuple[int, str | None]] = {}
         for call in iter_calls(job):
             found = done.get(key(call))
@@ -685,15 +908,21 @@ def open_run(run_dir: str | Path) -> Run:
     return Run(run_dir)
 
 
-def resume(run_dir: str | Path, on_progress: Progress | None = None, max_failures: int | None = None) -> Run:
+def resume(
+    run_dir: str | Path, on_progress: Progress | None = None, max_failures: int | None = None
+) -> Run:
     """Finish what the run left: calls never started, calls in flight when the submitter died."""
     run = Run(run_dir)
     execute(run, on_progress, "resume", max_failures=max_failures)
     return run
 
 
-def retry(run_dir: str | Path, on_progress: Progress | None = None, selection: RetrySelection | None = None,
-          max_failures: int | None = None) -> Run:
+def retry(
+    run_dir: str | Path,
+    on_progress: Progress | None = None,
+    selection: RetrySelection | None = None,
+    max_failures: int | None = None,
+) -> Run:
     """Run the failed calls again: all of them, or those ``selection`` picks, optionally with changed settings."""
     run = Run(run_dir)
     execute(run, on_progress, "retry", max_failures=max_failures, selection=selection)
@@ -725,7 +954,9 @@ def cancel(run_dir: str | Path, wait_s: float = 30.0) -> dict[str, int]:
         try:
             lock = run.lock("cancel")
             break
-        except RunInUse:  # a submitter holds the run (perhaps one `submit --detach` just started): ask it to stop
+        except (
+            RunInUse
+        ):  # a submitter holds the run (perhaps one `submit --detach` just started): ask it to stop
             if time.time() >= deadline:
                 raise
             write_atomic(run.paths.cancel_request, str(os.getpid()))
@@ -736,7 +967,9 @@ def cancel(run_dir: str | Path, wait_s: float = 30.0) -> dict[str, int]:
             backend = make_backend(run)
             try:
                 followed = recover_abandoned(run.ledger, backend, retries={})
-                if followed:  # still running without a submitter (a batch queue's arrays): stop them first
+                if (
+                    followed
+                ):  # still running without a submitter (a batch queue's arrays): stop them first
                     _stop_followed(run, backend, followed)
             finally:
                 backend.close()
@@ -785,7 +1018,11 @@ def watch(run: Run, on_progress: Progress | None = None) -> dict[str, int] | Non
     run, or the backend's tasks died with their submitter). Stopping the watch
     (Ctrl-C) leaves the tasks running.
     """
-    if not run_kind(run).tasks_outlive_submitter or run.holder() is not None or not run.ledger.tasks_in_flight():
+    if (
+        not run_kind(run).tasks_outlive_submitter
+        or run.holder() is not None
+        or not run.ledger.tasks_in_flight()
+    ):
         return None
     try:
         lock = run.lock("watch")
@@ -811,16 +1048,46 @@ def list_runs(folder: str | Path | None = None) -> list[dict]:
         try:
             run = Run(info_path.parent)
             try:
-                found.append({"run_dir": str(run.root), "name": run.name,
-                              "started_at": (run.info.get("provenance") or {}).get("started_at"), "counts": run.counts(),
-                              "active": run.holder() is not None})
+                found.append(
+                    {
+                        "run_dir": str(run.root),
+                        "name": run.name,
+                        "started_at": (run.info.get("provenance") or {}).get("started_at"),
+                        "counts": run.counts(),
+                        "active": run.holder() is not None,
+                    }
+                )
             finally:
                 run.close()
         except (HogError, sqlite3.Error) as exc:
-            found.append({"run_dir": str(info_path.parent), "name": None, "started_at": None, "counts": {},
-                          "active": False, "error": exc.message if isinstance(exc, HogError) else f"the ledger: {exc}"})
+            found.append(
+                {
+                    "run_dir": str(info_path.parent),
+                    "name": None,
+                    "started_at": None,
+                    "counts": {},
+                    "active": False,
+                    "error": exc.message if isinstance(exc, HogError) else f"the ledger: {exc}",
+                }
+            )
     return found
 
 
-__all__ = ["RetrySelection", "Run", "cancel", "create_run", "dispatch", "execute", "exit_code", "follow", "list_runs", "open_run",
-           "prepare", "refresh", "resume", "retry", "submit", "watch"]
+__all__ = [
+    "RetrySelection",
+    "Run",
+    "cancel",
+    "create_run",
+    "dispatch",
+    "execute",
+    "exit_code",
+    "follow",
+    "list_runs",
+    "open_run",
+    "prepare",
+    "refresh",
+    "resume",
+    "retry",
+    "submit",
+    "watch",
+]

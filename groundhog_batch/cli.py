@@ -38,9 +38,11 @@ def _run_dir(run_dir: str | None, command: str) -> str:
 
     latest = latest_run_dir()
     if latest is None:
-        raise RunError(message=f"no run named, and no run under ./{RUNS_FOLDER} here to take the latest of",
-                       hint=f"name one: hog-batch {command} RUN_DIR (submit prints it; `hog-batch runs` in the folder "
-                       "you submitted from lists them)")
+        raise RunError(
+            message=f"no run named, and no run under ./{RUNS_FOLDER} here to take the latest of",
+            hint=f"name one: hog-batch {command} RUN_DIR (submit prints it; `hog-batch runs` in the folder "
+            "you submitted from lists them)",
+        )
     shown = os.path.relpath(latest)
     click.echo(f"the latest run: {shown} (another: hog-batch {command} RUN_DIR)", err=True)
     return str(latest)
@@ -51,8 +53,11 @@ def _warn_placeholders(spec) -> None:
     from .manifest.starter import placeholders_left
 
     for line, name, value in placeholders_left(spec.manifest_text):
-        click.echo(f"warning: {spec.manifest_path.name}:{line}: {name}: {value} is still the placeholder `hog-batch init` "
-                   "wrote; put the values you mean there (and drop the REPLACE comment)", err=True)
+        click.echo(
+            f"warning: {spec.manifest_path.name}:{line}: {name}: {value} is still the placeholder `hog-batch init` "
+            "wrote; put the values you mean there (and drop the REPLACE comment)",
+            err=True,
+        )
 
 
 def _warn_report(spec) -> None:
@@ -61,15 +66,25 @@ def _warn_report(spec) -> None:
     if not isinstance(report, dict):
         return
     names = {name for job in spec.jobs for name in job.sweep.names}
-    entries = [("report", report), *((f"report.figures.{i}", e) for i, e in enumerate(report.get("figures") or [])
-                                     if isinstance(e, dict))]
+    entries = [
+        ("report", report),
+        *(
+            (f"report.figures.{i}", e)
+            for i, e in enumerate(report.get("figures") or [])
+            if isinstance(e, dict)
+        ),
+    ]
     for where, entry in entries:
-        chosen = [(key, entry.get(key)) for key in ("x", "color", "facet")] + \
-            [("replicates", name) for name in entry.get("replicates") or []]
+        chosen = [(key, entry.get(key)) for key in ("x", "color", "facet")] + [
+            ("replicates", name) for name in entry.get("replicates") or []
+        ]
         for key, name in chosen:
             if isinstance(name, str) and name not in names:
-                click.echo(f"warning: {where}.{key}: {name!r} is not a swept parameter of any job "
-                           f"({', '.join(sorted(names)) or 'none is swept'}); the report will not use it", err=True)
+                click.echo(
+                    f"warning: {where}.{key}: {name!r} is not a swept parameter of any job "
+                    f"({', '.join(sorted(names)) or 'none is swept'}); the report will not use it",
+                    err=True,
+                )
 
 
 def _fail(error: HogError) -> None:
@@ -97,14 +112,19 @@ def user_errors(command):
             _fail(error)
         except BrokenPipeError:  # before OSError, of which it is one
             _pipe_closed()
-        except (OSError, sqlite3.Error) as exc:  # a full disk, a damaged ledger, a path that cannot be made or written
+        except (
+            OSError,
+            sqlite3.Error,
+        ) as exc:  # a full disk, a damaged ledger, a path that cannot be made or written
             error = storage_error(exc)
             _fail(error if error is not None else os_error(exc))
         except (KeyboardInterrupt, Interrupted) as stop:
             run_dir = getattr(stop, "run_dir", None)
             hint = f"; resume it with `hog-batch resume {run_dir}`" if run_dir else ""
             how = "terminated (SIGTERM)" if _terminated else "interrupted"
-            click.echo(f"{how}: running tasks were stopped, finished results are kept{hint}", err=True)
+            click.echo(
+                f"{how}: running tasks were stopped, finished results are kept{hint}", err=True
+            )
             sys.exit(EXIT_TERMINATED if _terminated else EXIT_INTERRUPTED)
 
     return wrapper
@@ -125,7 +145,9 @@ def _verbosity(quiet: bool, verbose: bool):
     from .console import Verbosity
 
     if quiet and verbose:
-        raise HogError(message="--quiet and --verbose contradict each other", hint="give one of them")
+        raise HogError(
+            message="--quiet and --verbose contradict each other", hint="give one of them"
+        )
     return Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL
 
 
@@ -166,15 +188,27 @@ class _LazyDisplay:
             self.display.close()
 
 
-def _drive(run, action: str, verbosity, max_failures: int | None = None, selection=None, report: bool = False) -> None:
+def _drive(
+    run,
+    action: str,
+    verbosity,
+    max_failures: int | None = None,
+    selection=None,
+    report: bool = False,
+) -> None:
     """Run the run in this process with a progress display, then report like submit."""
     from .api import execute
 
     output = run.output
     if output is not None and output.exists() and not run.output_written():
-        click.echo(f"note: {output} exists and will be overwritten when this run ends; put {{run}} or {{timestamp}} "
-                   "in `output:` to keep each run's results", err=True)
-    display = _LazyDisplay(run, verbosity)  # shown once the run starts: a refused retry prints no progress line
+        click.echo(
+            f"note: {output} exists and will be overwritten when this run ends; put {{run}} or {{timestamp}} "
+            "in `output:` to keep each run's results",
+            err=True,
+        )
+    display = _LazyDisplay(
+        run, verbosity
+    )  # shown once the run starts: a refused retry prints no progress line
     try:
         counts = execute(run, display, action, max_failures=max_failures, selection=selection)
     finally:
@@ -186,8 +220,15 @@ def _drive(run, action: str, verbosity, max_failures: int | None = None, selecti
 
 def _write_report(run, path: str | None = None, options: dict | None = None) -> None:
     written = run.report(path, **(options or {}))
-    note = f" ({written.finished:,} of {written.calls:,} calls finished so far)" if written.finished < written.calls else ""
-    click.echo(f"report: {written.path} ({written.size_mb:.1f} MB, built in {written.build_s:.1f} s){note}", err=True)
+    note = (
+        f" ({written.finished:,} of {written.calls:,} calls finished so far)"
+        if written.finished < written.calls
+        else ""
+    )
+    click.echo(
+        f"report: {written.path} ({written.size_mb:.1f} MB, built in {written.build_s:.1f} s){note}",
+        err=True,
+    )
     for line in written.notes:  # each once, however many figures it concerns
         click.echo(f"  note: {line}", err=True)
 
@@ -202,8 +243,12 @@ def _pairs(values: tuple[str, ...], option: str, what: str) -> dict[str, str]:
     for text in values:
         key, sep, value = text.partition("=")
         if not sep or not key.strip():
-            raise HogError(message=f"{option} {text!r} is not NAME={what}", hint=f"e.g. {option} 'omega0=ω₀ (rad/s)'"
-                           if option == "--label" else f"e.g. {option} result.loss=min")
+            raise HogError(
+                message=f"{option} {text!r} is not NAME={what}",
+                hint=f"e.g. {option} 'omega0=ω₀ (rad/s)'"
+                if option == "--label"
+                else f"e.g. {option} result.loss=min",
+            )
         found[key.strip()] = value.strip()
     return found
 
@@ -220,13 +265,19 @@ def _follow(run, verbosity) -> None:
     try:
         from .run_view import holder_text
 
-        _note(verbosity, f"following: {holder_text(run.holder() or {})}; Ctrl-C stops watching, not the run")
+        _note(
+            verbosity,
+            f"following: {holder_text(run.holder() or {})}; Ctrl-C stops watching, not the run",
+        )
         display = _display(run, verbosity)
         counts = follow(run, display)
     except KeyboardInterrupt:
         if display is not None:
             display.close()
-        click.echo(f"stopped watching; the run goes on. Watch again with `hog-batch status --watch {run.root}`", err=True)
+        click.echo(
+            f"stopped watching; the run goes on. Watch again with `hog-batch status --watch {run.root}`",
+            err=True,
+        )
         sys.exit(EXIT_INTERRUPTED)
     finally:
         if display is not None:
@@ -244,7 +295,10 @@ def _watch_detached(run) -> None:
         watch(run, display)
     except KeyboardInterrupt:
         display.close()
-        click.echo(f"stopped watching; the run goes on. Watch again with `hog-batch status --watch {run.root}`", err=True)
+        click.echo(
+            f"stopped watching; the run goes on. Watch again with `hog-batch status --watch {run.root}`",
+            err=True,
+        )
         sys.exit(EXIT_INTERRUPTED)
     finally:
         display.close()
@@ -258,17 +312,28 @@ def _report_end(run, counts: dict[str, int], max_failures: int | None = None) ->
 
     click.echo(f"{run.name}: {summary(counts)}", err=True)
     groups = failure_groups(run.ledger)  # grouped as `status` groups them
-    for line in failure_lines(groups, len(run.info.get("jobs", [])) > 1, more_command=f"hog-batch status --all {run.root}"):
+    for line in failure_lines(
+        groups, len(run.info.get("jobs", [])) > 1, more_command=f"hog-batch status --all {run.root}"
+    ):
         click.echo(line, err=True)
     if groups:
-        click.echo(f"  details: hog-batch status {run.root}; what they printed: hog-batch logs {run.root} --failed; "
-                   f"re-run them: hog-batch retry {run.root}", err=True)
+        click.echo(
+            f"  details: hog-batch status {run.root}; what they printed: hog-batch logs {run.root} --failed; "
+            f"re-run them: hog-batch retry {run.root}",
+            err=True,
+        )
     unfinished = counts.get("pending", 0) + counts.get("submitted", 0) + counts.get("running", 0)
     if run.halted:
-        click.echo(f"stopped early: {max_failures} call(s) failed (--max-failures {max_failures}); {unfinished} call(s) "
-                   f"not run are still pending: finish them with `hog-batch resume {run.root}`", err=True)
+        click.echo(
+            f"stopped early: {max_failures} call(s) failed (--max-failures {max_failures}); {unfinished} call(s) "
+            f"not run are still pending: finish them with `hog-batch resume {run.root}`",
+            err=True,
+        )
     elif unfinished and run.holder() is None:
-        click.echo(f"{unfinished} call(s) are unfinished: finish them with `hog-batch resume {run.root}`", err=True)
+        click.echo(
+            f"{unfinished} call(s) are unfinished: finish them with `hog-batch resume {run.root}`",
+            err=True,
+        )
     if run.output is not None and run.output.exists():
         click.echo(f"results: {run.output}", err=True)
     sys.exit(exit_code(counts))
@@ -282,23 +347,41 @@ def _detach(run, verbosity) -> None:
 
     submitted = dispatch(run)
     if submitted is not None:
-        _note(verbosity, f"submitted {submitted} task(s) to {run_kind(run).service}; nothing of the run goes on here, "
-              f"so you may log out. Follow it with `hog-batch status --watch {run.root}`; finish what it leaves "
-              f"(calls stopped by a walltime) with `hog-batch resume {run.root}`")
+        _note(
+            verbosity,
+            f"submitted {submitted} task(s) to {run_kind(run).service}; nothing of the run goes on here, "
+            f"so you may log out. Follow it with `hog-batch status --watch {run.root}`; finish what it leaves "
+            f"(calls stopped by a walltime) with `hog-batch resume {run.root}`",
+        )
         sys.exit(EXIT_OK)
     child = drive_in_background(run)
-    _note(verbosity, f"running in the background (pid {child.pid}; its log: {run.paths.submitter_log}): "
-          f"watch it with `hog-batch status --watch {run.root}`, stop it with `hog-batch cancel {run.root}`")
+    _note(
+        verbosity,
+        f"running in the background (pid {child.pid}; its log: {run.paths.submitter_log}): "
+        f"watch it with `hog-batch status --watch {run.root}`, stop it with `hog-batch cancel {run.root}`",
+    )
     sys.exit(EXIT_OK)
 
 
 def running_options(command):
     """--quiet, --verbose and --max-failures, for every command that runs calls."""
     options = [
-        click.option("--max-failures", type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Stop after N calls fail; the rest stays pending for `resume`."),
-        click.option("--quiet", "-q", is_flag=True, help="No progress; only errors and the final summary."),
-        click.option("--verbose", "-v", is_flag=True, help="Also each failure as it happens, and progress lines."),
+        click.option(
+            "--max-failures",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="N",
+            help="Stop after N calls fail; the rest stays pending for `resume`.",
+        ),
+        click.option(
+            "--quiet", "-q", is_flag=True, help="No progress; only errors and the final summary."
+        ),
+        click.option(
+            "--verbose",
+            "-v",
+            is_flag=True,
+            help="Also each failure as it happens, and progress lines.",
+        ),
     ]
     for option in options:
         command = option(command)
@@ -330,7 +413,13 @@ def main() -> None:
 
 @main.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a manifest key (YAML value).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a manifest key (YAML value).",
+)
 @user_errors
 def validate(manifest: str, overrides: tuple[str, ...]) -> None:
     """Check a manifest: schema, script metadata, paths, endpoints. Exit 0 valid, 2 invalid."""
@@ -344,15 +433,41 @@ def validate(manifest: str, overrides: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a manifest key (YAML value).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a manifest key (YAML value).",
+)
 @click.option("--endpoint", default=None, help="Run every job on this endpoint instead.")
 @click.option("--local", is_flag=True, help="Plan for local execution.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--render", "render_index", type=int, default=None, metavar="N", help="Print task N's shell script.")
-@click.option("--sample", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Run N calls of each job here (spread over the sweep) and estimate the whole from them.")
+@click.option(
+    "--render",
+    "render_index",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Print task N's shell script.",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Run N calls of each job here (spread over the sweep) and estimate the whole from them.",
+)
 @user_errors
-def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index: int | None, sample: int | None) -> None:
+def plan(
+    manifest: str,
+    overrides,
+    endpoint,
+    local,
+    as_json: bool,
+    render_index: int | None,
+    sample: int | None,
+) -> None:
     """Show what a manifest will run: jobs, calls, tasks, payload sizes, environments, and what it will cost
     (from earlier runs of the same script under ./hog-runs, or from --sample N calls run here)."""
     from .manifest import load_manifest
@@ -373,10 +488,17 @@ def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index:
     from .estimate import estimate, estimate_lines
 
     if sample:
-        _note(_verbosity(False, False), f"running {sample} call(s) of each job here to estimate the rest...")
+        _note(
+            _verbosity(False, False),
+            f"running {sample} call(s) of each job here to estimate the rest...",
+        )
     estimates = estimate(spec, sample or 0)
     if as_json:
-        click.echo(json.dumps({**report, "estimate": [e.as_dict() for e in estimates]}, indent=2, default=str))
+        known = [e.as_dict() for e in estimates if e.source != "none"]
+        # Without earlier runs or --sample there is nothing to estimate: the JSON plan stays as it was.
+        click.echo(
+            json.dumps({**report, **({"estimate": known} if known else {})}, indent=2, default=str)
+        )
         return
     click.echo(text_report(report))
     for line in estimate_lines(estimates):
@@ -387,21 +509,61 @@ def plan(manifest: str, overrides, endpoint, local, as_json: bool, render_index:
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--local", is_flag=True, help="Run every job on this machine.")
 @click.option("--endpoint", default=None, help="Run every job on this endpoint instead.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a manifest key (YAML value).")
-@click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="Where to keep the run's state.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Also export the results here ({run} and {timestamp} are filled in).")
-@click.option("--reuse", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Take identical succeeded calls from this earlier run.")
-@click.option("--reuse-by", type=click.Choice(["script", "function"]), default="script", show_default=True,
-              help="With --reuse: what of the code must be unchanged: the script's bytes, or the function's own code "
-              "(it cannot see helpers or module-level state it uses).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a manifest key (YAML value).",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to keep the run's state.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also export the results here ({run} and {timestamp} are filled in).",
+)
+@click.option(
+    "--reuse",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Take identical succeeded calls from this earlier run.",
+)
+@click.option(
+    "--reuse-by",
+    type=click.Choice(["script", "function"]),
+    default="script",
+    show_default=True,
+    help="With --reuse: what of the code must be unchanged: the script's bytes, or the function's own code "
+    "(it cannot see helpers or module-level state it uses).",
+)
 @click.option("--detach", is_flag=True, help="Return at once; the run goes on in the background.")
-@click.option("--report", "with_report", is_flag=True, help="Also write the HTML report, RUN_DIR/report.html.")
+@click.option(
+    "--report", "with_report", is_flag=True, help="Also write the HTML report, RUN_DIR/report.html."
+)
 @running_options
 @user_errors
-def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, reuse_by, detach, with_report, max_failures,
-           quiet, verbose) -> None:
+def submit(
+    manifest,
+    local,
+    endpoint,
+    overrides,
+    run_dir,
+    output,
+    reuse,
+    reuse_by,
+    detach,
+    with_report,
+    max_failures,
+    quiet,
+    verbose,
+) -> None:
     """Run a manifest. Exit 0 all calls succeeded, 1 some failed, 2 invalid input, 130 interrupted."""
     from .api import prepare
 
@@ -409,25 +571,44 @@ def submit(manifest, local, endpoint, overrides, run_dir, output, reuse, reuse_b
     if output:
         overrides = (*overrides, f"output={json.dumps(str(Path(output).absolute()))}")
     if detach and max_failures is not None:
-        raise HogError(message="--max-failures does not go with --detach",
-                       hint="submit without --detach, or stop the detached run with `hog-batch cancel`")
+        raise HogError(
+            message="--max-failures does not go with --detach",
+            hint="submit without --detach, or stop the detached run with `hog-batch cancel`",
+        )
     if reuse_by != "script" and reuse is None:
-        raise HogError(message="--reuse-by goes with --reuse", hint="name the earlier run: --reuse RUN_DIR --reuse-by function")
-    run = prepare(manifest, overrides, local=local, endpoint=endpoint, run_dir=run_dir, reuse=reuse, reuse_by=reuse_by)
+        raise HogError(
+            message="--reuse-by goes with --reuse",
+            hint="name the earlier run: --reuse RUN_DIR --reuse-by function",
+        )
+    run = prepare(
+        manifest,
+        overrides,
+        local=local,
+        endpoint=endpoint,
+        run_dir=run_dir,
+        reuse=reuse,
+        reuse_by=reuse_by,
+    )
     _note(verbosity, f"run directory: {run.root}")
     if reuse is not None:
-        _note(verbosity, f"reused {run.reused} of {sum(run.counts().values())} call(s) from {reuse}")
+        _note(
+            verbosity, f"reused {run.reused} of {sum(run.counts().values())} call(s) from {reuse}"
+        )
     if detach:
         if with_report:
-            raise HogError(message="--report does not go with --detach: the report is written when the run ends",
-                           hint=f"write it whenever you like, also while the run goes on: hog-batch report {run.root}")
+            raise HogError(
+                message="--report does not go with --detach: the report is written when the run ends",
+                hint=f"write it whenever you like, also while the run goes on: hog-batch report {run.root}",
+            )
         _detach(run, verbosity)
     _drive(run, "submit", verbosity, max_failures, report=with_report)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False), required=False)
-@click.option("--detached-submit", is_flag=True, hidden=True)  # the background process of `submit --detach`
+@click.option(
+    "--detached-submit", is_flag=True, hidden=True
+)  # the background process of `submit --detach`
 @running_options
 @user_errors
 def resume(run_dir: str, detached_submit: bool, max_failures, quiet, verbose) -> None:
@@ -449,16 +630,31 @@ def resume(run_dir: str, detached_submit: bool, max_failures, quiet, verbose) ->
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False), required=False)
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Change a setting for the retried calls (timeout=600, retries=2, ...); recorded in run.json.")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change a setting for the retried calls (timeout=600, retries=2, ...); recorded in run.json.",
+)
 @click.option("--job", default=None, help="Only this job's failed calls.")
-@click.option("--error", "error_type", default=None, metavar="TYPE",
-              help="Only calls that failed with this error type (as `status` shows it: ValueError, TimeoutError, WorkerDied, TaskFailed, ...).")
-@click.option("--accept-changed-script", is_flag=True,
-              help="Run them with the script as it is now; each row's script_sha256 says which version produced it.")
+@click.option(
+    "--error",
+    "error_type",
+    default=None,
+    metavar="TYPE",
+    help="Only calls that failed with this error type (as `status` shows it: ValueError, TimeoutError, WorkerDied, TaskFailed, ...).",
+)
+@click.option(
+    "--accept-changed-script",
+    is_flag=True,
+    help="Run them with the script as it is now; each row's script_sha256 says which version produced it.",
+)
 @running_options
 @user_errors
-def retry(run_dir: str, settings, job, error_type, accept_changed_script, max_failures, quiet, verbose) -> None:
+def retry(
+    run_dir: str, settings, job, error_type, accept_changed_script, max_failures, quiet, verbose
+) -> None:
     """Run a run's failed calls again: all, or those --job and --error select, optionally with --set changes."""
     from .api import RetrySelection, Run
 
@@ -469,9 +665,15 @@ def retry(run_dir: str, settings, job, error_type, accept_changed_script, max_fa
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False), required=False)
-@click.option("--all", "show_all", is_flag=True, help="Every failed call, not the first few of each error.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (complete with --all).")
-@click.option("--watch", is_flag=True, help="Follow a running run until it ends; then exit as submit would.")
+@click.option(
+    "--all", "show_all", is_flag=True, help="Every failed call, not the first few of each error."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (complete with --all)."
+)
+@click.option(
+    "--watch", is_flag=True, help="Follow a running run until it ends; then exit as submit would."
+)
 @user_errors
 def status(run_dir: str, show_all: bool, as_json: bool, watch: bool) -> None:
     """Counts per job and state; failures grouped by error with counts."""
@@ -498,12 +700,21 @@ def status(run_dir: str, show_all: bool, as_json: bool, watch: bool) -> None:
 @click.argument("refs", nargs=-1, metavar="[RUN] [CALL]...")
 @click.option("--job", default=None, help="Only this job's calls (a CALL is then its index).")
 @click.option("--failed", is_flag=True, help="Only failed calls.")
-@click.option("--stream", type=click.Choice(["stdout", "stderr", "traceback"]), default=None,
-              help="Only this, as it was printed (for pipes and files).")
-@click.option("--raw", is_flag=True,
-              help="Control characters as printed, byte for byte, to a pipe or file (a terminal still gets them escaped).")
+@click.option(
+    "--stream",
+    type=click.Choice(["stdout", "stderr", "traceback"]),
+    default=None,
+    help="Only this, as it was printed (for pipes and files).",
+)
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Control characters as printed, byte for byte, to a pipe or file (a terminal still gets them escaped).",
+)
 @user_errors
-def logs(refs: tuple[str, ...], job: str | None, failed: bool, stream: str | None, raw: bool) -> None:
+def logs(
+    refs: tuple[str, ...], job: str | None, failed: bool, stream: str | None, raw: bool
+) -> None:
     """What calls printed and raised, as plain text. CALL is an index (0, 17) or JOB:INDEX; default: every call.
 
     RUN defaults to the latest run under ./hog-runs. Control characters (terminal escapes, carriage
@@ -514,7 +725,9 @@ def logs(refs: tuple[str, ...], job: str | None, failed: bool, stream: str | Non
     from .run_paths import RunPaths
     from .status_report import format_call_log
 
-    named = bool(refs) and (RunPaths(Path(refs[0]).absolute()).exists() or not _is_call_ref(refs[0]))
+    named = bool(refs) and (
+        RunPaths(Path(refs[0]).absolute()).exists() or not _is_call_ref(refs[0])
+    )
     run_dir = _run_dir(refs[0] if named else None, "logs")
     calls = refs[1:] if named else refs
 
@@ -534,14 +747,38 @@ def logs(refs: tuple[str, ...], job: str | None, failed: bool, stream: str | Non
 @main.command()
 @click.argument("target", type=click.Path())
 @click.argument("call_ref", required=False, metavar="[CALL]")
-@click.option("--call", "call_option", default=None, metavar="N", help="The call (an index, or JOB:INDEX).")
+@click.option(
+    "--call", "call_option", default=None, metavar="N", help="The call (an index, or JOB:INDEX)."
+)
 @click.option("--job", default=None, help="The job the call is of (when there are several).")
-@click.option("--pdb", "use_pdb", is_flag=True, help="Open the debugger where the call raises, in its environment.")
-@click.option("--record", is_flag=True, help="Keep the call's result in the run (RUN only; the run must be idle).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a manifest key (MANIFEST only).")
+@click.option(
+    "--pdb",
+    "use_pdb",
+    is_flag=True,
+    help="Open the debugger where the call raises, in its environment.",
+)
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Keep the call's result in the run (RUN only; the run must be idle).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a manifest key (MANIFEST only).",
+)
 @user_errors
-def debug(target: str, call_ref: str | None, call_option: str | None, job: str | None, use_pdb: bool, record: bool,
-          overrides: tuple[str, ...]) -> None:
+def debug(
+    target: str,
+    call_ref: str | None,
+    call_option: str | None,
+    job: str | None,
+    use_pdb: bool,
+    record: bool,
+    overrides: tuple[str, ...],
+) -> None:
     """Run one call here, in the foreground, in its own environment, with its real arguments.
 
     TARGET is a run directory (`hog-batch debug RUN 17`) or a manifest (`hog-batch debug sweep.yaml --call 17`,
@@ -553,30 +790,41 @@ def debug(target: str, call_ref: str | None, call_option: str | None, job: str |
 
     ref = call_ref if call_ref is not None else call_option
     if ref is None or (call_ref is not None and call_option is not None):
-        raise HogError(message="give one call: `hog-batch debug TARGET N` or `--call N`",
-                       hint="N is the call's index in the results table (JOB:N when there are several jobs)")
+        raise HogError(
+            message="give one call: `hog-batch debug TARGET N` or `--call N`",
+            hint="N is the call's index in the results table (JOB:N when there are several jobs)",
+        )
     name, _, index_text = ref.rpartition(":")
     job = name or job
     try:
         index = int(index_text)
     except ValueError:
-        raise HogError(message=f"{ref!r} is not a call number", hint="give the call's index, e.g. 17 or fit:17") from None
+        raise HogError(
+            message=f"{ref!r} is not a call number", hint="give the call's index, e.g. 17 or fit:17"
+        ) from None
     if RunPaths(Path(target).absolute()).exists():
         from .api import Run
 
         if overrides:
-            raise HogError(message="--set goes with a manifest, not a run",
-                           hint="a run's settings are its own: `hog-batch retry RUN --set ...` changes them")
+            raise HogError(
+                message="--set goes with a manifest, not a run",
+                hint="a run's settings are its own: `hog-batch retry RUN --set ...` changes them",
+            )
         done = debug_run_call(Run(target), job, index, use_pdb, record)
     else:
         from .manifest import load_manifest
 
         if record:
-            raise HogError(message="--record needs a run: a manifest has nowhere to keep the result",
-                           hint=f"submit it first, then `hog-batch debug RUN {ref} --record`")
+            raise HogError(
+                message="--record needs a run: a manifest has nowhere to keep the result",
+                hint=f"submit it first, then `hog-batch debug RUN {ref} --record`",
+            )
         done = run_call(load_manifest(target, overrides, "local"), job, index, use_pdb)
     params = ", ".join(f"{key}={value!r}" for key, value in done.params.items())
-    click.echo(f"{done.job} call {done.call} ({params}): " + ("returned" if done.ok else "raised"), err=True)
+    click.echo(
+        f"{done.job} call {done.call} ({params}): " + ("returned" if done.ok else "raised"),
+        err=True,
+    )
     click.echo(done.shown if done.ok else done.record.get("error") or "")
     if record:
         click.echo(f"recorded in {target}", err=True)
@@ -585,8 +833,16 @@ def debug(target: str, call_ref: str | None, call_option: str | None, job: str |
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False), required=False)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Export here (.csv .tsv .parquet .json .jsonl).")
-@click.option("--report", "with_report", is_flag=True, help="Also write the HTML report, RUN_DIR/report.html.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Export here (.csv .tsv .parquet .json .jsonl).",
+)
+@click.option(
+    "--report", "with_report", is_flag=True, help="Also write the HTML report, RUN_DIR/report.html."
+)
 @user_errors
 def collect(run_dir: str, output: str | None, with_report: bool) -> None:
     """Export a run's results table (default: RUN_DIR/results.parquet)."""
@@ -604,23 +860,73 @@ def collect(run_dir: str, output: str | None, with_report: bool) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False), required=False)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the report here (default: RUN_DIR/report.html).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the report here (default: RUN_DIR/report.html).",
+)
 @click.option("--x", "x", default=None, metavar="PARAM", help="The x axis of the result figures.")
-@click.option("--color", default=None, metavar="PARAM", help="One line (or heatmap row) per value of this parameter.")
-@click.option("--facet", default=None, metavar="PARAM", help="One panel per value of this parameter.")
-@click.option("--replicates", multiple=True, metavar="PARAM[,PARAM]",
-              help="Aggregate over these: mean with a 95% interval, single calls faint behind.")
-@click.option("--interval", type=click.Choice(["band", "bars"]), default=None, help="How the 95% interval is drawn.")
-@click.option("--log-x/--no-log-x", default=None, help="Logarithmic x axis (default: for a geomspace parameter).")
+@click.option(
+    "--color",
+    default=None,
+    metavar="PARAM",
+    help="One line (or heatmap row) per value of this parameter.",
+)
+@click.option(
+    "--facet", default=None, metavar="PARAM", help="One panel per value of this parameter."
+)
+@click.option(
+    "--replicates",
+    multiple=True,
+    metavar="PARAM[,PARAM]",
+    help="Aggregate over these: mean with a 95% interval, single calls faint behind.",
+)
+@click.option(
+    "--interval",
+    type=click.Choice(["band", "bars"]),
+    default=None,
+    help="How the 95% interval is drawn.",
+)
+@click.option(
+    "--log-x/--no-log-x",
+    default=None,
+    help="Logarithmic x axis (default: for a geomspace parameter).",
+)
 @click.option("--log-y/--no-log-y", default=None, help="Logarithmic y axis.")
-@click.option("--label", "labels", multiple=True, metavar="NAME=TEXT", help="A label with units: 'omega0=ω₀ (rad/s)'.")
-@click.option("--best", multiple=True, metavar="COLUMN=min|max", help="Name the best call in the summary.")
-@click.option("--results", "result_names", multiple=True, metavar="COLUMN[,COLUMN]",
-              help="Which results get a figure, in this order.")
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="NAME=TEXT",
+    help="A label with units: 'omega0=ω₀ (rad/s)'.",
+)
+@click.option(
+    "--best", multiple=True, metavar="COLUMN=min|max", help="Name the best call in the summary."
+)
+@click.option(
+    "--results",
+    "result_names",
+    multiple=True,
+    metavar="COLUMN[,COLUMN]",
+    help="Which results get a figure, in this order.",
+)
 @user_errors
-def report(run_dir: str, output: str | None, x, color, facet, replicates, interval, log_x, log_y, labels, best,
-           result_names) -> None:
+def report(
+    run_dir: str,
+    output: str | None,
+    x,
+    color,
+    facet,
+    replicates,
+    interval,
+    log_x,
+    log_y,
+    labels,
+    best,
+    result_names,
+) -> None:
     """One self-contained HTML report: a summary, results against parameters, failures, durations, task timeline,
     provenance.
 
@@ -632,11 +938,22 @@ def report(run_dir: str, output: str | None, x, color, facet, replicates, interv
     best_pairs = _pairs(best, "--best", "min|max")
     wrong = {k: v for k, v in best_pairs.items() if v not in ("min", "max")}
     if wrong:
-        raise HogError(message=f"--best {next(iter(wrong))}={next(iter(wrong.values()))}: say min or max",
-                       hint="e.g. --best result.loss=min")
-    options = {"x": x, "color": color, "facet": facet, "replicates": _names(replicates) or None, "interval": interval,
-               "log_x": log_x, "log_y": log_y, "labels": _pairs(labels, "--label", "TEXT"), "best": best_pairs,
-               "results": _names(result_names)}
+        raise HogError(
+            message=f"--best {next(iter(wrong))}={next(iter(wrong.values()))}: say min or max",
+            hint="e.g. --best result.loss=min",
+        )
+    options = {
+        "x": x,
+        "color": color,
+        "facet": facet,
+        "replicates": _names(replicates) or None,
+        "interval": interval,
+        "log_x": log_x,
+        "log_y": log_y,
+        "labels": _pairs(labels, "--label", "TEXT"),
+        "best": best_pairs,
+        "results": _names(result_names),
+    }
     run = Run(_run_dir(run_dir, "report"))
     refresh(run)
     _write_report(run, output, options)
@@ -679,22 +996,33 @@ def runs(as_json: bool) -> None:
     if not found:
         click.echo("no runs under ./hog-runs")
     for run in found:
-        for line in [f"{run['run_dir']}  damaged: {run['error']}"] if run.get("error") else runs_lines([run]):
+        for line in (
+            [f"{run['run_dir']}  damaged: {run['error']}"]
+            if run.get("error")
+            else runs_lines([run])
+        ):
             click.echo(line)
 
 
 @main.command()
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("function", required=False)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the manifest (default: the script's name with .yaml, here).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the manifest (default: the script's name with .yaml, here).",
+)
 @user_errors
 def init(script: str, function: str | None, output: str | None) -> None:
     """Write a starter manifest for FUNCTION in SCRIPT, from its signature; never overwrites a file."""
     from .manifest.starter import write_starter
 
     path = write_starter(script, function, output)
-    click.echo(f"wrote {path}: put the values to try under sweep.product, then `hog-batch validate {path}`")
+    click.echo(
+        f"wrote {path}: put the values to try under sweep.product, then `hog-batch validate {path}`"
+    )
 
 
 @main.command()

@@ -28,12 +28,17 @@ def function_fingerprint(script_text: str, function: str) -> str | None:
         return None
     wanted = function.split(".")[0]
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name == wanted:
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and node.name == wanted
+        ):
             return hashlib.sha256(ast.dump(node, include_attributes=False).encode()).hexdigest()
     return None
 
 
-def code_identity(by: str, script_sha256: str | None, script_text: str | None, function: str) -> str | None:
+def code_identity(
+    by: str, script_sha256: str | None, script_text: str | None, function: str
+) -> str | None:
     """What ``--reuse-by`` compares of a job's code: the script's hash, or its function's fingerprint."""
     if by == "script" or script_text is None:
         return script_sha256

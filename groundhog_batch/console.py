@@ -34,7 +34,9 @@ DEFAULT_LINE_INTERVAL_S = 30.0
 
 # Every C0 control but tab and newline, DEL, C1 controls (8-bit CSI and OSC among them), the
 # bidirectional marks, overrides and isolates, and lone surrogates (undecodable bytes).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 
 def _escaped(match: re.Match) -> str:
@@ -122,15 +124,23 @@ def line_interval_s() -> float:
 class ProgressDisplay:
     """Called with the run's counts whenever the driver (or the follower) has news."""
 
-    def __init__(self, name: str, start: Progress, verbosity: Verbosity = Verbosity.NORMAL,
-                 ledger: Ledger | None = None, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        start: Progress,
+        verbosity: Verbosity = Verbosity.NORMAL,
+        ledger: Ledger | None = None,
+        stream: TextIO | None = None,
+    ) -> None:
         self.name, self.verbosity, self.ledger = safe_text(name), verbosity, ledger
         self.stream = stream or sys.stderr
         self.meter = RateMeter(start.finished)
         self.interval_s = line_interval_s()
         self._line_at = time.monotonic()
         self._failed_seen = start.failed
-        self._failures_known: set[tuple[str, int]] = set()  # verbose: failures from before, and those printed
+        self._failures_known: set[tuple[str, int]] = (
+            set()
+        )  # verbose: failures from before, and those printed
         if verbosity is Verbosity.VERBOSE and ledger is not None:
             self._failures_known = {(job, call) for job, call, _ in failed_calls(ledger)}
         self.bar = None
@@ -144,22 +154,38 @@ class ProgressDisplay:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as Bar
 
-        self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
-                       console=Console(file=unwrapped(self.stream)), transient=False)
-        self.task = self.bar.add_task(self.name, total=start.total, completed=start.finished, failed=start.failed)
+        self.bar = Bar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TimeRemainingColumn(),
+            console=Console(file=unwrapped(self.stream)),
+            transient=False,
+        )
+        self.task = self.bar.add_task(
+            self.name, total=start.total, completed=start.finished, failed=start.failed
+        )
         self.bar.start()
 
     def __call__(self, counts: dict[str, int]) -> None:
         now = Progress(counts)
         if self.verbosity is Verbosity.VERBOSE and now.failed > self._failed_seen:
             self._new_failures()
-        elif self.verbosity is Verbosity.VERBOSE and now.failed < self._failed_seen and self.ledger is not None:
-            self._failures_known = {(job, call) for job, call, _ in failed_calls(self.ledger)}  # a retry reset some
+        elif (
+            self.verbosity is Verbosity.VERBOSE
+            and now.failed < self._failed_seen
+            and self.ledger is not None
+        ):
+            self._failures_known = {
+                (job, call) for job, call, _ in failed_calls(self.ledger)
+            }  # a retry reset some
         self._failed_seen = now.failed
         if self.bar is not None:
             self.bar.update(self.task, total=now.total, completed=now.finished, failed=now.failed)
-        if self.verbosity is Verbosity.QUIET or (self.bar is not None and self.verbosity is not Verbosity.VERBOSE):
+        if self.verbosity is Verbosity.QUIET or (
+            self.bar is not None and self.verbosity is not Verbosity.VERBOSE
+        ):
             return
         if time.monotonic() - self._line_at >= self.interval_s:
             self._line_at = time.monotonic()

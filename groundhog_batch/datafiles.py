@@ -24,10 +24,12 @@ class DataFileChanged(RunError):
 
 def changed_error(path: Path, what: str) -> HogError:
     """A data file that no longer holds what the run planned from: its calls would mix old and new content."""
-    return DataFileChanged(message=f"{path} changed while the run was going ({what}): its calls would mix the old "
-                    "content and the new, so no more of them are started",
-                    hint="put the file back as it was and `hog-batch resume` the run (what finished is kept), "
-                    "or submit the manifest again as a new run to use the new file")
+    return DataFileChanged(
+        message=f"{path} changed while the run was going ({what}): its calls would mix the old "
+        "content and the new, so no more of them are started",
+        hint="put the file back as it was and `hog-batch resume` the run (what finished is kept), "
+        "or submit the manifest again as a new run to use the new file",
+    )
 
 
 def read_table(path: Path, content: bytes | None = None):
@@ -47,7 +49,9 @@ def read_table(path: Path, content: bytes | None = None):
         raise
     except Exception as exc:  # the reader's own message is the useful part
         raise DataFileError(f"cannot read {path.name}: {exc.__class__.__name__}: {exc}") from None
-    raise DataFileError(f"{path.name}: unsupported table format {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
+    raise DataFileError(
+        f"{path.name}: unsupported table format {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}"
+    )
 
 
 def _read_delimited(path: Path, sep: str, content: bytes | None = None):
@@ -65,21 +69,30 @@ def _read_delimited(path: Path, sep: str, content: bytes | None = None):
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
-            return pd.read_csv(path if content is None else io.BytesIO(content), sep=sep, index_col=False)
+            return pd.read_csv(
+                path if content is None else io.BytesIO(content), sep=sep, index_col=False
+            )
         except (pd.errors.ParserWarning, pd.errors.ParserError):
             too_long = _row_with_extra_fields(path, sep, content)
             if too_long is None:
                 raise
             line, fields, header = too_long
-            raise DataFileError(f"{path.name} line {line} has {fields} fields, the header has {header}") from None
+            raise DataFileError(
+                f"{path.name} line {line} has {fields} fields, the header has {header}"
+            ) from None
 
 
-def _row_with_extra_fields(path: Path, sep: str, content: bytes | None = None) -> tuple[int, int, int] | None:
+def _row_with_extra_fields(
+    path: Path, sep: str, content: bytes | None = None
+) -> tuple[int, int, int] | None:
     """(line, fields, header fields) of the first row with more fields than the header, if any."""
     import csv
 
-    opened = path.open(newline="", encoding="utf-8", errors="replace") if content is None else \
-        io.TextIOWrapper(io.BytesIO(content), newline="", encoding="utf-8", errors="replace")
+    opened = (
+        path.open(newline="", encoding="utf-8", errors="replace")
+        if content is None
+        else io.TextIOWrapper(io.BytesIO(content), newline="", encoding="utf-8", errors="replace")
+    )
     with opened as handle:
         reader = csv.reader(handle, delimiter=sep)
         header = next(reader, None)
@@ -132,13 +145,18 @@ def plain(value: Any) -> Any:
     return value
 
 
-def table_rows(path: Path, columns: list[str] | None, content: bytes | None = None) -> list[dict[str, Any]]:
+def table_rows(
+    path: Path, columns: list[str] | None, content: bytes | None = None
+) -> list[dict[str, Any]]:
     """The rows of a table, as plain-Python dicts, in file order (read from ``content`` when given)."""
     frame = read_table(path, content)
     if columns:
         frame = frame[columns]
     names = [str(c) for c in frame.columns]
-    return [dict(zip(names, map(plain, row), strict=True)) for row in frame.itertuples(index=False, name=None)]
+    return [
+        dict(zip(names, map(plain, row), strict=True))
+        for row in frame.itertuples(index=False, name=None)
+    ]
 
 
 def count_rows(path: Path) -> int:
@@ -203,7 +221,9 @@ class VerifiedChunks:
         except OSError as exc:
             raise changed_error(self.path, f"it cannot be read: {exc.strerror}") from None
         if hashlib.sha256(content).hexdigest() != self.sha256:
-            raise changed_error(self.path, "its SHA-256 is not the one recorded when the run was planned")
+            raise changed_error(
+                self.path, "its SHA-256 is not the one recorded when the run was planned"
+            )
         if self.path.suffix.lower() == ".npy":
             import numpy as np
 
@@ -235,7 +255,9 @@ class VerifiedChunks:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 whole.update(block)
         if whole.hexdigest() != self.sha256:
-            raise changed_error(self.path, "its SHA-256 is not the one recorded when the run was planned")
+            raise changed_error(
+                self.path, "its SHA-256 is not the one recorded when the run was planned"
+            )
         return array
 
     def chunk(self, start: int, stop: int) -> Any:
@@ -247,7 +269,10 @@ class VerifiedChunks:
 
             now = hashlib.blake2b(np.ascontiguousarray(piece).tobytes(), digest_size=16).digest()
             if now != digest:
-                raise changed_error(self.path, f"rows {start} to {stop - 1} differ from those the run was planned with")
+                raise changed_error(
+                    self.path,
+                    f"rows {start} to {stop - 1} differ from those the run was planned with",
+                )
         return piece
 
 

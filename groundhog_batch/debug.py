@@ -76,8 +76,10 @@ def pick_job(spec: RunSpec, job: str | None) -> JobSpec:
     names = [j.name for j in spec.jobs]
     if job is None:
         if len(spec.jobs) != 1:
-            raise HogError(message=f"which job? this manifest has {len(names)}: {', '.join(names)}",
-                           hint=f"name it: --job {names[0]}, or JOB:N as the call")
+            raise HogError(
+                message=f"which job? this manifest has {len(names)}: {', '.join(names)}",
+                hint=f"name it: --job {names[0]}, or JOB:N as the call",
+            )
         return spec.jobs[0]
     for candidate in spec.jobs:
         if candidate.name == job:
@@ -85,8 +87,14 @@ def pick_job(spec: RunSpec, job: str | None) -> JobSpec:
     raise HogError(message=f"there is no job {job!r}", hint=f"its jobs: {', '.join(names)}")
 
 
-def run_call(spec: RunSpec, job_name: str | None, call: int, pdb: bool = False, stdout: IO[str] | None = None,
-             stderr: IO[str] | None = None) -> DebugResult:
+def run_call(
+    spec: RunSpec,
+    job_name: str | None,
+    call: int,
+    pdb: bool = False,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> DebugResult:
     """Run call ``call`` of the job in the foreground, in its environment; nothing is recorded.
 
     Without ``stdout``/``stderr`` the call writes to this process's own
@@ -95,46 +103,79 @@ def run_call(spec: RunSpec, job_name: str | None, call: int, pdb: bool = False, 
     """
     job = pick_job(spec, job_name)
     if not 0 <= call < job.n_calls:
-        raise HogError(message=f"job {job.name!r} has no call {call}",
-                       hint=f"its calls are numbered 0 to {job.n_calls - 1} (the results table's `call` column)")
+        raise HogError(
+            message=f"job {job.name!r} has no call {call}",
+            hint=f"its calls are numbered 0 to {job.n_calls - 1} (the results table's `call` column)",
+        )
     if pdb and stdout is not None:
-        raise HogError(message="the debugger needs a terminal",
-                       hint=f"run `hog-batch debug ... {job.name}:{call} --pdb` in one")
+        raise HogError(
+            message="the debugger needs a terminal",
+            hint=f"run `hog-batch debug ... {job.name}:{call} --pdb` in one",
+        )
     planned = next(islice(iter_calls(job), call, None))
     plan = Plan(spec)
     payload = plan.payload(Task(job, [planned]))
-    script = render_task_script(job.name, job.script_path, job.script_text, job.environment, payload.encode(),
-                                runner_text=debug_runner_text())
+    script = render_task_script(
+        job.name,
+        job.script_path,
+        job.script_text,
+        job.environment,
+        payload.encode(),
+        runner_text=debug_runner_text(),
+    )
     with tempfile.TemporaryDirectory(prefix="hog-debug.") as folder:
         script_path, result_path = Path(folder) / "task.sh", Path(folder) / "record.json"
         script_path.write_text(script)
-        env = dict(os.environ, HOG_BATCH_DEBUG_RESULT=str(result_path), HOG_BATCH_DEBUG_PDB="1" if pdb else "0")
+        env = dict(
+            os.environ,
+            HOG_BATCH_DEBUG_RESULT=str(result_path),
+            HOG_BATCH_DEBUG_PDB="1" if pdb else "0",
+        )
         if "HOG_BATCH_UV" not in env:
             from .backends.local import find_uv
 
             uv = find_uv()
             if uv:
                 env["HOG_BATCH_UV"] = uv
-        returncode = _foreground(["bash", str(script_path)], spec.manifest_path.parent, env, stdout, stderr)
+        returncode = _foreground(
+            ["bash", str(script_path)], spec.manifest_path.parent, env, stdout, stderr
+        )
         record = None
         if result_path.exists():
             import json
 
             record = json.loads(result_path.read_text("utf-8"))
     if record is None:
-        raise HogError(message=f"the call's task ended (exit {returncode}) before the call did",
-                       hint="its messages above say why (an environment that could not be built, a crash)")
+        raise HogError(
+            message=f"the call's task ended (exit {returncode}) before the call did",
+            hint="its messages above say why (an environment that could not be built, a crash)",
+        )
     return DebugResult(job.name, call, planned.params, record, returncode, job.script_sha256)
 
 
-def _foreground(command: list[str], cwd: Path, env: dict[str, str], stdout: IO[str] | None,
-                stderr: IO[str] | None) -> int:
+def _foreground(
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    stdout: IO[str] | None,
+    stderr: IO[str] | None,
+) -> int:
     if stdout is None and stderr is None:
         return subprocess.run(command, cwd=cwd, env=env).returncode
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, bufsize=1)
-    copiers = [threading.Thread(target=_copy, args=(source, target or sys.stderr), daemon=True)
-               for source, target in ((process.stdout, stdout), (process.stderr, stderr))]
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    copiers = [
+        threading.Thread(target=_copy, args=(source, target or sys.stderr), daemon=True)
+        for source, target in ((process.stdout, stdout), (process.stderr, stderr))
+    ]
     for copier in copiers:
         copier.start()
     returncode = process.wait()
@@ -156,14 +197,23 @@ def record_result(run, result: DebugResult) -> None:
     try:
         lock = run.lock("debug --record")
     except RunError as exc:
-        raise RunError(message=f"cannot record the call: {exc.message}",
-                       hint="wait until the run is done (or cancel it), then debug --record again") from None
+        raise RunError(
+            message=f"cannot record the call: {exc.message}",
+            hint="wait until the run is done (or cancel it), then debug --record again",
+        ) from None
     with lock:
         run.ledger.store_record_dicts(result.job, f"debug-{os.getpid()}", [record], {}, 0.0)
 
 
-def debug_run_call(run, job: str | None, call: int, pdb: bool = False, record: bool = False,
-                   stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> DebugResult:
+def debug_run_call(
+    run,
+    job: str | None,
+    call: int,
+    pdb: bool = False,
+    record: bool = False,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> DebugResult:
     """Call ``call`` of a run, run again here with the script as it is now (``record``: kept in the run)."""
     result = run_call(run.sweep_spec(), job, call, pdb, stdout, stderr)
     if record:

@@ -35,7 +35,11 @@ def format_key_path(key_path: Sequence[str | int]) -> str:
 def shorten(text: str, limit: int = 160) -> str:
     """``text`` cut to ``limit`` characters, for echoing user input (a 5,000-character name) in a message."""
     text = str(text)
-    return text if len(text) <= limit else f"{text[: limit - 20]}...{text[-12:]} ({len(text):,} characters)"
+    return (
+        text
+        if len(text) <= limit
+        else f"{text[: limit - 20]}...{text[-12:]} ({len(text):,} characters)"
+    )
 
 
 def _file_in_the_way(path: Path) -> Path | None:
@@ -72,7 +76,9 @@ def unreadable_file(path: Path) -> str | None:
     if problem:
         return problem
     blocker = _file_in_the_way(path)
-    return f"not found: {shorten(str(path))}" + (f" ({shorten(str(blocker))} is a file, not a folder)" if blocker else "")
+    return f"not found: {shorten(str(path))}" + (
+        f" ({shorten(str(blocker))} is a file, not a folder)" if blocker else ""
+    )
 
 
 def unwritable_file(path: Path) -> str | None:
@@ -131,7 +137,9 @@ class ManifestErrors(HogError):
 
     @classmethod
     def of(cls, errors: Iterable[HogError]) -> ManifestErrors:
-        found = sorted(errors, key=lambda e: (str(e.file or ""), e.line or 0))  # in the order of the file
+        found = sorted(
+            errors, key=lambda e: (str(e.file or ""), e.line or 0)
+        )  # in the order of the file
         noun = "error" if len(found) == 1 else "errors"
         return cls(message=f"{len(found)} {noun} in the manifest", errors=found)
 
@@ -160,12 +168,20 @@ def os_error(exc: OSError) -> HogError:
         blocker = Path(name)  # a folder was to be made where a file is
     if blocker is not None:
         what += f" ({shorten(str(blocker))} is a file, not a folder)"
-    return HogError(message=what, hint="choose a path whose folders exist or can be created, and that you may write to")
+    return HogError(
+        message=what,
+        hint="choose a path whose folders exist or can be created, and that you may write to",
+    )
 
 
-_STORAGE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-                   errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-                   errno.EPERM: "operation not permitted", errno.EIO: "an I/O error"}
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "an I/O error",
+}
 
 
 def storage_error(exc: BaseException) -> HogError | None:
@@ -173,20 +189,28 @@ def storage_error(exc: BaseException) -> HogError | None:
     if isinstance(exc, sqlite3.Error):
         text = str(exc)
         if "full" in text:
-            return RunError(message=f"the disk is full: cannot write the run's ledger ({text})",
-                            hint="the run is paused, and every call that finished is kept (in the ledger, or in its "
-                            "task's records file): free some space (or raise the quota), then `hog-batch resume` "
-                            "the run; no call runs twice")
+            return RunError(
+                message=f"the disk is full: cannot write the run's ledger ({text})",
+                hint="the run is paused, and every call that finished is kept (in the ledger, or in its "
+                "task's records file): free some space (or raise the quota), then `hog-batch resume` "
+                "the run; no call runs twice",
+            )
         if "readonly" in text or "unable to open" in text:
-            return RunError(message=f"cannot write the run's ledger: {text}",
-                            hint="acting on a run needs write access to its directory")
-        return RunError(message=f"the run's ledger is damaged or unreadable: {text}",
-                        hint="it cannot be trusted: submit the manifest again into a new run directory")
+            return RunError(
+                message=f"cannot write the run's ledger: {text}",
+                hint="acting on a run needs write access to its directory",
+            )
+        return RunError(
+            message=f"the run's ledger is damaged or unreadable: {text}",
+            hint="it cannot be trusted: submit the manifest again into a new run directory",
+        )
     if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
         where = f" {exc.filename}" if exc.filename else ""
-        return RunError(message=f"cannot write{where}: {_STORAGE_ERRNOS[exc.errno]}",
-                        hint="free some space, or pick a place you can write to (-o, --run-dir); "
-                        "a run stopped by this can be resumed")
+        return RunError(
+            message=f"cannot write{where}: {_STORAGE_ERRNOS[exc.errno]}",
+            hint="free some space, or pick a place you can write to (-o, --run-dir); "
+            "a run stopped by this can be resumed",
+        )
     return None
 
 

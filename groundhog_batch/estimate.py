@@ -54,9 +54,18 @@ class JobEstimate:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"job": self.job, "n_calls": self.n_calls, "call_s": self.call_s, "call_s_error": self.call_s_error,
-                "wall_s": self.wall_s, "core_hours": self.core_hours, "source": self.source,
-                "measured": self.measured, "failed": self.failed, "notes": self.notes}
+        return {
+            "job": self.job,
+            "n_calls": self.n_calls,
+            "call_s": self.call_s,
+            "call_s_error": self.call_s_error,
+            "wall_s": self.wall_s,
+            "core_hours": self.core_hours,
+            "source": self.source,
+            "measured": self.measured,
+            "failed": self.failed,
+            "notes": self.notes,
+        }
 
 
 def spread_indices(n_calls: int, n_sample: int) -> list[int]:
@@ -70,22 +79,46 @@ def spread_indices(n_calls: int, n_sample: int) -> list[int]:
     return sorted({round(k * (n_calls - 1) / (n_sample - 1)) for k in range(n_sample)})
 
 
-def _extrapolate(job: JobSpec, durations: list[float], n_known: int = 0, known_s: float = 0.0) -> tuple[float, float]:
+def _extrapolate(
+    job: JobSpec, durations: list[float], n_known: int = 0, known_s: float = 0.0
+) -> tuple[float, float]:
     """(total seconds, standard error) of all the job's calls, from a sample of ``durations``."""
     unknown = job.n_calls - n_known
     if not durations:
         return known_s, 0.0
     mean = statistics.fmean(durations)
     spread = statistics.stdev(durations) if len(durations) > 1 else mean
-    error = unknown * spread / math.sqrt(len(durations)) * math.sqrt(max(0.0, 1 - len(durations) / max(job.n_calls, 1)))
+    error = (
+        unknown
+        * spread
+        / math.sqrt(len(durations))
+        * math.sqrt(max(0.0, 1 - len(durations) / max(job.n_calls, 1)))
+    )
     return known_s + unknown * mean, error
 
 
-def _finish(job: JobSpec, total_s: float, error_s: float, source: str, measured: int, failed: int = 0,
-            notes: list[str] | None = None) -> JobEstimate:
+def _finish(
+    job: JobSpec,
+    total_s: float,
+    error_s: float,
+    source: str,
+    measured: int,
+    failed: int = 0,
+    notes: list[str] | None = None,
+) -> JobEstimate:
     parallel = max(1, min(job.max_parallel, job.n_calls))
-    return JobEstimate(job.name, job.n_calls, total_s, error_s, total_s / parallel, total_s / 3600.0, source,
-                       measured, failed, notes or [])
+    return JobEstimate(
+        job.name,
+        job.n_calls,
+        total_s,
+        error_s,
+        total_s / parallel,
+        total_s / 3600.0,
+        source,
+        measured,
+        failed,
+        notes or [],
+    )
 
 
 # --- from a sample run here -----------------------------------------------------------------
@@ -94,7 +127,11 @@ def _finish(job: JobSpec, total_s: float, error_s: float, source: str, measured:
 def sample_durations(plan: Plan, job: JobSpec, n_sample: int) -> tuple[list[float], int]:
     """Run ``n_sample`` spread calls of the job here, in one task with its environment; (durations, failed)."""
     wanted = set(spread_indices(job.n_calls, n_sample))
-    calls = [call for call in islice(iter_calls(job), max(wanted) + 1) if call.index in wanted] if wanted else []
+    calls = (
+        [call for call in islice(iter_calls(job), max(wanted) + 1) if call.index in wanted]
+        if wanted
+        else []
+    )
     if not calls:
         return [], 0
     script = plan.render(Task(job, calls))
@@ -110,17 +147,32 @@ def sample_durations(plan: Plan, job: JobSpec, n_sample: int) -> tuple[list[floa
         path = Path(folder) / "task.sh"
         path.write_text(script)
         try:
-            done = subprocess.run(["bash", str(path)], cwd=plan.spec.manifest_path.parent, env=env,
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=SAMPLE_TIMEOUT_S)
+            done = subprocess.run(
+                ["bash", str(path)],
+                cwd=plan.spec.manifest_path.parent,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=SAMPLE_TIMEOUT_S,
+            )
         except subprocess.TimeoutExpired:
-            raise HogError(message=f"the sample calls of job {job.name!r} took over {SAMPLE_TIMEOUT_S:.0f} s",
-                           hint="sample fewer calls (--sample 3), or estimate from an earlier run") from None
-    records = [r for r in iter_records(done.stdout.splitlines()) if "call" in r and not r.get("deferred")]
+            raise HogError(
+                message=f"the sample calls of job {job.name!r} took over {SAMPLE_TIMEOUT_S:.0f} s",
+                hint="sample fewer calls (--sample 3), or estimate from an earlier run",
+            ) from None
+    records = [
+        r for r in iter_records(done.stdout.splitlines()) if "call" in r and not r.get("deferred")
+    ]
     if not records:
         tail = done.stderr.strip().splitlines()[-3:]
-        raise HogError(message=f"the sample task of job {job.name!r} ran no call (exit {done.returncode})",
-                       hint="what it said: " + (" | ".join(tail) or "nothing"))
-    durations = [r["t1"] - r["t0"] for r in records if r.get("t0") is not None and r.get("t1") is not None]
+        raise HogError(
+            message=f"the sample task of job {job.name!r} ran no call (exit {done.returncode})",
+            hint="what it said: " + (" | ".join(tail) or "nothing"),
+        )
+    durations = [
+        r["t1"] - r["t0"] for r in records if r.get("t0") is not None and r.get("t1") is not None
+    ]
     return durations, sum(1 for r in records if not r.get("ok"))
 
 
@@ -130,8 +182,13 @@ def estimate_by_sample(spec: RunSpec, n_sample: int) -> list[JobEstimate]:
     for job in spec.jobs:
         durations, failed = sample_durations(plan, job, n_sample)
         total, error = _extrapolate(job, durations)
-        notes = [f"{failed} of the {len(durations)} sampled calls failed: their time may not be the real one's"] \
-            if failed else []
+        notes = (
+            [
+                f"{failed} of the {len(durations)} sampled calls failed: their time may not be the real one's"
+            ]
+            if failed
+            else []
+        )
         found.append(_finish(job, total, error, "sample", len(durations), failed, notes))
     return found
 
@@ -161,24 +218,50 @@ def estimate_from_earlier(spec: RunSpec, folder: Path | None = None) -> list[Job
             except HogError:
                 continue
             try:
-                recorded = next((j for j in run.info["jobs"] if j.get("script_sha256") == job.script_sha256
-                                 and j.get("env_id") == job.environment.env_id), None)
+                recorded = next(
+                    (
+                        j
+                        for j in run.info["jobs"]
+                        if j.get("script_sha256") == job.script_sha256
+                        and j.get("env_id") == job.environment.env_id
+                    ),
+                    None,
+                )
                 if recorded is None:
                     continue
-                earlier = next((j for j in run.sweep_spec().jobs if j.name == recorded["name"]), None)
+                earlier = next(
+                    (j for j in run.sweep_spec().jobs if j.name == recorded["name"]), None
+                )
                 if earlier is None or earlier.function != job.function:
                     continue
-                earlier_key = call_keyer(earlier, recorded["script_sha256"], (run.info.get("inputs") or {}).get("files"))
-                for planned, record in zip(iter_calls(earlier), run.ledger.iter_calls(earlier.name), strict=False):
+                earlier_key = call_keyer(
+                    earlier, recorded["script_sha256"], (run.info.get("inputs") or {}).get("files")
+                )
+                for planned, record in zip(
+                    iter_calls(earlier), run.ledger.iter_calls(earlier.name), strict=False
+                ):
                     r = record.record or {}
-                    if record.state is CallState.SUCCEEDED and r.get("t0") is not None and r.get("t1") is not None:
+                    if (
+                        record.state is CallState.SUCCEEDED
+                        and r.get("t0") is not None
+                        and r.get("t1") is not None
+                    ):
                         durations[earlier_key(planned)] = r["t1"] - r["t0"]
             except (HogError, OSError, ValueError):
                 continue
             finally:
                 run.close()
         if not durations:
-            found.append(_finish(job, 0.0, 0.0, "none", 0, notes=["no earlier run of this script; try --sample N"]))
+            found.append(
+                _finish(
+                    job,
+                    0.0,
+                    0.0,
+                    "none",
+                    0,
+                    notes=["no earlier run of this script; try --sample N"],
+                )
+            )
             continue
         any_known = True
         known = [durations[k] for k in map(key, iter_calls(job)) if k in durations]
@@ -197,11 +280,15 @@ def estimate(spec, sample: int = 0, folder: Path | None = None) -> list[JobEstim
         from .manifest import load_manifest
         from .python_manifest import Manifest, as_manifest
 
-        spec = as_manifest(spec).spec() if isinstance(spec, dict | Manifest) else load_manifest(spec)
+        spec = (
+            as_manifest(spec).spec() if isinstance(spec, dict | Manifest) else load_manifest(spec)
+        )
     if sample > 0:
         return estimate_by_sample(spec, sample)
     return estimate_from_earlier(spec, folder) or [
-        _finish(job, 0.0, 0.0, "none", 0, notes=["no earlier run of this script; try --sample N"]) for job in spec.jobs]
+        _finish(job, 0.0, 0.0, "none", 0, notes=["no earlier run of this script; try --sample N"])
+        for job in spec.jobs
+    ]
 
 
 # --- showing it -------------------------------------------------------------------------------
@@ -220,13 +307,17 @@ def estimate_lines(estimates: list[JobEstimate]) -> list[str]:
             lines.append(f"  {e.job}: unknown ({'; '.join(e.notes)})")
             continue
         spread = f" ± {_duration(e.call_s_error)}" if e.call_s_error >= 0.5 else ""
-        lines.append(f"  {e.job}: calls {_duration(e.call_s)}{spread} in all ({e.n_calls:,} calls, from "
-                     f"{e.measured} {'sampled' if e.source == 'sample' else 'measured'} call(s), {e.source}); "
-                     f"wall ~{_duration(e.wall_s)}; {e.core_hours:.3g} core-hours")
+        lines.append(
+            f"  {e.job}: calls {_duration(e.call_s)}{spread} in all ({e.n_calls:,} calls, from "
+            f"{e.measured} {'sampled' if e.source == 'sample' else 'measured'} call(s), {e.source}); "
+            f"wall ~{_duration(e.wall_s)}; {e.core_hours:.3g} core-hours"
+        )
         lines.extend(f"    note: {note}" for note in e.notes)
     if len(estimates) > 1:
-        lines.append(f"  all: calls {_duration(sum(e.call_s for e in estimates))}, "
-                     f"{sum(e.core_hours for e in estimates):.3g} core-hours")
+        lines.append(
+            f"  all: calls {_duration(sum(e.call_s for e in estimates))}, "
+            f"{sum(e.core_hours for e in estimates):.3g} core-hours"
+        )
     return lines
 
 
@@ -234,4 +325,11 @@ def estimate_json(estimates: list[JobEstimate]) -> str:
     return json.dumps([e.as_dict() for e in estimates])
 
 
-__all__ = ["JobEstimate", "estimate", "estimate_by_sample", "estimate_from_earlier", "estimate_lines", "spread_indices"]
+__all__ = [
+    "JobEstimate",
+    "estimate",
+    "estimate_by_sample",
+    "estimate_from_earlier",
+    "estimate_lines",
+    "spread_indices",
+]

@@ -48,7 +48,9 @@ def call_dirs(job, paths: RunPaths) -> str | None:
     scratch = job.endpoint.config.get("scratch")
     if scratch:
         return f"{scratch}/hog-batch/{paths.root.name}/calls/{job.name}"
-    if registry.of_job(job).sees_run_dir:  # its tasks see the run directory (Slurm: a shared filesystem)
+    if registry.of_job(
+        job
+    ).sees_run_dir:  # its tasks see the run directory (Slurm: a shared filesystem)
         return str(paths.call_dirs(job.name))
     return f"~/hog-batch/{paths.root.name}/calls/{job.name}"  # a remote worker's home, with no scratch set
 
@@ -59,11 +61,24 @@ def retry_backoff_s() -> float:
 
 def failure_record(call: int, error: str) -> dict:
     """The record of a call the task could not report on (the machinery failed, not the user's code)."""
-    return {"call": call, "ok": False, "kind": None, "value": None, "error": error, "tb": None,
-            "out": "", "err": "", "t0": None, "t1": None, "lost": True}
+    return {
+        "call": call,
+        "ok": False,
+        "kind": None,
+        "value": None,
+        "error": error,
+        "tb": None,
+        "out": "",
+        "err": "",
+        "t0": None,
+        "t1": None,
+        "lost": True,
+    }
 
 
-def store_report(ledger: Ledger, job: str, report: TaskReport, retries: dict[str, int], backoff_s: float) -> None:
+def store_report(
+    ledger: Ledger, job: str, report: TaskReport, retries: dict[str, int], backoff_s: float
+) -> None:
     """What a task reported (raw record lines, or decoded records) into the ledger."""
     if report.lines:
         ledger.store_records(job, report.task_id, report.lines, retries, backoff_s)
@@ -88,17 +103,28 @@ class Executor:
     ``--halt soon,fail=N``): running tasks are stopped as on Ctrl-C, what they finished is kept,
     the rest stays pending for ``resume``, and ``halted`` is True."""
 
-    def __init__(self, plan: Plan, ledger: Ledger, backend: Backend, paths: RunPaths,
-                 on_progress: Callable[[dict[str, int]], None] | None = None, max_failures: int | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        ledger: Ledger,
+        backend: Backend,
+        paths: RunPaths,
+        on_progress: Callable[[dict[str, int]], None] | None = None,
+        max_failures: int | None = None,
+    ) -> None:
         self.plan, self.ledger, self.backend, self.paths = plan, ledger, backend, paths
         self.on_progress = on_progress or (lambda counts: None)
         self.max_failures = max_failures
         self.failed_here = 0  # calls that failed for good in this execution
         self._failed_before = ledger.counts()["failed"] if max_failures is not None else 0
         self.halted = False
-        self.disk_full: TaskReport | None = None  # a task stopped because its records file had no room
+        self.disk_full: TaskReport | None = (
+            None  # a task stopped because its records file had no room
+        )
         self.in_flight: dict[str, InFlight] = {}
-        self._followed_again: set[str] = set()  # tasks a previous submitter started: their records may come again
+        self._followed_again: set[str] = (
+            set()
+        )  # tasks a previous submitter started: their records may come again
         self._progress_at = 0.0
         self.retries = {job.name: RetryPolicy.of(job.retries) for job in plan.jobs}
         self.backoff_s = retry_backoff_s()
@@ -136,7 +162,9 @@ class Executor:
         except (KeyboardInterrupt, Interrupted):
             self._stop_for_resume()
             raise Interrupted(self.paths.root) from None
-        except DataFileChanged:  # a task could not be prepared: what ran is kept, and the run is resumable
+        except (
+            DataFileChanged
+        ):  # a task could not be prepared: what ran is kept, and the run is resumable
             self._stop_for_resume()
             raise
         counts = self.ledger.counts()
@@ -216,7 +244,9 @@ class Executor:
         state = self.ledger.states()[job.name]
         if PENDING not in state and WAITING not in state:
             return
-        if state.count(PENDING) == len(state):  # nothing has run yet: every call, without looking at each
+        if state.count(PENDING) == len(
+            state
+        ):  # nothing has run yet: every call, without looking at each
             yield from iter_calls(job)
             return
         ready = self.ledger.ready
@@ -250,26 +280,43 @@ class Executor:
             self._record_escalation(task_id, task, attempt, payload)
         payload = payload.encode()
         script = self.plan.render(task, payload) if self.backend.needs_script else ""
-        return TaskSubmission(task_id, task.job.name, [c.index for c in task.calls], script, payload)
+        return TaskSubmission(
+            task_id, task.job.name, [c.index for c in task.calls], script, payload
+        )
 
     def _context(self, task: Task) -> dict:
         """What each call is told of where it is (HOG_BATCH_RUN_DIR, _JOB, _CALL, _ATTEMPT), and its directory."""
         calls = [c.index for c in task.calls]
         before = self.ledger.attempts_so_far(task.job.name, calls)
-        return {"run_dir": str(self.paths.root), "job": task.job.name, "attempts": [before.get(c, 0) + 1 for c in calls],
-                "workdir": call_dirs(task.job, self.paths)}
+        return {
+            "run_dir": str(self.paths.root),
+            "job": task.job.name,
+            "attempts": [before.get(c, 0) + 1 for c in calls],
+            "workdir": call_dirs(task.job, self.paths),
+        }
 
     def _record_escalation(self, task_id: str, task: Task, attempt: int, payload) -> None:
         from .retry_policy import Escalation
 
-        escalation = Escalation(task_id, task.job.name, attempt, len(task.calls), payload.timeout_s, payload.memory_mib,
-                                payload.walltime_s)
-        self.ledger.set_meta("escalations", [*self.ledger.get_meta("escalations", []), escalation.as_dict()])
+        escalation = Escalation(
+            task_id,
+            task.job.name,
+            attempt,
+            len(task.calls),
+            payload.timeout_s,
+            payload.memory_mib,
+            payload.walltime_s,
+        )
+        self.ledger.set_meta(
+            "escalations", [*self.ledger.get_meta("escalations", []), escalation.as_dict()]
+        )
 
     def _submit(self, submissions: list[TaskSubmission]) -> None:
         # State first: the tasks are in the ledger before they exist, and each group of backend ids
         # is committed as soon as the backend has it, before the next request.
-        self.ledger.mark_submitted([(s.task_id, s.job, s.calls) for s in submissions], self.backend.name)
+        self.ledger.mark_submitted(
+            [(s.task_id, s.job, s.calls) for s in submissions], self.backend.name
+        )
         for submission in submissions:
             self.in_flight[submission.task_id] = InFlight(submission.job, submission.calls)
         self.backend.submit(submissions, self.ledger.set_external_ids)
@@ -290,19 +337,25 @@ class Executor:
         for task_id in self._followed_again.intersection(lines):
             flight = self.in_flight.get(task_id)
             if flight is not None:
-                lines[task_id] = [unreported_lines(b"".join(lines[task_id]), self.ledger.states()[flight.job])]
+                lines[task_id] = [
+                    unreported_lines(b"".join(lines[task_id]), self.ledger.states()[flight.job])
+                ]
         finished: list[str] = []
         with self.ledger.transaction():
             for task_id, parts in lines.items():
                 flight = self.in_flight.get(task_id)
                 if flight is not None:
-                    self.ledger.store_records(flight.job, task_id, b"".join(parts), self.retries, self.backoff_s)
+                    self.ledger.store_records(
+                        flight.job, task_id, b"".join(parts), self.retries, self.backoff_s
+                    )
             for report in reports:
                 flight = self.in_flight.get(report.task_id)
                 if flight is None:
                     continue
                 if report.records:
-                    self.ledger.store_record_dicts(flight.job, report.task_id, report.records, self.retries, self.backoff_s)
+                    self.ledger.store_record_dicts(
+                        flight.job, report.task_id, report.records, self.retries, self.backoff_s
+                    )
                 if report.finished:
                     self._unreported(flight, report)
                     self.ledger.finish_task(report.task_id)
@@ -331,8 +384,12 @@ class Executor:
         elif report.returncode == ENV_BUILD_FAILED_EXIT:
             error = f"EnvironmentBuildFailed: the task's uv environment could not be built{detail}"
         elif not report.saw_delimiter:
-            error = f"TaskFailed: {describe_exit(report.returncode)} before the runner started{detail}"
-        elif report.returncode == RECORDS_FULL_EXIT:  # every call that ran is recorded; the others never started
+            error = (
+                f"TaskFailed: {describe_exit(report.returncode)} before the runner started{detail}"
+            )
+        elif (
+            report.returncode == RECORDS_FULL_EXIT
+        ):  # every call that ran is recorded; the others never started
             self.ledger.requeue(flight.job, missing)
             self.disk_full = report
             return
@@ -340,8 +397,13 @@ class Executor:
             self.ledger.requeue(flight.job, missing[1:])
             missing = missing[:1]
             error = f"TaskFailed: {describe_exit(report.returncode)} while this call ran{detail}"
-        self.ledger.store_record_dicts(flight.job, report.task_id, [failure_record(call, error) for call in missing],
-                                       self.retries, self.backoff_s)
+        self.ledger.store_record_dicts(
+            flight.job,
+            report.task_id,
+            [failure_record(call, error) for call in missing],
+            self.retries,
+            self.backoff_s,
+        )
 
     # --- stopping ---------------------------------------------------------------------
 
@@ -360,13 +422,18 @@ class Executor:
         report, self.disk_full = self.disk_full, None
         try:
             self._stop_for_resume()
-        except (OSError, sqlite3.Error):  # the ledger cannot take them now: the records files keep them for resume
+        except (
+            OSError,
+            sqlite3.Error,
+        ):  # the ledger cannot take them now: the records files keep them for resume
             self.backend.close()
         tail = report.stderr_tail.strip().splitlines()
-        raise RunError(message="the disk is full: a task had no room left to record its calls' results"
-                       + (f" ({tail[-1]})" if tail else ""),
-                       hint=f"the run is paused, and every call that finished is kept: free some space, then "
-                       f"`hog-batch resume {self.paths.root}` goes on where it stopped (no call runs twice)")
+        raise RunError(
+            message="the disk is full: a task had no room left to record its calls' results"
+            + (f" ({tail[-1]})" if tail else ""),
+            hint=f"the run is paused, and every call that finished is kept: free some space, then "
+            f"`hog-batch resume {self.paths.root}` goes on where it stopped (no call runs twice)",
+        )
 
     def _halt_due(self) -> bool:
         return self.max_failures is not None and self.failed_here >= self.max_failures
@@ -384,7 +451,9 @@ class Executor:
 
     def recover_abandoned(self) -> None:
         self.in_flight.clear()
-        for task_id, job, calls in recover_abandoned(self.ledger, self.backend, self.retries, self.backoff_s):
+        for task_id, job, calls in recover_abandoned(
+            self.ledger, self.backend, self.retries, self.backoff_s
+        ):
             self.in_flight[task_id] = InFlight(job, calls)
             self._followed_again.add(task_id)
 
@@ -392,7 +461,9 @@ class Executor:
         """Take in what tasks a previous submitter left have finished, without submitting anything."""
         self.recover_abandoned()
         if self.in_flight:
-            while reports := self.backend.poll(0):  # a remote backend hands over a large answer in parts
+            while reports := self.backend.poll(
+                0
+            ):  # a remote backend hands over a large answer in parts
                 self._absorb(reports)
         self.in_flight.clear()
         return self.ledger.counts()
@@ -403,13 +474,18 @@ def unreported_lines(lines: bytes, state: bytearray) -> bytes:
     kept = []
     for line in lines.splitlines(keepends=True):
         found = RECORD_CALL.match(line)
-        if found is None or int(found.group(1)) >= len(state) or state[int(found.group(1))] == SUBMITTED:
+        if (
+            found is None
+            or int(found.group(1)) >= len(state)
+            or state[int(found.group(1))] == SUBMITTED
+        ):
             kept.append(line)
     return b"".join(kept)
 
 
-def recover_abandoned(ledger: Ledger, backend: Backend, retries: dict[str, int],
-                      backoff_s: float = 0.0) -> list[tuple[str, str, list[int]]]:
+def recover_abandoned(
+    ledger: Ledger, backend: Backend, retries: dict[str, int], backoff_s: float = 0.0
+) -> list[tuple[str, str, list[int]]]:
     """Tasks a dead submitter left: keep what they recorded; their other calls are pending again.
 
     Returns the tasks the backend follows again (task_id, job, calls): a remote
@@ -436,4 +512,11 @@ def recover_abandoned(ledger: Ledger, backend: Backend, retries: dict[str, int],
     return followed
 
 
-__all__ = ["Executor", "Interrupted", "failure_record", "recover_abandoned", "store_report", "unreported_lines"]
+__all__ = [
+    "Executor",
+    "Interrupted",
+    "failure_record",
+    "recover_abandoned",
+    "store_report",
+    "unreported_lines",
+]

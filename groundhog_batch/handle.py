@@ -116,7 +116,7 @@ def call_error(result: CallResult) -> CallFailed:
     name = "CancelledError" if result.status == "cancelled" else error_type(result.error)
     message = result.error or f"the call was {result.status}"
     if message.startswith(f"{name}: "):  # the type is the exception's own
-        message = message[len(name) + 2:]
+        message = message[len(name) + 2 :]
     cls = _remote_type(name)
     try:
         error = cls(message)
@@ -131,7 +131,9 @@ def call_error(result: CallResult) -> CallFailed:
 
 def _remote_type(name: str) -> type[CallFailed]:
     builtin = getattr(builtins, name, None)
-    if not (isinstance(builtin, type) and issubclass(builtin, Exception)) or issubclass(builtin, CallFailed):
+    if not (isinstance(builtin, type) and issubclass(builtin, Exception)) or issubclass(
+        builtin, CallFailed
+    ):
         return CallFailed
     if name not in _REMOTE_TYPES:
         try:
@@ -155,7 +157,9 @@ class _Params:
         if job_name not in self._walked:
             columns = job.sweep.columns(call, call + 1)
             if columns is not None:
-                return {name: values[0] for name, values in columns.items() if values[0] is not None}
+                return {
+                    name: values[0] for name, values in columns.items() if values[0] is not None
+                }
             from .plan import iter_calls
 
             self._walked[job_name] = [planned.params for planned in iter_calls(job)]
@@ -185,15 +189,22 @@ class _Finished:
 
     def _records(self, job: str, calls: list[int]) -> list[CallRecord]:
         if len(calls) <= _RECORD_LOOKUPS:
-            return [record for record in (self.ledger.call_record(job, call) for call in calls) if record is not None]
+            return [
+                record
+                for record in (self.ledger.call_record(job, call) for call in calls)
+                if record is not None
+            ]
         wanted, found = set(calls), []
         for window in self.ledger.iter_windows(job):
             found.extend(record for record in window.records() if record.call in wanted)
         return found
 
     def all_seen(self) -> bool:
-        return bool(self.seen) and all(all(mask) for mask in self.seen.values()) and \
-            len(self.seen) == len(self.ledger.states())
+        return (
+            bool(self.seen)
+            and all(all(mask) for mask in self.seen.values())
+            and len(self.seen) == len(self.ledger.states())
+        )
 
 
 class Run(api.Run):
@@ -207,7 +218,9 @@ class Run(api.Run):
         super().__init__(root)
         self._driver: subprocess.Popen | None = None
         self._params: _Params | None = None
-        self._executing = False  # this process drives it: the ledger in memory is the executor's, keep it
+        self._executing = (
+            False  # this process drives it: the ledger in memory is the executor's, keep it
+        )
 
     def _fresh(self) -> None:
         """Read the ledger again from disk: another process may be writing the run."""
@@ -235,7 +248,9 @@ class Run(api.Run):
         while not self.done():
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            time.sleep(POLL_S if deadline is None else max(min(POLL_S, deadline - time.monotonic()), 0.0))
+            time.sleep(
+                POLL_S if deadline is None else max(min(POLL_S, deadline - time.monotonic()), 0.0)
+            )
         self._fresh()
         return True
 
@@ -300,16 +315,26 @@ class Run(api.Run):
         """
         jobs = self.ledger.jobs()
         futures = {(job, call): Future() for job, n in jobs.items() for call in range(n)}
-        watcher = threading.Thread(target=_resolve_futures, args=(self.paths, futures), daemon=True,
-                                   name=f"hog-batch futures {self.name}")
+        watcher = threading.Thread(
+            target=_resolve_futures,
+            args=(self.paths, futures),
+            daemon=True,
+            name=f"hog-batch futures {self.name}",
+        )
         watcher.start()
         return list(futures.values())
 
     def _result(self, record: CallRecord) -> CallResult:
         if self._params is None:
             self._params = _Params(self)
-        return CallResult(record.job, record.call, self._params.of(record.job, record.call), record.state.public,
-                          record.attempts, record.record)
+        return CallResult(
+            record.job,
+            record.call,
+            self._params.of(record.job, record.call),
+            record.state.public,
+            record.attempts,
+            record.record,
+        )
 
     def call(self, call: int | str, job: str | None = None) -> Call:
         """One call of the run: ``run.call(17)``, ``run.call("fit:17")`` or ``run.call(17, job="fit")``."""
@@ -332,7 +357,9 @@ class Run(api.Run):
         else:
             now = Progress(self.counts())
             state = "done" if self.done() else "running"
-            print(f"{self.name}: {now.finished}/{now.total} finished ({summary(now.counts)}), {state}")
+            print(
+                f"{self.name}: {now.finished}/{now.total} finished ({summary(now.counts)}), {state}"
+            )
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "running"
@@ -393,7 +420,9 @@ def _resolve_futures(paths: RunPaths, futures: dict[tuple[str, int], Future]) ->
                 else:
                     future.set_exception(call_error(result))
                 unresolved -= 1
-            time.sleep(POLL_S if driven else 1.0)  # an idle run may be resumed later: keep looking, slowly
+            time.sleep(
+                POLL_S if driven else 1.0
+            )  # an idle run may be resumed later: keep looking, slowly
     finally:
         run.close()
 
@@ -409,15 +438,19 @@ def progress_html(name: str, now: Progress, running: bool, root: Path | None = N
     def share(state: str) -> float:
         return 100.0 * counts.get(state, 0) / total
 
-    bars = "".join(f'<div style="width:{share(state):.2f}%;background:{color}"></div>'
-                   for state, color in (("succeeded", "#2e9e44"), ("failed", "#d64541"), ("cancelled", "#999")))
+    bars = "".join(
+        f'<div style="width:{share(state):.2f}%;background:{color}"></div>'
+        for state, color in (("succeeded", "#2e9e44"), ("failed", "#d64541"), ("cancelled", "#999"))
+    )
     state = "running" if running else "done"
     where = f'<div style="color:#666;font-size:85%">{html.escape(str(root))}</div>' if root else ""
-    return (f'<div class="hog-batch-progress" style="font-family:sans-serif;max-width:40em">'
-            f"<b>{html.escape(name)}</b>: {now.finished}/{now.total} finished ({html.escape(summary(counts))}), "
-            f"<i>{state}</i>"
-            f'<div style="display:flex;height:0.8em;background:#e8e8e8;border-radius:3px;overflow:hidden;'
-            f'margin:0.3em 0">{bars}</div>{where}</div>')
+    return (
+        f'<div class="hog-batch-progress" style="font-family:sans-serif;max-width:40em">'
+        f"<b>{html.escape(name)}</b>: {now.finished}/{now.total} finished ({html.escape(summary(counts))}), "
+        f"<i>{state}</i>"
+        f'<div style="display:flex;height:0.8em;background:#e8e8e8;border-radius:3px;overflow:hidden;'
+        f'margin:0.3em 0">{bars}</div>{where}</div>'
+    )
 
 
 def _in_jupyter() -> bool:
@@ -497,21 +530,38 @@ def drive_in_background(run: api.Run, max_failures: int | None = None) -> subpro
     if max_failures is not None:
         command += ["--max-failures", str(max_failures)]
     with run.paths.submitter_log.open("ab") as log:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                 cwd=os.getcwd(), env={**os.environ, BACKGROUND_ENV: "1"})  # status: "in the background"
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd=os.getcwd(),
+            env={**os.environ, BACKGROUND_ENV: "1"},
+        )  # status: "in the background"
     deadline = time.monotonic() + START_TIMEOUT_S
     while run.holder() is None and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     if child.poll() not in (None, EXIT_OK, EXIT_CALLS_FAILED):
-        raise HogError(message=f"the background submitter stopped at once (exit {child.returncode})",
-                       hint=f"its log says why: {run.paths.submitter_log}")
+        raise HogError(
+            message=f"the background submitter stopped at once (exit {child.returncode})",
+            hint=f"its log says why: {run.paths.submitter_log}",
+        )
     return child
 
 
-def submit(manifest: str | Path | RunSpec | dict | Manifest, overrides: Sequence[str] = (), local: bool = False,
-           endpoint: str | None = None, run_dir: str | Path | None = None, on_progress: api.Progress | None = None,
-           reuse: str | Path | None = None, max_failures: int | None = None, wait: bool = True,
-           reuse_by: str = "script") -> Run:
+def submit(
+    manifest: str | Path | RunSpec | dict | Manifest,
+    overrides: Sequence[str] = (),
+    local: bool = False,
+    endpoint: str | None = None,
+    run_dir: str | Path | None = None,
+    on_progress: api.Progress | None = None,
+    reuse: str | Path | None = None,
+    max_failures: int | None = None,
+    wait: bool = True,
+    reuse_by: str = "script",
+) -> Run:
     """Plan a manifest (a file, a dict, ``hb.sweep(...)``) into a new run directory and run it.
 
     ``wait=True`` runs it here, to the end. ``wait=False`` returns at once: a
@@ -519,8 +569,10 @@ def submit(manifest: str | Path | RunSpec | dict | Manifest, overrides: Sequence
     notebook's kernel) ends; ``hb.Run(run.root)`` picks it up again anywhere.
     """
     if not wait and on_progress is not None:
-        raise HogError(message="on_progress needs wait=True: with wait=False another process drives the run",
-                       hint="watch it with run.progress() or run.as_completed()")
+        raise HogError(
+            message="on_progress needs wait=True: with wait=False another process drives the run",
+            hint="watch it with run.progress() or run.as_completed()",
+        )
     if isinstance(manifest, dict | Manifest):
         manifest = as_manifest(manifest).spec(overrides, "local" if local else endpoint)
     prepared = api.prepare(manifest, overrides, local, endpoint, run_dir, reuse, reuse_by)
@@ -542,5 +594,13 @@ def open_run(run_dir: str | Path) -> Run:
     return Run(run_dir)
 
 
-__all__ = ["CallFailed", "CallResult", "RemoteTraceback", "Run", "drive_in_background", "open_run", "progress_html",
-           "submit"]
+__all__ = [
+    "CallFailed",
+    "CallResult",
+    "RemoteTraceback",
+    "Run",
+    "drive_in_background",
+    "open_run",
+    "progress_html",
+    "submit",
+]

@@ -60,13 +60,17 @@ def input_files(spec: RunSpec) -> dict[str, str]:
     return found
 
 
-def imported_helpers(script_path: Path, script_text: str, also_in: tuple[Path, ...] = ()) -> list[Path]:
+def imported_helpers(
+    script_path: Path, script_text: str, also_in: tuple[Path, ...] = ()
+) -> list[Path]:
     """The Python files beside the script (or in ``also_in``) that it imports (``import helper``, ``from pkg.sub import x``),
     found statically and followed through the modules they import in turn; a package counts with all its files.
 
     A module imported only dynamically (``importlib``) is not found.
     """
-    folders = list(dict.fromkeys([script_path.parent, *also_in]))  # the script's folder; the manifest's (PYTHONPATH=.)
+    folders = list(
+        dict.fromkeys([script_path.parent, *also_in])
+    )  # the script's folder; the manifest's (PYTHONPATH=.)
     found: dict[Path, None] = {}
     todo = [script_text]
     while todo and len(found) < MAX_HELPER_FILES:
@@ -83,7 +87,9 @@ def imported_helpers(script_path: Path, script_text: str, also_in: tuple[Path, .
                 continue
             for name in names:
                 top = name.split(".")[0]
-                modules = next((files for folder in folders if (files := _local_module_files(folder, top))), [])
+                modules = next(
+                    (files for folder in folders if (files := _local_module_files(folder, top))), []
+                )
                 for path in modules:
                     if path not in found and path != script_path and len(found) < MAX_HELPER_FILES:
                         found[path] = None
@@ -111,7 +117,9 @@ def helper_files(spec: RunSpec) -> dict[str, str]:
     (where ``PYTHONPATH=.`` finds them), not the script itself."""
     found: dict[str, str] = {}
     for job in spec.jobs:
-        for path in imported_helpers(job.script_path, job.script_text, (spec.manifest_path.parent,)):
+        for path in imported_helpers(
+            job.script_path, job.script_text, (spec.manifest_path.parent,)
+        ):
             if str(path) not in found:
                 try:
                     found[str(path)] = file_sha256(path)
@@ -127,8 +135,11 @@ def manifest_digest(manifest_text: str, overrides: list[str], endpoint: str | No
 
 def record(spec: RunSpec, endpoint: str | None = None) -> dict[str, Any]:
     """What ``run.json`` keeps under ``inputs``."""
-    return {"files": input_files(spec), "helpers": helper_files(spec),
-            "manifest": manifest_digest(spec.manifest_text, spec.overrides, endpoint)}
+    return {
+        "files": input_files(spec),
+        "helpers": helper_files(spec),
+        "manifest": manifest_digest(spec.manifest_text, spec.overrides, endpoint),
+    }
 
 
 def _sha_now(path: Path) -> str | None:
@@ -179,7 +190,9 @@ def check_helpers(inputs: Any, run_root: Path) -> None:
         )
 
 
-def check_manifest(inputs: Any, manifest_text: str, overrides: list[str], endpoint: str | None, run_root: Path) -> None:
+def check_manifest(
+    inputs: Any, manifest_text: str, overrides: list[str], endpoint: str | None, run_root: Path
+) -> None:
     """Refuse a run whose manifest snapshot or overrides (in run.json) were edited: they plan its calls."""
     recorded = inputs.get("manifest") if isinstance(inputs, dict) else None
     if recorded is None:  # a run from before this was recorded

@@ -66,11 +66,21 @@ class CallState(str, Enum):
 
 
 # A job's call states in memory: one byte per call.
-PENDING, SUBMITTED, SUCCEEDED, FAILED, CANCELLED, WAITING = range(6)  # WAITING: pending, after a retry backoff
-CODE_STATES = (CallState.PENDING, CallState.SUBMITTED, CallState.SUCCEEDED, CallState.FAILED, CallState.CANCELLED,
-               CallState.PENDING)
+PENDING, SUBMITTED, SUCCEEDED, FAILED, CANCELLED, WAITING = range(
+    6
+)  # WAITING: pending, after a retry backoff
+CODE_STATES = (
+    CallState.PENDING,
+    CallState.SUBMITTED,
+    CallState.SUCCEEDED,
+    CallState.FAILED,
+    CallState.CANCELLED,
+    CallState.PENDING,
+)
 _TO_SUBMITTED = bytes(SUBMITTED if code in (PENDING, WAITING) else code for code in range(256))
-_TO_CANCELLED = bytes(CANCELLED if code in (PENDING, SUBMITTED, WAITING) else code for code in range(256))
+_TO_CANCELLED = bytes(
+    CANCELLED if code in (PENDING, SUBMITTED, WAITING) else code for code in range(256)
+)
 _UNFINISHED = re.compile(b"[\x00\x01\x05]+")
 
 # The head of a success record as the runner writes it (json.dumps of its dict, keys in order).
@@ -86,7 +96,9 @@ class CallRecord:
     call: int
     state: CallState
     attempts: int
-    record: dict[str, Any] | None  # the runner's record: ok, kind, value, error, tb, out, err, t0, t1
+    record: (
+        dict[str, Any] | None
+    )  # the runner's record: ok, kind, value, error, tb, out, err, t0, t1
 
     @property
     def error(self) -> str | None:
@@ -136,7 +148,13 @@ class CallWindow:
 
     def records(self) -> Iterator[CallRecord]:
         for call in range(self.start, self.stop):
-            yield CallRecord(self.job, call, CODE_STATES[self.states[call - self.start]], self.attempts(call), self.record(call))
+            yield CallRecord(
+                self.job,
+                call,
+                CODE_STATES[self.states[call - self.start]],
+                self.attempts(call),
+                self.record(call),
+            )
 
 
 @dataclass(frozen=True)
@@ -223,27 +241,46 @@ class Ledger:
 
     def __init__(self, path: Path, create: bool = False, read_only: bool = False) -> None:
         self.path = path
-        if read_only and not create:  # a directory that cannot be written: nothing can change the file either
+        if (
+            read_only and not create
+        ):  # a directory that cannot be written: nothing can change the file either
             if not path.is_file():
-                raise RunError(message=f"the run's ledger {path} is missing",
-                               hint="a run directory without its ledger cannot be collected; submit the manifest again")
+                raise RunError(
+                    message=f"the run's ledger {path} is missing",
+                    hint="a run directory without its ledger cannot be collected; submit the manifest again",
+                )
             # With a -wal file (a submitter was killed), SQLite reads it in read-only mode; without one the
             # database is all in the main file, which nothing can change while the directory is read-only.
             wal = path.with_name(path.name + "-wal").exists()
-            self.db = sqlite3.connect(f"{path.absolute().as_uri()}?{'mode=ro' if wal else 'immutable=1'}", uri=True,
-                                      isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(
+                f"{path.absolute().as_uri()}?{'mode=ro' if wal else 'immutable=1'}",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         elif create:
             if path.exists():
-                raise RunError(message=f"{path} already exists", hint="a new run needs a new run directory")
-            self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                raise RunError(
+                    message=f"{path} already exists", hint="a new run needs a new run directory"
+                )
+            self.db = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
         else:
             try:
-                self.db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30.0,
-                                          isolation_level=None, check_same_thread=False)
+                self.db = sqlite3.connect(
+                    f"{path.absolute().as_uri()}?mode=rw",
+                    uri=True,
+                    timeout=30.0,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
             except sqlite3.Error:
-                raise RunError(message=f"the run's ledger {path} is missing or cannot be opened",
-                               hint="a run directory without its ledger cannot be resumed or collected; "
-                               "submit the manifest again") from None
+                raise RunError(
+                    message=f"the run's ledger {path} is missing or cannot be opened",
+                    hint="a run directory without its ledger cannot be resumed or collected; "
+                    "submit the manifest again",
+                ) from None
         try:
             if not read_only:
                 self.db.execute("PRAGMA journal_mode=WAL")
@@ -257,8 +294,10 @@ class Ledger:
             raise
         except sqlite3.DatabaseError as exc:
             self.db.close()
-            raise RunError(message=f"the run's ledger {path} is damaged ({exc})",
-                           hint="it cannot be trusted: submit the manifest again into a new run directory") from None
+            raise RunError(
+                message=f"the run's ledger {path} is damaged ({exc})",
+                hint="it cannot be trusted: submit the manifest again into a new run directory",
+            ) from None
         self._in_transaction = False
         self._states: dict[str, bytearray] | None = None
         self._not_before: dict[tuple[str, int], float] = {}
@@ -304,26 +343,40 @@ class Ledger:
         except sqlite3.DatabaseError:
             found = None
         if found is not None and (not isinstance(found, int) or isinstance(found, bool)):
-            raise RunError(message=f"the run directory is damaged: its ledger {self.path} gives its format as "
-                           f"{found!r}, not a number",
-                           hint="it cannot be trusted: submit the manifest again into a new run directory")
+            raise RunError(
+                message=f"the run directory is damaged: its ledger {self.path} gives its format as "
+                f"{found!r}, not a number",
+                hint="it cannot be trusted: submit the manifest again into a new run directory",
+            )
         if found is None:
-            raise RunError(message=f"the run's ledger {self.path} is empty or damaged: it holds no run",
-                           hint="it cannot be trusted: submit the manifest again into a new run directory")
+            raise RunError(
+                message=f"the run's ledger {self.path} is empty or damaged: it holds no run",
+                hint="it cannot be trusted: submit the manifest again into a new run directory",
+            )
         if found > SCHEMA_VERSION:
-            raise RunError(message=f"this run was written by a newer hog-batch (ledger format {found}, this one knows {SCHEMA_VERSION})",
-                           hint="upgrade hog-batch: pip install -U hog-batch")
+            raise RunError(
+                message=f"this run was written by a newer hog-batch (ledger format {found}, this one knows {SCHEMA_VERSION})",
+                hint="upgrade hog-batch: pip install -U hog-batch",
+            )
         if found < SCHEMA_VERSION:
-            raise RunError(message=f"this run was written by an older hog-batch (ledger format {found}, this one reads {SCHEMA_VERSION})",
-                           hint="finish or collect it with the hog-batch version that started it")
+            raise RunError(
+                message=f"this run was written by an older hog-batch (ledger format {found}, this one reads {SCHEMA_VERSION})",
+                hint="finish or collect it with the hog-batch version that started it",
+            )
 
     # --- planning ---------------------------------------------------------------------
 
     def add_jobs(self, jobs: Iterable[tuple[str, int]]) -> None:
         """The run's jobs, in order, and how many calls each has (their calls are not stored)."""
         with self.transaction() as db:
-            db.executemany("INSERT INTO jobs VALUES (?, ?, ?)", [(name, order, n) for order, (name, n) in enumerate(jobs)])
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),))
+            db.executemany(
+                "INSERT INTO jobs VALUES (?, ?, ?)",
+                [(name, order, n) for order, (name, n) in enumerate(jobs)],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                (json.dumps(SCHEMA_VERSION),),
+            )
 
     def jobs(self) -> dict[str, int]:
         """Job name -> number of calls, in plan order."""
@@ -340,7 +393,9 @@ class Ledger:
     def _load_states(self) -> dict[str, bytearray]:
         states = {job: bytearray(n) for job, n in self.jobs().items()}
         self._not_before = {}
-        for job, call, final, not_before in self.db.execute("SELECT job, call, final, not_before FROM failures"):
+        for job, call, final, not_before in self.db.execute(
+            "SELECT job, call, final, not_before FROM failures"
+        ):
             states[job][call] = FAILED if final else WAITING
             if not final:
                 self._not_before[(job, call)] = not_before
@@ -355,7 +410,7 @@ class Ledger:
         for job, lo, hi, ok_calls in self.db.execute("SELECT job, lo, hi, ok_calls FROM blocks"):
             state = states[job]
             if ok_calls is None:
-                state[lo:hi + 1] = bytes([SUCCEEDED]) * (hi + 1 - lo)
+                state[lo : hi + 1] = bytes([SUCCEEDED]) * (hi + 1 - lo)
             else:
                 for call in array("i", ok_calls):
                     state[call] = SUCCEEDED
@@ -367,7 +422,9 @@ class Ledger:
     def ready(self, job: str, call: int, now: float, state: bytearray | None = None) -> bool:
         """Whether the call should run now: pending, or waiting for a retry whose backoff is over."""
         code = (state if state is not None else self.states()[job])[call]
-        return code == PENDING or (code == WAITING and self._not_before.get((job, call), 0.0) <= now)
+        return code == PENDING or (
+            code == WAITING and self._not_before.get((job, call), 0.0) <= now
+        )
 
     def next_retry_at(self) -> float | None:
         """When the first call waiting for a retry may run (None: none waits)."""
@@ -401,18 +458,28 @@ class Ledger:
         """Call -> the attempts recorded for it (calls never run are left out: none so far)."""
         found: dict[int, int] = {}
         for start in range(0, len(calls), 500):
-            part = calls[start:start + 500]
-            found.update(self.db.execute(f"SELECT call, attempts FROM failures WHERE job = ? AND call IN ({','.join('?' * len(part))})",
-                                         (job, *part)).fetchall())
+            part = calls[start : start + 500]
+            found.update(
+                self.db.execute(
+                    f"SELECT call, attempts FROM failures WHERE job = ? AND call IN ({','.join('?' * len(part))})",
+                    (job, *part),
+                ).fetchall()
+            )
         return found
 
     def failures(self, limit: int | None = 20) -> list[tuple[str, int, str]]:
         """Failed calls as (job, call, first line of the error), in plan order."""
-        return [(r.job, r.call, (r.error or "").splitlines()[0] if r.error else "") for r in self.failed_calls(limit)]
+        return [
+            (r.job, r.call, (r.error or "").splitlines()[0] if r.error else "")
+            for r in self.failed_calls(limit)
+        ]
 
     def iter_failed_calls(self, job: str) -> Iterator[CallRecord]:
         """The calls of ``job`` that failed for good, in call order, one at a time (a run may have many)."""
-        rows = self.db.execute("SELECT call, attempts, record FROM failures WHERE final = 1 AND job = ? ORDER BY call", (job,))
+        rows = self.db.execute(
+            "SELECT call, attempts, record FROM failures WHERE final = 1 AND job = ? ORDER BY call",
+            (job,),
+        )
         for call, attempts, record in rows:
             yield CallRecord(job, call, CallState.FAILED, attempts, json.loads(record))
 
@@ -420,8 +487,13 @@ class Ledger:
         """Calls that failed for good, in plan order, with their last attempt's error, traceback, stdout, stderr."""
         rows = self.db.execute(
             "SELECT f.job, f.call, f.attempts, f.record FROM failures f JOIN jobs j ON j.job = f.job"
-            " WHERE f.final = 1 ORDER BY j.job_order, f.call LIMIT ?", (-1 if limit is None else limit,))
-        return [CallRecord(job, call, CallState.FAILED, attempts, json.loads(record)) for job, call, attempts, record in rows]
+            " WHERE f.final = 1 ORDER BY j.job_order, f.call LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [
+            CallRecord(job, call, CallState.FAILED, attempts, json.loads(record))
+            for job, call, attempts, record in rows
+        ]
 
     def call_record(self, job: str, call: int) -> CallRecord | None:
         """One call: its state, attempts and last record; None if the run has no such call."""
@@ -429,13 +501,17 @@ class Ledger:
         if state is None or not 0 <= call < len(state):
             return None
         code = state[call]
-        failure = self.db.execute("SELECT attempts, record FROM failures WHERE job = ? AND call = ?", (job, call)).fetchone()
+        failure = self.db.execute(
+            "SELECT attempts, record FROM failures WHERE job = ? AND call = ?", (job, call)
+        ).fetchone()
         attempts = failure[0] if failure else 0
         record = json.loads(failure[1]) if failure else None
         if code == SUCCEEDED:
             attempts += 1
             for ok_calls, records in self.db.execute(
-                    "SELECT ok_calls, records FROM blocks WHERE job = ? AND lo <= ? AND hi >= ?", (job, call, call)):
+                "SELECT ok_calls, records FROM blocks WHERE job = ? AND lo <= ? AND hi >= ?",
+                (job, call, call),
+            ):
                 if ok_calls is None or call in array("i", ok_calls):
                     record = next(r for c, r in _success_records(records, self.path) if c == call)
                     break
@@ -443,20 +519,30 @@ class Ledger:
 
     def task_times(self) -> list[TaskTimes]:
         """Every task: its job, state, number of calls, and when it was submitted and finished (epoch seconds)."""
-        return [TaskTimes(*row) for row in self.db.execute(
-            "SELECT task_id, job, state, n_calls, submitted_at, finished_at FROM tasks ORDER BY submitted_at, task_id")]
+        return [
+            TaskTimes(*row)
+            for row in self.db.execute(
+                "SELECT task_id, job, state, n_calls, submitted_at, finished_at FROM tasks ORDER BY submitted_at, task_id"
+            )
+        ]
 
     def iter_windows(self, job: str, window: int = 20_000) -> Iterator[CallWindow]:
         """The calls of ``job`` in plan order, a window at a time: memory is bounded by ``window`` calls."""
         state = self.states()[job]
-        spans = sorted(self.db.execute("SELECT lo, hi, block FROM blocks WHERE job = ?", (job,)).fetchall())
-        parsed: dict[int, tuple[int, dict[int, dict]]] = {}  # block -> (hi, its success records), while needed
+        spans = sorted(
+            self.db.execute("SELECT lo, hi, block FROM blocks WHERE job = ?", (job,)).fetchall()
+        )
+        parsed: dict[
+            int, tuple[int, dict[int, dict]]
+        ] = {}  # block -> (hi, its success records), while needed
         next_span = 0
         for start in range(0, len(state), window):
             stop = min(start + window, len(state))
             while next_span < len(spans) and spans[next_span][0] < stop:
                 lo, hi, block = spans[next_span]
-                (records,) = self.db.execute("SELECT records FROM blocks WHERE block = ?", (block,)).fetchone()
+                (records,) = self.db.execute(
+                    "SELECT records FROM blocks WHERE block = ?", (block,)
+                ).fetchone()
                 parsed[block] = (hi, dict(_success_records(records, self.path)))
                 next_span += 1
             successes: dict[int, dict] = {}
@@ -468,8 +554,13 @@ class Ledger:
                         successes.update((c, r) for c, r in records.items() if start <= c < stop)
             for block in [b for b, (hi, _) in parsed.items() if hi < stop]:
                 del parsed[block]
-            failures = {call: (attempts, json.loads(record)) for call, attempts, record in self.db.execute(
-                "SELECT call, attempts, record FROM failures WHERE job = ? AND call >= ? AND call < ?", (job, start, stop))}
+            failures = {
+                call: (attempts, json.loads(record))
+                for call, attempts, record in self.db.execute(
+                    "SELECT call, attempts, record FROM failures WHERE job = ? AND call >= ? AND call < ?",
+                    (job, start, stop),
+                )
+            }
             yield CallWindow(job, start, stop, bytes(state[start:stop]), successes, failures)
 
     def iter_calls(self, job: str) -> Iterator[CallRecord]:
@@ -483,8 +574,13 @@ class Ledger:
         """These tasks (task_id, job, calls) are about to start: committed first, so their calls are in flight."""
         now = time.time()
         with self.transaction() as db:
-            db.executemany("INSERT INTO tasks VALUES (?, ?, ?, NULL, NULL, 'submitted', ?, ?, ?, NULL)",
-                           [(task_id, job, backend, encode_ranges(calls), len(calls), now) for task_id, job, calls in tasks])
+            db.executemany(
+                "INSERT INTO tasks VALUES (?, ?, ?, NULL, NULL, 'submitted', ?, ?, ?, NULL)",
+                [
+                    (task_id, job, backend, encode_ranges(calls), len(calls), now)
+                    for task_id, job, calls in tasks
+                ],
+            )
         states = self.states()
         for _, job, calls in tasks:
             state = states[job]
@@ -494,19 +590,31 @@ class Ledger:
     def set_external_ids(self, pairs: list[tuple[str, str]], group_id: str | None = None) -> None:
         """Backend ids of tasks just accepted, in one transaction (and the backend's group id)."""
         with self.transaction() as db:
-            db.executemany("UPDATE tasks SET external_id = ?, group_id = COALESCE(?, group_id) WHERE task_id = ?",
-                           [(external_id, group_id, task_id) for task_id, external_id in pairs])
+            db.executemany(
+                "UPDATE tasks SET external_id = ?, group_id = COALESCE(?, group_id) WHERE task_id = ?",
+                [(external_id, group_id, task_id) for task_id, external_id in pairs],
+            )
             if group_id is not None:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('group_id', ?)", (json.dumps(group_id),))
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('group_id', ?)", (json.dumps(group_id),)
+                )
 
     def tasks_in_flight(self) -> list[tuple[str, str, str | None, list[int]]]:
         """Tasks submitted and not finished: (task_id, job, backend id, calls)."""
-        rows = self.db.execute("SELECT task_id, job, external_id, calls FROM tasks WHERE state = 'submitted' ORDER BY submitted_at")
-        return [(task_id, job, external_id, expand_ranges(calls)) for task_id, job, external_id, calls in rows]
+        rows = self.db.execute(
+            "SELECT task_id, job, external_id, calls FROM tasks WHERE state = 'submitted' ORDER BY submitted_at"
+        )
+        return [
+            (task_id, job, external_id, expand_ranges(calls))
+            for task_id, job, external_id, calls in rows
+        ]
 
     def finish_task(self, task_id: str, state: str = "done") -> None:
         with self.transaction() as db:
-            db.execute("UPDATE tasks SET state = ?, finished_at = ? WHERE task_id = ?", (state, time.time(), task_id))
+            db.execute(
+                "UPDATE tasks SET state = ?, finished_at = ? WHERE task_id = ?",
+                (state, time.time(), task_id),
+            )
 
     def unreported(self, job: str, calls: list[int]) -> list[int]:
         """Those of a task's calls that are still in flight: it has said nothing about them."""
@@ -515,7 +623,9 @@ class Ledger:
 
     # --- results ------------------------------------------------------------------------
 
-    def store_records(self, job: str, task_id: str, lines: bytes, retries: dict[str, int], backoff_s: float) -> None:
+    def store_records(
+        self, job: str, task_id: str, lines: bytes, retries: dict[str, int], backoff_s: float
+    ) -> None:
         """A block of a task's records (JSON lines, as the runner wrote them), in one transaction.
 
         Successes are stored as the block itself, not decoded. Failures with
@@ -530,32 +640,61 @@ class Ledger:
         ok_calls = [int(c) for c in _OK_HEAD.findall(lines)]
         other: list[dict] = []
         n = len(ok_calls)
-        if n != lines.count(b"\n") or not n or ok_calls != list(range(ok_calls[0], ok_calls[0] + n)) \
-                or SUCCEEDED in state[ok_calls[0]:ok_calls[0] + n]:
+        if (
+            n != lines.count(b"\n")
+            or not n
+            or ok_calls != list(range(ok_calls[0], ok_calls[0] + n))
+            or SUCCEEDED in state[ok_calls[0] : ok_calls[0] + n]
+        ):
             lines, ok_calls, other = _sort_block(lines, state)
             n = len(ok_calls)
         with self.transaction() as db:
             if n:
                 lo, hi = min(ok_calls), max(ok_calls)
                 contiguous = hi - lo + 1 == n
-                db.execute("INSERT INTO blocks (job, task_id, n_ok, lo, hi, ok_calls, records) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (job, task_id, n, lo, hi, None if contiguous else array("i", ok_calls).tobytes(),
-                            zlib.compress(lines, 1)))
+                db.execute(
+                    "INSERT INTO blocks (job, task_id, n_ok, lo, hi, ok_calls, records) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job,
+                        task_id,
+                        n,
+                        lo,
+                        hi,
+                        None if contiguous else array("i", ok_calls).tobytes(),
+                        zlib.compress(lines, 1),
+                    ),
+                )
             for record in other:
                 self._store_other(db, job, task_id, record, state, retries, backoff_s)
         if n:
             if contiguous:
-                state[lo:hi + 1] = bytes([SUCCEEDED]) * n
+                state[lo : hi + 1] = bytes([SUCCEEDED]) * n
             else:
                 for call in ok_calls:
                     state[call] = SUCCEEDED
 
-    def store_record_dicts(self, job: str, task_id: str, records: list[dict], retries: dict[str, int], backoff_s: float) -> None:
+    def store_record_dicts(
+        self, job: str, task_id: str, records: list[dict], retries: dict[str, int], backoff_s: float
+    ) -> None:
         """Records already decoded (a remote backend's, the submitter's own): stored like a block of lines."""
-        self.store_records(job, task_id, b"".join(json.dumps(r).encode() + b"\n" for r in records), retries, backoff_s)
+        self.store_records(
+            job,
+            task_id,
+            b"".join(json.dumps(r).encode() + b"\n" for r in records),
+            retries,
+            backoff_s,
+        )
 
-    def _store_other(self, db: sqlite3.Connection, job: str, task_id: str, record: dict, state: bytearray,
-                     retries: dict[str, int], backoff_s: float) -> None:
+    def _store_other(
+        self,
+        db: sqlite3.Connection,
+        job: str,
+        task_id: str,
+        record: dict,
+        state: bytearray,
+        retries: dict[str, int],
+        backoff_s: float,
+    ) -> None:
         """A failure (or a deferral): one attempt more, unless this task's failure of the call is stored already
         (a records file read again after a crash holds records that reached the ledger before it)."""
         call = int(record["call"])
@@ -565,14 +704,19 @@ class Ledger:
             if state[call] == SUBMITTED:
                 state[call] = PENDING
             return
-        row = db.execute("SELECT attempts, json_extract(record, '$.retry_base'), json_extract(record, '$.task'), final "
-                         "FROM failures WHERE job = ? AND call = ?", (job, call)).fetchone()
+        row = db.execute(
+            "SELECT attempts, json_extract(record, '$.retry_base'), json_extract(record, '$.task'), final "
+            "FROM failures WHERE job = ? AND call = ?",
+            (job, call),
+        ).fetchone()
         if row and row[2] == task_id:
             if state[call] == SUBMITTED:
                 state[call] = FAILED if row[3] else WAITING
             return
         attempts = (row[0] if row else 0) + 1
-        base = (row[1] or 0) if row else 0  # attempts made before the last `retry`, which grants `retries` anew
+        base = (
+            (row[1] or 0) if row else 0
+        )  # attempts made before the last `retry`, which grants `retries` anew
         record = {**record, "task": task_id}
         if base:
             record["retry_base"] = base
@@ -580,8 +724,10 @@ class Ledger:
         retry = attempts - base <= most and _retried(most, record)
         now = time.time()
         not_before = min(now + backoff_s * 2 ** (attempts - base - 1), now + 300) if retry else 0.0
-        db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
-                   (job, call, attempts, 0 if retry else 1, not_before, json.dumps(record)))
+        db.execute(
+            "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
+            (job, call, attempts, 0 if retry else 1, not_before, json.dumps(record)),
+        )
         state[call] = WAITING if retry else FAILED
         if retry:
             self._not_before[(job, call)] = not_before
@@ -599,8 +745,11 @@ class Ledger:
         marks = ",".join("?" * len(keep))
         with self.transaction() as db:
             before = self.counts()["submitted"]
-            db.execute(f"UPDATE tasks SET state = 'abandoned', finished_at = COALESCE(finished_at, ?) WHERE state = 'submitted'"
-                       f"{' AND task_id NOT IN (' + marks + ')' if keep else ''}", [time.time(), *keep])
+            db.execute(
+                f"UPDATE tasks SET state = 'abandoned', finished_at = COALESCE(finished_at, ?) WHERE state = 'submitted'"
+                f"{' AND task_id NOT IN (' + marks + ')' if keep else ''}",
+                [time.time(), *keep],
+            )
             self.reload()
             return before - self.counts()["submitted"]
 
@@ -613,20 +762,28 @@ class Ledger:
             where.append("job = ?")
             values.append(job)
         if error_type is not None:
-            where.append("(json_extract(record, '$.error') = ? OR substr(json_extract(record, '$.error'), 1, ?) = ?)")
+            where.append(
+                "(json_extract(record, '$.error') = ? OR substr(json_extract(record, '$.error'), 1, ?) = ?)"
+            )
             values += [error_type, len(error_type) + 1, f"{error_type}:"]
         with self.transaction() as db:
-            n = db.execute("UPDATE failures SET final = 0, not_before = 0, record = json_set(record, '$.retry_base', attempts) "
-                           f"WHERE {' AND '.join(where)}", values).rowcount
+            n = db.execute(
+                "UPDATE failures SET final = 0, not_before = 0, record = json_set(record, '$.retry_base', attempts) "
+                f"WHERE {' AND '.join(where)}",
+                values,
+            ).rowcount
         self.reload()
         return n
 
-
     def waiting_attempts(self, job: str) -> dict[int, int]:
         """Call -> attempts it made since the last ``retry``, for the job's calls that wait for another."""
-        return {call: attempts - (base or 0) for call, attempts, base in self.db.execute(
-            "SELECT call, attempts, json_extract(record, '$.retry_base') FROM failures WHERE job = ? AND final = 0",
-            (job,))}
+        return {
+            call: attempts - (base or 0)
+            for call, attempts, base in self.db.execute(
+                "SELECT call, attempts, json_extract(record, '$.retry_base') FROM failures WHERE job = ? AND final = 0",
+                (job,),
+            )
+        }
 
     def reset_cancelled(self) -> int:
         """Cancelled calls are pending again."""
@@ -641,15 +798,23 @@ class Ledger:
         """Every call not finished (pending, waiting or in flight) is cancelled."""
         states = self.states()
         with self.transaction() as db:
-            db.execute("UPDATE tasks SET state = 'cancelled', finished_at = ? WHERE state = 'submitted'", (time.time(),))
+            db.execute(
+                "UPDATE tasks SET state = 'cancelled', finished_at = ? WHERE state = 'submitted'",
+                (time.time(),),
+            )
             total = 0
             for job, state in states.items():
                 spans = [(m.start(), m.end()) for m in _UNFINISHED.finditer(state)]
                 total += sum(stop - start for start, stop in spans)
                 if spans:
-                    known = db.execute("SELECT ranges FROM cancelled WHERE job = ?", (job,)).fetchone()
+                    known = db.execute(
+                        "SELECT ranges FROM cancelled WHERE job = ?", (job,)
+                    ).fetchone()
                     text = ",".join(f"{start}-{stop - 1}" for start, stop in spans)
-                    db.execute("INSERT OR REPLACE INTO cancelled VALUES (?, ?)", (job, f"{known[0]},{text}" if known else text))
+                    db.execute(
+                        "INSERT OR REPLACE INTO cancelled VALUES (?, ?)",
+                        (job, f"{known[0]},{text}" if known else text),
+                    )
         self.reload()
         return total
 
@@ -670,9 +835,11 @@ def _success_records(compressed: bytes, path: Path | None = None) -> Iterator[tu
     try:
         data = zlib.decompress(compressed)
     except (zlib.error, TypeError) as exc:
-        raise RunError(message=f"the run directory is damaged: a block of results in its ledger {path} cannot be "
-                       f"decompressed ({exc})",
-                       hint="its results cannot be trusted: submit the manifest again into a new run directory") from None
+        raise RunError(
+            message=f"the run directory is damaged: a block of results in its ledger {path} cannot be "
+            f"decompressed ({exc})",
+            hint="its results cannot be trusted: submit the manifest again into a new run directory",
+        ) from None
     try:
         records = json.loads(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")
         for record in records:
@@ -718,5 +885,15 @@ def _sort_block(lines: bytes, state: bytearray) -> tuple[bytes, list[int], list[
     return b"".join(line + b"\n" for line in kept), ok_calls, other
 
 
-__all__ = ["CODE_STATES", "CallRecord", "CallWindow", "CallState", "Ledger", "SCHEMA_VERSION", "TaskTimes", "decode_ranges",
-           "encode_ranges", "expand_ranges"]
+__all__ = [
+    "CODE_STATES",
+    "CallRecord",
+    "CallWindow",
+    "CallState",
+    "Ledger",
+    "SCHEMA_VERSION",
+    "TaskTimes",
+    "decode_ranges",
+    "encode_ranges",
+    "expand_ranges",
+]

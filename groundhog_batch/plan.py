@@ -56,7 +56,9 @@ class ChunkResolver:
     planning stops the run instead of mixing old and new data.
     """
 
-    def __init__(self, sources: dict[str, ChunkSource], recorded: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, sources: dict[str, ChunkSource], recorded: dict[str, str] | None = None
+    ) -> None:
         self.sources = sources
         self.recorded = recorded or {}
         self._data: dict[str, Any] = {}
@@ -78,7 +80,9 @@ class ChunkResolver:
         if source.file is None:
             return list(source.inline_values[start:stop])
         if name not in self._data:
-            self._data[name] = datafiles.VerifiedChunks(source.file, source.bounds, self.recorded.get(str(source.file)))
+            self._data[name] = datafiles.VerifiedChunks(
+                source.file, source.bounds, self.recorded.get(str(source.file))
+            )
         return self._data[name].chunk(start, stop)
 
     def check_path(self, source: ChunkSource) -> None:
@@ -92,9 +96,13 @@ class ChunkResolver:
         try:
             now = datafiles.file_sha256(source.file)
         except OSError as exc:
-            raise datafiles.changed_error(source.file, f"it cannot be read: {exc.strerror}") from None
+            raise datafiles.changed_error(
+                source.file, f"it cannot be read: {exc.strerror}"
+            ) from None
         if now != expected:
-            raise datafiles.changed_error(source.file, "its SHA-256 is not the one recorded when the run was planned")
+            raise datafiles.changed_error(
+                source.file, "its SHA-256 is not the one recorded when the run was planned"
+            )
         self._identities[str(source.file)] = identity
 
     def check_paths(self) -> None:
@@ -128,7 +136,10 @@ class Plan:
             limits = limits_for(spec)
         self.spec = spec
         self._limits = dict(limits)
-        self._resolvers = {job.name: ChunkResolver(job.sweep.chunk_sources, spec.recorded_inputs) for job in spec.jobs}
+        self._resolvers = {
+            job.name: ChunkResolver(job.sweep.chunk_sources, spec.recorded_inputs)
+            for job in spec.jobs
+        }
 
     @property
     def jobs(self) -> list[JobSpec]:
@@ -179,17 +190,23 @@ class Plan:
             return None
         walltime_s = self.endpoint_walltime_s(job)
         if walltime_s is None:
-            return (f"the endpoint config's walltime {walltime!r} is not a time hog-batch can read "
-                    "(HH:MM:SS, D-HH:MM:SS or minutes): tasks are not sized to it")
+            return (
+                f"the endpoint config's walltime {walltime!r} is not a time hog-batch can read "
+                "(HH:MM:SS, D-HH:MM:SS or minutes): tasks are not sized to it"
+            )
         if not job.timeout_s:
-            return (f"tasks of up to {self.calls_per_task(job):,} calls run in a batch job of walltime {walltime}; "
-                    "without a timeout hog-batch cannot tell whether they fit: set timeout (tasks are then "
-                    "sized to the walltime), or a smaller calls_per_task")
+            return (
+                f"tasks of up to {self.calls_per_task(job):,} calls run in a batch job of walltime {walltime}; "
+                "without a timeout hog-batch cannot tell whether they fit: set timeout (tasks are then "
+                "sized to the walltime), or a smaller calls_per_task"
+            )
         fitting = self.calls_fitting_walltime(job)
         if job.calls_per_task != AUTO and fitting is not None and int(job.calls_per_task) > fitting:
-            return (f"calls_per_task {job.calls_per_task} at timeout {job.timeout_s:g} s may outlive the walltime "
-                    f"{walltime}: each task stops itself before it and its unfinished calls run again; "
-                    f"calls_per_task {fitting} would fit")
+            return (
+                f"calls_per_task {job.calls_per_task} at timeout {job.timeout_s:g} s may outlive the walltime "
+                f"{walltime}: each task stops itself before it and its unfinished calls run again; "
+                f"calls_per_task {fitting} would fit"
+            )
         return None
 
     def tasks(self, job: JobSpec, calls: Iterable[PlannedCall] | None = None) -> Iterator[Task]:
@@ -232,11 +249,16 @@ class Plan:
     @staticmethod
     def _job_arguments_bytes(job: JobSpec) -> int:
         """The job's fixed args and kwargs, which every payload carries, base64-encoded."""
-        return 4 * math.ceil(len(pickle.dumps({"args": job.args, "kwargs": job.kwargs}, protocol=PICKLE_PROTOCOL)) / 3)
+        return 4 * math.ceil(
+            len(pickle.dumps({"args": job.args, "kwargs": job.kwargs}, protocol=PICKLE_PROTOCOL))
+            / 3
+        )
 
     def call_size_bytes(self, job: JobSpec, call: PlannedCall) -> int:
         """What the call adds to its task's encoded payload (base64 of its pickle, and its index)."""
-        pickled = len(pickle.dumps(self._resolvers[job.name].resolve(call.kwargs), protocol=PICKLE_PROTOCOL))
+        pickled = len(
+            pickle.dumps(self._resolvers[job.name].resolve(call.kwargs), protocol=PICKLE_PROTOCOL)
+        )
         return 4 * math.ceil(pickled / 3) + 12
 
     def payload(self, task: Task) -> TaskPayload:
@@ -246,16 +268,21 @@ class Plan:
         return TaskPayload(
             function=job.function,
             call_indices=[call.index for call in task.calls],
-            swept_kwargs=[resolver.resolve(call.kwargs) for call in task.calls] if resolver.sources
+            swept_kwargs=[resolver.resolve(call.kwargs) for call in task.calls]
+            if resolver.sources
             else [call.kwargs for call in task.calls],
             args=job.args,
             kwargs=job.kwargs,
             timeout_s=job.timeout_s,
             max_result_bytes=limits.result_bytes_per_call,
-            max_output_bytes=TaskPayload.max_output_bytes if limits.output_bytes_per_call is None
+            max_output_bytes=TaskPayload.max_output_bytes
+            if limits.output_bytes_per_call is None
             else limits.output_bytes_per_call,
-            max_stdout_bytes=(limits.records_bytes_per_task - DEFERRED_RECORD_BYTES * len(task.calls))
-            if limits.records_bytes_per_task else 0,
+            max_stdout_bytes=(
+                limits.records_bytes_per_task - DEFERRED_RECORD_BYTES * len(task.calls)
+            )
+            if limits.records_bytes_per_task
+            else 0,
             walltime_s=self.walltime_s(job, len(task.calls)) if limits.task_walltime else None,
             memory_mib=job.memory_mib,
         )
@@ -266,15 +293,25 @@ class Plan:
         A task that stops itself at its walltime reports its unfinished calls
         (they run again); one killed with its batch job reports nothing.
         """
-        own = n_calls * (job.timeout_s + TIMEOUT_GRACE_S) + WALLTIME_SLACK_S if job.timeout_s else None
+        own = (
+            n_calls * (job.timeout_s + TIMEOUT_GRACE_S) + WALLTIME_SLACK_S
+            if job.timeout_s
+            else None
+        )
         endpoint_s = self.endpoint_walltime_s(job)
-        batch = endpoint_s - WALLTIME_SLACK_S if endpoint_s and endpoint_s > 2 * WALLTIME_SLACK_S else None
+        batch = (
+            endpoint_s - WALLTIME_SLACK_S
+            if endpoint_s and endpoint_s > 2 * WALLTIME_SLACK_S
+            else None
+        )
         candidates = [t for t in (own, batch) if t is not None]
         return min(candidates) if candidates else None
 
     def script_template(self, job: JobSpec) -> str:
         """The job's rendered task script with the payload's place left open (PAYLOAD_SENTINEL)."""
-        return render_task_script(job.name, job.script_path, job.script_text, job.environment, PAYLOAD_SENTINEL)
+        return render_task_script(
+            job.name, job.script_path, job.script_text, job.environment, PAYLOAD_SENTINEL
+        )
 
     def render(self, task: Task, payload_text: str | None = None) -> str:
         """The task's bash script (with its payload, unless another text is given)."""

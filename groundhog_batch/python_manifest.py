@@ -29,11 +29,15 @@ class Manifest:
     data: dict[str, Any]
     base_dir: Path = field(default_factory=Path.cwd)
     origin: str = "manifest"  # how errors name where they are: "manifest" (a dict) or "hb.sweep()"
-    keywords: dict[KeyPath, KeyPath] = field(default_factory=dict)  # manifest key path prefix -> keyword path
+    keywords: dict[KeyPath, KeyPath] = field(
+        default_factory=dict
+    )  # manifest key path prefix -> keyword path
 
     @property
     def name(self) -> str:
-        name = self.data.get("name") or self.data.get("function")  # a one-job manifest is named after its function
+        name = self.data.get("name") or self.data.get(
+            "function"
+        )  # a one-job manifest is named after its function
         return _NAME.sub("_", name) if isinstance(name, str) and name else "notebook"
 
     @property
@@ -44,7 +48,9 @@ class Manifest:
     def to_yaml(self) -> str:
         import yaml
 
-        return yaml.safe_dump(self.data, sort_keys=False, default_flow_style=None, allow_unicode=True)
+        return yaml.safe_dump(
+            self.data, sort_keys=False, default_flow_style=None, allow_unicode=True
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write it as a manifest file (its relative paths stay relative to ``base_dir``: save it there)."""
@@ -62,13 +68,15 @@ class Manifest:
             raise
 
     def _relocate(self, error: HogError) -> None:
-        if error.file is None and error.line is None:  # a --set value: it already names the command line
+        if (
+            error.file is None and error.line is None
+        ):  # a --set value: it already names the command line
             return
         error.file, error.line = self.origin, None
         path = tuple(error.key_path)
         for prefix in sorted(self.keywords, key=len, reverse=True):
             if path[: len(prefix)] == prefix:
-                error.key_path = (*self.keywords[prefix], *path[len(prefix):])
+                error.key_path = (*self.keywords[prefix], *path[len(prefix) :])
                 return
 
 
@@ -79,10 +87,21 @@ def as_manifest(value: dict[str, Any] | Manifest) -> Manifest:
 _SWEEP_KINDS = ("product", "zip", "rows", "chunks", "exclude")
 
 
-def sweep(script: str | Path, function: str, *, product: dict[str, Any] | None = None, zip: dict[str, Any] | None = None,
-          rows: Any = None, chunks: dict[str, Any] | None = None, exclude: list | None = None,
-          endpoint: str | None = None, name: str | None = None, kwargs: dict[str, Any] | None = None,
-          args: list | None = None, **settings: Any) -> Manifest:
+def sweep(
+    script: str | Path,
+    function: str,
+    *,
+    product: dict[str, Any] | None = None,
+    zip: dict[str, Any] | None = None,
+    rows: Any = None,
+    chunks: dict[str, Any] | None = None,
+    exclude: list | None = None,
+    endpoint: str | None = None,
+    name: str | None = None,
+    kwargs: dict[str, Any] | None = None,
+    args: list | None = None,
+    **settings: Any,
+) -> Manifest:
     """Build and validate a one-job manifest: ``hb.sweep("fit.py", "fit", product={"omega0": [1, 2]})``.
 
     ``product``, ``zip``, ``rows``, ``chunks`` and ``exclude`` are the manifest's

@@ -56,10 +56,24 @@ BATCH_ROWS = 20_000
 MAX_RESTARTS = 8
 
 
-_PICKLED_BUILTINS = {"EMPTY_SET": "set", "FROZENSET": "frozenset", "EMPTY_LIST": "list", "EMPTY_DICT": "dict",
-                     "EMPTY_TUPLE": "tuple", "TUPLE": "tuple", "TUPLE1": "tuple", "TUPLE2": "tuple", "TUPLE3": "tuple",
-                     "SHORT_BINBYTES": "bytes", "BINBYTES": "bytes", "BINBYTES8": "bytes", "BYTEARRAY8": "bytearray",
-                     "LONG1": "int", "LONG4": "int", "BINFLOAT": "float"}
+_PICKLED_BUILTINS = {
+    "EMPTY_SET": "set",
+    "FROZENSET": "frozenset",
+    "EMPTY_LIST": "list",
+    "EMPTY_DICT": "dict",
+    "EMPTY_TUPLE": "tuple",
+    "TUPLE": "tuple",
+    "TUPLE1": "tuple",
+    "TUPLE2": "tuple",
+    "TUPLE3": "tuple",
+    "SHORT_BINBYTES": "bytes",
+    "BINBYTES": "bytes",
+    "BINBYTES8": "bytes",
+    "BYTEARRAY8": "bytearray",
+    "LONG1": "int",
+    "LONG4": "int",
+    "BINFLOAT": "float",
+}
 
 
 def pickled_type_name(encoded: str | None) -> str:
@@ -74,7 +88,11 @@ def pickled_type_name(encoded: str | None) -> str:
             if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
                 strings.append(arg)
             elif opcode.name in ("GLOBAL", "STACK_GLOBAL"):
-                name = arg.split(" ")[-1] if opcode.name == "GLOBAL" else (strings[-1] if strings else "")
+                name = (
+                    arg.split(" ")[-1]
+                    if opcode.name == "GLOBAL"
+                    else (strings[-1] if strings else "")
+                )
                 if name and not name.startswith("_"):
                     return name.rsplit(".", 1)[-1]
             elif opcode.name in _PICKLED_BUILTINS:
@@ -113,27 +131,40 @@ def iter_row_batches(run: Run, batch_size: int = BATCH_ROWS) -> Iterator[dict[st
             params = job.sweep.columns(window.start, window.stop)
             if params is None:  # exclusions: walk the points
                 chosen = list(islice(points, window.stop - window.start))
-                params = {name: [point.params.get(name) for point in chosen] for name in job.sweep.names}
+                params = {
+                    name: [point.params.get(name) for point in chosen] for name in job.sweep.names
+                }
             yield _window_columns(job.name, params, window, job_versions)
 
 
 _PUBLIC = [state.public for state in CODE_STATES]
 
 
-def _window_columns(job: str, params: dict[str, list], window: CallWindow,
-                    job_versions: list[tuple[float, str | None]]) -> dict[str, list]:
+def _window_columns(
+    job: str,
+    params: dict[str, list],
+    window: CallWindow,
+    job_versions: list[tuple[float, str | None]],
+) -> dict[str, list]:
     from .script_versions import version_of
 
     n = window.stop - window.start
     calls = range(window.start, window.stop)
-    records = [window.record(call) for call in calls] if window.failures else \
-        [window.successes.get(call) for call in calls]
+    records = (
+        [window.record(call) for call in calls]
+        if window.failures
+        else [window.successes.get(call) for call in calls]
+    )
     columns: dict[str, list] = {"job": [job] * n, "call": list(calls)}
     for name, values in params.items():
         columns[f"param:{name}"] = values
     columns["status"] = [_PUBLIC[code] for code in window.states]
-    values = [r["value"] if r is not None and r.get("kind") == "json" and r.get("ok") else decode_result(r)
-              for r in records]
+    values = [
+        r["value"]
+        if r is not None and r.get("kind") == "json" and r.get("ok")
+        else decode_result(r)
+        for r in records
+    ]
     columns["result"] = values
     if any(type(value) is dict for value in values):
         keys: dict[str, None] = {}
@@ -141,7 +172,9 @@ def _window_columns(job: str, params: dict[str, list], window: CallWindow,
             if type(value) is dict:
                 keys.update(dict.fromkeys(value))
         for key in keys:
-            columns[f"result.{clean_text(key)}"] = [value.get(key) if type(value) is dict else None for value in values]
+            columns[f"result.{clean_text(key)}"] = [
+                value.get(key) if type(value) is dict else None for value in values
+            ]
     empty = {}
     records = [r if r is not None else empty for r in records]
     columns["error"] = [r.get("error") for r in records]
@@ -149,7 +182,9 @@ def _window_columns(job: str, params: dict[str, list], window: CallWindow,
     columns["stdout"] = [r.get("out") or ("" if r else None) for r in records]
     columns["stderr"] = [r.get("err") or ("" if r else None) for r in records]
     files = [r.get("files") for r in records]
-    if any(f is not None for f in files):  # workdir: call; what each call left in its directory, as JSON text
+    if any(
+        f is not None for f in files
+    ):  # workdir: call; what each call left in its directory, as JSON text
         columns["files"] = [None if f is None else json.dumps(f) for f in files]
     if window.failures:
         columns["attempts"] = [window.attempts(call) for call in calls]
@@ -157,12 +192,16 @@ def _window_columns(job: str, params: dict[str, list], window: CallWindow,
         columns["attempts"] = [int(code == SUCCEEDED) for code in window.states]
     t0 = columns["started_at"] = [r.get("t0") for r in records]
     t1 = columns["finished_at"] = [r.get("t1") for r in records]
-    columns["duration_s"] = [b - a if a is not None and b is not None else None for a, b in zip(t0, t1, strict=True)]
+    columns["duration_s"] = [
+        b - a if a is not None and b is not None else None for a, b in zip(t0, t1, strict=True)
+    ]
     columns["cpu_s"] = [r.get("cpu_s") for r in records]
     columns["max_rss_mib"] = [r.get("max_rss_mib") for r in records]
     if len(job_versions) == 1:
         only = job_versions[0][1]
-        columns["script_sha256"] = [(r.get("script_sha256") or only) if r else None for r in records]
+        columns["script_sha256"] = [
+            (r.get("script_sha256") or only) if r else None for r in records
+        ]
     else:
         columns["script_sha256"] = [version_of(r, job_versions) for r in records]
     return columns
@@ -193,8 +232,23 @@ class Shape:
         return f"param.{name}" if reserved(name) else name
 
     def columns(self) -> list[str]:
-        return ["job", "call", *map(self.param_column, self.params), "status", "result", *(f"result.{k}" for k in self.result_keys), *TEXT_COLUMNS, *(["files"] if self.files else []), "attempts",
-                "duration_s", "started_at", "finished_at", "cpu_s", "max_rss_mib", "script_sha256"]
+        return [
+            "job",
+            "call",
+            *map(self.param_column, self.params),
+            "status",
+            "result",
+            *(f"result.{k}" for k in self.result_keys),
+            *TEXT_COLUMNS,
+            *(["files"] if self.files else []),
+            "attempts",
+            "duration_s",
+            "started_at",
+            "finished_at",
+            "cpu_s",
+            "max_rss_mib",
+            "script_sha256",
+        ]
 
     def widen(self, column: str, kind: str) -> None:
         if self.kinds.get(column) == kind:
@@ -225,8 +279,14 @@ def _infer(values: list) -> tuple[str, Any]:
         array = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError, TypeError):
         return "text", None
-    kind = {pa.int64(): "int", pa.float64(): "float", pa.bool_(): "bool", pa.string(): "text", pa.null(): "null",
-            pa.date32(): "date"}.get(array.type)
+    kind = {
+        pa.int64(): "int",
+        pa.float64(): "float",
+        pa.bool_(): "bool",
+        pa.string(): "text",
+        pa.null(): "null",
+        pa.date32(): "date",
+    }.get(array.type)
     if kind is None:
         return "text", None
     return kind, array
@@ -268,9 +328,20 @@ def clean_text(text: str) -> str:
 
 
 def _as_text(values: list) -> list:
-    return [None if v is None else v if isinstance(v, str) else
-            (v.isoformat() if isinstance(v, date | time) else str(v) if isinstance(v, Decimal) else json_text(v))
-            for v in values]
+    return [
+        None
+        if v is None
+        else v
+        if isinstance(v, str)
+        else (
+            v.isoformat()
+            if isinstance(v, date | time)
+            else str(v)
+            if isinstance(v, Decimal)
+            else json_text(v)
+        )
+        for v in values
+    ]
 
 
 def text_array(values: list):
@@ -283,7 +354,14 @@ def text_array(values: list):
         return pa.array([clean_text(v) if isinstance(v, str) else v for v in values], pa.string())
 
 
-_ARROW_KINDS = {"null": "null", "bool": "bool_", "int": "int64", "float": "float64", "text": "string", "date": "date32"}
+_ARROW_KINDS = {
+    "null": "null",
+    "bool": "bool_",
+    "int": "int64",
+    "float": "float64",
+    "text": "string",
+    "date": "date32",
+}
 
 
 def _variable_column(shape: Shape, name: str, values: list):
@@ -316,7 +394,7 @@ def _arrow_batch(shape: Shape, columns: dict[str, list]):
     n = len(columns["call"])
     for name in columns:
         if name.startswith("result."):
-            shape.add_key(name[len("result."):])
+            shape.add_key(name[len("result.") :])
     if "files" in columns and not shape.files:
         shape.files = shape.changed = True
     arrays = []
@@ -362,7 +440,11 @@ def _with_restarts(run: Run, consume) -> Any:
             return consume(_batches(run, shape), shape)
         except _Widen:
             continue
-    for name in [*map(shape.param_column, shape.params), "result", *(f"result.{k}" for k in shape.result_keys)]:
+    for name in [
+        *map(shape.param_column, shape.params),
+        "result",
+        *(f"result.{k}" for k in shape.result_keys),
+    ]:
         shape.kinds[name] = "text"
     shape.frozen = False
     return consume(_batches(run, shape), shape)
@@ -379,10 +461,16 @@ def results_frame(run: Run, objects: bool = False):
     def collect(batches, shape):
         found = list(batches)
         schema = found[-1].schema if found else _arrow_batch(shape, {"call": []}).schema
-        return pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in found], schema=schema)
+        return pa.Table.from_batches(
+            [b.cast(schema) if b.schema != schema else b for b in found], schema=schema
+        )
 
     table = _with_restarts(run, collect)
-    mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype()}
+    mapping = {
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+        pa.string(): pd.StringDtype(),
+    }
     frame = table.to_pandas(types_mapper=mapping.get)
     if objects:
         frame["result"] = pd.Series(list(_result_objects(run)), dtype=object, index=frame.index)
@@ -402,19 +490,28 @@ def export_table(run: Run, path: Path) -> Path:
     """Write the table in the format the suffix names, streamed to a temp file renamed into place."""
     suffix = path.suffix.lower()
     if suffix not in EXPORT_SUFFIXES:
-        raise HogError(message=f"cannot export to {path.name}: unknown format {suffix or '(no suffix)'}",
-                       hint=f"use one of {', '.join(EXPORT_SUFFIXES)}")
+        raise HogError(
+            message=f"cannot export to {path.name}: unknown format {suffix or '(no suffix)'}",
+            hint=f"use one of {', '.join(EXPORT_SUFFIXES)}",
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     tmp = Path(tmp_name)
-    writer = {".parquet": _write_parquet, ".csv": _write_csv, ".tsv": _write_csv,
-              ".json": _write_json, ".jsonl": _write_json}[suffix]
+    writer = {
+        ".parquet": _write_parquet,
+        ".csv": _write_csv,
+        ".tsv": _write_csv,
+        ".json": _write_json,
+        ".jsonl": _write_json,
+    }[suffix]
     try:
         _with_restarts(run, lambda batches, shape: writer(tmp, batches, shape, suffix))
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # an exported table follows the umask, like any file the user writes
+        os.chmod(
+            tmp, 0o666 & ~umask
+        )  # an exported table follows the umask, like any file the user writes
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -453,7 +550,9 @@ def _write_csv(tmp: Path, batches, shape: Shape, suffix: str) -> None:
     try:
         for batch in batches:
             # CSV has no null type: such a column (nothing in it yet) is written as empty text
-            schema = pa.schema([pa.field(f.name, pa.string()) if f.type == pa.null() else f for f in batch.schema])
+            schema = pa.schema(
+                [pa.field(f.name, pa.string()) if f.type == pa.null() else f for f in batch.schema]
+            )
             batch = batch.cast(schema) if schema != batch.schema else batch
             if writer is None:
                 writer = pcsv.CSVWriter(str(tmp), schema, write_options=options)
@@ -467,7 +566,9 @@ def _write_csv(tmp: Path, batches, shape: Shape, suffix: str) -> None:
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return (
+            value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        )
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float) and not math.isfinite(value):

@@ -38,7 +38,9 @@ class RetryPolicy(int):
     on: tuple[str, ...] | None
     factors: dict[str, float]
 
-    def __new__(cls, most: int, on: tuple[str, ...] | None = None, factors: dict[str, float] | None = None):
+    def __new__(
+        cls, most: int, on: tuple[str, ...] | None = None, factors: dict[str, float] | None = None
+    ):
         policy = super().__new__(cls, most)
         policy.on = tuple(on) if on else None
         policy.factors = dict(factors or {})
@@ -51,8 +53,11 @@ class RetryPolicy(int):
             return value
         if isinstance(value, dict):
             factors = {key: parse_factor(value[key]) for key in SCALED if key in value}
-            return cls(int(value.get("max", 0)), tuple(value.get("on") or ()) or None,
-                       {k: f for k, f in factors.items() if f and f != 1.0})
+            return cls(
+                int(value.get("max", 0)),
+                tuple(value.get("on") or ()) or None,
+                {k: f for k, f in factors.items() if f and f != 1.0},
+            )
         return cls(int(value or 0))
 
     def retries_error(self, error_type: str) -> bool:
@@ -91,8 +96,15 @@ class Escalation:
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"task_id": self.task_id, "job": self.job, "attempt": self.attempt, "calls": self.calls,
-                "timeout_s": self.timeout_s, "memory_mib": self.memory_mib, "walltime_s": self.walltime_s}
+        return {
+            "task_id": self.task_id,
+            "job": self.job,
+            "attempt": self.attempt,
+            "calls": self.calls,
+            "timeout_s": self.timeout_s,
+            "memory_mib": self.memory_mib,
+            "walltime_s": self.walltime_s,
+        }
 
 
 __all__ = ["Escalation", "RetryPolicy", "parse_factor"]

@@ -64,9 +64,14 @@ class RunLock:
                 hint=f"wait for it to finish, follow it with `hog-batch status --watch {self.path.parent}`, "
                 f"or stop it with `hog-batch cancel {self.path.parent}`",
             ) from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "action": action,
-                "background": os.environ.get(BACKGROUND_ENV) == "1",  # a detached submitter, or hb.submit(wait=False)
-                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "action": action,
+            "background": os.environ.get(BACKGROUND_ENV)
+            == "1",  # a detached submitter, or hb.submit(wait=False)
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
@@ -74,12 +79,16 @@ class RunLock:
 
     def _cannot_open(self, exc: OSError) -> RunError:
         if exc.errno == errno.ELOOP:
-            return RunError(message=f"the run's lock file {self.path} is a symbolic link; hog-batch does not follow it",
-                            hint="someone may have planted it: remove it (rm) after checking where it points, and keep "
-                            "run directories private")
-        return RunError(message=f"cannot open the run's lock file {self.path}: {exc.strerror}",
-                        hint="acting on a run needs write access to its directory; status and collect -o ELSEWHERE "
-                        "work on a read-only one")
+            return RunError(
+                message=f"the run's lock file {self.path} is a symbolic link; hog-batch does not follow it",
+                hint="someone may have planted it: remove it (rm) after checking where it points, and keep "
+                "run directories private",
+            )
+        return RunError(
+            message=f"cannot open the run's lock file {self.path}: {exc.strerror}",
+            hint="acting on a run needs write access to its directory; status and collect -o ELSEWHERE "
+            "work on a read-only one",
+        )
 
     def release(self) -> None:
         if self._fd is not None:

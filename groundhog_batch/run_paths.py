@@ -104,7 +104,9 @@ def latest_run_dir(folder: Path | None = None) -> Path | None:
     found = []
     for info in (folder or Path.cwd()).joinpath(RUNS_FOLDER).glob("*/run.json"):
         try:
-            started = str(json.loads(info.read_text("utf-8")).get("provenance", {}).get("started_at") or "")
+            started = str(
+                json.loads(info.read_text("utf-8")).get("provenance", {}).get("started_at") or ""
+            )
             found.append((started, info.stat().st_mtime, info.parent))
         except (OSError, ValueError, AttributeError):
             continue
@@ -121,16 +123,24 @@ def make_private_dir(root: Path) -> None:
     except FileExistsError:
         found = os.lstat(root)
         if not stat.S_ISDIR(found.st_mode):
-            raise RunError(message=f"{root} exists and is not a directory", hint="pick another --run-dir") from None
+            raise RunError(
+                message=f"{root} exists and is not a directory", hint="pick another --run-dir"
+            ) from None
         if found.st_uid != os.getuid():
-            raise RunError(message=f"{root} belongs to another user (uid {found.st_uid})",
-                           hint="pick a --run-dir of your own") from None
+            raise RunError(
+                message=f"{root} belongs to another user (uid {found.st_uid})",
+                hint="pick a --run-dir of your own",
+            ) from None
         if any(root.iterdir()):
-            raise RunError(message=f"{root} already holds files; a run needs a new or empty directory",
-                           hint="pick another --run-dir, or leave it out (a new folder under ./hog-runs)") from None
+            raise RunError(
+                message=f"{root} already holds files; a run needs a new or empty directory",
+                hint="pick another --run-dir, or leave it out (a new folder under ./hog-runs)",
+            ) from None
     except OSError as exc:
-        raise RunError(message=f"cannot create the run directory {root}: {exc.strerror}",
-                       hint="pick a --run-dir in a folder you can write to") from None
+        raise RunError(
+            message=f"cannot create the run directory {root}: {exc.strerror}",
+            hint="pick a --run-dir in a folder you can write to",
+        ) from None
     os.chmod(root, 0o700)
 
 

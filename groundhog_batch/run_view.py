@@ -54,7 +54,9 @@ class Progress:
 
     @property
     def in_flight(self) -> int:
-        return self.counts.get(CallState.SUBMITTED.value, 0) + self.counts.get(CallState.RUNNING.value, 0)
+        return self.counts.get(CallState.SUBMITTED.value, 0) + self.counts.get(
+            CallState.RUNNING.value, 0
+        )
 
 
 def progress(ledger: Ledger, fresh: bool = False) -> Progress:
@@ -73,7 +75,9 @@ def summary(counts: dict[str, int], driven: bool = True) -> str:
 
     With ``driven`` False (nothing drives the run), calls left in flight are said to be so.
     """
-    shown = [f"{counts[k]} {k}" for k in ("succeeded", "failed", "cancelled", "pending") if counts.get(k)]
+    shown = [
+        f"{counts[k]} {k}" for k in ("succeeded", "failed", "cancelled", "pending") if counts.get(k)
+    ]
     in_flight = Progress(counts).in_flight
     if in_flight:
         shown.append(f"{in_flight} in flight" if driven else f"{in_flight} left in flight")
@@ -132,8 +136,10 @@ def progress_line(name: str, now: Progress, meter: RateMeter) -> str:
     """One plain line: ``pi-grid: 40/100 finished (38 succeeded, 2 failed), 3.2 calls/s, ETA 19s``."""
     rate = meter.rate(now.finished)
     rate_text = f"{rate:.3g} calls/s" if rate else "rate ?"
-    return (f"{name}: {now.finished}/{now.total} finished ({summary(now.counts)}), {rate_text}, "
-            f"ETA {duration_text(meter.eta_s(now))}")
+    return (
+        f"{name}: {now.finished}/{now.total} finished ({summary(now.counts)}), {rate_text}, "
+        f"ETA {duration_text(meter.eta_s(now))}"
+    )
 
 
 # --- failures ---------------------------------------------------------------------------
@@ -146,7 +152,9 @@ class FailureGroup:
     job: str
     error_type: str
     calls: list[int] = field(default_factory=list)
-    messages: dict[str, int] = field(default_factory=dict)  # first line of the error -> how many calls
+    messages: dict[str, int] = field(
+        default_factory=dict
+    )  # first line of the error -> how many calls
 
     @property
     def count(self) -> int:
@@ -169,7 +177,8 @@ def _failed_rows(ledger: Ledger) -> Iterator[tuple[str, int, str]]:
     """(job, call, error) of every call failed for good, in plan order, without loading its output."""
     yield from ledger.db.execute(
         "SELECT f.job, f.call, COALESCE(json_extract(f.record, '$.error'), '') FROM failures f"
-        " JOIN jobs j ON j.job = f.job WHERE f.final = 1 ORDER BY j.job_order, f.call")
+        " JOIN jobs j ON j.job = f.job WHERE f.final = 1 ORDER BY j.job_order, f.call"
+    )
 
 
 def failed_calls(ledger: Ledger) -> Iterator[tuple[str, int, str]]:
@@ -189,7 +198,9 @@ def failure_groups(ledger: Ledger) -> list[FailureGroup]:
     return sorted(groups.values(), key=lambda group: -group.count)
 
 
-def selected_failures(ledger: Ledger, job: str | None = None, of_type: str | None = None) -> dict[str, set[int]]:
+def selected_failures(
+    ledger: Ledger, job: str | None = None, of_type: str | None = None
+) -> dict[str, set[int]]:
     """Job -> its failed calls (of ``job``, whose error is of type ``of_type``: what ``retry`` selects)."""
     found: dict[str, set[int]] = {}
     for row_job, call, error in _failed_rows(ledger):
@@ -224,8 +235,12 @@ def job_sizes(ledger: Ledger) -> dict[str, int]:
     return ledger.jobs()
 
 
-def call_logs(run, selected: Iterable[tuple[str, int]] | None = None, job: str | None = None,
-              failed_only: bool = False) -> Iterator[CallLog]:
+def call_logs(
+    run,
+    selected: Iterable[tuple[str, int]] | None = None,
+    job: str | None = None,
+    failed_only: bool = False,
+) -> Iterator[CallLog]:
     """The calls asked for (job, call), else every call of ``job`` (or of the run), in plan order, streamed.
 
     The parameters come from the run's sweep (the ledger does not store the plan).
@@ -233,7 +248,9 @@ def call_logs(run, selected: Iterable[tuple[str, int]] | None = None, job: str |
     ledger = run.ledger
     if selected is not None:
         found = [ledger.call_record(j, c) for j, c in selected if job is None or j == job]
-        records = [r for r in found if r is not None and (not failed_only or r.state is CallState.FAILED)]
+        records = [
+            r for r in found if r is not None and (not failed_only or r.state is CallState.FAILED)
+        ]
         params = _params_of(run, {(r.job, r.call) for r in records})
         for record in records:
             yield _call_log(record, params.get((record.job, record.call), {}))
@@ -244,15 +261,22 @@ def call_logs(run, selected: Iterable[tuple[str, int]] | None = None, job: str |
         if job is not None and spec_job.name != job:
             continue
         if not failed_only:
-            for planned, record in zip(iter_calls(spec_job), ledger.iter_calls(spec_job.name), strict=False):
+            for planned, record in zip(
+                iter_calls(spec_job), ledger.iter_calls(spec_job.name), strict=False
+            ):
                 yield _call_log(record, planned.params)
             continue
-        planned_calls = iter_calls(spec_job)  # the failed calls and the sweep, both in call order, side by side
+        planned_calls = iter_calls(
+            spec_job
+        )  # the failed calls and the sweep, both in call order, side by side
         planned = next(planned_calls, None)
         for record in ledger.iter_failed_calls(spec_job.name):
             while planned is not None and planned.index < record.call:
                 planned = next(planned_calls, None)
-            yield _call_log(record, planned.params if planned is not None and planned.index == record.call else {})
+            yield _call_log(
+                record,
+                planned.params if planned is not None and planned.index == record.call else {},
+            )
 
 
 def _params_of(run, calls: set[tuple[str, int]]) -> dict[tuple[str, int], dict]:
@@ -274,31 +298,52 @@ def _params_of(run, calls: set[tuple[str, int]]) -> dict[tuple[str, int], dict]:
 
 
 def _call_log(record: CallRecord, params: dict) -> CallLog:
-    return CallLog(record.job, record.call, record.state.public, record.attempts, params, record.error,
-                   record.stdout, record.stderr, record.traceback or "")
+    return CallLog(
+        record.job,
+        record.call,
+        record.state.public,
+        record.attempts,
+        params,
+        record.error,
+        record.stdout,
+        record.stderr,
+        record.traceback or "",
+    )
 
 
-def parse_call_refs(refs: Iterable[str], sizes: dict[str, int], job: str | None) -> list[tuple[str, int]]:
+def parse_call_refs(
+    refs: Iterable[str], sizes: dict[str, int], job: str | None
+) -> list[tuple[str, int]]:
     """``3`` (in the only job, or in ``job``) or ``JOB:3`` -> (job, call); an unknown call is a clear error."""
     found = []
     for ref in refs:
         name, _, index_text = ref.rpartition(":")
         name = name or job
         if not name:
-            having = [j for j, size in sizes.items() if index_text.isdigit() and int(index_text) < size]
+            having = [
+                j for j, size in sizes.items() if index_text.isdigit() and int(index_text) < size
+            ]
             if len(having) > 1:  # asked only when more than one job has this call
-                raise RunError(message=f"call {ref!r} is ambiguous: jobs {', '.join(having)} each have a call {ref}",
-                               hint=f"name the job: `--job {having[0]}` or `{having[0]}:{ref}`")
+                raise RunError(
+                    message=f"call {ref!r} is ambiguous: jobs {', '.join(having)} each have a call {ref}",
+                    hint=f"name the job: `--job {having[0]}` or `{having[0]}:{ref}`",
+                )
             name = having[0] if having else next(iter(sizes))
         if name not in sizes:
-            raise RunError(message=f"this run has no job {name!r}", hint=f"its jobs: {', '.join(sizes)}")
+            raise RunError(
+                message=f"this run has no job {name!r}", hint=f"its jobs: {', '.join(sizes)}"
+            )
         try:
             index = int(index_text)
         except ValueError:
-            raise RunError(message=f"{ref!r} is not a call number",
-                           hint="give calls by their index in the results table's `call` column, e.g. 0 or JOB:0") from None
+            raise RunError(
+                message=f"{ref!r} is not a call number",
+                hint="give calls by their index in the results table's `call` column, e.g. 0 or JOB:0",
+            ) from None
         if not 0 <= index < sizes[name]:
-            raise RunError(message=f"job {name!r} has no call {index}",
-                           hint=f"its calls are numbered 0 to {sizes[name] - 1}")
+            raise RunError(
+                message=f"job {name!r} has no call {index}",
+                hint=f"its calls are numbered 0 to {sizes[name] - 1}",
+            )
         found.append((name, index))
     return found

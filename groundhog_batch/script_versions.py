@@ -27,14 +27,19 @@ from .run_paths import write_atomic
 
 def versions(info: dict, job: str) -> list[tuple[float, str | None]]:
     """(since, sha256) of each script the job ran, oldest first; the first is the one the run started with."""
-    first = next((entry.get("script_sha256") for entry in info.get("jobs", []) if entry.get("name") == job), None)
+    first = next(
+        (entry.get("script_sha256") for entry in info.get("jobs", []) if entry.get("name") == job),
+        None,
+    )
     started = (info.get("script_versions") or {}).get(job) or []
     if started:  # the job's entry now holds the latest; the first version is kept with the list
         first = started[0].get("previous", first)
     return [(float("-inf"), first), *((float(v["since"]), v["sha256"]) for v in started)]
 
 
-def version_of(record: dict[str, Any] | None, job_versions: list[tuple[float, str | None]]) -> str | None:
+def version_of(
+    record: dict[str, Any] | None, job_versions: list[tuple[float, str | None]]
+) -> str | None:
     """The script version that produced ``record`` (None: no record, the call has not run)."""
     if not record:
         return None
@@ -66,16 +71,22 @@ def accept_changed_scripts(run) -> list[str]:
         if job is None or job.script_sha256 == entry["script_sha256"]:
             continue
         history = run.info.setdefault("script_versions", {}).setdefault(job.name, [])
-        history.append({"sha256": job.script_sha256, "since": time.time(), "previous": entry["script_sha256"]})
+        history.append(
+            {"sha256": job.script_sha256, "since": time.time(), "previous": entry["script_sha256"]}
+        )
         entry["script_sha256"] = job.script_sha256
-        write_atomic(run.paths.script_version_snapshot(job.name, job.script_sha256), job.script_text)
+        write_atomic(
+            run.paths.script_version_snapshot(job.name, job.script_sha256), job.script_text
+        )
         changed.append(job.name)
     if changed:
         try:
             write_atomic(run.paths.run_info, json.dumps(run.info, indent=2, default=str))
         except OSError as exc:
-            raise RunError(message=f"cannot record the new script version in {run.paths.run_info}: {exc.strerror}",
-                           hint="acting on a run needs write access to its directory") from None
+            raise RunError(
+                message=f"cannot record the new script version in {run.paths.run_info}: {exc.strerror}",
+                hint="acting on a run needs write access to its directory",
+            ) from None
         run._spec = None
     return changed
 

@@ -49,22 +49,31 @@ def status_text(run, show_all: bool = False) -> list[str]:
     if holder is not None:
         lines.append(f"  {holder_text(holder)}")
     else:
-        lines.append(f"  {interrupted_text(run.counts(), run.root) or 'finished: no call is left to run'}")
+        lines.append(
+            f"  {interrupted_text(run.counts(), run.root) or 'finished: no call is left to run'}"
+        )
     if started:
         lines.append(f"  started {started} ({duration_text(age_s(started))} ago)")
     for job, now in progress_by_job(run.ledger).items():
-        lines.append(f"  {job}: {now.finished}/{now.total} finished ({summary(now.counts, holder is not None)})")
+        lines.append(
+            f"  {job}: {now.finished}/{now.total} finished ({summary(now.counts, holder is not None)})"
+        )
     groups = failure_groups(run.ledger)
-    lines += failure_lines(groups, len(run.info.get("jobs", [])) > 1, show_all, f"hog-batch status --all {run.root}")
+    lines += failure_lines(
+        groups, len(run.info.get("jobs", [])) > 1, show_all, f"hog-batch status --all {run.root}"
+    )
     if groups:
         example = groups[0]
-        lines.append(f"  what they printed: hog-batch logs {run.root} --failed  (one: hog-batch logs {run.root} "
-                     f"{example.job}:{example.calls[0]})")
+        lines.append(
+            f"  what they printed: hog-batch logs {run.root} --failed  (one: hog-batch logs {run.root} "
+            f"{example.job}:{example.calls[0]})"
+        )
     return lines
 
 
-def failure_lines(groups: list[FailureGroup], several_jobs: bool, show_all: bool = False,
-                  more_command: str = "") -> list[str]:
+def failure_lines(
+    groups: list[FailureGroup], several_jobs: bool, show_all: bool = False, more_command: str = ""
+) -> list[str]:
     """Failed calls grouped by job and type of error (``run_view.failure_groups``), as ``status`` and the
     summary of ``submit``, ``resume`` and ``retry`` print them."""
     lines = []
@@ -77,9 +86,11 @@ def failure_lines(groups: list[FailureGroup], several_jobs: bool, show_all: bool
             lines.append(f"  failed: {group.count} calls: {group.error}")
             lines.append(f"          {where}calls {_calls_text(group.calls, show_all)}")
     if len(groups) > len(shown):
-        hidden = groups[len(shown):]
-        lines.append(f"  ...and {len(hidden)} more kinds of error ({sum(g.count for g in hidden)} calls)"
-                     + (f": {more_command}" if more_command else ""))
+        hidden = groups[len(shown) :]
+        lines.append(
+            f"  ...and {len(hidden)} more kinds of error ({sum(g.count for g in hidden)} calls)"
+            + (f": {more_command}" if more_command else "")
+        )
     return lines
 
 
@@ -87,7 +98,9 @@ def status_json(run, show_all: bool = False) -> dict[str, Any]:
     """``status --json``: everything with ``show_all``; otherwise the first few calls of each kind of error."""
     groups = failure_groups(run.ledger)
     by_job = progress_by_job(run.ledger)
-    failures = [{"job": job, "call": call, "error": error} for job, call, error in failed_calls(run.ledger)]
+    failures = [
+        {"job": job, "call": call, "error": error} for job, call, error in failed_calls(run.ledger)
+    ]
     listed = failures if show_all else failures[:FAILURES_IN_JSON]
     return {
         "run_dir": str(run.root),
@@ -96,9 +109,17 @@ def status_json(run, show_all: bool = False) -> dict[str, Any]:
         "active": run.holder(),
         "counts": run.counts(),
         "jobs": {job: now.counts for job, now in by_job.items()},
-        "failure_groups": [{"job": g.job, "error_type": g.error_type, "count": g.count, "example": g.example,
-                            "messages": len(g.messages), "calls": g.calls if show_all else g.calls[:CALLS_SHOWN]}
-                           for g in groups],
+        "failure_groups": [
+            {
+                "job": g.job,
+                "error_type": g.error_type,
+                "count": g.count,
+                "example": g.example,
+                "messages": len(g.messages),
+                "calls": g.calls if show_all else g.calls[:CALLS_SHOWN],
+            }
+            for g in groups
+        ],
         "failures": listed,
         "failures_not_listed": len(failures) - len(listed),
     }
@@ -114,8 +135,11 @@ def format_call_log(log: CallLog, stream: str | None, headers: bool = True) -> s
     params = " ".join(f"{key}={value!r}" for key, value in log.params.items())
     attempts = f", {log.attempts} attempts" if log.attempts > 1 else ""
     parts = [f"=== {log.job} call {log.call}: {log.state}{attempts}  {params} ===\n"]
-    sections = [("stdout", log.stdout), ("stderr", log.stderr),
-                ("traceback", log.traceback or ("" if log.state == "succeeded" else log.error or ""))]
+    sections = [
+        ("stdout", log.stdout),
+        ("stderr", log.stderr),
+        ("traceback", log.traceback or ("" if log.state == "succeeded" else log.error or "")),
+    ]
     for name, text in sections:
         if text:
             parts.append(f"--- {name} ---\n{text}" + ("" if text.endswith("\n") else "\n"))
@@ -132,6 +156,8 @@ def runs_lines(found: list[dict]) -> list[str]:
         finished = sum(counts.get(state, 0) for state in ("succeeded", "failed", "cancelled"))
         stopped = None if run["active"] else interrupted_text(counts, run["run_dir"])
         state = "running" if run["active"] else stopped or "finished"
-        lines.append(f"{run['run_dir']}  {run['name']}  {state}  {finished}/{sum(counts.values())} finished "
-                     f"({summary(counts, bool(run['active']))})  started {duration_text(age_s(run['started_at']))} ago")
+        lines.append(
+            f"{run['run_dir']}  {run['name']}  {state}  {finished}/{sum(counts.values())} finished "
+            f"({summary(counts, bool(run['active']))})  started {duration_text(age_s(run['started_at']))} ago"
+        )
     return lines

@@ -79,11 +79,15 @@ class SweepPart:
         the number of entries and of listed values, not in the number of points.
         """
         size = self.size_before_exclude()
-        entries = [entry for entry in self.exclude if entry and all(key in self.names for key in entry)]
+        entries = [
+            entry for entry in self.exclude if entry and all(key in self.names for key in entry)
+        ]
         if not entries or size == 0:
             return size
         touched: list[list[tuple[frozenset[int], int]]] = []
-        constrained_by: list[list[int]] = [[] for _ in entries]  # entry -> the touched axes it names
+        constrained_by: list[list[int]] = [
+            [] for _ in entries
+        ]  # entry -> the touched axes it names
         untouched = 1
         for axis in self.axes:
             names = _axis_names(axis)
@@ -98,7 +102,9 @@ class SweepPart:
             raise ExcludeTooComplex()
         excluded = 0
         for combination in itertools.product(*touched):
-            if any(all(i in combination[a][0] for a in constrained_by[i]) for i in range(len(entries))):
+            if any(
+                all(i in combination[a][0] for a in constrained_by[i]) for i in range(len(entries))
+            ):
                 excluded += math.prod(count for _, count in combination)
         return size - excluded * untouched
 
@@ -166,7 +172,12 @@ class Sweep:
                     for name, _, passed in fragment:
                         if name not in self.chunk_sources:
                             origin = part.origins.get(name, ())
-                            yield name, origin, row if origin and origin[-1] == "rows" else None, passed
+                            yield (
+                                name,
+                                origin,
+                                row if origin and origin[-1] == "rows" else None,
+                                passed,
+                            )
 
     def columns(self, start: int, stop: int) -> dict[str, list] | None:
         """The table values of points ``start``..``stop - 1``, one list per parameter (None where a point lacks it).
@@ -228,8 +239,12 @@ def _axis_names(axis: Sequence[Fragment]) -> set[str]:
     return {name for name, _, _ in axis[0]} if len(axis) else set()
 
 
-def _classes(axis: Sequence[Fragment], names: set[str], entries: list[dict[str, Any]],
-             constraining: list[int]) -> list[tuple[frozenset[int], int]]:
+def _classes(
+    axis: Sequence[Fragment],
+    names: set[str],
+    entries: list[dict[str, Any]],
+    constraining: list[int],
+) -> list[tuple[frozenset[int], int]]:
     """The axis's items grouped by the set of entries (among ``constraining``) whose keys on this axis they satisfy."""
     counts: dict[frozenset[int], int] = {}
     if isinstance(axis, _LazyAxis) and isinstance(axis.values, range):
@@ -248,8 +263,11 @@ def _classes(axis: Sequence[Fragment], names: set[str], entries: list[dict[str, 
         return list(counts.items())
     for position in range(len(axis)):
         shown = {name: value for name, value, _ in axis[position]}
-        satisfied = frozenset(i for i in constraining
-                              if all(_same(shown[key], value) for key, value in entries[i].items() if key in names))
+        satisfied = frozenset(
+            i
+            for i in constraining
+            if all(_same(shown[key], value) for key, value in entries[i].items() if key in names)
+        )
         counts[satisfied] = counts.get(satisfied, 0) + 1
     return list(counts.items())
 
@@ -263,11 +281,17 @@ def _matches(params: dict[str, Any], entry: dict[str, Any]) -> bool:
     return all(key in params and _same(params[key], value) for key, value in entry.items())
 
 
-def _innermost(part: SweepPart, base_params: dict[str, Any], base_kwargs: dict[str, Any],
-               axis: Sequence[Fragment]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+def _innermost(
+    part: SweepPart,
+    base_params: dict[str, Any],
+    base_kwargs: dict[str, Any],
+    axis: Sequence[Fragment],
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """The points along the fastest axis, the other axes' values fixed: the hot loop of planning."""
     exclude = part.exclude
-    if isinstance(axis, _LazyAxis) and not exclude:  # one name, shown as passed: no per-point fragment
+    if (
+        isinstance(axis, _LazyAxis) and not exclude
+    ):  # one name, shown as passed: no per-point fragment
         name = axis.name
         for value in axis.values:
             params = base_params.copy()
@@ -346,7 +370,11 @@ def geomspace(start: float, stop: float, num: int) -> list[float]:
 
 def range_length(bounds: Sequence[int]) -> int:
     """len(range(*bounds)), for any integers (len() fails past 2**63)."""
-    start, stop, step = (0, bounds[0], 1) if len(bounds) == 1 else (bounds[0], bounds[1], bounds[2] if len(bounds) == 3 else 1)
+    start, stop, step = (
+        (0, bounds[0], 1)
+        if len(bounds) == 1
+        else (bounds[0], bounds[1], bounds[2] if len(bounds) == 3 else 1)
+    )
     if step > 0:
         return max(0, (stop - start + step - 1) // step)
     return max(0, (start - stop - step - 1) // -step)
@@ -361,14 +389,21 @@ def value_spec_length(spec: Any) -> int:
     if "values" in spec:
         return len(spec["values"])
     if "range" in spec:
-        return range_length(spec["range"]) if not (len(spec["range"]) == 3 and spec["range"][2] == 0) else 0
+        return (
+            range_length(spec["range"])
+            if not (len(spec["range"]) == 3 and spec["range"][2] == 0)
+            else 0
+        )
     return spec.get("linspace", spec.get("geomspace", [0, 0, 0]))[2]
 
 
 def _check_axis_length(n_values: int, where: KeyPath, locate: Locate) -> None:
     if n_values > MAX_CALLS_PER_JOB:
-        raise locate(where, f"this gives {n_values:,} values, over the limit of {MAX_CALLS_PER_JOB:,} calls per job",
-                     "sweep fewer values, or chunk the data so one call handles many points")
+        raise locate(
+            where,
+            f"this gives {n_values:,} values, over the limit of {MAX_CALLS_PER_JOB:,} calls per job",
+            "sweep fewer values, or chunk the data so one call handles many points",
+        )
 
 
 def expand_value_spec(spec: Any, where: KeyPath, locate: Locate) -> Sequence[Any]:
@@ -382,20 +417,34 @@ def expand_value_spec(spec: Any, where: KeyPath, locate: Locate) -> Sequence[Any
     if "range" in spec:
         bounds = spec["range"]
         if len(bounds) == 3 and bounds[2] == 0:
-            raise locate((*where, "range"), "range step must not be 0", "use a positive or negative step, e.g. {range: [0, 10, 2]}")
+            raise locate(
+                (*where, "range"),
+                "range step must not be 0",
+                "use a positive or negative step, e.g. {range: [0, 10, 2]}",
+            )
         if range_length(bounds) == 0:
-            raise locate((*where, "range"), f"range {bounds} is empty", "for counting down give a negative step, e.g. {range: [10, 0, -1]}")
+            raise locate(
+                (*where, "range"),
+                f"range {bounds} is empty",
+                "for counting down give a negative step, e.g. {range: [10, 0, -1]}",
+            )
         _check_axis_length(range_length(bounds), (*where, "range"), locate)
         return range(*bounds)
     kind = "linspace" if "linspace" in spec else "geomspace"
     start, stop, num = spec[kind]
     _check_axis_length(num, (*where, kind), locate)
     if not (math.isfinite(start) and math.isfinite(stop)):
-        raise locate((*where, kind), f"{kind} needs finite start and stop, got {start} and {stop}",
-                     f"give numbers, e.g. {{{kind}: [1, 1000, 4]}}")
+        raise locate(
+            (*where, kind),
+            f"{kind} needs finite start and stop, got {start} and {stop}",
+            f"give numbers, e.g. {{{kind}: [1, 1000, 4]}}",
+        )
     if kind == "geomspace" and (start == 0 or stop == 0 or (start > 0) != (stop > 0)):
-        raise locate((*where, kind), f"geomspace needs non-zero start and stop of the same sign, got {start} and {stop}",
-                     "use linspace for ranges through zero")
+        raise locate(
+            (*where, kind),
+            f"geomspace needs non-zero start and stop of the same sign, got {start} and {stop}",
+            "use linspace for ranges through zero",
+        )
     return linspace(start, stop, num) if kind == "linspace" else geomspace(start, stop, num)
 
 
@@ -417,11 +466,14 @@ def _chunk_bounds(n_items: int, spec: dict[str, Any]) -> list[tuple[int, int]]:
 
 
 _RECORDED: contextvars.ContextVar[tuple[dict[str, Path], dict[str, int]]] = contextvars.ContextVar(
-    "recorded_data_files", default=({}, {}))
+    "recorded_data_files", default=({}, {})
+)
 
 
 @contextlib.contextmanager
-def planning_from_run_records(rows_copies: dict[str, Path], chunk_rows: dict[str, int]) -> Iterator[None]:
+def planning_from_run_records(
+    rows_copies: dict[str, Path], chunk_rows: dict[str, int]
+) -> Iterator[None]:
     """Build sweeps from what a run recorded instead of the live data files (keys: resolved paths).
 
     A rows file is read from the run's copy (``rows_copies``); a chunked file
@@ -438,51 +490,83 @@ def planning_from_run_records(rows_copies: dict[str, Path], chunk_rows: dict[str
 
 def _resolved(name: str, base_dir: Path) -> Path:
     path = base_dir / name
-    with contextlib.suppress(OSError, ValueError):  # a name too long or with a NUL is reported as unreadable
+    with contextlib.suppress(
+        OSError, ValueError
+    ):  # a name too long or with a NUL is reported as unreadable
         path = path.resolve()
     return path
 
 
-def _data_file(name: str, base_dir: Path, where: KeyPath, locate: Locate, kind: str, suffixes: tuple[str, ...]) -> Path:
+def _data_file(
+    name: str, base_dir: Path, where: KeyPath, locate: Locate, kind: str, suffixes: tuple[str, ...]
+) -> Path:
     """A data file named in the manifest (or the run's copy of it): it exists and has a format hog-batch reads."""
     path = _resolved(name, base_dir)
     path = _RECORDED.get()[0].get(str(path), path)
     problem = unreadable_file(path)
     if problem:
-        raise locate((*where, "file"), f"{kind} {problem}", "paths are relative to the manifest's folder")
+        raise locate(
+            (*where, "file"), f"{kind} {problem}", "paths are relative to the manifest's folder"
+        )
     if path.suffix.lower() not in suffixes:
-        raise locate((*where, "file"), f"cannot read a {kind} with suffix {path.suffix or '(none)'}",
-                     f"use one of {', '.join(suffixes)}")
+        raise locate(
+            (*where, "file"),
+            f"cannot read a {kind} with suffix {path.suffix or '(none)'}",
+            f"use one of {', '.join(suffixes)}",
+        )
     return path
 
 
-def _chunk_source(name: str, spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate) -> ChunkSource:
+def _chunk_source(
+    name: str, spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate
+) -> ChunkSource:
     sizing = [key for key in ("rows", "size", "parts") if key in spec]
     if len(sizing) != 1:
-        raise locate(where, "a chunked parameter needs exactly one of rows, size or parts"
-                     + (f" (got {', '.join(sizing)})" if sizing else ""),
-                     "rows: N for N rows per chunk, or parts: K for K near-equal chunks")
+        raise locate(
+            where,
+            "a chunked parameter needs exactly one of rows, size or parts"
+            + (f" (got {', '.join(sizing)})" if sizing else ""),
+            "rows: N for N rows per chunk, or parts: K for K near-equal chunks",
+        )
     if ("file" in spec) == ("values" in spec):
-        raise locate(where, "a chunked parameter needs either file or values", "file: data.parquet, or values: [1, 2, 3]")
+        raise locate(
+            where,
+            "a chunked parameter needs either file or values",
+            "file: data.parquet, or values: [1, 2, 3]",
+        )
     pass_as = spec.get("pass", "value")
     if "values" in spec:
         if pass_as == "path":
-            raise locate((*where, "pass"), "pass: path needs a file, not inline values", "remove pass, or put the values in a file")
+            raise locate(
+                (*where, "pass"),
+                "pass: path needs a file, not inline values",
+                "remove pass, or put the values in a file",
+            )
         values = tuple(spec["values"])
         if not values:
-            raise locate((*where, "values"), "there is nothing to chunk: values is empty", "give at least one value")
-        return ChunkSource(name, None, values, tuple(_chunk_bounds(len(values), spec)), "value", where)
+            raise locate(
+                (*where, "values"),
+                "there is nothing to chunk: values is empty",
+                "give at least one value",
+            )
+        return ChunkSource(
+            name, None, values, tuple(_chunk_bounds(len(values), spec)), "value", where
+        )
     recorded_rows = _RECORDED.get()[1].get(str(_resolved(spec["file"], base_dir)))
     if recorded_rows is not None:
         path, n_rows = _resolved(spec["file"], base_dir), recorded_rows
     else:
-        path = _data_file(spec["file"], base_dir, where, locate, "data file", datafiles.CHUNK_SUFFIXES)
+        path = _data_file(
+            spec["file"], base_dir, where, locate, "data file", datafiles.CHUNK_SUFFIXES
+        )
         try:
             n_rows = datafiles.count_rows(path)
         except datafiles.DataFileError as exc:
             raise locate((*where, "file"), str(exc), "check the file's format") from None
     if n_rows == 0:
-        raise locate((*where, "file"), f"{path.name} has no rows to chunk", "point at a file with data")
+        raise locate(
+            (*where, "file"), f"{path.name} has no rows to chunk", "point at a file with data"
+        )
     return ChunkSource(name, path, None, tuple(_chunk_bounds(n_rows, spec)), pass_as, where)
 
 
@@ -501,14 +585,27 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate,
-               rows_files: dict[str, RowsFile]) -> tuple[list[Fragment], list[str]]:
+def _rows_axis(
+    spec: dict[str, Any],
+    base_dir: Path,
+    where: KeyPath,
+    locate: Locate,
+    rows_files: dict[str, RowsFile],
+) -> tuple[list[Fragment], list[str]]:
     path = _data_file(spec["file"], base_dir, where, locate, "rows file", datafiles.TABLE_SUFFIXES)
     try:
-        content = path.read_bytes()  # read once: what is hashed, copied into the run and parsed is one version
+        content = (
+            path.read_bytes()
+        )  # read once: what is hashed, copied into the run and parsed is one version
     except OSError as exc:
-        raise locate((*where, "file"), f"cannot read {path.name}: {exc.strerror}", "check the file's permissions") from None
-    rows_files[str(_resolved(spec["file"], base_dir))] = RowsFile(hashlib.sha256(content).hexdigest(), content)
+        raise locate(
+            (*where, "file"),
+            f"cannot read {path.name}: {exc.strerror}",
+            "check the file's permissions",
+        ) from None
+    rows_files[str(_resolved(spec["file"], base_dir))] = RowsFile(
+        hashlib.sha256(content).hexdigest(), content
+    )
     try:
         available = datafiles.table_columns(path, content)
         columns = spec.get("columns")
@@ -516,53 +613,93 @@ def _rows_axis(spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loc
         if missing:
             close = [difflib.get_close_matches(c, available, n=1, cutoff=0.6) for c in missing]
             meant = [f"{c!r} -> {m[0]!r}" for c, m in zip(missing, close, strict=True) if m]
-            hint = (f"did you mean {', '.join(meant)}? " if meant else "") + f"its columns are: {', '.join(available)}"
-            raise locate((*where, "columns"), f"{path.name} has no column {', '.join(map(repr, missing))}", hint)
+            hint = (
+                f"did you mean {', '.join(meant)}? " if meant else ""
+            ) + f"its columns are: {', '.join(available)}"
+            raise locate(
+                (*where, "columns"),
+                f"{path.name} has no column {', '.join(map(repr, missing))}",
+                hint,
+            )
         rows = datafiles.table_rows(path, columns, content)
     except datafiles.DataFileError as exc:
         raise locate((*where, "file"), str(exc), "check the file's format") from None
     if not rows:
-        raise locate((*where, "file"), f"{path.name} has no rows: the sweep would give no calls",
-                     "add rows below the header line, or point at another file")
+        raise locate(
+            (*where, "file"),
+            f"{path.name} has no rows: the sweep would give no calls",
+            "add rows below the header line, or point at another file",
+        )
     names = list(columns or available)
     for number, row in enumerate(rows):
         blank = next((name for name, value in row.items() if _is_blank(value)), None)
         if blank is not None:
-            where_in_file = f"line {number + 2}" if path.suffix.lower() in (".csv", ".tsv") else f"row {number + 1}"
-            raise locate((*where, "file"), f"{path.name} {where_in_file}, column {blank!r}: the value is missing "
-                         "(blank, NA or NaN); hog-batch does not pass missing values to calls",
-                         "fill it in, or drop the row (or pick other columns with columns: [...])")
+            where_in_file = (
+                f"line {number + 2}"
+                if path.suffix.lower() in (".csv", ".tsv")
+                else f"row {number + 1}"
+            )
+            raise locate(
+                (*where, "file"),
+                f"{path.name} {where_in_file}, column {blank!r}: the value is missing "
+                "(blank, NA or NaN); hog-batch does not pass missing values to calls",
+                "fill it in, or drop the row (or pick other columns with columns: [...])",
+            )
     bad = [n for n in names if not n.isidentifier()]
     if bad:
-        raise locate((*where, "file"), f"column {bad[0]!r} of {path.name} is not a valid parameter name",
-                     "rename the column, or pick others with columns: [...]")
+        raise locate(
+            (*where, "file"),
+            f"column {bad[0]!r} of {path.name} is not a valid parameter name",
+            "rename the column, or pick others with columns: [...]",
+        )
     return [tuple((k, v, v) for k, v in row.items()) for row in rows], names
 
 
-def _reserved_name_error(name: str, at: KeyPath, per_key: bool, rows_file: str | None, locate: Locate) -> ManifestError:
+def _reserved_name_error(
+    name: str, at: KeyPath, per_key: bool, rows_file: str | None, locate: Locate
+) -> ManifestError:
     """A swept parameter named like a column of the results table (``status``, ``result``): refused, never merged."""
     what = f"column {name!r} of {rows_file}" if rows_file else f"parameter {name!r}"
-    fix = ("rename the column in the file, or pick the others with columns: [...]" if rows_file
-           else "rename the parameter here and in the function; a fixed value under kwargs: is not a column")
-    return locate((*at, name) if per_key else (*at, "file"),
-                  f"{what} has the name of a column the results table already has ({meaning(name)})",
-                  f"{fix} (names the table uses: {reserved_names_text()})")
+    fix = (
+        "rename the column in the file, or pick the others with columns: [...]"
+        if rows_file
+        else "rename the parameter here and in the function; a fixed value under kwargs: is not a column"
+    )
+    return locate(
+        (*at, name) if per_key else (*at, "file"),
+        f"{what} has the name of a column the results table already has ({meaning(name)})",
+        f"{fix} (names the table uses: {reserved_names_text()})",
+    )
 
 
-def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate,
-               chunk_sources: dict[str, ChunkSource], errors: list[ManifestError],
-               rows_files: dict[str, RowsFile] | None = None) -> SweepPart:
+def build_part(
+    raw: dict[str, Any],
+    base_dir: Path,
+    where: KeyPath,
+    locate: Locate,
+    chunk_sources: dict[str, ChunkSource],
+    errors: list[ManifestError],
+    rows_files: dict[str, RowsFile] | None = None,
+) -> SweepPart:
     """One sweep object -> its axes. Problems are appended to ``errors``, not raised."""
     axes: list[Sequence[Fragment]] = []
     names: list[str] = []
     origins: dict[str, KeyPath] = {}
 
-    def add_names(new: list[str], at: KeyPath, per_key: bool = True, rows_file: str | None = None) -> None:
+    def add_names(
+        new: list[str], at: KeyPath, per_key: bool = True, rows_file: str | None = None
+    ) -> None:
         for name in new:
             if reserved(name):
                 errors.append(_reserved_name_error(name, at, per_key, rows_file, locate))
             if name in names:
-                errors.append(locate(at, f"parameter {name!r} is swept twice in one sweep", "sweep each parameter in one group only"))
+                errors.append(
+                    locate(
+                        at,
+                        f"parameter {name!r} is swept twice in one sweep",
+                        "sweep each parameter in one group only",
+                    )
+                )
             names.append(name)
             origins.setdefault(name, (*at, name) if per_key else at)
 
@@ -573,19 +710,33 @@ def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loca
                 add_names(list(body), at)
                 n_points = math.prod(value_spec_length(spec) for spec in body.values())
                 if n_points > MAX_CALLS_PER_JOB:
-                    raise locate(at, f"this product has {n_points:,} points, over the limit of {MAX_CALLS_PER_JOB:,} calls per job",
-                                 "sweep fewer values, split the sweep into several runs, or chunk the data so one call handles many points")
+                    raise locate(
+                        at,
+                        f"this product has {n_points:,} points, over the limit of {MAX_CALLS_PER_JOB:,} calls per job",
+                        "sweep fewer values, split the sweep into several runs, or chunk the data so one call handles many points",
+                    )
                 for name, spec in body.items():
                     axes.append(_LazyAxis(name, expand_value_spec(spec, (*at, name), locate)))
             elif group == "zip":
                 lengths = {name: len(values) for name, values in body.items()}
                 if len(set(lengths.values())) > 1:
-                    raise locate(at, "zip lists differ in length: " + ", ".join(f"{k} has {v}" for k, v in lengths.items()),
-                                 "give every list under zip the same number of values")
+                    raise locate(
+                        at,
+                        "zip lists differ in length: "
+                        + ", ".join(f"{k} has {v}" for k, v in lengths.items()),
+                        "give every list under zip the same number of values",
+                    )
                 add_names(list(body), at)
-                axes.append([tuple((name, body[name][i], body[name][i]) for name in body) for i in range(min(lengths.values(), default=0))])
+                axes.append(
+                    [
+                        tuple((name, body[name][i], body[name][i]) for name in body)
+                        for i in range(min(lengths.values(), default=0))
+                    ]
+                )
             elif group == "rows":
-                axis, row_names = _rows_axis(body, base_dir, at, locate, rows_files if rows_files is not None else {})
+                axis, row_names = _rows_axis(
+                    body, base_dir, at, locate, rows_files if rows_files is not None else {}
+                )
                 add_names(row_names, at, per_key=False, rows_file=Path(str(body["file"])).name)
                 axes.append(axis)
             elif group == "chunks":
@@ -600,12 +751,19 @@ def build_part(raw: dict[str, Any], base_dir: Path, where: KeyPath, locate: Loca
     for i, entry in enumerate(exclude):
         for key in entry:
             if key not in names:
-                errors.append(locate((*where, "exclude", i, key), f"exclude names {key!r}, which is not swept here",
-                                     f"swept parameters: {', '.join(names) or 'none'}"))
+                errors.append(
+                    locate(
+                        (*where, "exclude", i, key),
+                        f"exclude names {key!r}, which is not swept here",
+                        f"swept parameters: {', '.join(names) or 'none'}",
+                    )
+                )
     return SweepPart(axes=axes, names=names, exclude=list(exclude), origins=origins)
 
 
-def build_sweep(raw: Any, base_dir: Path, where: KeyPath, locate: Locate, errors: list[ManifestError]) -> Sweep:
+def build_sweep(
+    raw: Any, base_dir: Path, where: KeyPath, locate: Locate, errors: list[ManifestError]
+) -> Sweep:
     """A sweep spec (one object, a list of them, or nothing) -> a Sweep."""
     chunk_sources: dict[str, ChunkSource] = {}
     rows_files: dict[str, RowsFile] = {}
@@ -619,12 +777,22 @@ def build_sweep(raw: Any, base_dir: Path, where: KeyPath, locate: Locate, errors
     sweep = Sweep(parts, chunk_sources, rows_files)
     total = sum(part.size_before_exclude() for part in parts)
     if total > MAX_CALLS_PER_JOB:
-        errors.append(locate(where, f"the sweep expands to {total:,} calls, over the limit of {MAX_CALLS_PER_JOB:,}",
-                             "split it into several runs, or chunk the data so one call handles many points"))
+        errors.append(
+            locate(
+                where,
+                f"the sweep expands to {total:,} calls, over the limit of {MAX_CALLS_PER_JOB:,}",
+                "split it into several runs, or chunk the data so one call handles many points",
+            )
+        )
         return sweep
     try:
         sweep.count()
     except ExcludeTooComplex:
-        errors.append(locate(where, "exclude has too many entries over too many values to count the calls",
-                             "exclude fewer points, or split the sweep into several sweeps (a list) that leave them out"))
+        errors.append(
+            locate(
+                where,
+                "exclude has too many entries over too many values to count the calls",
+                "exclude fewer points, or split the sweep into several sweeps (a list) that leave them out",
+            )
+        )
     return sweep

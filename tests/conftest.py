@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-TRIVIAL_SCRIPT = '''\
+TRIVIAL_SCRIPT = """\
 # /// script
 # requires-python = ">=3.10"
 # dependencies = []
 # ///
 def square(x, offset=0):
     return x * x + offset
-'''
+"""
 
 
-SCRIPT_HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+SCRIPT_HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
 # One call of f(x) appends x to the file $SIDE_EFFECTS: counts how often each call really ran.
 COUNTING_SCRIPT = SCRIPT_HEAD + (
     "import os, time\n"
@@ -64,10 +64,15 @@ class Project:
     def manifest(self, text: str, name: str = "sweep.yaml") -> Path:
         return self.write(name, text)
 
-    def cli(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, timeout: float = 300, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "groundhog_batch", *args],
-            cwd=self.root, capture_output=True, text=True, timeout=timeout,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             env={**os.environ, **(env or {})},
         )
 
@@ -93,7 +98,9 @@ def stop_processes_under(folder: Path) -> None:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker in (entry / "cmdline").read_bytes() or str(folder) in os.readlink(entry / "cwd"):
+            if marker in (entry / "cmdline").read_bytes() or str(folder) in os.readlink(
+                entry / "cwd"
+            ):
                 os.kill(int(entry.name), signal.SIGKILL)
         except (OSError, ValueError):
             continue
@@ -113,7 +120,9 @@ def loopback_service(isolated_environment, tmp_path_factory):
     os.environ["HOG_BATCH_GLOBUS_POLL_S"] = "0.2"
     os.environ["HOG_BATCH_GLOBUS_POLL_MAX_S"] = "1.0"
     os.environ["HOG_BATCH_GLOBUS_RETRY_S"] = "0.05"
-    os.environ["HOG_BATCH_STATE_DIR"] = str(tmp_path_factory.mktemp("hog-batch-state"))  # the shared rate limiter's file
+    os.environ["HOG_BATCH_STATE_DIR"] = str(
+        tmp_path_factory.mktemp("hog-batch-state")
+    )  # the shared rate limiter's file
     yield service
     service.stop()
 
@@ -160,8 +169,14 @@ def task_processes(run_dir: Path) -> list[tuple[int, int | None, int | None]]:
     for pid in pids:
         argv = _argv(pid)
         if argv and argv[0].endswith(b"bash") and len(argv) > 1 and argv[1].startswith(marker):
-            supervisor = next((child for child in children.get(pid, []) if b"hog_runner.py" in b" ".join(_argv(child))),
-                              None)
+            supervisor = next(
+                (
+                    child
+                    for child in children.get(pid, [])
+                    if b"hog_runner.py" in b" ".join(_argv(child))
+                ),
+                None,
+            )
             worker = next(iter(children.get(supervisor, [])), None) if supervisor else None
             found.append((pid, supervisor, worker))
     return found
@@ -171,7 +186,9 @@ def task_processes(run_dir: Path) -> list[tuple[int, int | None, int | None]]:
 def small_filesystem(path, size: str):
     """A tmpfs mounted at ``path`` (root only); skips the test where mounting is not allowed."""
     path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip("mounting a tmpfs needs root")
     try:
@@ -191,8 +208,15 @@ def slurm_cluster(isolated_environment):
     from groundhog_batch.backends.local import find_uv
 
     cluster = SlurmCluster().start()
-    saved = {key: os.environ.get(key) for key in ("SLURM_CONF", "HOG_BATCH_UV", "HOG_BATCH_SLURM_POLL_S",
-                                                    "HOG_BATCH_SLURM_POLL_MAX_S")}
+    saved = {
+        key: os.environ.get(key)
+        for key in (
+            "SLURM_CONF",
+            "HOG_BATCH_UV",
+            "HOG_BATCH_SLURM_POLL_S",
+            "HOG_BATCH_SLURM_POLL_MAX_S",
+        )
+    }
     os.environ.update(cluster.environment())
     os.environ["HOG_BATCH_UV"] = find_uv()  # what a cluster's worker_init would provide
     os.environ["HOG_BATCH_SLURM_POLL_S"] = "0.3"

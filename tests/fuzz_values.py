@@ -36,24 +36,117 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RESERVED = ["job", "call", "status", "result", "error", "traceback", "stdout", "stderr", "attempts", "duration_s",
-            "started_at", "finished_at", "cpu_s", "max_rss_mib", "script_sha256", "files"]
-ODD_NAMES = ["class", "lambda", "None", "__init__", "__class__", "self", "ñame", "λ", "x1", "_", "_x", "a-b", "a.b",
-             "result.x", "param:x", "2x", "a b", "x" * 300, "Status", "RESULT", "jobs", "sweep", "kwargs"]
+RESERVED = [
+    "job",
+    "call",
+    "status",
+    "result",
+    "error",
+    "traceback",
+    "stdout",
+    "stderr",
+    "attempts",
+    "duration_s",
+    "started_at",
+    "finished_at",
+    "cpu_s",
+    "max_rss_mib",
+    "script_sha256",
+    "files",
+]
+ODD_NAMES = [
+    "class",
+    "lambda",
+    "None",
+    "__init__",
+    "__class__",
+    "self",
+    "ñame",
+    "λ",
+    "x1",
+    "_",
+    "_x",
+    "a-b",
+    "a.b",
+    "result.x",
+    "param:x",
+    "2x",
+    "a b",
+    "x" * 300,
+    "Status",
+    "RESULT",
+    "jobs",
+    "sweep",
+    "kwargs",
+]
 PLAIN_NAMES = ["x", "n", "seed", "lr", "mode", "day", "tag", "alpha", "beta", "data_path"]
 
 YAML_VALUES = [
-    "0", "1", "-1", "2024-01-31", "2024-02-30", "2024-01-31T10:00:00", "2024-01-31 10:00:00Z", "9223372036854775808",
-    "100000000000000000000", "-0.0", ".nan", ".inf", "-.inf", "1e-300", "0.05", "'0.05'", "'1000,2000'", "1000,2000",
-    "''", "'x'", "null", "~", "true", "no", "'yes'", "[]", "[1, 2]", "[[1], [2, 3]]", "{a: 1}", "{a: [1, {b: 2}]}",
-    '"caf\\uDCE9"', '"\\u00e9t\\u00e9"', '"tab\\there"', "'; echo pwned'", "'{x}'", "0x1f", "0o17", "1_000", "'2024-01-31'",
+    "0",
+    "1",
+    "-1",
+    "2024-01-31",
+    "2024-02-30",
+    "2024-01-31T10:00:00",
+    "2024-01-31 10:00:00Z",
+    "9223372036854775808",
+    "100000000000000000000",
+    "-0.0",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "1e-300",
+    "0.05",
+    "'0.05'",
+    "'1000,2000'",
+    "1000,2000",
+    "''",
+    "'x'",
+    "null",
+    "~",
+    "true",
+    "no",
+    "'yes'",
+    "[]",
+    "[1, 2]",
+    "[[1], [2, 3]]",
+    "{a: 1}",
+    "{a: [1, {b: 2}]}",
+    '"caf\\uDCE9"',
+    '"\\u00e9t\\u00e9"',
+    '"tab\\there"',
+    "'; echo pwned'",
+    "'{x}'",
+    "0x1f",
+    "0o17",
+    "1_000",
+    "'2024-01-31'",
 ]
-ANNOTATIONS = ["", ": int", ": float", ": str", ": bool", ": list", ": dict", ": list[int]", ": dict[str, int]",
-               ": Optional[int]", ": Optional[str]", ": int | None", ": 'float'", ": \"int | str\"",
-               ": Literal['a', 'b', 1]", ": Union[int, str]", ": datetime.date", ": 'np.ndarray'", ": Any", ": None"]
+ANNOTATIONS = [
+    "",
+    ": int",
+    ": float",
+    ": str",
+    ": bool",
+    ": list",
+    ": dict",
+    ": list[int]",
+    ": dict[str, int]",
+    ": Optional[int]",
+    ": Optional[str]",
+    ": int | None",
+    ": 'float'",
+    ': "int | str"',
+    ": Literal['a', 'b', 1]",
+    ": Union[int, str]",
+    ": datetime.date",
+    ": 'np.ndarray'",
+    ": Any",
+    ": None",
+]
 FORMATS = [".csv", ".tsv", ".parquet", ".json", ".jsonl"]
 STATES = {"succeeded", "failed", "cancelled", "pending"}
-HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
 
 
 @dataclass
@@ -86,11 +179,19 @@ def random_values(rng: random.Random, k: int) -> list[str]:
 
 def _script(names: list[str], rng: random.Random) -> str:
     """A function taking ``names`` (when they are identifiers), annotated at random, returning what it received."""
-    usable = [n for n in dict.fromkeys(names) if n.isidentifier() and not _keyword(n)
-              and n not in ("kwargs", "got", "sys", "datetime", "Any", "Literal", "Optional", "Union")]
+    usable = [
+        n
+        for n in dict.fromkeys(names)
+        if n.isidentifier()
+        and not _keyword(n)
+        and n not in ("kwargs", "got", "sys", "datetime", "Any", "Literal", "Optional", "Union")
+    ]
     annotated = rng.random() < 0.5
-    params = [f"{n}{rng.choice(ANNOTATIONS) if annotated else ''}" + (" = None" if rng.random() < 0.3 else "")
-              for n in usable]
+    params = [
+        f"{n}{rng.choice(ANNOTATIONS) if annotated else ''}"
+        + (" = None" if rng.random() < 0.3 else "")
+        for n in usable
+    ]
     params.sort(key=lambda p: "=" in p)  # defaults last
     future = "from __future__ import annotations\n" if rng.random() < 0.3 else ""
     body = (
@@ -99,9 +200,15 @@ def _script(names: list[str], rng: random.Random) -> str:
         "    got.update({k: [type(v).__module__, type(v).__name__, repr(v)[:60]] for k, v in locals().items()\n"
         "                if k not in ('kwargs', 'got', 'sys')})\n"
         "    got['numpy_loaded'] = 'numpy' in sys.modules\n"
-        "    return got\n")
-    return (HEAD + future + "import datetime\nfrom typing import Any, Literal, Optional, Union\n"
-            + f"def work({', '.join([*params, '**kwargs'])}):\n" + body)
+        "    return got\n"
+    )
+    return (
+        HEAD
+        + future
+        + "import datetime\nfrom typing import Any, Literal, Optional, Union\n"
+        + f"def work({', '.join([*params, '**kwargs'])}):\n"
+        + body
+    )
 
 
 def _keyword(name: str) -> bool:
@@ -117,21 +224,46 @@ def make_case(number: int, rng: random.Random) -> Case:
     group = rng.choice(["product", "product", "zip", "rows_csv", "rows_parquet", "kwargs"])
     lines = ["script: f.py", "function: work"]
     if group == "product":
-        lines += ["sweep:", "  product:"] + [f"    {_yaml_key(n)}: [{', '.join(random_values(rng, rng.randint(1, 3)))}]"
-                                             for n in names]
+        lines += ["sweep:", "  product:"] + [
+            f"    {_yaml_key(n)}: [{', '.join(random_values(rng, rng.randint(1, 3)))}]"
+            for n in names
+        ]
     elif group == "zip":
         k = rng.randint(1, 3)
-        lines += ["sweep:", "  zip:"] + [f"    {_yaml_key(n)}: [{', '.join(random_values(rng, k))}]" for n in names]
+        lines += ["sweep:", "  zip:"] + [
+            f"    {_yaml_key(n)}: [{', '.join(random_values(rng, k))}]" for n in names
+        ]
     elif group == "kwargs":
         lines += ["kwargs:"] + [f"  {_yaml_key(n)}: {rng.choice(YAML_VALUES)}" for n in names]
         swept = rng.choice(PLAIN_NAMES)
         lines += ["sweep:", "  product:", f"    {_yaml_key(swept)}: [1]"]
-        return Case(number, [*names, swept], "\n".join(lines) + "\n", _script([*names, swept], rng), files, group,
-                    [swept])
+        return Case(
+            number,
+            [*names, swept],
+            "\n".join(lines) + "\n",
+            _script([*names, swept], rng),
+            files,
+            group,
+            [swept],
+        )
     elif group == "rows_csv":
-        cells = ["1", "2.5", "", "x", "2024-01-31", "1,2", '"a,b"', "nan", "True", "9" * 25, "caf\xe9"]
+        cells = [
+            "1",
+            "2.5",
+            "",
+            "x",
+            "2024-01-31",
+            "1,2",
+            '"a,b"',
+            "nan",
+            "True",
+            "9" * 25,
+            "caf\xe9",
+        ]
         rows = [",".join(rng.choice(cells) for _ in names) for _ in range(rng.randint(1, 3))]
-        files["p.csv"] = (",".join(names) + "\n" + "\n".join(rows) + "\n").encode("utf-8", "surrogateescape")
+        files["p.csv"] = (",".join(names) + "\n" + "\n".join(rows) + "\n").encode(
+            "utf-8", "surrogateescape"
+        )
         lines += ["sweep:", "  rows: {file: p.csv}"]
     else:
         files["p.parquet"] = _parquet(names, rng)
@@ -184,8 +316,14 @@ class Outcome:
 def run_cli(folder: Path, *args: str, timeout: float) -> subprocess.CompletedProcess | None:
     """The real CLI in its own process; None when it outlived ``timeout`` (a hang)."""
     try:
-        return subprocess.run([sys.executable, "-m", "groundhog_batch", *args], cwd=folder, capture_output=True,
-                              text=True, errors="replace", timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "groundhog_batch", *args],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return None
 
@@ -222,17 +360,25 @@ def run_in_process(folder: Path, *args: str, timeout: float) -> subprocess.Compl
         return None
     stderr = result.output
     if result.exception is not None and not isinstance(result.exception, SystemExit):
-        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(result.exception))
+        stderr += "Traceback (most recent call last):\n" + "".join(
+            traceback.format_exception(result.exception)
+        )
     return subprocess.CompletedProcess(args, result.exit_code, result.output, stderr)
 
 
 def judge(case: Case, folder: Path, submit: bool, timeout: float = 120) -> list[Outcome]:
     """Write the case into ``folder``, drive the CLI, and list whatever the user should never see."""
-    for name, content in {**case.files, "f.py": case.script.encode(), "m.yaml": case.manifest.encode()}.items():
+    for name, content in {
+        **case.files,
+        "f.py": case.script.encode(),
+        "m.yaml": case.manifest.encode(),
+    }.items():
         (folder / name).write_bytes(content)
     found: list[Outcome] = []
 
-    def step(name: str, args: list[str], allowed: tuple[int, ...]) -> subprocess.CompletedProcess | None:
+    def step(
+        name: str, args: list[str], allowed: tuple[int, ...]
+    ) -> subprocess.CompletedProcess | None:
         runner = run_in_process if name in ("validate", "plan") else run_cli
         done = runner(folder, *args, timeout=timeout if runner is run_cli else 30)
         if done is None:
@@ -249,7 +395,9 @@ def judge(case: Case, folder: Path, submit: bool, timeout: float = 120) -> list[
     step("plan", ["plan", "m.yaml"], (0,))
     if not submit:
         return found
-    submitted = step("submit", ["submit", "m.yaml", "--run-dir", "run", "-o", "out.parquet", "-q"], (0, 1))
+    submitted = step(
+        "submit", ["submit", "m.yaml", "--run-dir", "run", "-o", "out.parquet", "-q"], (0, 1)
+    )
     if submitted is None or submitted.returncode not in (0, 1):
         return found
     for suffix in FORMATS:
@@ -275,10 +423,14 @@ def table_problems(case: Case, folder: Path) -> list[Outcome]:
         found.append(Outcome(case.number, "table", "duplicate columns", str(columns)))
     statuses = set(table.column("status").to_pylist()) if "status" in columns else set()
     if not statuses <= STATES:
-        found.append(Outcome(case.number, "table", "status column holds other values", str(statuses)))
+        found.append(
+            Outcome(case.number, "table", "status column holds other values", str(statuses))
+        )
     for name in case.swept:
         if name not in columns:
-            found.append(Outcome(case.number, "table", f"parameter {name!r} has no column", str(columns)))
+            found.append(
+                Outcome(case.number, "table", f"parameter {name!r} has no column", str(columns))
+            )
     rows = json.loads((folder / "out.json").read_text("utf-8"))
     for row in rows:
         for key, value in row.items():
@@ -288,9 +440,13 @@ def table_problems(case: Case, folder: Path) -> list[Outcome]:
                 except ValueError:
                     continue
                 if module.split(".")[0] in ("numpy", "pandas"):
-                    found.append(Outcome(case.number, "call", f"{key[7:]} arrived as {module}.{kind}"))
+                    found.append(
+                        Outcome(case.number, "call", f"{key[7:]} arrived as {module}.{kind}")
+                    )
         if row.get("result.numpy_loaded") is True:
-            found.append(Outcome(case.number, "call", "numpy was imported in the call's environment"))
+            found.append(
+                Outcome(case.number, "call", "numpy was imported in the call's environment")
+            )
     return found
 
 
@@ -299,7 +455,9 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=500)
-    parser.add_argument("--submit", type=int, default=50, help="how many of the valid cases also run")
+    parser.add_argument(
+        "--submit", type=int, default=50, help="how many of the valid cases also run"
+    )
     parser.add_argument("--seed", type=int, default=22)
     options = parser.parse_args(argv)
     rng = random.Random(options.seed)
@@ -316,16 +474,28 @@ def main(argv: list[str]) -> int:
             counts["cases"] += 1
             ran = (folder / "run").exists()
             counts["submitted"] += ran
-            counts["valid"] += ran or (not any(p.step == "validate" for p in problems) and _valid(folder))
+            counts["valid"] += ran or (
+                not any(p.step == "validate" for p in problems) and _valid(folder)
+            )
             found += problems
             for problem in problems:
-                print(f"case {number} ({case.described}) {problem.step}: {problem.problem} {problem.detail[-300:]}",
-                      flush=True)
+                print(
+                    f"case {number} ({case.described}) {problem.step}: {problem.problem} {problem.detail[-300:]}",
+                    flush=True,
+                )
     kinds: dict[str, int] = {}
     for problem in found:
         kinds[problem.problem.split(":")[0]] = kinds.get(problem.problem.split(":")[0], 0) + 1
-    print(json.dumps({**counts, "problems": len(found), "by_kind": kinds,
-                      "seconds": round(time.monotonic() - started, 1)}))
+    print(
+        json.dumps(
+            {
+                **counts,
+                "problems": len(found),
+                "by_kind": kinds,
+                "seconds": round(time.monotonic() - started, 1),
+            }
+        )
+    )
     return 1 if found else 0
 
 

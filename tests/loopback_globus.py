@@ -78,8 +78,10 @@ MAX_REQUEST_BYTES = 10 * 1000 * 1000
 RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S = 20, 10.0
 TESTS_DIR = str(pathlib.Path(__file__).resolve().parent)
 # What a restarted multi-user endpoint sends for a command it refuses (core_endpoint.py's failure notice).
-IGNORED_COMMAND = ("Ignoring command from server\nCommand too old or skew between system clocks is too large.\n"
-                   "  Command timestamp:  1700000000\n  Endpoint timestamp: 1700000900")
+IGNORED_COMMAND = (
+    "Ignoring command from server\nCommand too old or skew between system clocks is too large.\n"
+    "  Command timestamp:  1700000000\n  Endpoint timestamp: 1700000900"
+)
 # core_endpoint.py counts its start-up steps in ``exit_code``; rendering the template is its 8th step.
 RENDER_STEP_EXIT_CODE = 8
 
@@ -120,8 +122,13 @@ def failed_result(task_id: str, message: str) -> bytes:
     from globus_compute_common.messagepack import pack
     from globus_compute_common.messagepack.message_types import Result, ResultErrorDetails
 
-    return pack(Result(task_id=uuid.UUID(task_id), data=message,
-                       error_details=ResultErrorDetails(code="RemoteExecutionError", user_message=message)))
+    return pack(
+        Result(
+            task_id=uuid.UUID(task_id),
+            data=message,
+            error_details=ResultErrorDetails(code="RemoteExecutionError", user_message=message),
+        )
+    )
 
 
 def lost_worker_result(task_id: str) -> bytes:
@@ -138,7 +145,9 @@ def lost_worker_result(task_id: str) -> bytes:
         raise WorkerLost(0, socket.gethostname())
     except WorkerLost as exc:
         lost = exc
-    begin = TaskTransition(timestamp=_time.time_ns(), actor=ActorName.INTERCHANGE, state=TaskState.WAITING_FOR_LAUNCH)
+    begin = TaskTransition(
+        timestamp=_time.time_ns(), actor=ActorName.INTERCHANGE, state=TaskState.WAITING_FOR_LAUNCH
+    )
     result = GlobusComputeEngineBase._handle_task_exception(None, uuid.UUID(task_id), begin, [lost])  # type: ignore[arg-type]
     return pack(result)
 
@@ -163,22 +172,34 @@ class UserEndpoint:
         user = pwd.getpwuid(os.getuid())
         try:
             rendered = render_config_user_template(
-                CoreEndpointConfig(), endpoint["template"], endpoint["template_path"],
-                MappedPosixIdentity(user, [], None), endpoint["user_config_schema"], user_opts, user_runtime)
+                CoreEndpointConfig(),
+                endpoint["template"],
+                endpoint["template_path"],
+                MappedPosixIdentity(user, [], None),
+                endpoint["user_config_schema"],
+                user_opts,
+                user_runtime,
+            )
             config = load_config_yaml(rendered)
             if endpoint["run_worker_init"]:
                 self.worker_init = str(getattr(config.engine.provider, "worker_init", "") or "")
         except Exception as exc:  # exactly what the endpoint manager reports to the service
-            self.failure = (f"Unable to start user endpoint process for {user.pw_name}"
-                            f" [exit code: {RENDER_STEP_EXIT_CODE}; ({type(exc).__name__}) {exc}]")
+            self.failure = (
+                f"Unable to start user endpoint process for {user.pw_name}"
+                f" [exit code: {RENDER_STEP_EXIT_CODE}; ({type(exc).__name__}) {exc}]"
+            )
 
 
 class LoopbackGlobus:
     def __init__(self, port: int = PORT, workers: int = 2, amqp_url: str | None = None) -> None:
         self.port = port
-        self.amqp_url = amqp_url  # a RabbitMQ broker to push results to (tests/rabbitmq_server.py), or None
+        self.amqp_url = (
+            amqp_url  # a RabbitMQ broker to push results to (tests/rabbitmq_server.py), or None
+        )
         self.queue_prefix = "loopback.results."
-        self.push_results = True  # False: results of tasks submitted with create_queue are not pushed (lost)
+        self.push_results = (
+            True  # False: results of tasks submitted with create_queue are not pushed (lost)
+        )
         self.inline = False  # True: run functions in this process, no worker (load tests of the service and queue)
         self.finish_times: list[float] = []  # time.monotonic() of each task's end
         self._machinery_failures: list[str] = []
@@ -196,7 +217,9 @@ class LoopbackGlobus:
         self.largest_request_bytes = 0
         self.max_request_bytes = MAX_REQUEST_BYTES
         self.rate_limit_requests, self.rate_window_s = RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S
-        self.arrivals: list[float] = []  # when each request (but token requests) arrived, time.monotonic()
+        self.arrivals: list[
+            float
+        ] = []  # when each request (but token requests) arrived, time.monotonic()
         self.refused_too_large = 0
         self._recent: deque[float] = deque()
         self._faults: dict[str, list[int]] = {}
@@ -254,8 +277,12 @@ class LoopbackGlobus:
         import pika
 
         with self._amqp_lock:
-            self._amqp().basic_publish(exchange="", routing_key=queue, body=packed,
-                                       properties=pika.BasicProperties(delivery_mode=2, timestamp=int(time.time())))
+            self._amqp().basic_publish(
+                exchange="",
+                routing_key=queue,
+                body=packed,
+                properties=pika.BasicProperties(delivery_mode=2, timestamp=int(time.time())),
+            )
             self.pushed += 1
 
     def delete_queues(self) -> None:
@@ -276,8 +303,13 @@ class LoopbackGlobus:
             "GLOBUS_COMPUTE_CLIENT_SECRET": "loopback-secret",
         }
 
-    def add_endpoint(self, schema: dict | None = None, template: str | None = None, metadata_status: int = 200,
-                     worker_env: dict[str, str | None] | None = None) -> str:
+    def add_endpoint(
+        self,
+        schema: dict | None = None,
+        template: str | None = None,
+        metadata_status: int = 200,
+        worker_env: dict[str, str | None] | None = None,
+    ) -> str:
         """An endpoint as ``globus-compute-endpoint configure`` makes it, unless given another schema or template.
 
         ``worker_env`` changes the workers' environment (None removes a variable).
@@ -288,11 +320,16 @@ class LoopbackGlobus:
         template_path = directory / "user_config_template.yaml.j2"
         template_path.write_text(template if template is not None else SHIPPED_TEMPLATE)
         self.endpoints[endpoint_id] = {
-            "uuid": endpoint_id, "name": f"loopback-{endpoint_id[:8]}", "status": "online",
+            "uuid": endpoint_id,
+            "name": f"loopback-{endpoint_id[:8]}",
+            "status": "online",
             "user_config_schema": SHIPPED_SCHEMA if schema is None else schema,
-            "template": template_path.read_text(), "template_path": template_path,
-            "run_worker_init": template is not None, "metadata_status": metadata_status,
-            "worker_env": worker_env or {}, "tasks_dir": directory / "tasks_working_dir",
+            "template": template_path.read_text(),
+            "template_path": template_path,
+            "run_worker_init": template is not None,
+            "metadata_status": metadata_status,
+            "worker_env": worker_env or {},
+            "tasks_dir": directory / "tasks_working_dir",
         }
         return endpoint_id
 
@@ -368,7 +405,9 @@ class LoopbackGlobus:
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             with self.lock:
-                if not self._held and all(task["status"] in ("success", "failed") for task in self.tasks.values()):
+                if not self._held and all(
+                    task["status"] in ("success", "failed") for task in self.tasks.values()
+                ):
                     return
             time.sleep(0.05)
 
@@ -401,7 +440,12 @@ class LoopbackGlobus:
             self._finish(task_id, None, machinery, failed_result(task_id, machinery))
             return
         if task["user_endpoint"].failure:
-            self._finish(task_id, None, task["user_endpoint"].failure, failed_result(task_id, task["user_endpoint"].failure))
+            self._finish(
+                task_id,
+                None,
+                task["user_endpoint"].failure,
+                failed_result(task_id, task["user_endpoint"].failure),
+            )
             return
         self.pool.submit(self._run_inline if self.inline else self._run, task_id)
 
@@ -414,7 +458,12 @@ class LoopbackGlobus:
         if task is None:
             return
         endpoint = self.endpoints[task["endpoint"]]
-        body = messagepack.pack(Task(task_id=uuid.UUID(task_id), task_buffer=self.functions[task["function_id"]] + task["args"]))
+        body = messagepack.pack(
+            Task(
+                task_id=uuid.UUID(task_id),
+                task_buffer=self.functions[task["function_id"]] + task["args"],
+            )
+        )
         env = dict(os.environ)
         for name, value in endpoint["worker_env"].items():
             if value is None:
@@ -422,13 +471,22 @@ class LoopbackGlobus:
             else:
                 env[name] = value
         env["PYTHONPATH"] = TESTS_DIR
-        launch = (f"{task['user_endpoint'].worker_init}\n"
-                  f"exec {sys.executable} -c 'import loopback_globus; loopback_globus.worker_main()' "
-                  f"{task_id} {task['endpoint']} {endpoint['tasks_dir']}")
+        launch = (
+            f"{task['user_endpoint'].worker_init}\n"
+            f"exec {sys.executable} -c 'import loopback_globus; loopback_globus.worker_main()' "
+            f"{task_id} {task['endpoint']} {endpoint['tasks_dir']}"
+        )
         log = self.root / f"worker-{task_id}.log"
         with log.open("wb") as stderr:
-            process = subprocess.Popen(["bash", "-c", launch], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                       env=env, cwd=endpoint["tasks_dir"], start_new_session=True)
+            process = subprocess.Popen(
+                ["bash", "-c", launch],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+                cwd=endpoint["tasks_dir"],
+                start_new_session=True,
+            )
             with self.lock:
                 self._workers[task_id] = process
             output, _ = process.communicate(body)
@@ -456,19 +514,27 @@ class LoopbackGlobus:
         if task is None:
             return
         serializer = ComputeSerializer()
-        function, args, kwargs = serializer.unpack_and_deserialize(self.functions[task["function_id"]] + task["args"])
+        function, args, kwargs = serializer.unpack_and_deserialize(
+            self.functions[task["function_id"]] + task["args"]
+        )
         data = serializer.serialize(function(*args, **kwargs))
         self._finish(task_id, data, None, pack(Result(task_id=uuid.UUID(task_id), data=data)))
 
-    def _finish(self, task_id: str, result: str | None, exception: str | None, packed: bytes) -> None:
+    def _finish(
+        self, task_id: str, result: str | None, exception: str | None, packed: bytes
+    ) -> None:
         with self.lock:
             self.finished += 1
             self.finish_times.append(time.monotonic())
             task = self.tasks.get(task_id)
             if task is None:
                 return
-            task.update(status="failed" if exception is not None else "success", result=result, exception=exception,
-                        completion_t=str(time.time()))
+            task.update(
+                status="failed" if exception is not None else "success",
+                result=result,
+                exception=exception,
+                completion_t=str(time.time()),
+            )
             queue = task.get("queue") if self.push_results else None
         if queue is not None:
             self._push(queue, packed)
@@ -477,46 +543,82 @@ class LoopbackGlobus:
 
     def _answer(self, kind: str, method: str, path: str, body: dict) -> tuple[int, dict]:
         if kind == "token":
-            return 200, {"access_token": uuid.uuid4().hex, "expires_in": 172800, "token_type": "Bearer",
-                         "resource_server": "funcx_service", "scope": body.get("scope", ""),
-                         "refresh_token": None, "other_tokens": []}
+            return 200, {
+                "access_token": uuid.uuid4().hex,
+                "expires_in": 172800,
+                "token_type": "Bearer",
+                "resource_server": "funcx_service",
+                "scope": body.get("scope", ""),
+                "refresh_token": None,
+                "other_tokens": [],
+            }
         if path == "/v2/get_amqp_result_connection_url":
             if not self.amqp_url:
-                return 404, {"code": "NOT_FOUND", "reason": "this loopback service pushes no results"}
+                return 404, {
+                    "code": "NOT_FOUND",
+                    "reason": "this loopback service pushes no results",
+                }
             return 200, {"connection_url": self.amqp_url, "queue_prefix": self.queue_prefix}
         if path == "/v2/version":
-            return 200, {"api": "1.0.0", "min_sdk_version": "1.0.0", "min_ep_version": "1.0.0", "routes": {}}
+            return 200, {
+                "api": "1.0.0",
+                "min_sdk_version": "1.0.0",
+                "min_ep_version": "1.0.0",
+                "routes": {},
+            }
         if method == "POST" and path in ("/v3/functions", "/v2/functions"):
             return self._register(body)
         if match := re.fullmatch(r"/v2/endpoints/([0-9a-f-]+)(/status)?", path):
             endpoint = self.endpoints.get(match.group(1))
             if endpoint is None:
-                return 404, {"code": "ENDPOINT_NOT_FOUND", "reason": f"no endpoint {match.group(1)}"}
+                return 404, {
+                    "code": "ENDPOINT_NOT_FOUND",
+                    "reason": f"no endpoint {match.group(1)}",
+                }
             if endpoint["metadata_status"] != 200:
-                return endpoint["metadata_status"], {"code": "FORBIDDEN", "reason": "not allowed to read this endpoint"}
+                return endpoint["metadata_status"], {
+                    "code": "FORBIDDEN",
+                    "reason": "not allowed to read this endpoint",
+                }
             record = {k: endpoint[k] for k in ("uuid", "name", "status", "user_config_schema")}
             return 200, ({"status": endpoint["status"]} if match.group(2) else record)
         if match := re.fullmatch(r"/v3/endpoints/([0-9a-f-]+)/submit", path):
             return self._submit(match.group(1), body)
         if path == "/v2/batch_status":
-            return 200, {"response": "batch", "results": {t: self._fetch(t) for t in body.get("task_ids", [])}}
+            return 200, {
+                "response": "batch",
+                "results": {t: self._fetch(t) for t in body.get("task_ids", [])},
+            }
         if match := re.fullmatch(r"/v2/tasks/([0-9a-f-]+)", path):
             if match.group(1) not in self.tasks:
                 return 404, {"code": "TASK_NOT_FOUND", "reason": f"unknown task {match.group(1)}"}
             return 200, self._fetch(match.group(1))
         if match := re.fullmatch(r"/v2/taskgroup/([0-9a-f-]+)", path):
             if match.group(1) not in self.groups:
-                return 404, {"code": "TASK_GROUP_NOT_FOUND", "reason": f"no task group {match.group(1)}"}
-            return 200, {"taskgroup_id": match.group(1), "tasks": [{"id": t} for t in self.groups[match.group(1)]]}
-        return 404, {"code": "NOT_FOUND", "reason": f"the loopback service does not serve {method} {path}"}
+                return 404, {
+                    "code": "TASK_GROUP_NOT_FOUND",
+                    "reason": f"no task group {match.group(1)}",
+                }
+            return 200, {
+                "taskgroup_id": match.group(1),
+                "tasks": [{"id": t} for t in self.groups[match.group(1)]],
+            }
+        return 404, {
+            "code": "NOT_FOUND",
+            "reason": f"the loopback service does not serve {method} {path}",
+        }
 
     def _register(self, body: dict) -> tuple[int, dict]:
         from globus_compute_sdk.serialize import ComputeSerializer
         from globus_compute_sdk.serialize.concretes import PureSourceTextInspect
 
         code = body["function_code"]
-        if not body.get("serialized", True):  # source text: stored the way register_source_code documents
-            code = ComputeSerializer.pack_buffers([PureSourceTextInspect.identifier + body["function_name"] + ":" + code])
+        if not body.get(
+            "serialized", True
+        ):  # source text: stored the way register_source_code documents
+            code = ComputeSerializer.pack_buffers(
+                [PureSourceTextInspect.identifier + body["function_name"] + ":" + code]
+            )
         function_id = str(uuid.uuid4())
         self.functions[function_id] = code
         return 200, {"function_uuid": function_id}
@@ -526,7 +628,12 @@ class LoopbackGlobus:
         task = self.tasks.get(task_id)
         if task is None:
             return {"task_id": task_id, "status": "failed", "reason": "Unknown task id"}
-        view = {"task_id": task_id, "status": task["status"] if task["status"] in ("success", "failed") else "waiting-for-ep"}
+        view = {
+            "task_id": task_id,
+            "status": task["status"]
+            if task["status"] in ("success", "failed")
+            else "waiting-for-ep",
+        }
         if task["status"] == "success":
             view.update(result=task["result"], completion_t=task["completion_t"])
         elif task["status"] == "failed":
@@ -542,7 +649,9 @@ class LoopbackGlobus:
         for function_id in body["tasks"]:
             if function_id not in self.functions:
                 return 404, {"code": "FUNCTION_NOT_FOUND", "reason": f"no function {function_id}"}
-        user_endpoint = UserEndpoint(endpoint, body.get("user_endpoint_config") or {}, body.get("user_runtime") or {})
+        user_endpoint = UserEndpoint(
+            endpoint, body.get("user_endpoint_config") or {}, body.get("user_runtime") or {}
+        )
         group = body.get("task_group_id") or str(uuid.uuid4())
         self.groups.setdefault(group, [])
         queue = self._declare_queue(group) if body.get("create_queue") and self.amqp_url else None
@@ -551,9 +660,15 @@ class LoopbackGlobus:
         for function_id, entries in body["tasks"].items():
             for args in entries:
                 task_id = str(uuid.uuid4())
-                self.tasks[task_id] = {"function_id": function_id, "args": args, "status": "waiting-for-ep",
-                                       "endpoint": endpoint_id, "group": group, "user_endpoint": user_endpoint,
-                                       "queue": queue}
+                self.tasks[task_id] = {
+                    "function_id": function_id,
+                    "args": args,
+                    "status": "waiting-for-ep",
+                    "endpoint": endpoint_id,
+                    "group": group,
+                    "user_endpoint": user_endpoint,
+                    "queue": queue,
+                }
                 self.groups[group].append(task_id)
                 answer.setdefault(function_id, []).append(task_id)
                 started.append(task_id)
@@ -562,7 +677,12 @@ class LoopbackGlobus:
         else:
             for task_id in started:
                 self._start(task_id)
-        return 200, {"request_id": str(uuid.uuid4()), "task_group_id": group, "endpoint_id": endpoint_id, "tasks": answer}
+        return 200, {
+            "request_id": str(uuid.uuid4()),
+            "task_group_id": group,
+            "endpoint_id": endpoint_id,
+            "tasks": answer,
+        }
 
     @staticmethod
     def kind_of(method: str, path: str) -> str:
@@ -621,20 +741,40 @@ class LoopbackGlobus:
                             service._recent.popleft()
                         if len(service._recent) >= service.rate_limit_requests:
                             service.rate_limited += 1
-                            return 429, {"code": "RATE_LIMITED", "reason": f"over {service.rate_limit_requests} "
-                                         f"requests in {service.rate_window_s:g} s"}, None
+                            return (
+                                429,
+                                {
+                                    "code": "RATE_LIMITED",
+                                    "reason": f"over {service.rate_limit_requests} "
+                                    f"requests in {service.rate_window_s:g} s",
+                                },
+                                None,
+                            )
                         service._recent.append(now)
                     faults = service._faults.get(kind)
                     if faults:
                         status = faults.pop(0)
-                        return status, {"code": "INJECTED_FAULT", "reason": f"injected {status}"}, None
+                        return (
+                            status,
+                            {"code": "INJECTED_FAULT", "reason": f"injected {status}"},
+                            None,
+                        )
                     if kind == "submit":
                         service.largest_request_bytes = max(service.largest_request_bytes, len(raw))
                     if len(raw) > service.max_request_bytes:
                         service.refused_too_large += 1
-                        return 413, {"code": "PAYLOAD_TOO_LARGE", "reason": f"a request of {len(raw):,} bytes is over "
-                                     f"the limit of {service.max_request_bytes:,} bytes"}, None
-                    if raw and self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+                        return (
+                            413,
+                            {
+                                "code": "PAYLOAD_TOO_LARGE",
+                                "reason": f"a request of {len(raw):,} bytes is over "
+                                f"the limit of {service.max_request_bytes:,} bytes",
+                            },
+                            None,
+                        )
+                    if raw and self.headers.get("Content-Type", "").startswith(
+                        "application/x-www-form-urlencoded"
+                    ):
                         from urllib.parse import parse_qsl
 
                         body = dict(parse_qsl(raw.decode()))
@@ -644,7 +784,10 @@ class LoopbackGlobus:
                     lost = service._lost_answers.get(kind)
                     if status == 200 and lost:
                         status = lost.pop(0)
-                        answer = {"code": "GATEWAY_TIMEOUT", "reason": f"the answer was lost ({status})"}
+                        answer = {
+                            "code": "GATEWAY_TIMEOUT",
+                            "reason": f"the answer was lost ({status})",
+                        }
                     after = service.after_submit if kind == "submit" and status == 200 else None
                     return status, answer, after
 

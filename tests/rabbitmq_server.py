@@ -19,7 +19,10 @@ import uuid
 from pathlib import Path
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-EPMD_CANDIDATES = ["/usr/lib/erlang/bin/epmd", *sorted(str(p) for p in Path("/usr/lib/erlang").glob("erts-*/bin/epmd"))]
+EPMD_CANDIDATES = [
+    "/usr/lib/erlang/bin/epmd",
+    *sorted(str(p) for p in Path("/usr/lib/erlang").glob("erts-*/bin/epmd")),
+]
 START_TIMEOUT_S = 180.0
 
 
@@ -56,39 +59,61 @@ class RabbitMQ:
 
     def _environment(self) -> dict[str, str]:
         (self.root / "enabled_plugins").write_text("[].\n")
-        return {**os.environ, "HOME": str(self.root), "RABBITMQ_NODENAME": self.node,
-                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
-                "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_PORT": str(self.epmd_port),
-                "ERL_EPMD_ADDRESS": "127.0.0.1",
-                "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"), "RABBITMQ_LOG_BASE": str(self.root / "log"),
-                "RABBITMQ_LOGS": str(self.root / "rabbit.log"),
-                "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
-                "RABBITMQ_PID_FILE": str(self.root / "pid"),
-                "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq"),
-                "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.root / "advanced.config"),
-                "RABBITMQ_CONF_ENV_FILE": str(self.root / "rabbitmq-env.conf")}
+        return {
+            **os.environ,
+            "HOME": str(self.root),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.root / "log"),
+            "RABBITMQ_LOGS": str(self.root / "rabbit.log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.root / "pid"),
+            "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.root / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(self.root / "rabbitmq-env.conf"),
+        }
 
     def start(self) -> RabbitMQ:
         env = self._environment()
         epmd = next((p for p in EPMD_CANDIDATES if os.path.exists(p)), shutil.which("epmd"))
         if epmd:  # our own epmd, a child of ours (not a daemon that outlives the tests)
-            self._epmd = subprocess.Popen([epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            self._epmd = subprocess.Popen(
+                [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         server = SERVER if os.path.exists(SERVER) else shutil.which("rabbitmq-server")
         with (self.root / "server.out").open("wb") as out:
-            self._server = subprocess.Popen([server], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self._server = subprocess.Popen(
+                [server],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._server.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"rabbitmq-server exited with {self._server.returncode}: "
-                                   f"{(self.root / 'server.out').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"rabbitmq-server exited with {self._server.returncode}: "
+                    f"{(self.root / 'server.out').read_text()[-2000:]}"
+                )
             if _listening(self.port):
                 return self
             time.sleep(0.25)
         self.stop()
-        raise RuntimeError(f"rabbitmq-server did not listen on port {self.port} within {START_TIMEOUT_S:.0f} s")
+        raise RuntimeError(
+            f"rabbitmq-server did not listen on port {self.port} within {START_TIMEOUT_S:.0f} s"
+        )
 
     def stop(self) -> None:
         for process in (self._server, self._epmd):

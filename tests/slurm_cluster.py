@@ -30,7 +30,11 @@ START_TIMEOUT_S = 30.0
 
 
 def missing_programs() -> list[str]:
-    return [name for name in DAEMONS if shutil.which(name) is None and not Path("/usr/sbin", name).exists()]
+    return [
+        name
+        for name in DAEMONS
+        if shutil.which(name) is None and not Path("/usr/sbin", name).exists()
+    ]
 
 
 def why_unavailable() -> str | None:
@@ -39,8 +43,10 @@ def why_unavailable() -> str | None:
         return "the test Slurm runs its daemons as root (no systemd); these tests need root"
     missing = missing_programs()
     if missing:
-        return (f"Slurm is not installed ({', '.join(missing)} missing): install "
-                f"{' '.join(PACKAGES)} (apt-get install --no-install-recommends; .ci/run does)")
+        return (
+            f"Slurm is not installed ({', '.join(missing)} missing): install "
+            f"{' '.join(PACKAGES)} (apt-get install --no-install-recommends; .ci/run does)"
+        )
     return None
 
 
@@ -57,10 +63,21 @@ def _program(name: str) -> str:
 class SlurmCluster:
     """One node, ``cpus`` CPUs; ``max_array_size`` and ``min_job_age_s`` as given."""
 
-    def __init__(self, root: Path | None = None, cpus: int = 16, max_array_size: int = 1001,
-                 min_job_age_s: int = 300, kill_wait_s: int = 2) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        cpus: int = 16,
+        max_array_size: int = 1001,
+        min_job_age_s: int = 300,
+        kill_wait_s: int = 2,
+    ) -> None:
         self.root = Path(root or tempfile.mkdtemp(prefix="hog-slurm-"))
-        self.cpus, self.max_array_size, self.min_job_age_s, self.kill_wait_s = cpus, max_array_size, min_job_age_s, kill_wait_s
+        self.cpus, self.max_array_size, self.min_job_age_s, self.kill_wait_s = (
+            cpus,
+            max_array_size,
+            min_job_age_s,
+            kill_wait_s,
+        )
         self.node = socket.gethostname().split(".")[0]
         self.partition = "debug"
         self.processes: list[subprocess.Popen] = []
@@ -70,51 +87,53 @@ class SlurmCluster:
 
     def slurm_conf(self, ctld_port: int, slurmd_port: int) -> str:
         r = self.root
-        return "\n".join([
-            "ClusterName=hogtest",
-            f"SlurmctldHost={self.node}(127.0.0.1)",
-            f"SlurmctldPort={ctld_port}",
-            f"SlurmdPort={slurmd_port}",
-            "SlurmUser=root",
-            "SlurmdUser=root",
-            "AuthType=auth/munge",
-            "CredType=cred/munge",
-            f"AuthInfo=socket={r}/munge/munge.socket",
-            f"StateSaveLocation={r}/state",
-            f"SlurmdSpoolDir={r}/spool",
-            f"SlurmctldPidFile={r}/slurmctld.pid",
-            f"SlurmdPidFile={r}/slurmd.pid",
-            f"SlurmctldLogFile={r}/log/slurmctld.log",
-            f"SlurmdLogFile={r}/log/slurmd.log",
-            "SlurmctldDebug=info",
-            "SlurmdDebug=info",
-            "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
-            "JobAcctGatherType=jobacct_gather/none",
-            "AccountingStorageType=accounting_storage/none",
-            "JobCompType=jobcomp/filetxt",
-            f"JobCompLoc={r}/log/jobcomp.txt",
-            "SchedulerType=sched/backfill",
-            "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0",
-            "SelectType=select/cons_tres",
-            "SelectTypeParameters=CR_CPU",
-            "SlurmdParameters=config_overrides",
-            "MpiDefault=none",
-            "SwitchType=switch/none",
-            "ReturnToService=2",
-            f"MaxArraySize={self.max_array_size}",
-            f"MinJobAge={self.min_job_age_s}",
-            f"KillWait={self.kill_wait_s}",
-            "OverTimeLimit=0",
-            "InactiveLimit=0",
-            "SlurmctldTimeout=30",
-            "SlurmdTimeout=30",
-            "MessageTimeout=10",
-            "DependencyParameters=kill_invalid_depend",
-            f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory=8000 State=UNKNOWN",
-            f"PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",
-            "",
-        ])
+        return "\n".join(
+            [
+                "ClusterName=hogtest",
+                f"SlurmctldHost={self.node}(127.0.0.1)",
+                f"SlurmctldPort={ctld_port}",
+                f"SlurmdPort={slurmd_port}",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                "AuthType=auth/munge",
+                "CredType=cred/munge",
+                f"AuthInfo=socket={r}/munge/munge.socket",
+                f"StateSaveLocation={r}/state",
+                f"SlurmdSpoolDir={r}/spool",
+                f"SlurmctldPidFile={r}/slurmctld.pid",
+                f"SlurmdPidFile={r}/slurmd.pid",
+                f"SlurmctldLogFile={r}/log/slurmctld.log",
+                f"SlurmdLogFile={r}/log/slurmd.log",
+                "SlurmctldDebug=info",
+                "SlurmdDebug=info",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "JobAcctGatherType=jobacct_gather/none",
+                "AccountingStorageType=accounting_storage/none",
+                "JobCompType=jobcomp/filetxt",
+                f"JobCompLoc={r}/log/jobcomp.txt",
+                "SchedulerType=sched/backfill",
+                "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_CPU",
+                "SlurmdParameters=config_overrides",
+                "MpiDefault=none",
+                "SwitchType=switch/none",
+                "ReturnToService=2",
+                f"MaxArraySize={self.max_array_size}",
+                f"MinJobAge={self.min_job_age_s}",
+                f"KillWait={self.kill_wait_s}",
+                "OverTimeLimit=0",
+                "InactiveLimit=0",
+                "SlurmctldTimeout=30",
+                "SlurmdTimeout=30",
+                "MessageTimeout=10",
+                "DependencyParameters=kill_invalid_depend",
+                f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory=8000 State=UNKNOWN",
+                f"PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
 
     def environment(self) -> dict[str, str]:
         return {"SLURM_CONF": str(self.conf)}
@@ -134,9 +153,19 @@ class SlurmCluster:
         self.conf.write_text(self.slurm_conf(free_port(), free_port()))
         self.conf.chmod(0o644)
         env = {**os.environ, **self.environment()}
-        self._start([_program("munged"), "--force", "--foreground", f"--key-file={key}",
-                     f"--socket={r}/munge/munge.socket", f"--log-file={r}/log/munged.log",
-                     f"--pid-file={r}/munge/munged.pid", f"--seed-file={r}/munge/munged.seed"], env)
+        self._start(
+            [
+                _program("munged"),
+                "--force",
+                "--foreground",
+                f"--key-file={key}",
+                f"--socket={r}/munge/munge.socket",
+                f"--log-file={r}/log/munged.log",
+                f"--pid-file={r}/munge/munged.pid",
+                f"--seed-file={r}/munge/munged.seed",
+            ],
+            env,
+        )
         self._wait_for(lambda: (r / "munge" / "munge.socket").exists(), "munged to open its socket")
         self._start([_program("slurmctld"), "-D", "-i", "-f", str(self.conf)], env)
         self._start([_program("slurmd"), "-D", "-N", self.node, "-f", str(self.conf)], env)
@@ -145,8 +174,16 @@ class SlurmCluster:
 
     def _start(self, argv: list[str], env: dict[str, str]) -> None:
         log = (self.root / "log" / f"{Path(argv[0]).name}.out").open("ab")
-        self.processes.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                               start_new_session=True))
+        self.processes.append(
+            subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
+        )
 
     def _wait_for(self, ready, what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -157,24 +194,41 @@ class SlurmCluster:
             if dead:
                 break
             time.sleep(0.1)
-        logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in sorted((self.root / "log").glob("*")))
+        logs = "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
+            for p in sorted((self.root / "log").glob("*"))
+        )
         self.stop()
         raise RuntimeError(f"the test Slurm did not start: waited for {what}\n{logs}")
 
     def _node_ready(self) -> bool:
         done = self.run("sinfo", "-h", "-N", "-o", "%T", check=False)
-        return done.returncode == 0 and done.stdout.strip().rstrip("*") in ("idle", "mixed", "allocated")
+        return done.returncode == 0 and done.stdout.strip().rstrip("*") in (
+            "idle",
+            "mixed",
+            "allocated",
+        )
 
-    def run(self, *argv: str, check: bool = True, user: str | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, *argv: str, check: bool = True, user: str | None = None
+    ) -> subprocess.CompletedProcess:
         command = list(argv) if user is None else ["runuser", "-u", user, "--", *argv]
-        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=check,
-                              env={**os.environ, **self.environment()})
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=check,
+            env={**os.environ, **self.environment()},
+        )
 
     def idle(self, timeout_s: float = 60.0) -> None:
         """Wait until no job of the cluster is pending or running (a test leaves it clean)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not self.run("squeue", "-h", "-t", "PD,R,CG,CF", "-o", "%i", check=False).stdout.strip():
+            if not self.run(
+                "squeue", "-h", "-t", "PD,R,CG,CF", "-o", "%i", check=False
+            ).stdout.strip():
                 return
             time.sleep(0.2)
 

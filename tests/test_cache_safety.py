@@ -17,12 +17,22 @@ def setup(project, tmp_path):
     project.manifest(MANIFEST)
     cache = tmp_path / "shared cache"
     cache.mkdir()
-    env_id = json.loads(project.cli("plan", "sweep.yaml", "--json").stdout)["jobs"][0]["environment"]["env_id"]
+    env_id = json.loads(project.cli("plan", "sweep.yaml", "--json").stdout)["jobs"][0][
+        "environment"
+    ]["env_id"]
     return cache, cache / "hog-batch", env_id
 
 
 def run(project, cache):
-    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "-o", "out.csv", env={"HOG_BATCH_CACHE_DIR": str(cache)})
+    done = project.cli(
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "run",
+        "-o",
+        "out.csv",
+        env={"HOG_BATCH_CACHE_DIR": str(cache)},
+    )
     table = pd.read_csv(project.root / "out.csv") if (project.root / "out.csv").exists() else None
     return done, table
 
@@ -104,9 +114,23 @@ def test_an_environment_build_compiles_bytecode(project, tmp_path):
     wrapper, log = tmp_path / "uv", tmp_path / "uv-calls.txt"
     wrapper.write_text(f"#!/usr/bin/env bash\necho \"$*\" >> '{log}'\nexec '{find_uv()}' \"$@\"\n")
     wrapper.chmod(0o755)
-    project.write("work.py", TRIVIAL_SCRIPT.replace("dependencies = []", 'dependencies = ["hog-batch-no-such-package-4c1e"]'))
+    project.write(
+        "work.py",
+        TRIVIAL_SCRIPT.replace(
+            "dependencies = []", 'dependencies = ["hog-batch-no-such-package-4c1e"]'
+        ),
+    )
     project.manifest(MANIFEST)
-    project.cli("submit", "sweep.yaml", "--run-dir", "run",
-                env={"HOG_BATCH_CACHE_DIR": str(tmp_path / "cache"), "HOG_BATCH_UV": str(wrapper), "UV_OFFLINE": "1"})
+    project.cli(
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "run",
+        env={
+            "HOG_BATCH_CACHE_DIR": str(tmp_path / "cache"),
+            "HOG_BATCH_UV": str(wrapper),
+            "UV_OFFLINE": "1",
+        },
+    )
     installs = [line for line in log.read_text().splitlines() if " pip install " in f" {line} "]
     assert installs and all("--compile-bytecode" in line for line in installs)

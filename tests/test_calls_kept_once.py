@@ -211,23 +211,39 @@ def test_a_full_disk_pauses_the_run_keeping_every_finished_call_and_resume_goes_
     the rest, each call exactly once."""
     side_effects = project.root / "side-effects.txt"
     env = {"SIDE_EFFECTS": str(side_effects)}
-    project.write("work.py", HEAD + (
-        "import os\n"
-        "def f(x):\n"
-        "    print(os.urandom(10000).hex())\n"
-        "    with open(os.environ['SIDE_EFFECTS'], 'a') as log:\n"
-        "        log.write(f'{x}\\n')\n"
-        "    return x\n"))
-    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 200\nsweep:\n  product:\n    x: {range: [0, 400]}\n")
+    project.write(
+        "work.py",
+        HEAD
+        + (
+            "import os\n"
+            "def f(x):\n"
+            "    print(os.urandom(10000).hex())\n"
+            "    with open(os.environ['SIDE_EFFECTS'], 'a') as log:\n"
+            "        log.write(f'{x}\\n')\n"
+            "    return x\n"
+        ),
+    )
+    project.manifest(
+        "script: work.py\nfunction: f\ncalls_per_task: 200\nsweep:\n  product:\n    x: {range: [0, 400]}\n"
+    )
     with small_filesystem(project.root / "full", "400k") as mount:
         paused = project.cli("submit", "sweep.yaml", "--run-dir", "full/run", env=env)
         before = ran(side_effects)
         assert sum(before.values()) < 400 and all(n == 1 for n in before.values())
         assert open_run(project.root / "full" / "run").counts()["failed"] == 0
         assert paused.returncode == 2, paused.stderr
-        assert "the disk is full" in paused.stderr and "paused" in paused.stderr and "hog-batch resume" in paused.stderr
+        assert (
+            "the disk is full" in paused.stderr
+            and "paused" in paused.stderr
+            and "hog-batch resume" in paused.stderr
+        )
         assert "Traceback" not in paused.stderr
-        assert subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], capture_output=True).returncode == 0
+        assert (
+            subprocess.run(
+                ["mount", "-o", "remount,size=64m", str(mount)], capture_output=True
+            ).returncode
+            == 0
+        )
         resumed = project.cli("resume", "full/run", env=env)
         assert resumed.returncode == 0, resumed.stderr
         table = open_run(project.root / "full" / "run").results()

@@ -10,7 +10,9 @@ from conftest import SCRIPT_HEAD as HEAD
 
 import groundhog_batch as hb
 
-WHERE = HEAD + '''\
+WHERE = (
+    HEAD
+    + """\
 import os
 def f(x):
     if x == 2 and os.environ["HOG_BATCH_ATTEMPT"] == "1":
@@ -21,13 +23,16 @@ def f(x):
     open(os.path.join("plots", f"p{x}.txt"), "w").close()
     return {k: os.environ[k] for k in ("HOG_BATCH_RUN_DIR", "HOG_BATCH_JOB", "HOG_BATCH_CALL", "HOG_BATCH_ATTEMPT")} | {
         "cwd": os.getcwd()}
-'''
+"""
+)
 
 
 def test_each_call_sees_its_run_job_call_and_attempt_and_runs_in_its_own_directory(project):
     project.write("work.py", WHERE)
-    project.manifest("name: where\nscript: work.py\nfunction: f\nworkdir: call\nretries: 1\n"
-                     "sweep: {product: {x: [0, 1, 2]}}\n")
+    project.manifest(
+        "name: where\nscript: work.py\nfunction: f\nworkdir: call\nretries: 1\n"
+        "sweep: {product: {x: [0, 1, 2]}}\n"
+    )
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 0, done.stderr
     run = project.root / "run"
@@ -35,25 +40,41 @@ def test_each_call_sees_its_run_job_call_and_attempt_and_runs_in_its_own_directo
     assert list(table["result.HOG_BATCH_RUN_DIR"]) == [str(run)] * 3
     assert list(table["result.HOG_BATCH_JOB"]) == ["f"] * 3
     assert list(table["result.HOG_BATCH_CALL"]) == ["0", "1", "2"]
-    assert list(table["result.HOG_BATCH_ATTEMPT"]) == ["1", "1", "2"]  # call 2 ran again after its first attempt failed
+    assert list(table["result.HOG_BATCH_ATTEMPT"]) == [
+        "1",
+        "1",
+        "2",
+    ]  # call 2 ran again after its first attempt failed
     assert list(table["result.cwd"]) == [str(run / "calls" / "f" / str(x)) for x in range(3)]
     for x in range(3):
-        assert (run / "calls" / "f" / str(x) / "out.txt").read_text() == f"x={x}"  # nobody overwrote anybody
-    assert [json.loads(files) for files in table["files"]] == [["out.txt", f"plots/p{x}.txt"] for x in range(3)]
+        assert (
+            run / "calls" / "f" / str(x) / "out.txt"
+        ).read_text() == f"x={x}"  # nobody overwrote anybody
+    assert [json.loads(files) for files in table["files"]] == [
+        ["out.txt", f"plots/p{x}.txt"] for x in range(3)
+    ]
 
 
 def test_without_workdir_calls_share_the_manifest_folder_and_the_table_has_no_files_column(project):
-    project.write("work.py", HEAD + "import os\ndef f(x):\n    return {'call': os.environ['HOG_BATCH_CALL'], 'cwd': os.getcwd()}\n")
+    project.write(
+        "work.py",
+        HEAD
+        + "import os\ndef f(x):\n    return {'call': os.environ['HOG_BATCH_CALL'], 'cwd': os.getcwd()}\n",
+    )
     project.manifest("script: work.py\nfunction: f\nsweep: {product: {x: [5, 6]}}\n")
     assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 0
     table = hb.Run(project.root / "run").results()
-    assert list(table["result.call"]) == ["0", "1"] and set(table["result.cwd"]) == {str(project.root)}
+    assert list(table["result.call"]) == ["0", "1"] and set(table["result.cwd"]) == {
+        str(project.root)
+    }
     assert "files" not in table.columns
 
 
 def test_the_report_links_the_files_each_call_wrote(project):
     project.write("work.py", WHERE)
-    project.manifest("script: work.py\nfunction: f\nworkdir: call\nretries: 1\nsweep: {product: {x: [0, 1, 2]}}\n")
+    project.manifest(
+        "script: work.py\nfunction: f\nworkdir: call\nretries: 1\nsweep: {product: {x: [0, 1, 2]}}\n"
+    )
     assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 0
     assert project.cli("report", "run").returncode == 0
     html = (project.root / "run" / "report.html").read_text()

@@ -8,7 +8,7 @@ import pytest
 
 import groundhog_batch as hb
 
-SCRIPT = '''\
+SCRIPT = """\
 # /// script
 # requires-python = ">=3.10"
 # dependencies = []
@@ -28,9 +28,11 @@ def f(x):
     if x >= LIMIT:
         raise ValueError(f"x={x} too big")
     return x * 10
-'''
+"""
 
-MANIFEST = "script: work.py\nfunction: f\ncalls_per_task: 2\nsweep:\n  product:\n    x: [0, 1, 2, 3, 4]\n"
+MANIFEST = (
+    "script: work.py\nfunction: f\ncalls_per_task: 2\nsweep:\n  product:\n    x: [0, 1, 2, 3, 4]\n"
+)
 
 
 @pytest.fixture
@@ -39,7 +41,9 @@ def work(project, tmp_path, monkeypatch):
     project.manifest(MANIFEST)
     side_effects = tmp_path / "ran.txt"
     monkeypatch.setenv("SIDE_EFFECTS", str(side_effects))
-    project.ran = lambda: sorted(int(x) for x in side_effects.read_text().split()) if side_effects.exists() else []
+    project.ran = lambda: (
+        sorted(int(x) for x in side_effects.read_text().split()) if side_effects.exists() else []
+    )
     project.forget = lambda: side_effects.unlink(missing_ok=True)
     return project
 
@@ -71,30 +75,52 @@ def test_retry_with_the_changed_script_reruns_only_the_failures_and_each_row_say
 @pytest.mark.slow
 def test_every_row_names_the_script_that_produced_it(work):
     work.write("work.py", SCRIPT.replace("LIMIT = 3", "LIMIT = 100"))
-    assert work.cli("submit", "sweep.yaml", "--run-dir", "run", "--set", "sweep.product.x=[0,1]").returncode == 0
+    assert (
+        work.cli(
+            "submit", "sweep.yaml", "--run-dir", "run", "--set", "sweep.product.x=[0,1]"
+        ).returncode
+        == 0
+    )
     table = hb.Run(work.root / "run").results()
     assert list(table["script_sha256"]) == [_sha(SCRIPT.replace("LIMIT = 3", "LIMIT = 100"))] * 2
 
 
 @pytest.mark.slow
-def test_reuse_by_function_takes_calls_whose_function_is_unchanged_when_the_rest_of_the_script_changed(work):
+def test_reuse_by_function_takes_calls_whose_function_is_unchanged_when_the_rest_of_the_script_changed(
+    work,
+):
     assert work.cli("submit", "sweep.yaml", "--run-dir", "first").returncode == 1
-    work.write("work.py", SCRIPT.replace("def helper(x):\n    return x", "def helper(x):\n    return -x  # edited"))
+    work.write(
+        "work.py",
+        SCRIPT.replace("def helper(x):\n    return x", "def helper(x):\n    return -x  # edited"),
+    )
     work.forget()
     by_script = work.cli("submit", "sweep.yaml", "--run-dir", "by-script", "--reuse", "first")
     assert "reused 0 of 5" in by_script.stderr and work.ran() == [0, 1, 2, 3, 4]
     work.forget()
-    by_function = work.cli("submit", "sweep.yaml", "--run-dir", "by-function", "--reuse", "first", "--reuse-by",
-                           "function")
+    by_function = work.cli(
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "by-function",
+        "--reuse",
+        "first",
+        "--reuse-by",
+        "function",
+    )
     assert "reused 3 of 5" in by_function.stderr, by_function.stderr
     assert work.ran() == [3, 4]  # only the calls that had failed ran
     table = hb.Run(work.root / "by-function").results()
-    assert list(table["script_sha256"][:3]) == [_sha(SCRIPT)] * 3  # reused rows keep the script that made them
+    assert (
+        list(table["script_sha256"][:3]) == [_sha(SCRIPT)] * 3
+    )  # reused rows keep the script that made them
 
 
 @pytest.mark.slow
 def test_reuse_by_function_takes_nothing_when_the_function_itself_changed(work):
     assert work.cli("submit", "sweep.yaml", "--run-dir", "first").returncode == 1
     work.write("work.py", SCRIPT.replace("return x * 10", "return x * 11"))
-    done = work.cli("submit", "sweep.yaml", "--run-dir", "second", "--reuse", "first", "--reuse-by", "function")
+    done = work.cli(
+        "submit", "sweep.yaml", "--run-dir", "second", "--reuse", "first", "--reuse-by", "function"
+    )
     assert "reused 0 of 5" in done.stderr

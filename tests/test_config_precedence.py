@@ -10,8 +10,13 @@ UUID_A = "5aafb4c1-27b2-40d8-a038-a0277611868f"
 UUID_B = "11111111-2222-3333-4444-555555555555"
 
 SCRIPT_HOG = {
-    "anvil": {"endpoint": UUID_A, "account": "script", "walltime": "00:10:00", "worker_init": "module load a",
-              "gpu": {"partition": "gpu-script", "worker_init": "module load cuda", "big": {"nodes": 4}}},
+    "anvil": {
+        "endpoint": UUID_A,
+        "account": "script",
+        "walltime": "00:10:00",
+        "worker_init": "module load a",
+        "gpu": {"partition": "gpu-script", "worker_init": "module load cuda", "big": {"nodes": 4}},
+    },
 }
 MANIFEST_ENDPOINTS = {"anvil": {"account": "manifest", "gpu": {"partition": "gpu-manifest"}}}
 
@@ -22,8 +27,14 @@ def test_local_and_uuid_need_no_tables():
 
 
 def test_each_layer_overrides_the_one_below():
-    resolved = resolve_endpoint("anvil.gpu", SCRIPT_HOG, MANIFEST_ENDPOINTS, {"walltime": "01:00:00"},
-                                {"qos": "job"}, {"qos": "cli"})
+    resolved = resolve_endpoint(
+        "anvil.gpu",
+        SCRIPT_HOG,
+        MANIFEST_ENDPOINTS,
+        {"walltime": "01:00:00"},
+        {"qos": "job"},
+        {"qos": "cli"},
+    )
     assert resolved.endpoint_id == UUID_A
     assert resolved.config["account"] == "manifest"  # manifest endpoints over script table
     assert resolved.config["partition"] == "gpu-manifest"  # manifest variant over script variant
@@ -44,7 +55,14 @@ def test_nested_variants_apply_along_the_path_and_others_are_listed():
 
 
 def test_a_variant_may_point_at_another_endpoint():
-    resolved = resolve_endpoint("anvil.other", {"anvil": {"endpoint": UUID_A, "other": {"endpoint": UUID_B}}}, {}, {}, {}, {})
+    resolved = resolve_endpoint(
+        "anvil.other",
+        {"anvil": {"endpoint": UUID_A, "other": {"endpoint": UUID_B}}},
+        {},
+        {},
+        {},
+        {},
+    )
     assert resolved.endpoint_id == UUID_B
 
 

@@ -53,7 +53,9 @@ class Target:
     kind: str
     endpoint: str  # the manifest's `endpoint:` value
     endpoints: str = ""  # manifest lines defining it, if it is a named table
-    settle: Callable[[], None] = field(default=lambda: None)  # wait until nothing the backend started still runs
+    settle: Callable[[], None] = field(
+        default=lambda: None
+    )  # wait until nothing the backend started still runs
 
 
 @pytest.fixture
@@ -68,7 +70,9 @@ def globus_target(globus):
 
 @pytest.fixture
 def slurm_target(slurm):
-    return Target("slurm", "cluster", "endpoints:\n  cluster:\n    endpoint: slurm\n", settle=slurm.idle)
+    return Target(
+        "slurm", "cluster", "endpoints:\n  cluster:\n    endpoint: slurm\n", settle=slurm.idle
+    )
 
 
 BACKENDS = ["local", "globus", "slurm"]
@@ -82,8 +86,10 @@ def target(request) -> Target:
 def write_project(project, target: Target, n_calls: int, rest: str = "") -> object:
     log = project.root / "side-effects.txt"
     project.write("work.py", WORK.format(log=str(log)))
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {target.endpoint}\n{target.endpoints}{rest}"
-                     f"sweep:\n  product:\n    x: {{range: [0, {n_calls}]}}\n")
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {target.endpoint}\n{target.endpoints}{rest}"
+        f"sweep:\n  product:\n    x: {{range: [0, {n_calls}]}}\n"
+    )
     return log
 
 
@@ -117,8 +123,15 @@ def submissions(run, backend) -> list[TaskSubmission]:
     for number, task in enumerate(plan.all_tasks()):
         payload = plan.payload(task).encode()
         script = plan.render(task, payload) if backend.needs_script else ""
-        found.append(TaskSubmission(f"{task.job.name}-t{number}", task.job.name, [c.index for c in task.calls], script,
-                                    payload))
+        found.append(
+            TaskSubmission(
+                f"{task.job.name}-t{number}",
+                task.job.name,
+                [c.index for c in task.calls],
+                script,
+                payload,
+            )
+        )
     return found
 
 
@@ -157,15 +170,24 @@ def test_the_backend_reports_every_call_once_and_finishes_every_task(project, ta
     finally:
         backend.close()
         run.close()
-    records = [record for task_reports in reports.values() for report in task_reports for record in records_of(report)]
+    records = [
+        record
+        for task_reports in reports.values()
+        for report in task_reports
+        for record in records_of(report)
+    ]
     assert sorted(record["call"] for record in records) == list(range(12))  # each call exactly once
     failed = [record for record in records if not record["ok"]]
-    assert [record["call"] for record in failed] == [5] and "call 5 fails" in failed[0]["error"]  # failure: the call's own
+    assert [record["call"] for record in failed] == [5] and "call 5 fails" in failed[0][
+        "error"
+    ]  # failure: the call's own
     assert all(record["ok"] for record in records if record["call"] != 5)
     assert sorted(ran(log)) == [x for x in range(12) if x != 5]
 
 
-def test_a_new_backend_reattaches_to_tasks_a_dead_submitter_left_and_nothing_is_reported_twice(project, target):
+def test_a_new_backend_reattaches_to_tasks_a_dead_submitter_left_and_nothing_is_reported_twice(
+    project, target
+):
     log = write_project(project, target, 6, "calls_per_task: 3\nkwargs: {pause: 0.3}\n")
     run = prepare(project.root / "sweep.yaml", run_dir=project.root / "run")
     first = make_backend(run)
@@ -183,10 +205,16 @@ def test_a_new_backend_reattaches_to_tasks_a_dead_submitter_left_and_nothing_is_
         second.close()
         first.close()
         run.close()
-    recorded = Counter(rec["call"] for r in [*reports, *(x for v in later.values() for x in v)] for rec in records_of(r))
+    recorded = Counter(
+        rec["call"]
+        for r in [*reports, *(x for v in later.values() for x in v)]
+        for rec in records_of(r)
+    )
     assert all(count == 1 for count in recorded.values()), recorded
     target.settle()
-    assert set(recorded) <= set(ran(log))  # a recorded call ran; an unrecorded one runs again (the executor requeues it)
+    assert set(recorded) <= set(
+        ran(log)
+    )  # a recorded call ran; an unrecorded one runs again (the executor requeues it)
     if unfinished:  # a backend whose tasks outlive the submitter follows them to the end
         assert sorted(recorded) == list(range(6))
 
@@ -199,7 +227,9 @@ def test_submit_runs_every_call_once_and_run_json_records_the_kind(project, targ
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 0, done.stderr
     results, info = table(project)
-    assert list(results["status"]) == ["succeeded"] * 12 and list(results["result"]) == [x * x for x in range(12)]
+    assert list(results["status"]) == ["succeeded"] * 12 and list(results["result"]) == [
+        x * x for x in range(12)
+    ]
     assert info["backend"] == target.kind and {job["kind"] for job in info["jobs"]} == {target.kind}
     assert ran(log) == Counter(range(12))
     again = project.cli("resume", "run")  # a finished run: resume runs nothing
@@ -218,7 +248,9 @@ def test_a_failing_call_fails_alone_with_its_error_and_exit_1(project, target):
 
 
 def test_cancel_mid_run_keeps_finished_calls_and_cancels_the_rest(project, target):
-    log = write_project(project, target, 20, "calls_per_task: 1\nmax_parallel: 1\nkwargs: {pause: 0.3}\n")
+    log = write_project(
+        project, target, 20, "calls_per_task: 1\nmax_parallel: 1\nkwargs: {pause: 0.3}\n"
+    )
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
     assert done.returncode == 0, done.stderr
     wait_until(lambda: sum(ran(log).values()) >= 2, "two calls to run")
@@ -230,14 +262,23 @@ def test_cancel_mid_run_keeps_finished_calls_and_cancels_the_rest(project, targe
     succeeded = set(results.loc[results["status"] == "succeeded", "call"])
     target.settle()
     assert succeeded <= set(ran(log))  # every result kept is a call that ran
-    assert json.loads(project.cli("status", "run", "--json").stdout)["counts"].get("cancelled") == statuses["cancelled"]
+    assert (
+        json.loads(project.cli("status", "run", "--json").stdout)["counts"].get("cancelled")
+        == statuses["cancelled"]
+    )
 
 
 def test_a_submitter_killed_mid_run_then_resume_runs_every_call_exactly_once(project, target):
-    log = write_project(project, target, 12, "calls_per_task: 2\nmax_parallel: 2\nkwargs: {pause: 0.2}\n")
-    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
-                                 cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)
+    log = write_project(
+        project, target, 12, "calls_per_task: 2\nmax_parallel: 2\nkwargs: {pause: 0.2}\n"
+    )
+    submitter = subprocess.Popen(
+        [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+        cwd=project.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: sum(ran(log).values()) >= 2, "two calls to run")
     finally:
@@ -246,6 +287,8 @@ def test_a_submitter_killed_mid_run_then_resume_runs_every_call_exactly_once(pro
     done = project.cli("resume", "run")
     assert done.returncode == 0, done.stderr
     results, _ = table(project)
-    assert list(results["status"]) == ["succeeded"] * 12 and list(results["result"]) == [x * x for x in range(12)]
+    assert list(results["status"]) == ["succeeded"] * 12 and list(results["result"]) == [
+        x * x for x in range(12)
+    ]
     target.settle()
     assert ran(log) == Counter(range(12))  # exactly once

@@ -9,7 +9,7 @@ import pytest
 
 import groundhog_batch as hb
 
-SCRIPT = '''\
+SCRIPT = """\
 # /// script
 # requires-python = ">=3.10"
 # dependencies = []
@@ -22,9 +22,11 @@ def f(x, scale=1):
         broken = x * 10
         raise ValueError(f"x={x} is broken")
     return x * scale
-'''
+"""
 
-MANIFEST = "script: work.py\nfunction: f\nkwargs: {scale: 3}\nsweep:\n  product:\n    x: [0, 1, 2, 3]\n"
+MANIFEST = (
+    "script: work.py\nfunction: f\nkwargs: {scale: 3}\nsweep:\n  product:\n    x: [0, 1, 2, 3]\n"
+)
 
 
 @pytest.fixture
@@ -38,7 +40,10 @@ def work(project):
 def test_debug_a_manifests_call_before_any_run_streams_output_and_prints_the_result(work):
     done = work.cli("debug", "sweep.yaml", "--call", "3")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["working on x=3", "9"]  # its output, then its result (scale=3 came in)
+    assert done.stdout.splitlines() == [
+        "working on x=3",
+        "9",
+    ]  # its output, then its result (scale=3 came in)
     assert "a warning" in done.stderr and "f call 3 (x=3): returned" in done.stderr
     assert not (work.root / "hog-runs").exists()  # nothing was made, nothing recorded
 
@@ -48,18 +53,28 @@ def test_debug_a_failed_call_of_a_run_shows_its_traceback_and_records_nothing(wo
     assert work.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 1
     done = work.cli("debug", "run", "2")
     assert done.returncode == 1
-    assert 'raise ValueError(f"x={x} is broken")' in done.stderr and "ValueError: x=2 is broken" in done.stdout
+    assert (
+        'raise ValueError(f"x={x} is broken")' in done.stderr
+        and "ValueError: x=2 is broken" in done.stdout
+    )
     assert hb.Run(work.root / "run").counts()["failed"] == 1
 
 
 @pytest.mark.slow
 def test_pdb_opens_at_the_exception_in_the_calls_environment(work):
-    done = subprocess.run([sys.executable, "-m", "groundhog_batch", "debug", "sweep.yaml", "--call", "2", "--pdb"],
-                          cwd=work.root, input="p broken\np sys.executable\nc\n", capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "groundhog_batch", "debug", "sweep.yaml", "--call", "2", "--pdb"],
+        cwd=work.root,
+        input="p broken\np sys.executable\nc\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "(Pdb) 20" in done.stdout  # a local of the frame that raised
-    assert "hog-batch" in done.stdout.split("(Pdb) 20")[1]  # the job's environment, in the cache, not this venv
+    assert (
+        "hog-batch" in done.stdout.split("(Pdb) 20")[1]
+    )  # the job's environment, in the cache, not this venv
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCRIPT = '''\
+SCRIPT = """\
 # /// script
 # requires-python = ">=3.10"
 # dependencies = []
@@ -12,7 +12,7 @@ import sklearn
 
 def fit(x):
     return x
-'''
+"""
 
 
 def test_a_missing_module_says_which_dependency_to_add_to_the_script_header(project):
@@ -21,5 +21,11 @@ def test_a_missing_module_says_which_dependency_to_add_to_the_script_header(proj
     done = project.cli("submit", "--local", "sweep.yaml")
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
-    assert "ModuleNotFoundError: No module named 'sklearn' (while loading fit.py or its arguments)" in done.stderr
-    assert 'add "scikit-learn" to the dependencies in the script\'s "# /// script" block' in done.stderr
+    assert (
+        "ModuleNotFoundError: No module named 'sklearn' (while loading fit.py or its arguments)"
+        in done.stderr
+    )
+    assert (
+        'add "scikit-learn" to the dependencies in the script\'s "# /// script" block'
+        in done.stderr
+    )

@@ -19,7 +19,9 @@ def test_example_manifest_is_valid(manifest):
 
 def test_the_schema_in_schemas_is_the_packaged_one():
     root = Path(__file__).parent.parent
-    assert (root / "schemas/manifest.schema.json").read_text() == (root / "groundhog_batch/schemas/manifest.schema.json").read_text()
+    assert (root / "schemas/manifest.schema.json").read_text() == (
+        root / "groundhog_batch/schemas/manifest.schema.json"
+    ).read_text()
 
 
 @pytest.mark.slow
@@ -35,4 +37,9 @@ def test_the_chunked_example_runs_with_dataframes_in_a_real_pandas_environment(p
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(project.root / "out.csv")
     unit = table[table["job"] == "unit"]
-    assert list(unit["result.rows"]) == [250] * 4 and list(unit["result.first_row"]) == [0, 250, 500, 750]
+    assert list(unit["result.rows"]) == [250] * 4 and list(unit["result.first_row"]) == [
+        0,
+        250,
+        500,
+        750,
+    ]

@@ -20,7 +20,7 @@ from loopback_globus import STRICT_TEMPLATE
 
 from groundhog_batch.api import open_run
 
-HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
 COUNTING = HEAD + (
     "import os\n"
     "LOG = {log!r}\n"
@@ -36,8 +36,10 @@ def remote_project(project, globus, n_calls=12, calls_per_task=4, extra=""):
     endpoint = globus.add_endpoint()
     log = project.root / "side-effects.txt"
     project.write("work.py", COUNTING.format(log=str(log)))
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\nconfig: {{account: cis250000}}\n"
-                     f"calls_per_task: {calls_per_task}\nsweep:\n  product:\n    x: {{range: [0, {n_calls}]}}\n{extra}")
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {endpoint}\nconfig: {{account: cis250000}}\n"
+        f"calls_per_task: {calls_per_task}\nsweep:\n  product:\n    x: {{range: [0, {n_calls}]}}\n{extra}"
+    )
     return log
 
 
@@ -81,39 +83,69 @@ def test_more_records_than_the_shell_function_snippet_keeps_by_default(project, 
     assert (table["status"] == "succeeded").all() and len(table) == 1500
 
 
-STRICT_SCHEMA = {"type": "object", "additionalProperties": False,
-                 "properties": {"account": {"type": "string"}, "partition": {"type": "string"},
-                                "worker_init": {"type": "string"}, "endpoint_setup": {"type": "string"}}}
+STRICT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "account": {"type": "string"},
+        "partition": {"type": "string"},
+        "worker_init": {"type": "string"},
+        "endpoint_setup": {"type": "string"},
+    },
+}
 
 
-def test_a_config_key_a_strict_endpoint_does_not_accept_is_named_with_the_allowed_ones(project, globus):
+def test_a_config_key_a_strict_endpoint_does_not_accept_is_named_with_the_allowed_ones(
+    project, globus
+):
     endpoint = globus.add_endpoint(schema=STRICT_SCHEMA)
     project.write("work.py", HEAD + "def f(x):\n    return x\n")
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\nconfig: {{acount: cis250000}}\n"
-                     "sweep:\n  product:\n    x: [1, 2]\n")
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {endpoint}\nconfig: {{acount: cis250000}}\n"
+        "sweep:\n  product:\n    x: [1, 2]\n"
+    )
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 2, done.stderr
-    assert "sweep.yaml:4" in done.stderr and "'acount'" in done.stderr and "did you mean 'account'" in done.stderr
+    assert (
+        "sweep.yaml:4" in done.stderr
+        and "'acount'" in done.stderr
+        and "did you mean 'account'" in done.stderr
+    )
     assert "partition" in done.stderr  # the keys it accepts
     assert globus.requests["submit"] == 0 and not (project.root / "run").exists()
     assert "Traceback" not in done.stderr
 
 
-def test_a_key_the_default_schema_does_not_list_is_a_warning_with_did_you_mean_and_the_run_goes_on(project, globus):
+def test_a_key_the_default_schema_does_not_list_is_a_warning_with_did_you_mean_and_the_run_goes_on(
+    project, globus
+):
     remote_project(project, globus, extra="")
-    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--set", "config.worker_int=module load x")
+    done = project.cli(
+        "submit", "sweep.yaml", "--run-dir", "run", "--set", "config.worker_int=module load x"
+    )
     assert done.returncode == 0, done.stderr
-    assert "warning" in done.stderr and "'worker_int'" in done.stderr and "did you mean 'worker_init'" in done.stderr
+    assert (
+        "warning" in done.stderr
+        and "'worker_int'" in done.stderr
+        and "did you mean 'worker_init'" in done.stderr
+    )
     assert (results(project)["status"] == "succeeded").all()
 
 
-def test_a_groundhog_script_with_walltime_account_and_partition_runs_on_the_default_schema(project, globus):
+def test_a_groundhog_script_with_walltime_account_and_partition_runs_on_the_default_schema(
+    project, globus
+):
     endpoint = globus.add_endpoint()
-    project.write("work.py", "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n"
-                  f"# [tool.hog.anvil]\n# endpoint = \"{endpoint}\"\n# account = \"cis250000\"\n"
-                  "# partition = \"shared\"\n# walltime = \"00:30:00\"\n# ///\n"
-                  "def f(x):\n    return x * 10\n")
-    project.manifest("script: work.py\nfunction: f\nendpoint: anvil\nsweep:\n  product:\n    x: [1, 2, 3]\n")
+    project.write(
+        "work.py",
+        '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n'
+        f'# [tool.hog.anvil]\n# endpoint = "{endpoint}"\n# account = "cis250000"\n'
+        '# partition = "shared"\n# walltime = "00:30:00"\n# ///\n'
+        "def f(x):\n    return x * 10\n",
+    )
+    project.manifest(
+        "script: work.py\nfunction: f\nendpoint: anvil\nsweep:\n  product:\n    x: [1, 2, 3]\n"
+    )
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 0, done.stderr
     table = results(project)
@@ -131,26 +163,39 @@ def test_a_config_value_of_the_wrong_type_names_the_key_and_the_type(project, gl
 def test_an_endpoint_whose_record_cannot_be_read_is_a_warning_and_the_run_goes_on(project, globus):
     endpoint = globus.add_endpoint(metadata_status=403)
     project.write("work.py", HEAD + "def f(x):\n    return x\n")
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  product:\n    x: [1, 2]\n")
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  product:\n    x: [1, 2]\n"
+    )
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 0, done.stderr
     assert "warning: cannot read endpoint" in done.stderr and "403" in done.stderr
 
 
 def test_a_config_the_endpoint_refuses_fails_the_tasks_with_its_validation_error(project, globus):
-    endpoint = globus.add_endpoint(schema=STRICT_SCHEMA, metadata_status=403)  # nothing to check against here
-    done = submit_remote(project, endpoint, "def f(x):\n    return x\n",
-                         "config: {acount: cis250000}\nsweep:\n  product:\n    x: [1, 2]\n")
+    endpoint = globus.add_endpoint(
+        schema=STRICT_SCHEMA, metadata_status=403
+    )  # nothing to check against here
+    done = submit_remote(
+        project,
+        endpoint,
+        "def f(x):\n    return x\n",
+        "config: {acount: cis250000}\nsweep:\n  product:\n    x: [1, 2]\n",
+    )
     assert done.returncode == 1, done.stderr
     table = results(project)
     assert (table["status"] == "failed").all()
-    assert "(ValidationError) Additional properties are not allowed ('acount' was unexpected)" in table["error"][0]
+    assert (
+        "(ValidationError) Additional properties are not allowed ('acount' was unexpected)"
+        in table["error"][0]
+    )
 
 
 def test_a_strict_template_with_worker_init_runs_with_nothing_set(project, globus):
     endpoint = globus.add_endpoint(template=STRICT_TEMPLATE)
     project.write("work.py", HEAD + "def f(x):\n    return x + 1\n")
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  product:\n    x: [1, 2]\n")
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  product:\n    x: [1, 2]\n"
+    )
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 0, done.stderr
     assert list(results(project)["result"]) == [2, 3]
@@ -159,7 +204,9 @@ def test_a_strict_template_with_worker_init_runs_with_nothing_set(project, globu
 def test_a_template_variable_nobody_sets_fails_the_tasks_the_way_the_endpoint_does(project, globus):
     endpoint = globus.add_endpoint(template=STRICT_TEMPLATE + "# {{ account }}\n")
     project.write("work.py", HEAD + "def f(x):\n    return x\n")
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  product:\n    x: [1, 2]\n")
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  product:\n    x: [1, 2]\n"
+    )
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 1, done.stderr
     table = results(project)
@@ -182,23 +229,37 @@ def test_429_and_503_answers_are_retried(project, globus):
 def test_a_worker_killed_mid_task_gives_the_endpoints_reason_in_the_error_column(project, globus):
     endpoint = globus.add_endpoint()
     started = project.root / "started"
-    project.write("work.py", HEAD + f"import pathlib, time\ndef f(x):\n    pathlib.Path({str(started)!r}).touch()\n"
-                  "    time.sleep(120)\n")
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  product:\n    x: [1, 2]\n"
-                     "calls_per_task: 2\n")
-    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
-                                 cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    project.write(
+        "work.py",
+        HEAD + f"import pathlib, time\ndef f(x):\n    pathlib.Path({str(started)!r}).touch()\n"
+        "    time.sleep(120)\n",
+    )
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  product:\n    x: [1, 2]\n"
+        "calls_per_task: 2\n"
+    )
+    submitter = subprocess.Popen(
+        [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(started.exists, timeout_s=120)
     assert globus.kill_workers() == 1
     _, stderr = submitter.communicate(timeout=120)
     assert submitter.returncode == 1, stderr
     table = results(project)
     assert (table["status"] == "failed").all()
-    assert table["error"][0].startswith("TaskFailed: the endpoint reported: WorkerLost: Task failure due to loss of worker")
+    assert table["error"][0].startswith(
+        "TaskFailed: the endpoint reported: WorkerLost: Task failure due to loss of worker"
+    )
     assert "Traceback" not in stderr
 
 
-def test_a_detached_run_with_pending_tasks_is_picked_up_later_by_status_and_collect(project, globus):
+def test_a_detached_run_with_pending_tasks_is_picked_up_later_by_status_and_collect(
+    project, globus
+):
     log = remote_project(project, globus)
     globus.hold_tasks = True
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
@@ -207,11 +268,15 @@ def test_a_detached_run_with_pending_tasks_is_picked_up_later_by_status_and_coll
     run = open_run(project.root / "run")
     holder = run.holder()
     run.close()
-    os.kill(holder["pid"], signal.SIGKILL)  # the background submitter dies; the tasks wait at the endpoint
+    os.kill(
+        holder["pid"], signal.SIGKILL
+    )  # the background submitter dies; the tasks wait at the endpoint
     wait_for(lambda: open_run(project.root / "run").holder() is None)
     status = project.cli("status", "run", "--json")
     assert json.loads(status.stdout)["counts"].get("submitted") == 12
-    globus.fail_next("status", *[500] * 8)  # the service is down: status still answers from the ledger
+    globus.fail_next(
+        "status", *[500] * 8
+    )  # the service is down: status still answers from the ledger
     status = project.cli("status", "run", "--json")
     assert status.returncode == 0 and "could not ask Globus Compute" in status.stderr
     assert json.loads(status.stdout)["counts"].get("submitted") == 12
@@ -247,44 +312,75 @@ def test_a_submitter_killed_right_after_a_batch_request_loses_nothing(project, g
     done = project.cli("resume", "run")
     assert done.returncode == 0, done.stderr
     table = results(project)
-    assert list(table["status"]) == ["succeeded"] * 12 and list(table["result.x"]) == list(range(12))
+    assert list(table["status"]) == ["succeeded"] * 12 and list(table["result.x"]) == list(
+        range(12)
+    )
     globus.wait_idle()
     ran = side_effects(log)
     assert set(ran) == set(range(12))
-    assert len(ran) == 12  # the request whose answer died with the submitter was adopted from its task group
+    assert (
+        len(ran) == 12
+    )  # the request whose answer died with the submitter was adopted from its task group
 
 
 def test_without_tokens_and_without_a_terminal_submit_says_how_to_log_in(project, globus, tmp_path):
     remote_project(project, globus)
-    env = {"GLOBUS_COMPUTE_CLIENT_ID": "", "GLOBUS_COMPUTE_CLIENT_SECRET": "", "GLOBUS_COMPUTE_USER_DIR": str(tmp_path / "empty")}
+    env = {
+        "GLOBUS_COMPUTE_CLIENT_ID": "",
+        "GLOBUS_COMPUTE_CLIENT_SECRET": "",
+        "GLOBUS_COMPUTE_USER_DIR": str(tmp_path / "empty"),
+    }
     clean = {k: v for k, v in os.environ.items() if k not in env}
-    done = subprocess.run([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml"], cwd=project.root,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                          env={**clean, "GLOBUS_COMPUTE_USER_DIR": env["GLOBUS_COMPUTE_USER_DIR"]})
+    done = subprocess.run(
+        [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**clean, "GLOBUS_COMPUTE_USER_DIR": env["GLOBUS_COMPUTE_USER_DIR"]},
+    )
     assert done.returncode == 2, done.stderr
     assert "hog-batch login" in done.stderr and "Traceback" not in done.stderr
     assert globus.requests["submit"] == 0
 
 
-def test_plan_shows_both_limits_and_refuses_a_call_over_the_request_limit_with_the_fix(project, globus):
+def test_plan_shows_both_limits_and_refuses_a_call_over_the_request_limit_with_the_fix(
+    project, globus
+):
     endpoint = globus.add_endpoint()
     project.write("work.py", HEAD + "def f(items):\n    return len(items)\n")
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  chunks:\n    items:\n"
-                     f"      values: {list(range(100))}\n      size: 10\n")
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  chunks:\n    items:\n"
+        f"      values: {list(range(100))}\n      size: 10\n"
+    )
     shown = project.cli("plan", "sweep.yaml")
     assert shown.returncode == 0, shown.stderr
     assert "payload" in shown.stdout and "per task" in shown.stdout
-    assert "10,000,000 bytes per submission" in shown.stdout and "10,485,760 bytes per task" in shown.stdout
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  chunks:\n    items:\n"
-                     f"      values: {['x' * 10_000] * 1100}\n      size: 1100\n")
+    assert (
+        "10,000,000 bytes per submission" in shown.stdout
+        and "10,485,760 bytes per task" in shown.stdout
+    )
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {endpoint}\nsweep:\n  chunks:\n    items:\n"
+        f"      values: {['x' * 10_000] * 1100}\n      size: 1100\n"
+    )
     refused = project.cli("plan", "sweep.yaml")
     assert refused.returncode == 2
-    assert "bytes" in refused.stderr and "pass: path" in refused.stderr and "Traceback" not in refused.stderr
+    assert (
+        "bytes" in refused.stderr
+        and "pass: path" in refused.stderr
+        and "Traceback" not in refused.stderr
+    )
 
 
 def start(project, run_dir="run"):
-    return subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", run_dir],
-                            cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", run_dir],
+        cwd=project.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def all_ids_committed(project, run_dir="run"):
@@ -310,11 +406,20 @@ def wait_for(condition, timeout_s=60.0):
 
 def test_results_stay_under_the_service_limit_and_a_result_too_large_fails_alone(project, globus):
     endpoint = globus.add_endpoint()
-    done = submit_remote(project, endpoint, "def f(mb):\n    return 'y' * (mb * 1_000_000)\n",
-                         "calls_per_task: 4\nsweep:\n  zip:\n    mb: [3, 3, 3, 5]\n")
+    done = submit_remote(
+        project,
+        endpoint,
+        "def f(mb):\n    return 'y' * (mb * 1_000_000)\n",
+        "calls_per_task: 4\nsweep:\n  zip:\n    mb: [3, 3, 3, 5]\n",
+    )
     assert done.returncode == 1, done.stderr
     table = results(project)
     assert list(table["status"]) == ["succeeded", "succeeded", "succeeded", "failed"]
     assert [len(r) for r in table["result"][:3]] == [3_000_000] * 3
     assert "over the limit of 4000000 bytes" in table["error"][3]
-    assert list(table["attempts"]) == [1, 1, 1, 1]  # the calls deferred for room were not counted as attempts
+    assert list(table["attempts"]) == [
+        1,
+        1,
+        1,
+        1,
+    ]  # the calls deferred for room were not counted as attempts

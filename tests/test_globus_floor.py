@@ -36,10 +36,14 @@ def declared_floor(package: str) -> str:
 
 def lowest_allowed(python: Path, package: str, dependency: str) -> str | None:
     """The lower bound ``package``'s installed metadata puts on ``dependency``."""
-    code = ("import importlib.metadata as m, re, sys; reqs = m.requires(sys.argv[1]) or [];"
-            "found = [re.search(r'>=\\s*([0-9][0-9.]*)', r) for r in reqs if re.match(sys.argv[2] + r'\\b', r)];"
-            "print(next((f.group(1) for f in found if f), ''))")
-    done = subprocess.run([str(python), "-c", code, package, dependency], capture_output=True, text=True, check=True)
+    code = (
+        "import importlib.metadata as m, re, sys; reqs = m.requires(sys.argv[1]) or [];"
+        "found = [re.search(r'>=\\s*([0-9][0-9.]*)', r) for r in reqs if re.match(sys.argv[2] + r'\\b', r)];"
+        "print(next((f.group(1) for f in found if f), ''))"
+    )
+    done = subprocess.run(
+        [str(python), "-c", code, package, dependency], capture_output=True, text=True, check=True
+    )
     return done.stdout.strip() or None
 
 
@@ -55,22 +59,61 @@ def test_the_declared_sdk_floor_passes_the_remote_tests(tmp_path):
     pins = [f"globus-compute-sdk=={floor}", f"globus-compute-endpoint=={floor}"]
     for attempt in range(2):  # then again with the lowest globus-sdk the floor allows
         overrides.write_text("\n".join(pins) + "\n")
-        installed = subprocess.run([uv, "pip", "install", "-q", "--python", str(python), "-e", f"{ROOT}[test]",
-                                    "--override", str(overrides)], capture_output=True, text=True, timeout=900)
-        if installed.returncode != 0 and ("Failed to fetch" in installed.stderr or "offline" in installed.stderr):
-            pytest.skip(f"the floor's packages cannot be had here: {installed.stderr.strip()[-300:]}")
+        installed = subprocess.run(
+            [
+                uv,
+                "pip",
+                "install",
+                "-q",
+                "--python",
+                str(python),
+                "-e",
+                f"{ROOT}[test]",
+                "--override",
+                str(overrides),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if installed.returncode != 0 and (
+            "Failed to fetch" in installed.stderr or "offline" in installed.stderr
+        ):
+            pytest.skip(
+                f"the floor's packages cannot be had here: {installed.stderr.strip()[-300:]}"
+            )
         assert installed.returncode == 0, installed.stderr
         lowest = lowest_allowed(python, "globus-compute-sdk", "globus-sdk")
         if attempt or not lowest:
             break
         pins.append(f"globus-sdk=={lowest}")
-    versions = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('globus-compute-sdk'),"
-                               " m.version('globus-sdk'))"], capture_output=True, text=True, check=True).stdout.split()
+    versions = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m; print(m.version('globus-compute-sdk'),"
+            " m.version('globus-sdk'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     from packaging.version import Version
 
     assert Version(versions[0]) == Version(floor)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GLOBUS_", "PYTEST_", "HOG_BATCH_")) or k == "HOG_BATCH_TEST_AMQP_URL"}
-    ran = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *FLOOR_TESTS], cwd=ROOT,
-                         capture_output=True, text=True, timeout=1200, env=env)
-    assert ran.returncode == 0, f"globus-compute-sdk {versions[0]} with globus-sdk {versions[1]}:\n{ran.stdout[-3000:]}"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GLOBUS_", "PYTEST_", "HOG_BATCH_")) or k == "HOG_BATCH_TEST_AMQP_URL"
+    }
+    ran = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *FLOOR_TESTS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+    )
+    assert ran.returncode == 0, (
+        f"globus-compute-sdk {versions[0]} with globus-sdk {versions[1]}:\n{ran.stdout[-3000:]}"
+    )

@@ -19,7 +19,9 @@ import rabbitmq_server
 from loopback_globus import LoopbackGlobus
 from test_globus_backend import all_ids_committed, remote_project, results, side_effects, wait_for
 
-ECHO = "def hog_batch_task(payload):\n    return {'returncode': 0, 'stdout': payload, 'stderr': ''}\n"
+ECHO = (
+    "def hog_batch_task(payload):\n    return {'returncode': 0, 'stdout': payload, 'stderr': ''}\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +69,25 @@ def test_results_are_pushed_to_the_submitter_and_never_polled(project, pushed):
 def test_results_the_queue_never_delivers_are_looked_up_once_it_has_been_silent(project, pushed):
     remote_project(project, pushed, n_calls=6, calls_per_task=1, extra="max_parallel: 6\n")
     pushed.push_results = False  # the queue stays empty: the results wait at the service
-    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", env={"HOG_BATCH_GLOBUS_SWEEP_S": "2"})
+    done = project.cli(
+        "submit", "sweep.yaml", "--run-dir", "run", env={"HOG_BATCH_GLOBUS_SWEEP_S": "2"}
+    )
     assert done.returncode == 0, done.stderr
     assert list(results(project)["status"]) == ["succeeded"] * 6
-    assert 1 <= pushed.requests["status"] <= 4  # a sweep after 2 s of silence, then after 4, 8...: no poll storm
+    assert (
+        1 <= pushed.requests["status"] <= 4
+    )  # a sweep after 2 s of silence, then after 4, 8...: no poll storm
 
 
 def test_a_submitter_killed_mid_run_resumes_and_takes_what_was_pushed_meanwhile(project, pushed):
     log = remote_project(project, pushed, n_calls=12, calls_per_task=2, extra="max_parallel: 6\n")
     pushed.hold_tasks = True
-    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
-                                 cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    submitter = subprocess.Popen(
+        [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+        cwd=project.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(lambda: all_ids_committed(project))
     submitter.kill()
     submitter.wait()
@@ -85,8 +95,12 @@ def test_a_submitter_killed_mid_run_resumes_and_takes_what_was_pushed_meanwhile(
     pushed.wait_idle()
     assert pushed.pushed == 6  # in the queue, nobody listening
     amqp_before = pushed.requests["amqp"]
-    status = project.cli("status", "run", "--json")  # asks the service once, never waits on the broker
-    assert status.returncode == 0 and json.loads(status.stdout)["counts"]["succeeded"] == 12, status.stderr
+    status = project.cli(
+        "status", "run", "--json"
+    )  # asks the service once, never waits on the broker
+    assert status.returncode == 0 and json.loads(status.stdout)["counts"]["succeeded"] == 12, (
+        status.stderr
+    )
     assert pushed.requests["amqp"] == amqp_before
     done = project.cli("resume", "run")
     assert done.returncode == 0, done.stderr
@@ -98,7 +112,9 @@ def test_10000_outstanding_tasks_get_their_results_pushed_without_a_poll_storm(p
     from groundhog_batch.globus.result_queue import ResultQueue
     from groundhog_batch.globus.service import ComputeService
 
-    pushed.inline = True  # the service's own threads run the function: the load is on the service and the queue
+    pushed.inline = (
+        True  # the service's own threads run the function: the load is on the service and the queue
+    )
     service = ComputeService()
     endpoint = pushed.add_endpoint()
     function_id = service.register_function(ECHO, "echo")
@@ -106,8 +122,14 @@ def test_10000_outstanding_tasks_get_their_results_pushed_without_a_poll_storm(p
     groups, task_ids = [], []
     for start in range(0, 10_000, 2_500):
         groups.append(str(uuid.uuid4()))
-        task_ids += service.submit(endpoint, function_id, [f"r{i}" for i in range(start, start + 2_500)], {}, groups[-1],
-                                   create_queue=True)
+        task_ids += service.submit(
+            endpoint,
+            function_id,
+            [f"r{i}" for i in range(start, start + 2_500)],
+            {},
+            groups[-1],
+            create_queue=True,
+        )
     queue = ResultQueue(service.result_queue_credentials)
     assert all(queue.watch(group) for group in groups)
     pushed.release()  # 10,000 tasks outstanding, now finishing
@@ -120,7 +142,11 @@ def test_10000_outstanding_tasks_get_their_results_pushed_without_a_poll_storm(p
     last_received = time.monotonic()
     queue.close()
     assert len(received) == 10_000 and set(received) == set(task_ids)
-    assert {service.deserialize(received[t]["result"])["stdout"] for t in task_ids[:3]} == {"r0", "r1", "r2"}
+    assert {service.deserialize(received[t]["result"])["stdout"] for t in task_ids[:3]} == {
+        "r0",
+        "r1",
+        "r2",
+    }
     assert pushed.requests["status"] == 0
     assert last_received - max(pushed.finish_times) < 30  # within seconds of the last task's end
 
@@ -130,8 +156,13 @@ def test_sigterm_while_waiting_for_pushed_results_ends_the_submitter_at_once(pro
 
     log = remote_project(project, pushed, n_calls=4, calls_per_task=1, extra="max_parallel: 4\n")
     pushed.hold_tasks = True
-    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
-                                 cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    submitter = subprocess.Popen(
+        [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(lambda: all_ids_committed(project))
     time.sleep(1)  # now in the broker's event loop, waiting for a push
     submitter.send_signal(signal.SIGTERM)

@@ -14,23 +14,32 @@ from groundhog_batch.manifest import load_manifest
 from groundhog_batch.plan import Plan
 from groundhog_batch.render.payload import iter_records
 
-SCRIPT = ("# /// script\n# dependencies = []\n# ///\n"
-          "# " + "π" * 6000 + "\n"
-          "HOG_SCRIPT_EOF = '{not a format field}'\ndef f(x):\n    return {'x': x, 'text': HOG_SCRIPT_EOF}\n")
+SCRIPT = (
+    "# /// script\n# dependencies = []\n# ///\n"
+    "# " + "π" * 6000 + "\n"
+    "HOG_SCRIPT_EOF = '{not a format field}'\ndef f(x):\n    return {'x': x, 'text': HOG_SCRIPT_EOF}\n"
+)
 ENDPOINT = "5aafb4c1-27b2-40d8-a038-a0277611868f"
 
 
 def planned(project, endpoint=ENDPOINT):
     project.write("work.py", SCRIPT)
-    project.manifest(f"script: work.py\nfunction: f\nendpoint: {endpoint}\n"
-                     "sweep:\n  product:\n    x: ['{x}', '${HOME}']\ncalls_per_task: 2\n")
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {endpoint}\n"
+        "sweep:\n  product:\n    x: ['{x}', '${HOME}']\ncalls_per_task: 2\n"
+    )
     plan = Plan(load_manifest(project.root / "sweep.yaml"))
     return plan, next(plan.all_tasks())
 
 
 def registered_function(plan, job):
     """The function as an endpoint gets it: the source, stored and loaded with PureSourceTextInspect."""
-    stored = PureSourceTextInspect.identifier + transport.FUNCTION_NAME + ":" + transport.function_source(plan.script_template(job))
+    stored = (
+        PureSourceTextInspect.identifier
+        + transport.FUNCTION_NAME
+        + ":"
+        + transport.function_source(plan.script_template(job))
+    )
     return ComputeSerializer().deserialize(stored)
 
 
@@ -39,10 +48,14 @@ def test_the_endpoint_runs_byte_for_byte_the_script_the_local_backend_runs(proje
     payload = plan.payload(task).encode()
     namespace: dict = {}
     exec(transport.function_source(plan.script_template(task.job)), namespace)
-    assert (namespace["HEAD"] + payload + namespace["TAIL"]).encode() == plan.render(task, payload).encode()
+    assert (namespace["HEAD"] + payload + namespace["TAIL"]).encode() == plan.render(
+        task, payload
+    ).encode()
 
 
-def test_the_registered_function_runs_the_task_and_leaves_nothing_in_the_task_directory(project, monkeypatch, tmp_path):
+def test_the_registered_function_runs_the_task_and_leaves_nothing_in_the_task_directory(
+    project, monkeypatch, tmp_path
+):
     plan, task = planned(project)
     function = registered_function(plan, task.job)
     monkeypatch.setenv("HOG_BATCH_UV", find_uv())
@@ -63,7 +76,9 @@ def test_request_sizes_are_the_bytes_the_sdk_sends(project):
     serializer = ComputeSerializer(strategy_data=JSONData())
     packed = serializer.pack_buffers([serializer.serialize((payload,)), serializer.serialize({})])
     assert packed == transport.packed_arguments(payload)
-    assert transport.request_bytes(payload) == len(json.dumps([packed, packed]).encode()) - len(json.dumps([packed]).encode())
+    assert transport.request_bytes(payload) == len(json.dumps([packed, packed]).encode()) - len(
+        json.dumps([packed]).encode()
+    )
     assert transport.request_bytes_for_size(len(payload)) == transport.request_bytes(payload)
 
 

@@ -17,8 +17,8 @@ import groundhog_batch as hb
 from groundhog_batch.api import execute, prepare
 from groundhog_batch.datafiles import file_sha256
 
-HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
-NUMPY_HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = [\"numpy\"]\n# ///\n"
+HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
+NUMPY_HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = ["numpy"]\n# ///\n'
 
 
 def no_traceback(done) -> None:
@@ -31,22 +31,38 @@ def no_traceback(done) -> None:
 def test_an_npy_file_rewritten_mid_submit_stops_the_run_and_no_call_gets_new_data(project):
     np.save(project.root / "data.npy", np.ones((50, 2)))
     planned_sha = file_sha256(project.root / "data.npy")
-    project.write("f.py", NUMPY_HEAD + (
-        "import os\nimport numpy as np\n"
-        "def work(data):\n"
-        "    total = float(data.sum())\n"
-        "    np.save(os.environ['DATA'], np.full((50, 2), 100.0))  # the file changes while the run goes\n"
-        "    return total\n"))
-    project.manifest("script: f.py\nfunction: work\ncalls_per_task: 1\nmax_parallel: 1\n"
-                     "sweep:\n  chunks:\n    data: {file: data.npy, rows: 10}\n")
-    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "-o", "out.csv",
-                       env={"DATA": str(project.root / "data.npy")})
+    project.write(
+        "f.py",
+        NUMPY_HEAD
+        + (
+            "import os\nimport numpy as np\n"
+            "def work(data):\n"
+            "    total = float(data.sum())\n"
+            "    np.save(os.environ['DATA'], np.full((50, 2), 100.0))  # the file changes while the run goes\n"
+            "    return total\n"
+        ),
+    )
+    project.manifest(
+        "script: f.py\nfunction: work\ncalls_per_task: 1\nmax_parallel: 1\n"
+        "sweep:\n  chunks:\n    data: {file: data.npy, rows: 10}\n"
+    )
+    done = project.cli(
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "run",
+        "-o",
+        "out.csv",
+        env={"DATA": str(project.root / "data.npy")},
+    )
     no_traceback(done)
     assert done.returncode == 2
     assert "data.npy changed while the run was going" in done.stderr
     table = hb.open_run(project.root / "run").results()
     finished = table[table["status"] == "succeeded"]
-    assert len(finished) >= 1 and set(finished["result"]) == {20.0}  # the planned content, never 1000
+    assert len(finished) >= 1 and set(finished["result"]) == {
+        20.0
+    }  # the planned content, never 1000
     info = json.loads((project.root / "run" / "run.json").read_text())
     assert info["inputs"]["files"][str(project.root / "data.npy")] == planned_sha
     resumed = project.cli("resume", "run")
@@ -55,14 +71,21 @@ def test_an_npy_file_rewritten_mid_submit_stops_the_run_and_no_call_gets_new_dat
 
 def test_a_file_passed_by_path_rewritten_mid_run_is_an_error_not_exit_0(project):
     project.write("d.csv", "v\n" + "".join(f"{i}\n" for i in range(10)))
-    project.write("f.py", HEAD + (
-        "def work(data):\n"
-        "    lines = open(data['path']).read().split()[1:]\n"
-        "    with open(data['path'], 'a') as handle:\n"
-        "        handle.write('1000\\n')\n"
-        "    return sum(int(v) for v in lines[data['start']:data['stop']])\n"))
-    project.manifest("script: f.py\nfunction: work\ncalls_per_task: 1\nmax_parallel: 1\n"
-                     "sweep:\n  chunks:\n    data: {file: d.csv, rows: 2, pass: path}\n")
+    project.write(
+        "f.py",
+        HEAD
+        + (
+            "def work(data):\n"
+            "    lines = open(data['path']).read().split()[1:]\n"
+            "    with open(data['path'], 'a') as handle:\n"
+            "        handle.write('1000\\n')\n"
+            "    return sum(int(v) for v in lines[data['start']:data['stop']])\n"
+        ),
+    )
+    project.manifest(
+        "script: f.py\nfunction: work\ncalls_per_task: 1\nmax_parallel: 1\n"
+        "sweep:\n  chunks:\n    data: {file: d.csv, rows: 2, pass: path}\n"
+    )
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "-o", "out.csv")
     no_traceback(done)
     assert done.returncode == 2
@@ -72,16 +95,30 @@ def test_a_file_passed_by_path_rewritten_mid_run_is_an_error_not_exit_0(project)
 
 def test_a_table_chunked_by_value_is_read_once_so_a_rewrite_mid_run_changes_no_call(project):
     project.write("d.csv", "v\n" + "1\n" * 10)
-    project.write("f.py", HEAD.replace("[]", "[\"pandas\"]") + (
-        "import os\n"
-        "def work(data):\n"
-        "    with open(os.environ['DATA'], 'w') as handle:\n"
-        "        handle.write('v\\n' + '1000\\n' * 10)\n"
-        "    return int(data['v'].sum())\n"))
-    project.manifest("script: f.py\nfunction: work\ncalls_per_task: 1\nmax_parallel: 1\n"
-                     "sweep:\n  chunks:\n    data: {file: d.csv, rows: 2}\n")
-    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "-o", "out.csv",
-                       env={"DATA": str(project.root / "d.csv")})
+    project.write(
+        "f.py",
+        HEAD.replace("[]", '["pandas"]')
+        + (
+            "import os\n"
+            "def work(data):\n"
+            "    with open(os.environ['DATA'], 'w') as handle:\n"
+            "        handle.write('v\\n' + '1000\\n' * 10)\n"
+            "    return int(data['v'].sum())\n"
+        ),
+    )
+    project.manifest(
+        "script: f.py\nfunction: work\ncalls_per_task: 1\nmax_parallel: 1\n"
+        "sweep:\n  chunks:\n    data: {file: d.csv, rows: 2}\n"
+    )
+    done = project.cli(
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "run",
+        "-o",
+        "out.csv",
+        env={"DATA": str(project.root / "d.csv")},
+    )
     no_traceback(done)
     assert done.returncode == 0, done.stderr
     assert list(pd.read_csv(project.root / "out.csv")["result"]) == [2] * 5
@@ -113,7 +150,8 @@ SCRIPT = HEAD + (
     "    open(os.environ['SIDE_EFFECTS'], 'a').write(f'{x}\\n')\n"
     "    if x == 2:\n"
     "        raise ValueError('two')\n"
-    "    return x * 10 + helper.K\n")
+    "    return x * 10 + helper.K\n"
+)
 
 
 def first_run(project):
@@ -136,7 +174,9 @@ def paths_after_the_change(project, env):
     return {
         "resume": project.cli("resume", "run", env=env),
         "retry": project.cli("retry", "run", env=env),
-        "reuse": project.cli("submit", "sweep.yaml", "--run-dir", "again", "--reuse", "run", env=env),
+        "reuse": project.cli(
+            "submit", "sweep.yaml", "--run-dir", "again", "--reuse", "run", env=env
+        ),
         "collect": project.cli("collect", "run", "-o", "out.csv", env=env),
     }
 
@@ -147,10 +187,17 @@ def test_a_changed_script_is_refused_by_resume_and_retry_and_reused_by_no_call(p
     seen = paths_after_the_change(project, env)
     for action in ("resume", "retry"):
         no_traceback(seen[action])
-        assert seen[action].returncode == 2 and "f.py changed since this run started" in seen[action].stderr
-    assert seen["reuse"].returncode == 1 and ran(project) == 3 + 3  # every call ran again, none reused
+        assert (
+            seen[action].returncode == 2
+            and "f.py changed since this run started" in seen[action].stderr
+        )
+    assert (
+        seen["reuse"].returncode == 1 and ran(project) == 3 + 3
+    )  # every call ran again, none reused
     assert list(hb.open_run(project.root / "again").results()["result"].dropna()) == [101, 301]
-    assert seen["collect"].returncode == 0  # the table is the ledger's: what ran, with the script it ran with
+    assert (
+        seen["collect"].returncode == 0
+    )  # the table is the ledger's: what ran, with the script it ran with
     assert list(pd.read_csv(project.root / "out.csv")["result"].dropna()) == [11, 31]
 
 
@@ -160,13 +207,20 @@ def test_a_changed_helper_module_the_script_imports_is_refused_and_reused_by_no_
     seen = paths_after_the_change(project, env)
     for action in ("resume", "retry"):
         no_traceback(seen[action])
-        assert seen[action].returncode == 2 and "helper.py changed since this run started" in seen[action].stderr
-    assert seen["reuse"].returncode == 1 and ran(project) == 3 + 3  # results of the old helper are not taken
+        assert (
+            seen[action].returncode == 2
+            and "helper.py changed since this run started" in seen[action].stderr
+        )
+    assert (
+        seen["reuse"].returncode == 1 and ran(project) == 3 + 3
+    )  # results of the old helper are not taken
     assert list(hb.open_run(project.root / "again").results()["result"].dropna()) == [15, 35]
     assert seen["collect"].returncode == 0
 
 
-def test_a_changed_rows_file_is_refused_by_resume_retry_and_reuse_and_collect_reads_the_copy(project):
+def test_a_changed_rows_file_is_refused_by_resume_retry_and_reuse_and_collect_reads_the_copy(
+    project,
+):
     env = first_run(project)
     project.write("p.csv", "x\n1\n2\n4\n")
     seen = paths_after_the_change(project, env)
@@ -210,12 +264,16 @@ def test_retry_with_new_settings_keeps_the_run_usable_on_every_path(project):
     assert retried.returncode == 1, retried.stderr
     for command in (["collect", "run", "-o", "out.csv"], ["resume", "run"], ["logs", "run"]):
         done = project.cli(*command, env=env)
-        assert "Traceback" not in done.stderr, done.stderr  # (logs prints the call's own traceback on stdout)
+        assert "Traceback" not in done.stderr, (
+            done.stderr
+        )  # (logs prints the call's own traceback on stdout)
         assert done.returncode in (0, 1), (command, done.stderr)
     assert os.path.exists(project.root / "out.csv")
 
 
-def test_a_helper_module_in_the_manifests_folder_imported_by_a_script_in_another_is_an_input(project):
+def test_a_helper_module_in_the_manifests_folder_imported_by_a_script_in_another_is_an_input(
+    project,
+):
     project.write("scripts/f.py", SCRIPT)
     project.write("helper.py", "K = 1\n")  # where PYTHONPATH=. finds it, beside the manifest
     project.write("p.csv", "x\n1\n3\n")

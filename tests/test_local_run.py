@@ -9,10 +9,18 @@ import pytest
 
 from groundhog_batch.render.runner import DELIMITER
 
-HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
 
 
-def run(project, body: str, sweep: str, extra: str = "", script_name: str = "work.py", expect: int | None = 0, args=()):
+def run(
+    project,
+    body: str,
+    sweep: str,
+    extra: str = "",
+    script_name: str = "work.py",
+    expect: int | None = 0,
+    args=(),
+):
     project.write(script_name, HEAD + body)
     project.manifest(f"script: {json.dumps(script_name)}\nfunction: f\n{extra}sweep:\n{sweep}")
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "-o", "results.parquet", *args)
@@ -25,43 +33,77 @@ def run(project, body: str, sweep: str, extra: str = "", script_name: str = "wor
 def test_results_table_has_the_spec_columns_in_plan_order_with_numeric_dtypes(project):
     body = "def f(n, scale):\n    print('hello', n)\n    return {'value': n * scale, 'label': str(n)}\n"
     _, table = run(project, body, "  product:\n    n: [1, 2, 3]\n    scale: [0.5, 2.0]\n")
-    for column in ["job", "call", "n", "scale", "status", "result", "result.value", "result.label", "error", "traceback",
-                   "stdout", "stderr", "attempts", "duration_s", "started_at", "finished_at"]:
+    for column in [
+        "job",
+        "call",
+        "n",
+        "scale",
+        "status",
+        "result",
+        "result.value",
+        "result.label",
+        "error",
+        "traceback",
+        "stdout",
+        "stderr",
+        "attempts",
+        "duration_s",
+        "started_at",
+        "finished_at",
+    ]:
         assert column in table.columns
     assert list(table["call"]) == list(range(6))
     assert table["n"].dtype.kind == "i" and table["result.value"].dtype.kind == "f"
     assert (table["status"] == "succeeded").all() and table["stdout"][0] == "hello 1\n"
-    assert str(table["started_at"].dtype) == "datetime64[us, UTC]" and table["started_at"][0].year >= 2024
+    assert (
+        str(table["started_at"].dtype) == "datetime64[us, UTC]"
+        and table["started_at"][0].year >= 2024
+    )
 
 
 def test_a_raising_call_fails_alone_and_the_run_exits_1(project):
     body = "def f(x):\n    if x == 2:\n        raise ValueError('bad x')\n    return x\n"
-    done, table = run(project, body, "  product:\n    x: [1, 2, 3]\n", "calls_per_task: 3\n", expect=1)
+    done, table = run(
+        project, body, "  product:\n    x: [1, 2, 3]\n", "calls_per_task: 3\n", expect=1
+    )
     assert list(table["status"]) == ["succeeded", "failed", "succeeded"]
     assert table["error"][1] == "ValueError: bad x" and "raise ValueError" in table["traceback"][1]
     assert "failed: f call 1: ValueError: bad x" in done.stderr
 
 
-@pytest.mark.parametrize("crash,reason", [
-    ("import os; os._exit(3)", "process exited with code 3"),
-    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "process killed by signal 9"),
-    ("import ctypes; ctypes.string_at(0)", "process killed by signal 11"),
-])
+@pytest.mark.parametrize(
+    "crash,reason",
+    [
+        ("import os; os._exit(3)", "process exited with code 3"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "process killed by signal 9"),
+        ("import ctypes; ctypes.string_at(0)", "process killed by signal 11"),
+    ],
+)
 def test_a_call_that_kills_its_process_fails_and_its_siblings_still_succeed(project, crash, reason):
     body = f"def f(x):\n    if x == 1:\n        {crash}\n    return x * 10\n"
-    _, table = run(project, body, "  product:\n    x: [0, 1, 2, 3]\n", "calls_per_task: 4\n", expect=1)
+    _, table = run(
+        project, body, "  product:\n    x: [0, 1, 2, 3]\n", "calls_per_task: 4\n", expect=1
+    )
     assert list(table["status"]) == ["succeeded", "failed", "succeeded", "succeeded"]
     assert reason in table["error"][1]
     assert list(table["result"][[0, 2, 3]]) == [0, 20, 30]
 
 
 def test_timeout_fails_the_call_and_its_neighbours_go_on(project):
-    body = ("import signal, time\n"
-            "def f(x):\n"
-            "    if x == 1:\n        time.sleep(60)\n"
-            "    if x == 2:\n        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n        time.sleep(60)\n"
-            "    return x\n")
-    _, table = run(project, body, "  product:\n    x: [0, 1, 2, 3]\n", "calls_per_task: 4\ntimeout: 1\n", expect=1)
+    body = (
+        "import signal, time\n"
+        "def f(x):\n"
+        "    if x == 1:\n        time.sleep(60)\n"
+        "    if x == 2:\n        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n        time.sleep(60)\n"
+        "    return x\n"
+    )
+    _, table = run(
+        project,
+        body,
+        "  product:\n    x: [0, 1, 2, 3]\n",
+        "calls_per_task: 4\ntimeout: 1\n",
+        expect=1,
+    )
     assert list(table["status"]) == ["succeeded", "failed", "failed", "succeeded"]
     assert table["error"][1].startswith("TimeoutError: the call exceeded its timeout of 1 s")
     assert "was killed" in table["error"][2]  # stuck with the alarm blocked: killed after the grace
@@ -69,9 +111,11 @@ def test_timeout_fails_the_call_and_its_neighbours_go_on(project):
 
 
 def test_retries_rerun_a_failing_call(project):
-    body = ("import os\ndef f(x):\n    marker = os.path.join(os.getcwd(), f'tried-{x}')\n"
-            "    if not os.path.exists(marker):\n        open(marker, 'w').close()\n        raise RuntimeError('first try fails')\n"
-            "    return x\n")
+    body = (
+        "import os\ndef f(x):\n    marker = os.path.join(os.getcwd(), f'tried-{x}')\n"
+        "    if not os.path.exists(marker):\n        open(marker, 'w').close()\n        raise RuntimeError('first try fails')\n"
+        "    return x\n"
+    )
     _, table = run(project, body, "  product:\n    x: [1, 2]\n", "retries: 1\n")
     assert list(table["attempts"]) == [2, 2] and (table["status"] == "succeeded").all()
 
@@ -83,24 +127,30 @@ def test_hostile_script_parameters_and_output_survive(project):
         "BRACES = '{} {x} ${HOME} `whoami` $(echo pwned); echo pwned'\n"
         "def f(value):\n"
         f"    print({DELIMITER!r})\n"
-        "    print('{\"call\": 0, \"ok\": true}')\n"
+        '    print(\'{"call": 0, "ok": true}\')\n'
         "    sys.stdout.flush()\n"
         "    sys.stdout.buffer.write(b'\\xff\\xfe not utf-8\\n')\n"
         "    for i in range(100_000):\n        print(i)\n"
         "    return {'value': value, 'braces': BRACES}\n"
     )
-    sweep = "  product:\n    value: [\"; echo pwned\", \"a\\nb\", \"'\\\"$HOME\\\"'\", \"}}{{\"]\n"
+    sweep = '  product:\n    value: ["; echo pwned", "a\\nb", "\'\\"$HOME\\"\'", "}}{{"]\n'
     extra = "dependencies: ['colorama; python_version < \"3\"']\n"
-    _, table = run(project, body, sweep, extra, script_name="my script's \"v1\".py")
+    _, table = run(project, body, sweep, extra, script_name='my script\'s "v1".py')
     assert list(table["result.value"]) == ["; echo pwned", "a\nb", "'\"$HOME\"'", "}}{{"]
     assert table["result.braces"][0] == "{} {x} ${HOME} `whoami` $(echo pwned); echo pwned"
     stdout = table["stdout"][0]
-    assert DELIMITER in stdout and "\ufffd\ufffd not utf-8" in stdout and stdout.rstrip().endswith("99999")
+    assert (
+        DELIMITER in stdout
+        and "\ufffd\ufffd not utf-8" in stdout
+        and stdout.rstrip().endswith("99999")
+    )
     assert not (project.root / "pwned").exists()
 
 
 def test_results_that_are_not_plain_data_are_pickled_or_fail_clearly(project):
-    body = "import threading\ndef f(kind):\n    return {1, 2} if kind == 'set' else threading.Lock()\n"
+    body = (
+        "import threading\ndef f(kind):\n    return {1, 2} if kind == 'set' else threading.Lock()\n"
+    )
     _, table = run(project, body, "  product:\n    kind: [set, lock]\n", expect=1)
     assert table["status"][0] == "succeeded" and table["result"][0] == "<set object, pickled>"
     assert table["status"][1] == "failed" and "cannot be serialized" in table["error"][1]
@@ -113,7 +163,12 @@ def test_results_that_are_not_plain_data_are_pickled_or_fail_clearly(project):
 def test_numpy_results_arrive_as_plain_numbers_from_a_real_dependency(project):
     body = "import numpy as np\ndef f(n):\n    return {'mean': np.float64(n) / 2, 'count': np.int64(n), 'arr': np.arange(n)}\n"
     project.write("work.py", body.replace("dependencies = []", ""))
-    _, table = run(project, body.replace("import numpy", "import numpy"), "  product:\n    n: [2, 4]\n", "dependencies: [numpy]\n")
+    _, table = run(
+        project,
+        body.replace("import numpy", "import numpy"),
+        "  product:\n    n: [2, 4]\n",
+        "dependencies: [numpy]\n",
+    )
     assert list(table["result.mean"]) == [1.0, 2.0] and table["result.count"].dtype.kind == "i"
     assert json.loads(table["result.arr"][1]) == [0, 1, 2, 3]
 
@@ -130,17 +185,23 @@ def test_plan_render_prints_the_task_script_that_submit_runs(project):
 
 def test_plan_json_reports_jobs_calls_tasks_and_payload_sizes(project):
     project.write("work.py", HEAD + "def f(x):\n    return x\n")
-    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 2\nsweep:\n  product:\n    x: {range: [0, 5]}\n")
+    project.manifest(
+        "script: work.py\nfunction: f\ncalls_per_task: 2\nsweep:\n  product:\n    x: {range: [0, 5]}\n"
+    )
     report = json.loads(project.cli("plan", "sweep.yaml", "--json").stdout)
     job = report["jobs"][0]
     assert report["n_calls"] == 5 and job["n_tasks"] == 3 and job["payload_bytes"]["max"] > 0
     assert job["payload_bytes"]["measured"] is True
 
 
-def test_plan_of_a_hundred_million_local_calls_counts_its_tasks_and_estimates_their_payloads(project):
+def test_plan_of_a_hundred_million_local_calls_counts_its_tasks_and_estimates_their_payloads(
+    project,
+):
     project.write("work.py", HEAD + "def f(x, y):\n    return x\n")
-    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n"
-                     "    x: {range: [0, 10000]}\n    y: {range: [0, 10000]}\n")
+    project.manifest(
+        "script: work.py\nfunction: f\nsweep:\n  product:\n"
+        "    x: {range: [0, 10000]}\n    y: {range: [0, 10000]}\n"
+    )
     done = project.cli("plan", "sweep.yaml", timeout=120)
     assert done.returncode == 0, done.stderr
     assert "100,000,000 call(s) in 1,000 task(s)" in done.stdout

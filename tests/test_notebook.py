@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-nbclient = pytest.importorskip("nbclient", reason="the test extras (nbclient, ipykernel) are not installed")
+nbclient = pytest.importorskip(
+    "nbclient", reason="the test extras (nbclient, ipykernel) are not installed"
+)
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("ipykernel")
 
@@ -39,9 +41,17 @@ def test_the_example_notebook_survives_a_kernel_restart_and_reattaches(tmp_path,
         shutil.copy(EXAMPLE / name, tmp_path / name)
     monkeypatch.chdir(tmp_path)
     notebook = nbformat.read(tmp_path / "session.ipynb", as_version=4)
-    restart_at = next(i for i, cell in enumerate(notebook.cells) if "restart-kernel" in cell.metadata.get("tags", []))
-    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    restart_at = next(
+        i
+        for i, cell in enumerate(notebook.cells)
+        if "restart-kernel" in cell.metadata.get("tags", [])
+    )
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     try:
         with client.setup_kernel():
             for index, cell in enumerate(notebook.cells[:restart_at]):
@@ -58,22 +68,32 @@ def test_the_example_notebook_survives_a_kernel_restart_and_reattaches(tmp_path,
     finally:
         (tmp_path / "release-batch-2").touch()  # never leave calls waiting
     cells = notebook.cells
-    errors = [_text(cell) for cell in cells if any(o.get("output_type") == "error" for o in cell.get("outputs", []))]
+    errors = [
+        _text(cell)
+        for cell in cells
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+    ]
     assert not errors, errors[0]
     submitted = next(cell for cell in cells if "hb.submit(sweep, wait=False)" in cell.source)
     assert "running" in _text(submitted)
     watched = next(cell for cell in cells if cell.source.startswith("run.progress()"))
-    assert "hog-batch-progress" in _text(watched) and "4/8 finished" in _text(watched)  # updated in place since
+    assert "hog-batch-progress" in _text(watched) and "4/8 finished" in _text(
+        watched
+    )  # updated in place since
     held = next(cell for cell in cells if cell.source.startswith("run.wait(timeout=2)"))
     assert _text(held).strip() == "False"
     came = next(cell for cell in cells if "as_completed" in cell.source)
     lines = _text(came).splitlines()
-    assert len(lines) == 4 and all("'batch': 1" in line for line in lines)  # batch 2 was still held back
+    assert len(lines) == 4 and all(
+        "'batch': 1" in line for line in lines
+    )  # batch 2 was still held back
     assert "omega0 must be positive" in _text(came)
     reattached = next(cell for cell in cells if "hb.Run(" in cell.source)
     assert "done: False" in _text(reattached)  # picked up while it was still running
     finished = next(cell for cell in cells if "run.progress(wait=True)" in cell.source)
-    assert "8/8 finished" in _text(finished) and "<i>done</i>" in _text(finished)  # the display, updated in place
+    assert "8/8 finished" in _text(finished) and "<i>done</i>" in _text(
+        finished
+    )  # the display, updated in place
     futures = next(cell for cell in cells if "run.futures()" in cell.source)
     assert _text(futures).count("failed: ring_down") == 2 and _text(futures).count("settle_s") == 6
     run = hb.Run(run_dir)

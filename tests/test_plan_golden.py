@@ -22,7 +22,14 @@ UUID = "2a2d5f8e-52d4-4a2b-9e4c-0f5c8e3b1d11"
 VARIANTS = {
     "as-is": [],
     "globus": ["--endpoint", UUID],
-    "globus-walltime": ["--endpoint", UUID, "--set", "config.walltime=00:30:00", "--set", "timeout=20"],
+    "globus-walltime": [
+        "--endpoint",
+        UUID,
+        "--set",
+        "config.walltime=00:30:00",
+        "--set",
+        "timeout=20",
+    ],
     "local-flag": ["--local"],
 }
 MANIFESTS = sorted(path.parent.name for path in (ROOT / "configs").glob("*/sweep.yaml"))
@@ -36,7 +43,9 @@ def test_every_manifest_under_configs_has_goldens():
 @pytest.mark.parametrize("manifest", MANIFESTS)
 def test_plan_json_is_byte_identical_to_its_golden(manifest, variant, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    result = CliRunner().invoke(main, ["plan", "--json", str(ROOT / "configs" / manifest / "sweep.yaml"),
-                                       *VARIANTS[variant]])
+    result = CliRunner().invoke(
+        main,
+        ["plan", "--json", str(ROOT / "configs" / manifest / "sweep.yaml"), *VARIANTS[variant]],
+    )
     shown = f"exit {result.exit_code}\n" + result.output.replace(str(ROOT), "<ROOT>")
     assert shown == (GOLDEN / f"{manifest}.{variant}.json").read_text()

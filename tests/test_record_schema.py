@@ -37,11 +37,26 @@ def runner_records(tmp_path, n: int, **limits) -> list[dict]:
     tmp_path.mkdir(exist_ok=True)
     (tmp_path / "work.py").write_text(SCRIPT)
     (tmp_path / "hog_runner.py").write_text(runner_source())
-    payload = TaskPayload(function="f", call_indices=list(range(n)), swept_kwargs=[{"x": i} for i in range(n)],
-                          args=[], kwargs={}, **limits)
+    payload = TaskPayload(
+        function="f",
+        call_indices=list(range(n)),
+        swept_kwargs=[{"x": i} for i in range(n)],
+        args=[],
+        kwargs={},
+        **limits,
+    )
     (tmp_path / "payload.b64").write_text(payload.encode())
-    done = subprocess.run([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
-                           str(tmp_path / "payload.b64")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "hog_runner.py"),
+            str(tmp_path / "work.py"),
+            str(tmp_path / "payload.b64"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return list(iter_records(done.stdout.splitlines()))
 
 
@@ -55,8 +70,16 @@ def test_every_record_the_runner_writes_has_one_of_the_documented_shapes(tmp_pat
     assert by_call[1] == by_call[2] == by_call[3] == by_call[4] == "finished"
     assert by_call[5] == "lost"
     assert "deferred" in {by_call[6], by_call.get(7)}
-    in_own_directory = runner_records(tmp_path / "own", 2, context={"run_dir": str(tmp_path), "job": "f", "attempts": [1, 1],
-                                                                     "workdir": str(tmp_path / "calls")})
+    in_own_directory = runner_records(
+        tmp_path / "own",
+        2,
+        context={
+            "run_dir": str(tmp_path),
+            "job": "f",
+            "attempts": [1, 1],
+            "workdir": str(tmp_path / "calls"),
+        },
+    )
     assert [shape_of(record) for record in in_own_directory] == ["finished-with-files"] * 2
     assert all(problems(record) == [] for record in in_own_directory)
     shapes = {*by_call.values(), *(shape_of(record) for record in in_own_directory)}
@@ -70,10 +93,17 @@ def test_the_docs_table_every_shape_and_field():
     for name, fields in SHAPES.items():
         assert f"`{name}`" in text, f"docs/running.md does not describe the {name} record"
         for field in fields:
-            assert f"`{field}`" in text, f"docs/running.md does not describe the record field {field}"
+            assert f"`{field}`" in text, (
+                f"docs/running.md does not describe the record field {field}"
+            )
 
 
 def test_a_record_with_an_extra_or_a_missing_field_is_not_taken_for_a_documented_one():
-    assert shape_of({"call": 1, "ok": True, "kind": "json", "value": 1, "t0": 0.0, "t1": 1.0, "extra": 1}) == "unknown"
+    assert (
+        shape_of(
+            {"call": 1, "ok": True, "kind": "json", "value": 1, "t0": 0.0, "t1": 1.0, "extra": 1}
+        )
+        == "unknown"
+    )
     assert problems({"call": 1, "ok": True, "kind": "json", "value": 1, "t0": 0.0}) != []
     assert problems({"call": "1", "deferred": True, "reason": "walltime"}) != []

@@ -6,13 +6,17 @@ from groundhog_batch.manifest import load_manifest
 from groundhog_batch.plan import Plan
 from groundhog_batch.render.renderer import heredoc_terminator, runner_source
 
-SCRIPT = ("# /// script\n# dependencies = []\n# ///\n"
-          "HOG_SCRIPT_EOF = '{not a format field}'\ndef f(x):\n    return {'x': x, 'text': HOG_SCRIPT_EOF}\n")
+SCRIPT = (
+    "# /// script\n# dependencies = []\n# ///\n"
+    "HOG_SCRIPT_EOF = '{not a format field}'\ndef f(x):\n    return {'x': x, 'text': HOG_SCRIPT_EOF}\n"
+)
 
 
 def planned(project):
     project.write("work.py", SCRIPT)
-    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: ['{x}', '${HOME}']\ncalls_per_task: 2\n")
+    project.manifest(
+        "script: work.py\nfunction: f\nsweep:\n  product:\n    x: ['{x}', '${HOME}']\ncalls_per_task: 2\n"
+    )
     plan = Plan(load_manifest(project.root / "sweep.yaml"))
     return plan, next(plan.all_tasks())
 

@@ -13,16 +13,19 @@ from conftest import Project
 
 import groundhog_batch as hb
 
-HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
 
 # result = 10 a + b + a noise term that depends on the seed only; b = 0.1 ... 0.5 by linspace (0.30000000000000004)
-GRID_SCRIPT = HEAD + '''\
+GRID_SCRIPT = (
+    HEAD
+    + """\
 def model(a, b, seed):
     if a > 3 and b > 0.45:
         raise ValueError(f"a={a} diverges")
     noise = [0.3, -0.1, 0.45, -0.2][seed]
     return {"y": 10 * a + b + noise * a, "flat": 1.0}
-'''
+"""
+)
 GRID = """\
 script: model.py
 function: model
@@ -39,8 +42,10 @@ T975_DOF3 = 3.182446305284263  # Student's t, 0.975 quantile, 3 degrees of freed
 def grid(tmp_path_factory) -> Project:
     project = Project(tmp_path_factory.mktemp("grid project"))
     project.write("model.py", GRID_SCRIPT)
-    project.manifest(GRID + "report:\n  x: a\n  replicates: [seed]\n  best: {result.y: max}\n"
-                     "  labels: {a: 'a (m/s)', result.y: 'y (J)'}\n")
+    project.manifest(
+        GRID + "report:\n  x: a\n  replicates: [seed]\n  best: {result.y: max}\n"
+        "  labels: {a: 'a (m/s)', result.y: 'y (J)'}\n"
+    )
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 1, done.stderr
     return project
@@ -51,7 +56,11 @@ def traces(figure, kind: str) -> list:
 
 
 def mean_lines(figure) -> dict:
-    return {t.name: t for t in figure.data if t.type == "scatter" and t.mode and "lines" in t.mode and t.fill is None}
+    return {
+        t.name: t
+        for t in figure.data
+        if t.type == "scatter" and t.mode and "lines" in t.mode and t.fill is None
+    }
 
 
 def test_replicates_are_drawn_as_means_with_95_percent_intervals_that_pandas_computes_alike(grid):
@@ -72,8 +81,14 @@ def test_replicates_are_drawn_as_means_with_95_percent_intervals_that_pandas_com
         n = len(stats)
         assert list(band.y[:n]) == pytest.approx(list(stats["mean"] + half))
         assert list(band.y[n:]) == pytest.approx(list((stats["mean"] - half)[::-1]))
-    faint = [t for t in figure.data if t.mode == "markers" and t.marker.opacity and t.marker.opacity < 0.5]
-    assert sum(len(t.x) for t in faint) == len(ok), "every single call is drawn faint behind the means"
+    faint = [
+        t
+        for t in figure.data
+        if t.mode == "markers" and t.marker.opacity and t.marker.opacity < 0.5
+    ]
+    assert sum(len(t.x) for t in faint) == len(ok), (
+        "every single call is drawn faint behind the means"
+    )
 
 
 def test_the_caption_says_what_is_drawn_and_the_page_has_a_summary_on_top(grid):
@@ -90,7 +105,9 @@ def test_the_caption_says_what_is_drawn_and_the_page_has_a_summary_on_top(grid):
     for row in ("what ran", "how long", "what failed", "best y (J) (max)", "script and data"):
         assert f"<dt>{row}</dt>" in summary
     assert "ValueError: a=" in summary and "diverges" in summary
-    sha = json.loads((grid.root / "run" / "run.json").read_text())["provenance"]["scripts"]["model"]["sha256"]
+    sha = json.loads((grid.root / "run" / "run.json").read_text())["provenance"]["scripts"][
+        "model"
+    ]["sha256"]
     assert sha[:16] in summary
 
 
@@ -98,8 +115,14 @@ def test_a_seed_is_aggregated_by_default_and_a_geomspace_axis_is_logarithmic(gri
     grid.manifest(GRID, name="plain.yaml")
     assert grid.cli("submit", "plain.yaml", "--run-dir", "plain", "--reuse", "run").returncode == 1
     figure = hb.Run(grid.root / "plain").figures()["results/model/result.y"]
-    assert figure.layout.xaxis.title.text == "b" and set(mean_lines(figure)) == {"a = 1", "a = 2", "a = 4"}
-    assert "over seed" in figure.layout.title.text or all(len(t.x) == 5 for t in mean_lines(figure).values())
+    assert figure.layout.xaxis.title.text == "b" and set(mean_lines(figure)) == {
+        "a = 1",
+        "a = 2",
+        "a = 4",
+    }
+    assert "over seed" in figure.layout.title.text or all(
+        len(t.x) == 5 for t in mean_lines(figure).values()
+    )
     figure = hb.Run(grid.root / "plain").figures(x="a")["results/model/result.y"]
     assert figure.layout.xaxis.title.text == "a" and figure.layout.xaxis.type == "log"
     assert set(mean_lines(figure)) == {"b = 0.1", "b = 0.2", "b = 0.3", "b = 0.4", "b = 0.5"}
@@ -111,17 +134,35 @@ def test_numbers_are_written_as_people_write_them(grid):
     assert 0.30000000000000004 in set(table["b"]), "the table keeps the exact value linspace gave"
     figure = hb.Run(grid.root / "run").figures(x="b", color="a")["results/model/result.y"]
     assert list(mean_lines(figure)[next(iter(mean_lines(figure)))].x) == [0.1, 0.2, 0.3, 0.4, 0.5]
-    assert set(mean_lines(figure)) == {"a (m/s) = 1", "a (m/s) = 2", "a (m/s) = 4"}  # not 3.999999999999999
+    assert set(mean_lines(figure)) == {
+        "a (m/s) = 1",
+        "a (m/s) = 2",
+        "a (m/s) = 4",
+    }  # not 3.999999999999999
     hover = " ".join(str(h) for t in figure.data for h in (t.hovertext or ()))
     assert "0.30000000000000004" not in hover and "3.999999" not in hover
 
 
 def test_report_options_choose_axes_labels_and_log_scale(grid):
-    done = grid.cli("report", "run", "-o", "chosen.html", "--x", "b", "--color", "a", "--log-y",
-                    "--label", "b=b (1/m)", "--interval", "bars")
+    done = grid.cli(
+        "report",
+        "run",
+        "-o",
+        "chosen.html",
+        "--x",
+        "b",
+        "--color",
+        "a",
+        "--log-y",
+        "--label",
+        "b=b (1/m)",
+        "--interval",
+        "bars",
+    )
     assert done.returncode == 0, done.stderr
-    figure = hb.Run(grid.root / "run").figures(x="b", color="a", log_y=True, labels={"b": "b (1/m)"},
-                                                interval="bars")["results/model/result.y"]
+    figure = hb.Run(grid.root / "run").figures(
+        x="b", color="a", log_y=True, labels={"b": "b (1/m)"}, interval="bars"
+    )["results/model/result.y"]
     assert figure.layout.xaxis.title.text == "b (1/m)" and figure.layout.yaxis.type == "log"
     assert all(t.error_y.array is not None for t in mean_lines(figure).values())
     html = (grid.root / "chosen.html").read_text()
@@ -151,7 +192,10 @@ def test_a_report_section_that_is_wrong_is_a_located_error_at_validate(grid):
 
 
 def test_failed_calls_of_two_jobs_show_their_own_parameters_and_distinct_reds(project):
-    project.write("two.py", HEAD + '''\
+    project.write(
+        "two.py",
+        HEAD
+        + """\
 def fit(zeta, seed):
     if zeta > 1:
         raise RuntimeError("overdamped")
@@ -160,7 +204,8 @@ def detect(data):
     if data[0] == 4:
         raise ValueError("missing readings")
     return sum(data)
-''')
+""",
+    )
     project.manifest("""\
 jobs:
   - name: fit
@@ -177,7 +222,9 @@ jobs:
     html = (project.root / "run" / "report.html").read_text()
     examples = re.findall(r"example: call (\d+)( \([^)]*\))?</summary>", html)
     assert examples and all("<NA>" not in params and "nan" not in params for _, params in examples)
-    assert ("2", " (data=2)") in examples, "the detector's example shows the detector's parameter only"
+    assert ("2", " (data=2)") in examples, (
+        "the detector's example shows the detector's parameter only"
+    )
     assert ("2", " (zeta=1.2, seed=0)") in examples
     durations = hb.Run(project.root / "run").figures()["time/durations"]
     failed_colours = {t.name: t.marker.color for t in durations.data if "failed" in t.name}
@@ -185,13 +232,19 @@ jobs:
 
 
 def test_a_heatmap_keeps_its_failed_legend_clear_of_the_colour_bar_and_promises_no_dots(project):
-    project.write("grid.py", HEAD + '''\
+    project.write(
+        "grid.py",
+        HEAD
+        + """\
 def f(a, b):
     if a == 2 and b == 5:
         raise ValueError("no value here")
     return a * b
-''')
-    project.manifest("script: grid.py\nfunction: f\nsweep:\n  product:\n    a: {range: [0, 12]}\n    b: {range: [0, 30]}\n")
+""",
+    )
+    project.manifest(
+        "script: grid.py\nfunction: f\nsweep:\n  product:\n    a: {range: [0, 12]}\n    b: {range: [0, 30]}\n"
+    )
     assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 1
     assert project.cli("report", "run").returncode == 0
     figure = hb.Run(project.root / "run").figures()["results/f/result"]
@@ -199,15 +252,19 @@ def f(a, b):
     legend, bar = figure.layout.legend, figure.layout.coloraxis.colorbar
     assert legend.orientation == "h" and legend.y > 1 and bar.title.side == "right"
     html = (project.root / "run" / "report.html").read_text()
-    caption = re.search(r'<b>Figure 1\.</b> ([^<]*)</p>', html).group(1)
+    caption = re.search(r"<b>Figure 1\.</b> ([^<]*)</p>", html).group(1)
     assert "blank cell" in caption and "Faint dots" not in caption and "means over" not in caption
 
 
 def test_many_result_keys_give_a_capped_report_and_one_note(project):
-    project.write("wide.py", HEAD + '''\
+    project.write(
+        "wide.py",
+        HEAD
+        + """\
 def wide(x):
     return {f"k{i:04d}": (x * i if i % 7 else 1.0) for i in range(1000)}
-''')
+""",
+    )
     project.manifest("script: wide.py\nfunction: wide\nsweep: {product: {x: [1, 2, 3]}}\n")
     assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 0
     done = project.cli("report", "run")
@@ -217,11 +274,16 @@ def wide(x):
     assert len(result_plots) == 12
     assert "988 of 1,000 numeric results of job wide have no figure here" in html
     assert done.stderr.count("have no figure here") == 1
-    assert "result.k0000" not in re.findall(r'data-key="(results/[^"]+)"', html), "a constant comes last"
+    assert "result.k0000" not in re.findall(r'data-key="(results/[^"]+)"', html), (
+        "a constant comes last"
+    )
 
 
 def test_a_report_choice_naming_no_parameter_is_a_warning_at_validate(grid):
-    grid.manifest(GRID + "report:\n  x: bb\n  figures:\n    - {y: result.y, replicates: [sead]}\n", name="typo.yaml")
+    grid.manifest(
+        GRID + "report:\n  x: bb\n  figures:\n    - {y: result.y, replicates: [sead]}\n",
+        name="typo.yaml",
+    )
     done = grid.cli("validate", "typo.yaml")
     assert done.returncode == 0
     assert "warning: report.x: 'bb' is not a swept parameter of any job (a, b, seed)" in done.stderr

@@ -14,7 +14,7 @@ import pandas as pd
 from groundhog_batch.api import open_run
 from groundhog_batch.sweep import geomspace, linspace
 
-HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
 
 
 def submit(project, body: str, sweep: str, expect: int = 0):
@@ -32,8 +32,11 @@ def collect(project, name: str) -> str:
 
 
 def test_integers_of_2_63_and_more_and_mixed_parameters_go_to_text_columns(project):
-    submit(project, "def f(n, p):\n    return n\n",
-           "  product:\n    n: [1, 18446744073709551616]\n    p: [a, [1, 2]]\n")
+    submit(
+        project,
+        "def f(n, p):\n    return n\n",
+        "  product:\n    n: [1, 18446744073709551616]\n    p: [a, [1, 2]]\n",
+    )
     collect(project, "out.parquet")
     table = pd.read_parquet(project.root / "out.parquet")
     assert list(table["n"]) == ["1", "1", "18446744073709551616", "18446744073709551616"]
@@ -46,7 +49,11 @@ def test_json_and_jsonl_keep_full_float_precision(project):
     submit(project, "def f(x):\n    return x / 3 + 0.1\n", "  product:\n    x: [1, 2]\n")
     for name in ("out.json", "out.jsonl"):
         text = collect(project, name)
-        rows = json.loads(text) if name.endswith(".json") else [json.loads(line) for line in text.splitlines()]
+        rows = (
+            json.loads(text)
+            if name.endswith(".json")
+            else [json.loads(line) for line in text.splitlines()]
+        )
         assert [row["result"] for row in rows] == [1 / 3 + 0.1, 2 / 3 + 0.1]
         assert rows[0]["started_at"].endswith("Z")
 
@@ -69,10 +76,17 @@ def test_started_and_finished_are_utc_timestamps(project):
 
 
 def test_a_parameter_absent_from_another_part_stays_an_integer(project):
-    submit(project, "def f(x=0, y=0):\n    return x + y\n",
-           "  - product:\n      x: [1, 2]\n  - product:\n      y: [3]\n")
+    submit(
+        project,
+        "def f(x=0, y=0):\n    return x + y\n",
+        "  - product:\n      x: [1, 2]\n  - product:\n      y: [3]\n",
+    )
     table = open_run(project.root / "run").results()
-    assert str(table["x"].dtype) == "Int64" and list(table["x"][:2]) == [1, 2] and pd.isna(table["x"][2])
+    assert (
+        str(table["x"].dtype) == "Int64"
+        and list(table["x"][:2]) == [1, 2]
+        and pd.isna(table["x"][2])
+    )
     lines = collect(project, "out.csv").splitlines()
     assert lines[1].split(",")[2:4] == ["1", ""] and lines[3].split(",")[2:4] == ["", "3"]
 
@@ -97,7 +111,9 @@ def test_a_rows_file_with_a_blank_or_na_value_is_a_located_error(project):
 
 def test_collect_never_unpickles_a_pickled_result(project):
     """A crafted pickle in the ledger runs nothing at collect; the table names its type from the opcodes."""
-    run_dir = submit(project, "class Box:\n    pass\ndef f(x):\n    return Box()\n", "  product:\n    x: [1]\n")
+    run_dir = submit(
+        project, "class Box:\n    pass\ndef f(x):\n    return Box()\n", "  product:\n    x: [1]\n"
+    )
     marker = project.root / "pwned"
 
     class Evil:
@@ -109,7 +125,10 @@ def test_collect_never_unpickles_a_pickled_result(project):
     record = json.loads(zlib.decompress(records))
     assert record["kind"] == "pickle"
     record["value"] = base64.b64encode(pickle.dumps(Evil(), protocol=4)).decode()
-    db.execute("UPDATE blocks SET records = ? WHERE block = ?", (zlib.compress(json.dumps(record).encode() + b"\n"), block))
+    db.execute(
+        "UPDATE blocks SET records = ? WHERE block = ?",
+        (zlib.compress(json.dumps(record).encode() + b"\n"), block),
+    )
     db.commit()
     db.close()
     for name in ("out.parquet", "out.csv", "out.json"):
@@ -117,13 +136,18 @@ def test_collect_never_unpickles_a_pickled_result(project):
     assert project.cli("status", "run").returncode == 0
     table = open_run(run_dir).results()
     assert table["result"][0] == "<open object, pickled>" and not marker.exists()
-    open_run(run_dir).results(objects=True)  # asking for the objects is what unpickles: the trust boundary
+    open_run(run_dir).results(
+        objects=True
+    )  # asking for the objects is what unpickles: the trust boundary
     assert marker.exists()
 
 
 def test_pickled_results_show_their_type_and_come_back_as_objects_when_asked(project):
-    run_dir = submit(project, "import fractions\ndef f(x):\n    return fractions.Fraction(x, 3)\n",
-                     "  product:\n    x: [1, 2]\n")
+    run_dir = submit(
+        project,
+        "import fractions\ndef f(x):\n    return fractions.Fraction(x, 3)\n",
+        "  product:\n    x: [1, 2]\n",
+    )
     assert list(open_run(run_dir).results()["result"]) == ["<Fraction object, pickled>"] * 2
     objects = open_run(run_dir).results(objects=True)["result"]
     assert [str(value) for value in objects] == ["1/3", "2/3"]

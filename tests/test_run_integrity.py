@@ -35,19 +35,37 @@ def rows_run(project, rows: str = "a,b\n1,1\n2,2\n3,3\n") -> None:
 
 
 def with_umask(umask: int, *args: str) -> list[str]:
-    return ["sh", "-c", f'umask {umask:03o} && exec "$@"', "sh", sys.executable, "-m", "groundhog_batch", *args]
+    return [
+        "sh",
+        "-c",
+        f'umask {umask:03o} && exec "$@"',
+        "sh",
+        sys.executable,
+        "-m",
+        "groundhog_batch",
+        *args,
+    ]
 
 
 # --- private run directories ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022])
-def test_the_run_directory_is_private_whatever_the_umask_and_an_export_follows_the_umask(project, umask):
+def test_the_run_directory_is_private_whatever_the_umask_and_an_export_follows_the_umask(
+    project, umask
+):
     rows_run(project)
-    done = subprocess.run(with_umask(umask, "submit", "sweep.yaml", "--run-dir", "run", "-o", "out.csv"),
-                          cwd=project.root, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        with_umask(umask, "submit", "sweep.yaml", "--run-dir", "run", "-o", "out.csv"),
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
-    assert stat.S_IMODE((project.root / "run").stat().st_mode) == 0o700  # ledger, tasks/, records: the user's alone
+    assert (
+        stat.S_IMODE((project.root / "run").stat().st_mode) == 0o700
+    )  # ledger, tasks/, records: the user's alone
     assert stat.S_IMODE((project.root / "out.csv").stat().st_mode) == 0o666 & ~umask
 
 
@@ -55,7 +73,11 @@ def test_a_run_directory_that_exists_with_files_in_it_is_refused(project):
     rows_run(project)
     (project.root / "taken").mkdir()
     (project.root / "taken" / "lock").symlink_to(project.root / "p.csv")
-    refused(project.cli("submit", "sweep.yaml", "--run-dir", "taken"), "already holds files", "--run-dir")
+    refused(
+        project.cli("submit", "sweep.yaml", "--run-dir", "taken"),
+        "already holds files",
+        "--run-dir",
+    )
     (project.root / "a-file").write_text("")
     refused(project.cli("submit", "sweep.yaml", "--run-dir", "a-file"), "is a file")
 
@@ -82,7 +104,9 @@ def test_resume_after_the_rows_file_changed_is_refused_naming_the_file(project):
     (project.root / "p.csv").write_text("a,b\n1,1\n2,9\n3,3\n")
     for command in (["resume", "run"], ["retry", "run"]):
         refused(project.cli(*command), "p.csv changed since this run started", "restore the file")
-    assert project.cli("collect", "run", "-o", "x.csv").returncode == 0  # from the run's copy of the rows file
+    assert (
+        project.cli("collect", "run", "-o", "x.csv").returncode == 0
+    )  # from the run's copy of the rows file
     (project.root / "p.csv").write_text("a,b\n1,1\n2,2\n3,3\n")
     assert project.cli("resume", "run").returncode == 0
 
@@ -96,26 +120,45 @@ def test_a_shrunken_rows_file_is_refused_at_once_not_spun_on(project):
 
 def test_a_changed_chunk_file_is_refused_by_resume_and_reuse_goes_by_content(project):
     side_effects = project.root / "side-effects.txt"
-    project.write("work.py", HEAD + "import os\ndef f(data):\n"
-                  "    open(os.environ['SIDE_EFFECTS'], 'a').write('x\\n')\n"
-                  "    values = open(data['path']).read().split()[1:][data['start']:data['stop']]\n"
-                  "    return sum(int(v) for v in values)\n")
+    project.write(
+        "work.py",
+        HEAD + "import os\ndef f(data):\n"
+        "    open(os.environ['SIDE_EFFECTS'], 'a').write('x\\n')\n"
+        "    values = open(data['path']).read().split()[1:][data['start']:data['stop']]\n"
+        "    return sum(int(v) for v in values)\n",
+    )
     project.write("d.csv", "v\n1\n2\n3\n4\n")
     project.write("same.csv", "v\n1\n2\n3\n4\n")
     project.write("other.csv", "v\n1\n2\n3\n40\n")
-    project.manifest("script: work.py\nfunction: f\nsweep:\n  chunks:\n    data: {file: d.csv, rows: 2, pass: path}\n")
+    project.manifest(
+        "script: work.py\nfunction: f\nsweep:\n  chunks:\n    data: {file: d.csv, rows: 2, pass: path}\n"
+    )
     env = {"SIDE_EFFECTS": str(side_effects)}
     assert project.cli("submit", "sweep.yaml", "--run-dir", "first", env=env).returncode == 0
     for source, run_dir, ran in (("same.csv", "second", 2), ("other.csv", "third", 4)):
-        done = project.cli("submit", "sweep.yaml", "--run-dir", run_dir, "--reuse", "first",
-                           "--set", f"sweep.chunks.data.file={source}", env=env)
+        done = project.cli(
+            "submit",
+            "sweep.yaml",
+            "--run-dir",
+            run_dir,
+            "--reuse",
+            "first",
+            "--set",
+            f"sweep.chunks.data.file={source}",
+            env=env,
+        )
         assert done.returncode == 0, done.stderr
-        assert len(side_effects.read_text().split()) == ran  # the same content is reused, other content runs
+        assert (
+            len(side_effects.read_text().split()) == ran
+        )  # the same content is reused, other content runs
     assert list(open_run(project.root / "third").results()["result"]) == [3, 43]
     (project.root / "d.csv").write_text("v\n1\n2\n3\n40\n")
     refused(project.cli("resume", "first", env=env), "d.csv changed since this run started")
-    refused(project.cli("submit", "sweep.yaml", "--run-dir", "fourth", "--reuse", "first", env=env),
-            "cannot reuse the results of", "d.csv changed")
+    refused(
+        project.cli("submit", "sweep.yaml", "--run-dir", "fourth", "--reuse", "first", env=env),
+        "cannot reuse the results of",
+        "d.csv changed",
+    )
     assert not (project.root / "fourth").exists()
 
 
@@ -129,7 +172,10 @@ def test_a_python_file_beside_the_script_that_it_does_not_import_is_not_an_input
 
 
 def test_retry_refused_because_the_script_changed_leaves_failed_calls_failed(project):
-    project.write("work.py", HEAD + "def f(x):\n    if x == 1:\n        raise ValueError('no')\n    return x\n")
+    project.write(
+        "work.py",
+        HEAD + "def f(x):\n    if x == 1:\n        raise ValueError('no')\n    return x\n",
+    )
     project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0, 1]\n")
     assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 1
     project.write("work.py", HEAD + "def f(x):\n    return x\n")
@@ -147,20 +193,33 @@ def test_a_damaged_ledger_never_reads_as_success(project, damage):
     assert project.cli("submit", "sweep.yaml", "--run-dir", "run").returncode == 0
     ledger = project.root / "run" / "state.sqlite"
     data = ledger.read_bytes()
-    ledger.write_bytes({"garbage": b"not a database at all" * 100, "truncated": data[:len(data) // 3], "empty": b""}[damage])
+    ledger.write_bytes(
+        {
+            "garbage": b"not a database at all" * 100,
+            "truncated": data[: len(data) // 3],
+            "empty": b"",
+        }[damage]
+    )
     for command in (["resume", "run"], ["status", "run"], ["collect", "run", "-o", "x.csv"]):
         done = project.cli(*command)
         refused(done, "ledger")
     assert not (project.root / "x.csv").exists()
 
 
-@pytest.mark.parametrize("content", ["[]", "{}", "not json {", '{"name": "x", "manifest_path": "m", "overrides": [], "jobs": [1]}'])
+@pytest.mark.parametrize(
+    "content",
+    ["[]", "{}", "not json {", '{"name": "x", "manifest_path": "m", "overrides": [], "jobs": [1]}'],
+)
 def test_a_damaged_run_json_is_an_error_and_runs_still_lists_the_other_runs(project, content):
     rows_run(project)
     assert project.cli("submit", "sweep.yaml", "--run-dir", "hog-runs/good").returncode == 0
     assert project.cli("submit", "sweep.yaml", "--run-dir", "hog-runs/bad").returncode == 0
     (project.root / "hog-runs" / "bad" / "run.json").write_text(content)
-    for command in (["resume", "hog-runs/bad"], ["status", "hog-runs/bad"], ["collect", "hog-runs/bad"]):
+    for command in (
+        ["resume", "hog-runs/bad"],
+        ["status", "hog-runs/bad"],
+        ["collect", "hog-runs/bad"],
+    ):
         refused(project.cli(*command), "run.json")
     listed = project.cli("runs")
     assert listed.returncode == 0 and "Traceback" not in listed.stderr
@@ -179,7 +238,12 @@ def test_a_read_only_run_directory_still_answers_status_and_collect_elsewhere(pr
     rows_run(project)
     with small_filesystem(project.root / "ro", "4m") as mount:
         assert project.cli("submit", "sweep.yaml", "--run-dir", "ro/run").returncode == 0
-        assert subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True).returncode == 0
+        assert (
+            subprocess.run(
+                ["mount", "-o", "remount,ro", str(mount)], capture_output=True
+            ).returncode
+            == 0
+        )
         status = project.cli("status", "ro/run")
         assert status.returncode == 0 and "3 succeeded" in status.stdout, status.stderr
         collected = project.cli("collect", "ro/run", "-o", "elsewhere.csv")
@@ -191,7 +255,9 @@ def test_a_read_only_run_directory_still_answers_status_and_collect_elsewhere(pr
 
 def test_a_full_disk_is_reported_as_such_with_exit_2(project):
     project.write("work.py", HEAD + "import os\ndef f(x):\n    return os.urandom(20000).hex()\n")
-    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 1\nsweep:\n  product:\n    x: {range: [0, 40]}\n")
+    project.manifest(
+        "script: work.py\nfunction: f\ncalls_per_task: 1\nsweep:\n  product:\n    x: {range: [0, 40]}\n"
+    )
     with small_filesystem(project.root / "full", "400k"):
         done = project.cli("submit", "sweep.yaml", "--run-dir", "full/run")
         refused(done, "full")
@@ -204,27 +270,45 @@ def test_a_full_disk_is_reported_as_such_with_exit_2(project):
 def test_sigterm_stops_the_submitter_like_ctrl_c_and_the_run_resumes(project):
     side_effects = project.root / "side-effects.txt"
     project.write("work.py", COUNTING)
-    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 2\nmax_parallel: 2\nsweep:\n  product:\n"
-                     "    x: {range: [0, 40]}\n")
+    project.manifest(
+        "script: work.py\nfunction: f\ncalls_per_task: 2\nmax_parallel: 2\nsweep:\n  product:\n"
+        "    x: {range: [0, 40]}\n"
+    )
     env = {**os.environ, "SIDE_EFFECTS": str(side_effects)}
-    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
-                                 cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    submitter = subprocess.Popen(
+        [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
-    while time.time() < deadline and not (side_effects.exists() and len(side_effects.read_text().split()) >= 4):
+    while time.time() < deadline and not (
+        side_effects.exists() and len(side_effects.read_text().split()) >= 4
+    ):
         time.sleep(0.05)
     submitter.send_signal(signal.SIGTERM)
     _, stderr = submitter.communicate(timeout=60)
     assert submitter.returncode == 143, stderr
-    assert "terminated (SIGTERM)" in stderr and "hog-batch resume" in stderr and "Traceback" not in stderr
+    assert (
+        "terminated (SIGTERM)" in stderr
+        and "hog-batch resume" in stderr
+        and "Traceback" not in stderr
+    )
     done = project.cli("resume", "run", env={"SIDE_EFFECTS": str(side_effects)})
     assert done.returncode == 0, done.stderr
-    assert Counter(side_effects.read_text().split()) == Counter(str(x) for x in range(40))  # 0 lost, 0 twice
+    assert Counter(side_effects.read_text().split()) == Counter(
+        str(x) for x in range(40)
+    )  # 0 lost, 0 twice
 
 
 def test_cancel_right_after_a_detached_submit_stops_the_run(project):
     project.write("work.py", HEAD + "import time\ndef f(x):\n    time.sleep(0.2)\n    return x\n")
-    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 1\nmax_parallel: 1\nsweep:\n  product:\n"
-                     "    x: {range: [0, 30]}\n")
+    project.manifest(
+        "script: work.py\nfunction: f\ncalls_per_task: 1\nmax_parallel: 1\nsweep:\n  product:\n"
+        "    x: {range: [0, 30]}\n"
+    )
     assert project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach").returncode == 0
     cancelled = project.cli("cancel", "run")
     assert cancelled.returncode == 0, cancelled.stderr
@@ -236,4 +320,3 @@ def test_cancel_right_after_a_detached_submit_stops_the_run(project):
     assert counts["cancelled"] + counts["succeeded"] == 30
     log = project.root / "run" / "submitter.log"
     assert "Traceback" not in (log.read_text() if log.exists() else "")
-

@@ -14,7 +14,7 @@ import groundhog_batch as hb
 from groundhog_batch.errors import ManifestErrors
 
 # Calls with x >= held wait for the file `go` (bounded), so a test decides when the run may finish.
-GATED = '''\
+GATED = """\
 # /// script
 # requires-python = ">=3.10"
 # dependencies = []
@@ -28,7 +28,7 @@ def f(x, held=2):
     if x == 1:
         raise ValueError(f"x={x} is odd")
     return {"double": 2 * x}
-'''
+"""
 
 
 @pytest.fixture
@@ -40,8 +40,13 @@ def gated(project, monkeypatch):
 
 
 def _manifest(n: int = 4) -> dict:
-    return {"script": "gated.py", "function": "f", "sweep": {"product": {"x": list(range(n))}},
-            "calls_per_task": 1, "max_parallel": 2}
+    return {
+        "script": "gated.py",
+        "function": "f",
+        "sweep": {"product": {"x": list(range(n))}},
+        "calls_per_task": 1,
+        "max_parallel": 2,
+    }
 
 
 def _until(predicate, timeout_s: float = 60.0) -> None:
@@ -55,14 +60,20 @@ def _until(predicate, timeout_s: float = 60.0) -> None:
 def test_submit_without_waiting_returns_a_run_another_process_drives(gated):
     run = hb.submit(_manifest(), wait=False)
     assert not run.done() and run.holder()["pid"] != __import__("os").getpid()
-    _until(lambda: run.counts()["succeeded"] + run.counts()["failed"] == 2)  # x=0, x=1; x=2, 3 are held
+    _until(
+        lambda: run.counts()["succeeded"] + run.counts()["failed"] == 2
+    )  # x=0, x=1; x=2, 3 are held
     assert run.wait(timeout=0.2) is False
     finished = run.results()
     assert list(finished["call"]) == [0, 1] and list(finished["status"]) == ["succeeded", "failed"]
     assert len(run.results(all=True)) == 4
     (gated.root / "go").touch()
     assert run.wait(timeout=60) is True and run.done()
-    assert run.counts()["succeeded"] == 3 and list(run.results()["result.double"].dropna()) == [0, 4, 6]
+    assert run.counts()["succeeded"] == 3 and list(run.results()["result.double"].dropna()) == [
+        0,
+        4,
+        6,
+    ]
 
 
 @pytest.mark.slow
@@ -73,7 +84,12 @@ def test_as_completed_yields_every_call_once_with_its_parameters(gated):
         seen.append((result.call, result.params["x"], result.status))
         if len(seen) == 2:
             (gated.root / "go").touch()
-    assert sorted(seen) == [(0, 0, "succeeded"), (1, 1, "failed"), (2, 2, "succeeded"), (3, 3, "succeeded")]
+    assert sorted(seen) == [
+        (0, 0, "succeeded"),
+        (1, 1, "failed"),
+        (2, 2, "succeeded"),
+        (3, 3, "succeeded"),
+    ]
 
 
 @pytest.mark.slow
@@ -86,7 +102,9 @@ def test_futures_resolve_to_values_or_raise_the_calls_own_error_with_its_traceba
     with pytest.raises(ValueError, match="x=1 is odd") as raised:
         futures[1].result(timeout=60)
     assert isinstance(raised.value, hb.CallFailed) and raised.value.call == 1
-    assert 'raise ValueError(f"x={x} is odd")' in str(raised.value.__cause__)  # the remote traceback
+    assert 'raise ValueError(f"x={x} is odd")' in str(
+        raised.value.__cause__
+    )  # the remote traceback
     assert [f.result(timeout=60) for f in futures[2:]] == [{"double": 4}, {"double": 6}]
 
 
@@ -103,7 +121,9 @@ def test_cancel_stops_the_run_and_cancels_the_futures_of_calls_not_run(gated):
 
 @pytest.mark.slow
 def test_a_run_is_reopened_from_another_process_and_resumed_from_the_cli(gated):
-    run = hb.submit(hb.sweep("gated.py", "f", product={"x": [0, 2, 3]}, calls_per_task=1), wait=False)
+    run = hb.submit(
+        hb.sweep("gated.py", "f", product={"x": [0, 2, 3]}, calls_per_task=1), wait=False
+    )
     run.cancel()
     # The manifest is kept in the run directory as YAML; the CLI resumes the run from it.
     assert "function: f" in (run.root / "manifest.yaml").read_text()
@@ -111,7 +131,9 @@ def test_a_run_is_reopened_from_another_process_and_resumed_from_the_cli(gated):
     done = gated.cli("resume", str(run.root))
     assert done.returncode == 0, done.stderr
     code = f"import groundhog_batch as hb; r = hb.Run({str(run.root)!r}); print(r.done(), r.counts()['succeeded'])"
-    seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=gated.root)
+    seen = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=gated.root
+    )
     assert seen.stdout.split() == ["True", "3"], seen.stderr
 
 
@@ -119,8 +141,13 @@ def test_sweep_errors_name_the_keyword(gated):
     with pytest.raises(ManifestErrors) as raised:
         hb.sweep("gated.py", "f", product={"x": {"rnge": [0, 3]}})
     text = raised.value.render()
-    assert "hb.sweep() at product.x.rnge: unknown key 'rnge'" in text and "did you mean 'range'" in text
-    with pytest.raises(ManifestErrors, match=r"hb.sweep\(\) at function: gated.py defines no function 'g'"):
+    assert (
+        "hb.sweep() at product.x.rnge: unknown key 'rnge'" in text
+        and "did you mean 'range'" in text
+    )
+    with pytest.raises(
+        ManifestErrors, match=r"hb.sweep\(\) at function: gated.py defines no function 'g'"
+    ):
         hb.sweep("gated.py", "g", product={"x": [1]})
 
 

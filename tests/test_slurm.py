@@ -39,8 +39,14 @@ SCRIPT = SCRIPT_HEAD + (
 )
 
 
-def manifest_text(n_calls: int, calls_per_task: int, max_parallel: int, walltime: str = "00:10:00",
-                  partition: str = "debug", extra: str = "") -> str:
+def manifest_text(
+    n_calls: int,
+    calls_per_task: int,
+    max_parallel: int,
+    walltime: str = "00:10:00",
+    partition: str = "debug",
+    extra: str = "",
+) -> str:
     return (
         "name: arrays\n"
         "script: f.py\n"
@@ -50,7 +56,7 @@ def manifest_text(n_calls: int, calls_per_task: int, max_parallel: int, walltime
         "  cluster:\n"
         "    endpoint: slurm\n"
         f"    partition: {partition}\n"
-        f"    walltime: \"{walltime}\"\n"
+        f'    walltime: "{walltime}"\n'
         f"calls_per_task: {calls_per_task}\n"
         f"max_parallel: {max_parallel}\n"
         f"{extra}"
@@ -63,7 +69,9 @@ def manifest_text(n_calls: int, calls_per_task: int, max_parallel: int, walltime
 class Sweep:
     """A project with the counting script, and what its calls did."""
 
-    def __init__(self, project, n_calls: int, calls_per_task: int, max_parallel: int, **options) -> None:
+    def __init__(
+        self, project, n_calls: int, calls_per_task: int, max_parallel: int, **options
+    ) -> None:
         self.project = project
         self.side_effects = project.root / "side-effects.txt"
         project.write("f.py", SCRIPT)
@@ -71,7 +79,9 @@ class Sweep:
         self.run_dir = project.root / "run"
         self.env = {"SIDE_EFFECTS": str(self.side_effects)}
 
-    def cli(self, *args: str, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, env: dict | None = None, timeout: float = 240
+    ) -> subprocess.CompletedProcess:
         return self.project.cli(*args, env={**self.env, **(env or {})}, timeout=timeout)
 
     def finished(self) -> Counter:
@@ -105,7 +115,9 @@ class Sweep:
         finally:
             ledger.close()
         lines = slurm.run("squeue", "-h", "-r", "-t", "all", "-o", "%F|%j").stdout.splitlines()
-        return {line.split("|")[0] for line in lines if line.split("|")[1].startswith(f"hog-{key}-")}
+        return {
+            line.split("|")[0] for line in lines if line.split("|")[1].startswith(f"hog-{key}-")
+        }
 
 
 def wait_for(predicate, what: str, timeout_s: float = 60.0):
@@ -121,11 +133,15 @@ def wait_for(predicate, what: str, timeout_s: float = 60.0):
 def test_the_readme_grid_example_runs_as_a_slurm_array(project, slurm):
     source = Path(__file__).parent.parent / "configs" / "01-grid"
     shutil.copytree(source, project.root, dirs_exist_ok=True)
-    done = project.cli("submit", "sweep.yaml", "--endpoint", "slurm", "--run-dir", "run", "-o", "out.json")
+    done = project.cli(
+        "submit", "sweep.yaml", "--endpoint", "slurm", "--run-dir", "run", "-o", "out.json"
+    )
     assert done.returncode == 0, done.stderr
     assert "pi-grid: 8 succeeded" in done.stderr
     rows = json.loads((project.root / "out.json").read_text())
-    assert sorted((row["n"], row["seed"]) for row in rows) == [(n, s) for n in (1000, 10000) for s in range(4)]
+    assert sorted((row["n"], row["seed"]) for row in rows) == [
+        (n, s) for n in (1000, 10000) for s in range(4)
+    ]
     assert all(abs(row["result.pi"] - 3.14159) < 0.3 for row in rows)
     info = json.loads((project.root / "run" / "run.json").read_text())
     assert info["backend"] == "slurm"
@@ -145,26 +161,37 @@ def test_two_thousand_calls_go_out_as_twenty_elements_two_at_a_time(project, slu
         span = spans.setdefault(row["call"] // 100, [row["started_at"], row["finished_at"]])
         span[0], span[1] = min(span[0], row["started_at"]), max(span[1], row["finished_at"])
     assert len(spans) == 20
-    edges = sorted([(start, 1) for start, _ in spans.values()] + [(end, -1) for _, end in spans.values()])
+    edges = sorted(
+        [(start, 1) for start, _ in spans.values()] + [(end, -1) for _, end in spans.values()]
+    )
     running = most = 0
     for _, step in edges:
         running += step
         most = max(most, running)
     assert most <= 2
-    assert [row["result"] for row in sorted(table, key=lambda r: r["call"])] == [x * 10 for x in range(2000)]
+    assert [row["result"] for row in sorted(table, key=lambda r: r["call"])] == [
+        x * 10 for x in range(2000)
+    ]
     assert "only this node sees" in done.stderr  # the run directory is under /tmp: said so
 
 
-def test_a_submitter_killed_right_after_sbatch_never_submits_a_second_array(project, slurm, tmp_path):
+def test_a_submitter_killed_right_after_sbatch_never_submits_a_second_array(
+    project, slurm, tmp_path
+):
     sweep = Sweep(project, n_calls=40, calls_per_task=10, max_parallel=4)
     shim = tmp_path / "shim"
     shim.mkdir()
     real = shutil.which("sbatch")
-    (shim / "sbatch").write_text(  # the real sbatch, then SIGKILL to the submitter that called it (not for checks)
+    (
+        shim / "sbatch"
+    ).write_text(  # the real sbatch, then SIGKILL to the submitter that called it (not for checks)
         f'#!/bin/sh\n"{real}" "$@"\nstatus=$?\ncase " $* " in *" --test-only "*) ;; *) kill -9 $PPID ;; esac\n'
-        'exit $status\n')
+        "exit $status\n"
+    )
     (shim / "sbatch").chmod(0o755)
-    killed = sweep.cli("submit", "sweep.yaml", "--run-dir", "run", env={"PATH": f"{shim}:{os.environ['PATH']}"})
+    killed = sweep.cli(
+        "submit", "sweep.yaml", "--run-dir", "run", env={"PATH": f"{shim}:{os.environ['PATH']}"}
+    )
     assert killed.returncode == -9
     assert len(sweep.arrays(slurm)) == 1  # sbatch took the array; the ledger never heard its id
     resumed = sweep.cli("resume", "run")
@@ -174,9 +201,13 @@ def test_a_submitter_killed_right_after_sbatch_never_submits_a_second_array(proj
     assert sweep.finished() == Counter(range(40))
 
 
-def test_detached_submit_returns_once_the_arrays_are_accepted_and_status_watch_follows_them(project, slurm):
+def test_detached_submit_returns_once_the_arrays_are_accepted_and_status_watch_follows_them(
+    project, slurm
+):
     sweep = Sweep(project, n_calls=30, calls_per_task=10, max_parallel=3)
-    done = sweep.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"CALL_PAUSE_S": "0.1"})
+    done = sweep.cli(
+        "submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"CALL_PAUSE_S": "0.1"}
+    )
     assert done.returncode == 0, done.stderr
     assert "status --watch" in done.stderr
     assert sweep.status()["active"] is None  # nothing of hog-batch runs here while the arrays run
@@ -188,12 +219,16 @@ def test_detached_submit_returns_once_the_arrays_are_accepted_and_status_watch_f
 
 def test_cancel_mid_run_keeps_finished_calls_and_cancels_the_rest(project, slurm):
     sweep = Sweep(project, n_calls=40, calls_per_task=10, max_parallel=2)
-    done = sweep.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"CALL_PAUSE_S": "0.3"})
+    done = sweep.cli(
+        "submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"CALL_PAUSE_S": "0.3"}
+    )
     assert done.returncode == 0, done.stderr
     wait_for(lambda: sum(sweep.finished().values()) >= 3, "three calls to finish")
     cancelled = sweep.cli("cancel", "run")
     assert cancelled.returncode == 0, cancelled.stderr
-    assert not slurm.run("squeue", "-h", "-t", "PD,R,CG", "-o", "%i").stdout.strip()  # nothing left on Slurm
+    assert not slurm.run(
+        "squeue", "-h", "-t", "PD,R,CG", "-o", "%i"
+    ).stdout.strip()  # nothing left on Slurm
     before = sweep.finished()
     time.sleep(1.5)
     assert sweep.finished() == before  # nothing runs any more
@@ -205,9 +240,13 @@ def test_cancel_mid_run_keeps_finished_calls_and_cancels_the_rest(project, slurm
     assert status.returncode == 1  # not every call succeeded
 
 
-def test_a_short_walltime_keeps_finished_calls_fails_the_running_one_and_resume_runs_the_rest(project, slurm):
+def test_a_short_walltime_keeps_finished_calls_fails_the_running_one_and_resume_runs_the_rest(
+    project, slurm
+):
     sweep = Sweep(project, n_calls=10, calls_per_task=10, max_parallel=1, walltime="00:01:00")
-    done = sweep.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"SLOW_CALLS": "2"})
+    done = sweep.cli(
+        "submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"SLOW_CALLS": "2"}
+    )
     assert done.returncode == 0, done.stderr
     watched = sweep.cli("status", "run", "--watch", timeout=200)
     assert watched.returncode == 1
@@ -215,7 +254,11 @@ def test_a_short_walltime_keeps_finished_calls_fails_the_running_one_and_resume_
     assert status["counts"]["succeeded"] == 2 and status["counts"]["failed"] == 1
     assert status["counts"]["pending"] == 7  # never started: not failed, no attempt counted
     [failure] = status["failures"]
-    assert failure["call"] == 2 and failure["error"].startswith("TimeoutError:") and "00:01:00" in failure["error"]
+    assert (
+        failure["call"] == 2
+        and failure["error"].startswith("TimeoutError:")
+        and "00:01:00" in failure["error"]
+    )
     resumed = sweep.cli("resume", "run")
     assert resumed.returncode == 1  # call 2 stays failed
     assert sweep.status()["counts"]["succeeded"] == 9
@@ -223,9 +266,13 @@ def test_a_short_walltime_keeps_finished_calls_fails_the_running_one_and_resume_
     assert sweep.started()[2] == 1  # the slow call ran once, and was stopped by the walltime
 
 
-def test_the_walltime_warning_signal_finishes_the_running_call_and_starts_no_new_one(project, slurm):
+def test_the_walltime_warning_signal_finishes_the_running_call_and_starts_no_new_one(
+    project, slurm
+):
     sweep = Sweep(project, n_calls=20, calls_per_task=20, max_parallel=1)
-    done = sweep.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"CALL_PAUSE_S": "0.5"})
+    done = sweep.cli(
+        "submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"CALL_PAUSE_S": "0.5"}
+    )
     assert done.returncode == 0, done.stderr
     [array] = sweep.arrays(slurm)
     wait_for(lambda: sum(sweep.finished().values()) >= 2, "two calls to finish")
@@ -237,7 +284,9 @@ def test_the_walltime_warning_signal_finishes_the_running_call_and_starts_no_new
     ran = sweep.finished()
     assert counts["succeeded"] == len(ran) < 20 and counts["failed"] == 0
     assert counts["pending"] == 20 - len(ran)
-    assert sweep.started() == ran  # the call running when the signal came finished; none started after it
+    assert (
+        sweep.started() == ran
+    )  # the call running when the signal came finished; none started after it
     resumed = sweep.cli("resume", "run")
     assert resumed.returncode == 0, resumed.stderr
     assert sweep.finished() == Counter(range(20))
@@ -257,23 +306,38 @@ def test_more_tasks_than_max_array_size_go_out_as_several_arrays(project, slurm,
         small.stop()
 
 
-def test_a_cold_environment_cache_is_built_once_by_eight_elements_starting_together(project, slurm, tmp_path):
+def test_a_cold_environment_cache_is_built_once_by_eight_elements_starting_together(
+    project, slurm, tmp_path
+):
     from groundhog_batch.backends.local import find_uv
 
     builds = tmp_path / "builds.txt"
     counting_uv = tmp_path / "uv"
-    counting_uv.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = venv ] && echo "$$" >> "{builds}"; done\n'
-                           f'exec "{find_uv()}" "$@"\n')
+    counting_uv.write_text(
+        f'#!/bin/sh\nfor a in "$@"; do [ "$a" = venv ] && echo "$$" >> "{builds}"; done\n'
+        f'exec "{find_uv()}" "$@"\n'
+    )
     counting_uv.chmod(0o755)
     sweep = Sweep(project, n_calls=8, calls_per_task=1, max_parallel=8)
     cache = tmp_path / "cold-cache"
-    done = sweep.cli("submit", "sweep.yaml", "--run-dir", "run",
-                     env={"HOG_BATCH_CACHE_DIR": str(cache), "HOG_BATCH_UV": str(counting_uv), "CALL_PAUSE_S": "1"})
+    done = sweep.cli(
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "run",
+        env={
+            "HOG_BATCH_CACHE_DIR": str(cache),
+            "HOG_BATCH_UV": str(counting_uv),
+            "CALL_PAUSE_S": "1",
+        },
+    )
     assert done.returncode == 0, done.stderr
     assert sweep.finished() == Counter(range(8))
     assert len(builds.read_text().splitlines()) == 1
     table = sweep.table()
-    assert max(r["started_at"] for r in table) < min(r["finished_at"] for r in table)  # all eight ran at once
+    assert max(r["started_at"] for r in table) < min(
+        r["finished_at"] for r in table
+    )  # all eight ran at once
 
 
 SECOND_USER = "hogbatch2"
@@ -284,14 +348,21 @@ def second_user():
     """A second Unix user (created here, as root), who may run this checkout's Python."""
     import fcntl
 
-    with open("/tmp/hog-batch-second-user.lock", "a") as lock:  # test runs of other checkouts take turns
+    with open(
+        "/tmp/hog-batch-second-user.lock", "a"
+    ) as lock:  # test runs of other checkouts take turns
         fcntl.flock(lock, fcntl.LOCK_EX)
         if subprocess.run(["id", SECOND_USER], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "--create-home", SECOND_USER], check=True, capture_output=True)
+            subprocess.run(
+                ["useradd", "--create-home", SECOND_USER], check=True, capture_output=True
+            )
         # The interpreter may live under a private folder (/root/.pyenv): let the user pass through (o+x) while
         # the test runs.
         closed = {}
-        for path in {*Path(os.path.realpath(sys.executable)).parents, *Path(__file__).resolve().parents}:
+        for path in {
+            *Path(os.path.realpath(sys.executable)).parents,
+            *Path(__file__).resolve().parents,
+        }:
             mode = path.stat().st_mode & 0o777
             if not mode & 0o001:
                 closed[path] = mode
@@ -319,22 +390,44 @@ def test_two_users_share_scratch_each_with_a_private_cache(slurm, second_user, t
             for path in home.iterdir():
                 os.chown(path, entry.pw_uid, entry.pw_gid)
             env = {key: value for key, value in os.environ.items() if key != "HOG_BATCH_CACHE_DIR"}
-            env.update(SCRATCH=str(shared), SIDE_EFFECTS=str(home / "side-effects.txt"), HOME=entry.pw_dir,
-                       USER=user, LOGNAME=user, UV_CACHE_DIR="")
+            env.update(
+                SCRATCH=str(shared),
+                SIDE_EFFECTS=str(home / "side-effects.txt"),
+                HOME=entry.pw_dir,
+                USER=user,
+                LOGNAME=user,
+                UV_CACHE_DIR="",
+            )
             env.pop("UV_CACHE_DIR")
-            command = [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"]
+            command = [
+                sys.executable,
+                "-m",
+                "groundhog_batch",
+                "submit",
+                "sweep.yaml",
+                "--run-dir",
+                "run",
+            ]
             if user != "root":
                 command = ["runuser", "-u", user, "--", *command]
-            done = subprocess.run(command, cwd=home, env=env, capture_output=True, text=True, timeout=240)
+            done = subprocess.run(
+                command, cwd=home, env=env, capture_output=True, text=True, timeout=240
+            )
             results[user] = (done, home)
         for user, (done, home) in results.items():
             assert done.returncode == 0, f"{user}: {done.stderr}"
-            finished = [line for line in (home / "side-effects.txt").read_text().splitlines() if line.isdigit()]
+            finished = [
+                line
+                for line in (home / "side-effects.txt").read_text().splitlines()
+                if line.isdigit()
+            ]
             assert sorted(map(int, finished)) == list(range(6))
         caches = {path.stat().st_uid: path for path in shared.iterdir()}
         for user in ("root", second_user):
             uid = pwd.getpwnam(user).pw_uid
-            assert uid in caches, f"no cache of {user} in {sorted(p.name for p in shared.iterdir())}"
+            assert uid in caches, (
+                f"no cache of {user} in {sorted(p.name for p in shared.iterdir())}"
+            )
             assert caches[uid].stat().st_mode & 0o777 == 0o700
     finally:
         shutil.rmtree(shared, ignore_errors=True)
@@ -355,21 +448,35 @@ def test_an_unknown_partition_is_a_located_error_and_nothing_is_submitted(projec
     known = set(slurm.run("squeue", "-h", "-r", "-t", "all", "-o", "%i").stdout.split())
     done = sweep.cli("submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 2
-    line = manifest_text(4, 2, 2, partition="nosuchpartition").splitlines().index("    partition: nosuchpartition") + 1
+    line = (
+        manifest_text(4, 2, 2, partition="nosuchpartition")
+        .splitlines()
+        .index("    partition: nosuchpartition")
+        + 1
+    )
     assert f"sweep.yaml:{line}" in done.stderr
     assert "Invalid partition name specified" in done.stderr  # sbatch's own words
     assert "fix:" in done.stderr and "sinfo" in done.stderr
     assert not sweep.run_dir.exists()  # nothing half-made
-    assert set(slurm.run("squeue", "-h", "-r", "-t", "all", "-o", "%i").stdout.split()) == known  # no job submitted
+    assert (
+        set(slurm.run("squeue", "-h", "-r", "-t", "all", "-o", "%i").stdout.split()) == known
+    )  # no job submitted
 
 
-def test_ctrl_c_on_a_foreground_submit_stops_its_arrays_and_resume_runs_the_rest_once(project, slurm):
+def test_ctrl_c_on_a_foreground_submit_stops_its_arrays_and_resume_runs_the_rest_once(
+    project, slurm
+):
     import signal
 
     sweep = Sweep(project, n_calls=30, calls_per_task=10, max_parallel=3)
-    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
-                                 cwd=project.root, env={**os.environ, **sweep.env, "CALL_PAUSE_S": "0.3"},
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    submitter = subprocess.Popen(
+        [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+        cwd=project.root,
+        env={**os.environ, **sweep.env, "CALL_PAUSE_S": "0.3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: sum(sweep.finished().values()) >= 3, "three calls to finish")
         submitter.send_signal(signal.SIGINT)
@@ -378,7 +485,9 @@ def test_ctrl_c_on_a_foreground_submit_stops_its_arrays_and_resume_runs_the_rest
         submitter.kill()
     assert submitter.returncode == 130, stderr
     [array] = sweep.arrays(slurm)
-    assert not slurm.run("squeue", "-h", "-r", "-t", "PD,R,CG", "-j", array, "-o", "%i").stdout.strip()
+    assert not slurm.run(
+        "squeue", "-h", "-r", "-t", "PD,R,CG", "-j", array, "-o", "%i"
+    ).stdout.strip()
     counts = sweep.status()["counts"]
     assert counts["succeeded"] == sum(sweep.finished().values()) and counts["failed"] == 0
     resumed = sweep.cli("resume", "run")

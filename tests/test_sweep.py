@@ -26,7 +26,9 @@ def test_product_varies_the_last_key_fastest(project):
 
 
 def test_value_specs_range_linspace_geomspace_values_and_scalar(project):
-    got = params(project, "  product:\n    r: {range: [0, 6, 2]}\n    one: 7\n    v: {values: [[1, 2]]}\n")
+    got = params(
+        project, "  product:\n    r: {range: [0, 6, 2]}\n    one: 7\n    v: {values: [[1, 2]]}\n"
+    )
     assert [p["r"] for p in got] == [0, 2, 4]
     assert all(p["one"] == 7 and p["v"] == [1, 2] for p in got)
     assert linspace(0.001, 0.1, 5)[0] == 0.001 and linspace(0.001, 0.1, 5)[-1] == 0.1
@@ -34,9 +36,15 @@ def test_value_specs_range_linspace_geomspace_values_and_scalar(project):
 
 
 def test_groups_combine_as_a_product_in_the_order_written(project):
-    got = params(project, "  zip:\n    a: [1, 2]\n    b: [x, y]\n  product:\n    c: [true, false]\n")
-    assert got == [{"a": 1, "b": "x", "c": True}, {"a": 1, "b": "x", "c": False},
-                   {"a": 2, "b": "y", "c": True}, {"a": 2, "b": "y", "c": False}]
+    got = params(
+        project, "  zip:\n    a: [1, 2]\n    b: [x, y]\n  product:\n    c: [true, false]\n"
+    )
+    assert got == [
+        {"a": 1, "b": "x", "c": True},
+        {"a": 1, "b": "x", "c": False},
+        {"a": 2, "b": "y", "c": True},
+        {"a": 2, "b": "y", "c": False},
+    ]
 
 
 def test_rows_give_one_point_per_row_with_chosen_columns(project):
@@ -49,13 +57,20 @@ def test_rows_give_one_point_per_row_with_chosen_columns(project):
 def test_chunks_of_an_inline_list_by_size_and_of_a_file_by_parts(project):
     project.write("d.csv", "v\n" + "".join(f"{i}\n" for i in range(10)))
     project.write("s.py", SCRIPT)
-    path = project.manifest("script: s.py\nfunction: f\ndependencies: [pandas]\ncalls_per_task: 3\nsweep:\n  chunks:\n"
-                            "    items: {values: [1, 2, 3, 4, 5], size: 2}\n    data: {file: d.csv, parts: 3}\n")
+    path = project.manifest(
+        "script: s.py\nfunction: f\ndependencies: [pandas]\ncalls_per_task: 3\nsweep:\n  chunks:\n"
+        "    items: {values: [1, 2, 3, 4, 5], size: 2}\n    data: {file: d.csv, parts: 3}\n"
+    )
     spec = load_manifest(path)
     plan = Plan(spec)
     job = spec.jobs[0]
     calls = list(iter_calls(job))
-    assert [c.params for c in calls][:4] == [{"items": 0, "data": 0}, {"items": 0, "data": 1}, {"items": 0, "data": 2}, {"items": 1, "data": 0}]
+    assert [c.params for c in calls][:4] == [
+        {"items": 0, "data": 0},
+        {"items": 0, "data": 1},
+        {"items": 0, "data": 2},
+        {"items": 1, "data": 0},
+    ]
     task = next(plan.tasks(job, calls[:3]))
     payload = plan.payload(task)
     assert payload.swept_kwargs[0]["items"] == [1, 2]
@@ -74,7 +89,10 @@ def test_a_list_of_sweeps_is_their_union_in_order(project):
 
 
 def test_exclude_drops_points_matching_every_key(project):
-    got = params(project, "  product:\n    n: [1, 2]\n    mode: [fast, exact]\n  exclude:\n    - {n: 1, mode: exact}\n")
+    got = params(
+        project,
+        "  product:\n    n: [1, 2]\n    mode: [fast, exact]\n  exclude:\n    - {n: 1, mode: exact}\n",
+    )
     assert {"n": 1, "mode": "exact"} not in got and len(got) == 3
 
 
@@ -93,7 +111,9 @@ def test_fixed_args_and_set_overrides_apply(project):
 
 def test_a_million_call_sweep_streams_without_holding_the_calls(project):
     project.write("s.py", SCRIPT)
-    path = project.manifest("script: s.py\nfunction: f\nsweep:\n  product:\n    a: {range: [0, 1000]}\n    b: {range: [0, 1000]}\n")
+    path = project.manifest(
+        "script: s.py\nfunction: f\nsweep:\n  product:\n    a: {range: [0, 1000]}\n    b: {range: [0, 1000]}\n"
+    )
     job = load_manifest(path).jobs[0]
     assert job.n_calls == 1_000_000
     tracemalloc.start()
@@ -107,7 +127,9 @@ def test_a_million_call_sweep_streams_without_holding_the_calls(project):
 @pytest.mark.parametrize("per_task,expected", [(3, [3, 3, 1]), (10, [7])])
 def test_calls_are_packed_into_tasks_in_order(project, per_task, expected):
     project.write("s.py", SCRIPT)
-    path = project.manifest(f"script: s.py\nfunction: f\ncalls_per_task: {per_task}\nsweep:\n  product:\n    a: {{range: [0, 7]}}\n")
+    path = project.manifest(
+        f"script: s.py\nfunction: f\ncalls_per_task: {per_task}\nsweep:\n  product:\n    a: {{range: [0, 7]}}\n"
+    )
     plan = Plan(load_manifest(path))
     tasks = list(plan.all_tasks())
     assert [len(t.calls) for t in tasks] == expected
@@ -123,7 +145,8 @@ def test_sweep_columns_by_position_agree_with_walking_the_points(tmp_path):
     (tmp_path / "m.yaml").write_text(
         "script: work.py\nfunction: f\nsweep:\n"
         "  - product:\n      x: {range: [0, 7]}\n      y: [u, v]\n    zip:\n      p: [1, 2]\n      q: [3, 4]\n"
-        "  - rows:\n      file: rows.csv\n    product:\n      x: [10, 11]\n")
+        "  - rows:\n      file: rows.csv\n    product:\n      x: [10, 11]\n"
+    )
     sweep = load_manifest(tmp_path / "m.yaml").jobs[0].sweep
     points = [point.params for point in sweep.points()]
     for start, stop in [(0, len(points)), (5, 31), (27, 34), (28, 29)]:

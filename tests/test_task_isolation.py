@@ -19,13 +19,22 @@ from groundhog_batch.render.payload import TaskPayload, iter_records, unframe_re
 from groundhog_batch.render.renderer import runner_source
 from groundhog_batch.render.runner import DELIMITER
 
-HEAD = "# /// script\n# requires-python = \">=3.10\"\n# dependencies = []\n# ///\n"
+HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
 
 
-def submit(project, body: str, sweep: str, extra: str = "", script_name: str = "work.py", timeout: float = 300):
+def submit(
+    project,
+    body: str,
+    sweep: str,
+    extra: str = "",
+    script_name: str = "work.py",
+    timeout: float = 300,
+):
     project.write(script_name, HEAD + body)
     project.manifest(f"script: {json.dumps(script_name)}\nfunction: f\n{extra}sweep:\n{sweep}")
-    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "-o", "results.csv", timeout=timeout)
+    done = project.cli(
+        "submit", "sweep.yaml", "--run-dir", "run", "-o", "results.csv", timeout=timeout
+    )
     assert "Traceback" not in done.stderr, done.stderr
     return done, pd.read_csv(project.root / "results.csv")
 
@@ -38,7 +47,9 @@ def test_a_script_named_like_a_standard_library_module_runs(project, stem):
     assert list(table["result"]) == [2, 3]
 
 
-def test_user_code_writing_fake_records_into_every_descriptor_cannot_forge_another_calls_result(project):
+def test_user_code_writing_fake_records_into_every_descriptor_cannot_forge_another_calls_result(
+    project,
+):
     body = (
         "import json, os\n"
         "def f(x):\n"
@@ -116,13 +127,22 @@ def test_fake_records_in_the_records_file_are_not_read_by_resume_after_a_killed_
         "    return x\n"
     )
     project.write("work.py", HEAD + body)
-    project.manifest("script: work.py\nfunction: f\ncalls_per_task: 3\nsweep:\n  product:\n    x: [0, 1, 2]\n")
-    submitter = subprocess.Popen([sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
-                                 cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    project.manifest(
+        "script: work.py\nfunction: f\ncalls_per_task: 3\nsweep:\n  product:\n    x: [0, 1, 2]\n"
+    )
+    submitter = subprocess.Popen(
+        [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+        cwd=project.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not started.exists():
         time.sleep(0.05)
-    assert started.exists(), submitter.stderr.read().decode() if submitter.poll() is not None else "call 1 never started"
+    assert started.exists(), (
+        submitter.stderr.read().decode() if submitter.poll() is not None else "call 1 never started"
+    )
     os.killpg(submitter.pid, signal.SIGKILL)  # call 0 is on disk, call 1 is running
     submitter.wait()
     done = project.cli("resume", "run", timeout=120)
@@ -136,64 +156,104 @@ def run_runner(tmp_path, body: str, n: int, **limits) -> list[dict]:
     """The runner alone on ``f(x)`` for x in 0..n-1: its records, in order."""
     (tmp_path / "work.py").write_text(body)
     (tmp_path / "hog_runner.py").write_text(runner_source())
-    payload = TaskPayload(function="f", call_indices=list(range(n)), swept_kwargs=[{"x": i} for i in range(n)],
-                          args=[], kwargs={}, **limits)
+    payload = TaskPayload(
+        function="f",
+        call_indices=list(range(n)),
+        swept_kwargs=[{"x": i} for i in range(n)],
+        args=[],
+        kwargs={},
+        **limits,
+    )
     (tmp_path / "payload.b64").write_text(payload.encode())
-    done = subprocess.run([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
-                           str(tmp_path / "payload.b64")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "hog_runner.py"),
+            str(tmp_path / "work.py"),
+            str(tmp_path / "payload.b64"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return list(iter_records(done.stdout.splitlines()))
 
 
 def test_a_process_the_call_forks_and_that_exits_does_not_become_a_second_worker(tmp_path):
     ran = tmp_path / "ran.txt"
-    body = ("import os, sys\n"
-            "def f(x):\n"
-            f"    open({str(ran)!r}, 'a').write(f'{{x}} {{os.getpid()}}\\n')\n"
-            "    if x == 1:\n"
-            "        pid = os.fork()\n"
-            "        if pid == 0:\n"
-            "            sys.exit(0)\n"
-            "        os.waitpid(pid, 0)\n"
-            "    return x\n")
+    body = (
+        "import os, sys\n"
+        "def f(x):\n"
+        f"    open({str(ran)!r}, 'a').write(f'{{x}} {{os.getpid()}}\\n')\n"
+        "    if x == 1:\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            sys.exit(0)\n"
+        "        os.waitpid(pid, 0)\n"
+        "    return x\n"
+    )
     records = run_runner(tmp_path, body, 5)
     assert [(r["call"], r["ok"], r["value"]) for r in records] == [(x, True, x) for x in range(5)]
-    assert sorted(int(line.split()[0]) for line in ran.read_text().splitlines()) == [0, 1, 2, 3, 4]  # each call once
+    assert sorted(int(line.split()[0]) for line in ran.read_text().splitlines()) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]  # each call once
 
 
 def test_a_call_that_points_its_stdout_at_a_file_of_its_own_keeps_that_file(tmp_path):
     log = tmp_path / "run.log"
     log.write_text("earlier lines\n")
-    body = ("import os\n"
-            "def f(x):\n"
-            "    if x == 0:\n"
-            f"        fd = os.open({str(log)!r}, os.O_RDWR | os.O_APPEND)\n"
-            "        os.dup2(fd, 1)\n"
-            "        os.close(fd)\n"
-            "    print('log line of call', x, flush=True)\n"
-            "    return x\n")
+    body = (
+        "import os\n"
+        "def f(x):\n"
+        "    if x == 0:\n"
+        f"        fd = os.open({str(log)!r}, os.O_RDWR | os.O_APPEND)\n"
+        "        os.dup2(fd, 1)\n"
+        "        os.close(fd)\n"
+        "    print('log line of call', x, flush=True)\n"
+        "    return x\n"
+    )
     records = run_runner(tmp_path, body, 3)
     assert [(r["call"], r["ok"]) for r in records] == [(0, True), (1, True), (2, True)]
-    assert log.read_text() == "earlier lines\n" + "".join(f"log line of call {x}\n" for x in range(3))
+    assert log.read_text() == "earlier lines\n" + "".join(
+        f"log line of call {x}\n" for x in range(3)
+    )
 
 
-def test_a_record_too_large_for_any_remote_task_fails_its_call_instead_of_coming_back_for_ever(tmp_path):
+def test_a_record_too_large_for_any_remote_task_fails_its_call_instead_of_coming_back_for_ever(
+    tmp_path,
+):
     body = "def f(x):\n    if x == 0:\n        raise ValueError('y' * 200000)\n    return x\n"
-    records = run_runner(tmp_path, body, 3, max_stdout_bytes=100_000, max_result_bytes=50_000, max_output_bytes=10_000)
+    records = run_runner(
+        tmp_path,
+        body,
+        3,
+        max_stdout_bytes=100_000,
+        max_result_bytes=50_000,
+        max_output_bytes=10_000,
+    )
     assert [(r["call"], r["ok"]) for r in records] == [(0, False), (1, True), (2, True)]
     assert records[0]["error"].startswith("RecordTooLarge: the call's record is")
 
 
 def test_a_call_that_closes_every_descriptor_and_opens_files_never_gets_a_record_in_them(tmp_path):
-    body = ("import os\n"
-            "kept = []\n"
-            "def f(x):\n"
-            "    if x == 1:\n"
-            "        os.closerange(3, 65536)\n"
-            f"        for i in range(20):\n            kept.append(open(os.path.join({str(tmp_path)!r}, f'user{{i}}.txt'), 'w'))\n"
-            "    return x\n")
+    body = (
+        "import os\n"
+        "kept = []\n"
+        "def f(x):\n"
+        "    if x == 1:\n"
+        "        os.closerange(3, 65536)\n"
+        f"        for i in range(20):\n            kept.append(open(os.path.join({str(tmp_path)!r}, f'user{{i}}.txt'), 'w'))\n"
+        "    return x\n"
+    )
     records = run_runner(tmp_path, body, 4)
     assert [r["call"] for r in records] == [0, 1, 2, 3]
-    assert records[0]["ok"] and records[2]["ok"] and records[3]["ok"]  # a fresh worker goes on after call 1
+    assert (
+        records[0]["ok"] and records[2]["ok"] and records[3]["ok"]
+    )  # a fresh worker goes on after call 1
     assert all((tmp_path / f"user{i}.txt").read_text() == "" for i in range(20))
 
 
@@ -211,7 +271,9 @@ def test_a_background_child_or_a_daemon_does_not_hold_its_task_open(project):
         "    return x\n"
     )
     try:
-        done, table = submit(project, body, "  product:\n    x: [0, 1]\n", "calls_per_task: 2\n", timeout=60)
+        done, table = submit(
+            project, body, "  product:\n    x: [0, 1]\n", "calls_per_task: 2\n", timeout=60
+        )
         assert done.returncode == 0, done.stderr
         assert list(table["result"]) == [0, 1]
     finally:
@@ -229,7 +291,9 @@ def test_a_thread_that_never_ends_does_not_hold_its_task_open(project):
         "    threading.Thread(target=time.sleep, args=(300,)).start()\n"
         "    return x\n"
     )
-    done, table = submit(project, body, "  product:\n    x: [0, 1]\n", "calls_per_task: 2\n", timeout=60)
+    done, table = submit(
+        project, body, "  product:\n    x: [0, 1]\n", "calls_per_task: 2\n", timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert list(table["result"]) == [0, 1]
 
@@ -249,15 +313,32 @@ def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp
         "    return x\n"
     )
     (tmp_path / "hog_runner.py").write_text(runner_source())
-    payload = TaskPayload(function="f", call_indices=list(range(20)), swept_kwargs=[{"x": i} for i in range(20)],
-                          args=[], kwargs={"log": str(side_effects), "reader_left": str(reader_left)})
+    payload = TaskPayload(
+        function="f",
+        call_indices=list(range(20)),
+        swept_kwargs=[{"x": i} for i in range(20)],
+        args=[],
+        kwargs={"log": str(side_effects), "reader_left": str(reader_left)},
+    )
     (tmp_path / "payload.b64").write_text(payload.encode())
     records_file = tmp_path / "task.records"
     secret_fd = secret_pipe("s3cr3t")
-    task = subprocess.Popen([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
-                             str(tmp_path / "payload.b64")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "HOG_BATCH_RECORDS_FILE": str(records_file),
-                                 "HOG_BATCH_RECORDS_SECRET_FD": str(secret_fd)}, pass_fds=(secret_fd,))
+    task = subprocess.Popen(
+        [
+            sys.executable,
+            str(tmp_path / "hog_runner.py"),
+            str(tmp_path / "work.py"),
+            str(tmp_path / "payload.b64"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={
+            **os.environ,
+            "HOG_BATCH_RECORDS_FILE": str(records_file),
+            "HOG_BATCH_RECORDS_SECRET_FD": str(secret_fd),
+        },
+        pass_fds=(secret_fd,),
+    )
     os.close(secret_fd)
     assert task.stdout.readline().decode().strip() == DELIMITER
     assert json.loads(task.stdout.readline())["call"] == 0
@@ -267,7 +348,9 @@ def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp
     ran = [int(line) for line in side_effects.read_text().split()]
     on_disk = unframe_records(records_file.read_bytes(), "s3cr3t").decode()
     recorded = [record["call"] for record in iter_records([DELIMITER, *on_disk.splitlines()])]
-    assert ran == recorded == [0, 1]  # the running call finished and was kept; nothing started after it
+    assert (
+        ran == recorded == [0, 1]
+    )  # the running call finished and was kept; nothing started after it
 
 
 def test_sigterm_lets_the_running_call_finish_and_record_then_starts_nothing_more(tmp_path):
@@ -281,16 +364,32 @@ def test_sigterm_lets_the_running_call_finish_and_record_then_starts_nothing_mor
         "    return x\n"
     )
     (tmp_path / "hog_runner.py").write_text(runner_source())
-    payload = TaskPayload(function="f", call_indices=list(range(20)), swept_kwargs=[{"x": i} for i in range(20)],
-                          args=[], kwargs={"log": str(side_effects)})
+    payload = TaskPayload(
+        function="f",
+        call_indices=list(range(20)),
+        swept_kwargs=[{"x": i} for i in range(20)],
+        args=[],
+        kwargs={"log": str(side_effects)},
+    )
     (tmp_path / "payload.b64").write_text(payload.encode())
-    task = subprocess.Popen([sys.executable, str(tmp_path / "hog_runner.py"), str(tmp_path / "work.py"),
-                             str(tmp_path / "payload.b64")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    task = subprocess.Popen(
+        [
+            sys.executable,
+            str(tmp_path / "hog_runner.py"),
+            str(tmp_path / "work.py"),
+            str(tmp_path / "payload.b64"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert task.stdout.readline().decode().strip() == DELIMITER
     first = task.stdout.readline()
     task.send_signal(signal.SIGTERM)
     rest, _ = task.communicate(timeout=60)
     assert task.returncode == 128 + signal.SIGTERM
-    recorded = [record["call"] for record in iter_records([DELIMITER, first.decode(), *rest.decode().splitlines()])]
+    recorded = [
+        record["call"]
+        for record in iter_records([DELIMITER, first.decode(), *rest.decode().splitlines()])
+    ]
     ran = [int(line) for line in side_effects.read_text().split()]
     assert ran == recorded and len(ran) < 20

@@ -18,16 +18,14 @@ HOSTILE = f"bad{CLIPBOARD}{CLEAR}\x1b[1;31mred\rcover\u202eevil\x9b2J"
 UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]")
 NAME = f"sweep{CLEAR}"  # a run name taken from a file name
 
-SCRIPT = SCRIPT_HEAD + (
-    "def f(x):\n"
-    f"    print({HOSTILE!r})\n"
-    f"    raise ValueError({HOSTILE!r})\n"
-)
+SCRIPT = SCRIPT_HEAD + (f"def f(x):\n    print({HOSTILE!r})\n    raise ValueError({HOSTILE!r})\n")
 
 
 def hostile_run(project):
     project.write("work.py", SCRIPT)
-    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [1]\n", name=f"{NAME}.yaml")
+    project.manifest(
+        "script: work.py\nfunction: f\nsweep:\n  product:\n    x: [1]\n", name=f"{NAME}.yaml"
+    )
     return f"{NAME}.yaml"
 
 
@@ -38,8 +36,14 @@ def assert_shown_safely(text: str) -> None:
 def on_a_terminal(project, *args) -> str:
     """What the CLI writes to a terminal (a pseudo-terminal), newlines as the terminal got them."""
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "groundhog_batch", *args], cwd=project.root,
-                               stdin=follower, stdout=follower, stderr=follower, env=os.environ.copy())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "groundhog_batch", *args],
+        cwd=project.root,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=os.environ.copy(),
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -59,7 +63,8 @@ def test_safe_text_escapes_every_control_but_tab_and_newline():
     from groundhog_batch.console import safe_text
 
     assert safe_text(f"a\tb\nc\r\nd{CLIPBOARD}\rz\u202e\x9b\udce9") == (
-        "a\tb\nc\nd\\x1b]52;c;cHduZWQ=\\x07\\x0dz\\u202e\\x9b\\udce9")
+        "a\tb\nc\nd\\x1b]52;c;cHduZWQ=\\x07\\x0dz\\u202e\\x9b\\udce9"
+    )
 
 
 def test_the_submit_summary_and_progress_lines_show_escapes_not_act_on_them(project):
@@ -67,9 +72,15 @@ def test_the_submit_summary_and_progress_lines_show_escapes_not_act_on_them(proj
     done = project.cli("submit", manifest, "-v", env={"HOG_BATCH_PROGRESS_S": "0"})
     assert done.returncode == 1
     assert_shown_safely(done.stderr + done.stdout)
-    assert "  failed: f call 0: ValueError: bad\\x1b]52;c;cHduZWQ=\\x07" in done.stderr  # the summary
-    assert "\nfailed: f call 0: ValueError: bad\\x1b]52;c;cHduZWQ=\\x07" in done.stderr  # as it happened (-v)
-    assert "sweep\\x1b[2J\\x1b[H: 0/1 finished" in done.stderr  # a progress line, with the run's name
+    assert (
+        "  failed: f call 0: ValueError: bad\\x1b]52;c;cHduZWQ=\\x07" in done.stderr
+    )  # the summary
+    assert (
+        "\nfailed: f call 0: ValueError: bad\\x1b]52;c;cHduZWQ=\\x07" in done.stderr
+    )  # as it happened (-v)
+    assert (
+        "sweep\\x1b[2J\\x1b[H: 0/1 finished" in done.stderr
+    )  # a progress line, with the run's name
 
 
 def test_status_and_runs_show_escapes_not_act_on_them(project):
@@ -80,7 +91,9 @@ def test_status_and_runs_show_escapes_not_act_on_them(project):
         assert status.returncode == 0 and "ValueError: bad\\x1b]52" in status.stdout
         assert_shown_safely(status.stdout + status.stderr)
     (project.root / "hog-runs").mkdir()
-    (project.root / "run").rename(project.root / "hog-runs" / f"run{CLIPBOARD}")  # a name anyone could give a folder
+    (project.root / "run").rename(
+        project.root / "hog-runs" / f"run{CLIPBOARD}"
+    )  # a name anyone could give a folder
     runs = project.cli("runs")
     assert runs.returncode == 0 and "run\\x1b]52;c;cHduZWQ=\\x07" in runs.stdout
     assert_shown_safely(runs.stdout + runs.stderr)
@@ -101,7 +114,21 @@ def test_logs_show_escapes_on_a_terminal_and_in_a_pipe(project):
 def test_logs_raw_to_a_pipe_keeps_the_bytes_as_printed(project):
     manifest = hostile_run(project)
     project.cli("submit", manifest, "--run-dir", "run")
-    raw = subprocess.run([sys.executable, "-m", "groundhog_batch", "logs", "run", "0", "--stream", "stdout", "--raw"],
-                         cwd=project.root, capture_output=True, timeout=120)
+    raw = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "groundhog_batch",
+            "logs",
+            "run",
+            "0",
+            "--stream",
+            "stdout",
+            "--raw",
+        ],
+        cwd=project.root,
+        capture_output=True,
+        timeout=120,
+    )
     assert raw.returncode == 0
     assert raw.stdout == (HOSTILE + "\n").encode()

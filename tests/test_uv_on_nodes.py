@@ -22,16 +22,22 @@ def env_logging_uv(folder):
     """A uv that logs, per call, its arguments and the uv variables it was given, then runs the real uv."""
     log = folder / "uv-calls.log"
     wrapper = folder / "uv-logging"
-    wrapper.write_text("#!/usr/bin/env bash\n"
-                       f"echo \"$* | cache=${{UV_CACHE_DIR:-}} pythons=${{UV_PYTHON_INSTALL_DIR:-}} downloads=${{UV_PYTHON_DOWNLOADS:-}}\" >> '{log}'\n"
-                       f"exec '{find_uv()}' \"$@\"\n")
+    wrapper.write_text(
+        "#!/usr/bin/env bash\n"
+        f"echo \"$* | cache=${{UV_CACHE_DIR:-}} pythons=${{UV_PYTHON_INSTALL_DIR:-}} downloads=${{UV_PYTHON_DOWNLOADS:-}}\" >> '{log}'\n"
+        f"exec '{find_uv()}' \"$@\"\n"
+    )
     wrapper.chmod(0o755)
     return wrapper, log
 
 
 def node_env(tmp_path, **more):
     """A node's environment: no hog-batch or uv variables of ours, a user name, a HOME of its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOG_BATCH_", "UV_", "GROUNDHOG_", "SCRATCH"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HOG_BATCH_", "UV_", "GROUNDHOG_", "SCRATCH"))
+    }
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     return {**env, "USER": "alice", "HOME": str(home), **more}
@@ -39,8 +45,14 @@ def node_env(tmp_path, **more):
 
 def cli(project, *args, env):
     """The CLI with exactly ``env`` (project.cli adds the test session's variables)."""
-    return subprocess.run([sys.executable, "-m", "groundhog_batch", *args], cwd=project.root, capture_output=True,
-                          text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "groundhog_batch", *args],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_the_uv_cache_and_its_pythons_live_under_scratch_user_uv(project, tmp_path):
@@ -49,13 +61,28 @@ def test_the_uv_cache_and_its_pythons_live_under_scratch_user_uv(project, tmp_pa
     uv, log = env_logging_uv(tmp_path)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    done = cli(project, "submit", "sweep.yaml", "--run-dir", "run", env=node_env(tmp_path, SCRATCH=str(scratch), HOG_BATCH_UV=str(uv)))
+    done = cli(
+        project,
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "run",
+        env=node_env(tmp_path, SCRATCH=str(scratch), HOG_BATCH_UV=str(uv)),
+    )
     assert done.returncode == 0, done.stderr
     mine = scratch / "alice"
     builds = [line for line in log.read_text().splitlines() if " venv " in line]
-    assert len(builds) == 1 and builds[0].endswith(f"| cache={mine}/uv pythons={mine}/uv/python downloads=never")
+    assert len(builds) == 1 and builds[0].endswith(
+        f"| cache={mine}/uv pythons={mine}/uv/python downloads=never"
+    )
     assert (mine / "uv" / "CACHEDIR.TAG").exists() and not (tmp_path / "home" / ".cache").exists()
-    for directory in (mine, mine / "uv", mine / "uv" / "python", mine / "hog-batch", mine / "hog-batch" / "envs"):
+    for directory in (
+        mine,
+        mine / "uv",
+        mine / "uv" / "python",
+        mine / "hog-batch",
+        mine / "hog-batch" / "envs",
+    ):
         assert directory.stat().st_mode & 0o777 == 0o700, directory
 
 
@@ -65,8 +92,14 @@ def test_groundhog_cache_dir_comes_before_scratch(project, tmp_path):
     chosen, scratch = tmp_path / "fast", tmp_path / "scratch"
     chosen.mkdir()
     scratch.mkdir()
-    done = cli(project, "submit", "sweep.yaml", "--run-dir", "run",
-               env=node_env(tmp_path, GROUNDHOG_CACHE_DIR=str(chosen), SCRATCH=str(scratch)))
+    done = cli(
+        project,
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "run",
+        env=node_env(tmp_path, GROUNDHOG_CACHE_DIR=str(chosen), SCRATCH=str(scratch)),
+    )
     assert done.returncode == 0, done.stderr
     assert (chosen / "alice" / "uv" / "CACHEDIR.TAG").exists() and list(scratch.iterdir()) == []
 
@@ -78,21 +111,47 @@ def test_a_uv_cache_another_user_can_write_is_refused(project, tmp_path):
     (scratch / "alice" / "uv").mkdir(parents=True)
     (scratch / "alice").chmod(0o700)
     (scratch / "alice" / "uv").chmod(0o777)
-    done = cli(project, "submit", "sweep.yaml", "--run-dir", "run", "-o", "r.csv", env=node_env(tmp_path, SCRATCH=str(scratch)))
+    done = cli(
+        project,
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "run",
+        "-o",
+        "r.csv",
+        env=node_env(tmp_path, SCRATCH=str(scratch)),
+    )
     assert done.returncode == 1
     error = pd.read_csv(project.root / "r.csv")["error"][0]
-    assert error.startswith("EnvironmentBuildFailed") and f"{scratch}/alice/uv is writable by other users" in error
+    assert (
+        error.startswith("EnvironmentBuildFailed")
+        and f"{scratch}/alice/uv is writable by other users" in error
+    )
 
 
-def test_a_python_the_node_lacks_fails_the_task_with_97_and_offers_python_downloads(project, tmp_path):
+def test_a_python_the_node_lacks_fails_the_task_with_97_and_offers_python_downloads(
+    project, tmp_path
+):
     project.write("work.py", HEAD.format(deps="").replace(">=3.10", ">=3.99"))
     project.manifest(MANIFEST)
-    done = cli(project, "submit", "sweep.yaml", "--run-dir", "run", "-o", "r.csv", env=node_env(tmp_path, HOG_BATCH_CACHE_DIR=str(tmp_path / "c")))
+    done = cli(
+        project,
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "run",
+        "-o",
+        "r.csv",
+        env=node_env(tmp_path, HOG_BATCH_CACHE_DIR=str(tmp_path / "c")),
+    )
     assert done.returncode == 1
     error = pd.read_csv(project.root / "r.csv")["error"][0]
     assert error.startswith("EnvironmentBuildFailed")
     assert 'no Python on this node satisfies requires-python ">=3.99"' in error
-    assert f"set python_downloads: true in the manifest to let uv install a managed Python under {tmp_path}/c/uv/python" in error
+    assert (
+        f"set python_downloads: true in the manifest to let uv install a managed Python under {tmp_path}/c/uv/python"
+        in error
+    )
 
 
 def test_python_downloads_true_lets_uv_install_a_managed_python_under_the_cache(project, tmp_path):
@@ -100,12 +159,16 @@ def test_python_downloads_true_lets_uv_install_a_managed_python_under_the_cache(
     project.manifest("python_downloads: true\n" + MANIFEST)
     uv, log = env_logging_uv(tmp_path)
     cache = tmp_path / "c"
-    env = node_env(tmp_path, HOG_BATCH_CACHE_DIR=str(cache), HOG_BATCH_UV=str(uv), UV_OFFLINE="1")  # no Python to fetch here
+    env = node_env(
+        tmp_path, HOG_BATCH_CACHE_DIR=str(cache), HOG_BATCH_UV=str(uv), UV_OFFLINE="1"
+    )  # no Python to fetch here
     done = cli(project, "submit", "sweep.yaml", "--run-dir", "run", "-o", "r.csv", env=env)
     assert done.returncode == 1
     builds = [line for line in log.read_text().splitlines() if " venv " in line]
     assert builds and builds[0].endswith(f"pythons={cache}/uv/python downloads=automatic")
-    assert "python_downloads" not in pd.read_csv(project.root / "r.csv")["error"][0]  # uv tried, and said why it could not
+    assert (
+        "python_downloads" not in pd.read_csv(project.root / "r.csv")["error"][0]
+    )  # uv tried, and said why it could not
 
 
 def test_python_downloads_must_be_true_or_false(project):
@@ -120,9 +183,11 @@ def fake_old_uv(folder):
     bin_dir = folder / "old-bin"
     bin_dir.mkdir()
     log = folder / "old-uv.log"
-    (bin_dir / "uv").write_text(f"#!/bin/sh\necho \"$*\" >> '{log}'\n"
-                                "[ \"$1\" = --version ] && echo 'uv 0.2.30' && exit 0\n"
-                                "echo \"error: unexpected argument '--relocatable' found\" >&2\nexit 2\n")
+    (bin_dir / "uv").write_text(
+        f"#!/bin/sh\necho \"$*\" >> '{log}'\n"
+        "[ \"$1\" = --version ] && echo 'uv 0.2.30' && exit 0\n"
+        "echo \"error: unexpected argument '--relocatable' found\" >&2\nexit 2\n"
+    )
     (bin_dir / "uv").chmod(0o755)
     return bin_dir, log
 
@@ -131,7 +196,12 @@ def test_an_old_uv_on_path_is_passed_over_for_a_new_enough_one(project, tmp_path
     project.write("work.py", HEAD.format(deps=""))
     project.manifest(MANIFEST)
     bin_dir, log = fake_old_uv(tmp_path)
-    env = node_env(tmp_path, HOG_BATCH_CACHE_DIR=str(tmp_path / "c"), HOG_BATCH_UV="", PATH=f"{bin_dir}:{os.defpath}")
+    env = node_env(
+        tmp_path,
+        HOG_BATCH_CACHE_DIR=str(tmp_path / "c"),
+        HOG_BATCH_UV="",
+        PATH=f"{bin_dir}:{os.defpath}",
+    )
     done = cli(project, "submit", "sweep.yaml", "--run-dir", "run", "-o", "r.csv", env=env)
     assert done.returncode == 0, done.stderr
     assert list(pd.read_csv(project.root / "r.csv")["result"]) == [1, 2]
@@ -146,26 +216,42 @@ def uv_wheel(folder):
         binary = zipfile.ZipInfo(f"{name}.data/scripts/uv")
         binary.external_attr = 0o100755 << 16  # a regular, executable file
         archive.writestr(binary, f"#!/bin/sh\nexec '{find_uv()}' \"$@\"\n")
-        archive.writestr(f"{name}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: uv\nVersion: {UV_BOOTSTRAP_VERSION}\n")
-        archive.writestr(f"{name}.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(
+            f"{name}.dist-info/METADATA",
+            f"Metadata-Version: 2.1\nName: uv\nVersion: {UV_BOOTSTRAP_VERSION}\n",
+        )
+        archive.writestr(
+            f"{name}.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         archive.writestr(f"{name}.dist-info/RECORD", "")
     return folder
 
 
-def test_with_only_an_old_uv_the_task_installs_the_known_version_once_and_uses_it(project, tmp_path):
+def test_with_only_an_old_uv_the_task_installs_the_known_version_once_and_uses_it(
+    project, tmp_path
+):
     script, _ = rendered_task(project)
     bin_dir, log = fake_old_uv(tmp_path)
     python_dir = tmp_path / "endpoint-python"  # an endpoint's Python: pip, but no uv package
     venv.create(python_dir, with_pip=True)
     wheels = uv_wheel(tmp_path)
     cache = tmp_path / "c"
-    env = node_env(tmp_path, HOG_BATCH_CACHE_DIR=str(cache), PATH=f"{bin_dir}:{os.defpath}",
-                   HOG_BATCH_ENDPOINT_PYTHON=str(python_dir / "bin" / "python"),
-                   PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels))
+    env = node_env(
+        tmp_path,
+        HOG_BATCH_CACHE_DIR=str(cache),
+        PATH=f"{bin_dir}:{os.defpath}",
+        HOG_BATCH_ENDPOINT_PYTHON=str(python_dir / "bin" / "python"),
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_NO_INDEX="1",
+        PIP_FIND_LINKS=str(wheels),
+    )
     for _ in range(2):
         task = start_task(script, env)
         out, err = task.communicate(timeout=300)
         assert task.returncode == 0, err
         assert '"value": 7' in out
     assert (cache / "hog-batch" / "uv-bootstrap" / "bin" / "uv").exists()
-    assert log.read_text().split() == ["--version"]  # the second task had its environment: no uv needed
+    assert log.read_text().split() == [
+        "--version"
+    ]  # the second task had its environment: no uv needed

@@ -8,7 +8,9 @@
 def detect(data, threshold: float = 3.0) -> dict:
     missing = int(data["signal"].isna().sum())
     if missing:  # planted: a few chunks hold readings the detector lost
-        raise ValueError(f"{missing} readings are missing (NaN) in rows {data.index[0]}-{data.index[-1]}")
+        raise ValueError(
+            f"{missing} readings are missing (NaN) in rows {data.index[0]}-{data.index[-1]}"
+        )
     above = data[data["signal"].abs() > threshold]
     return {
         "events": int(len(above)),

@@ -13,8 +13,13 @@ import os
 import time
 
 
-def ring_down(omega0: float, batch: int = 1, damping: float = 0.05, release: str | None = None,
-              wait_s: float = 120.0) -> dict:
+def ring_down(
+    omega0: float,
+    batch: int = 1,
+    damping: float = 0.05,
+    release: str | None = None,
+    wait_s: float = 120.0,
+) -> dict:
     if batch == 2 and release:
         deadline = time.monotonic() + wait_s
         while not os.path.exists(release):

@@ -47,17 +47,27 @@ class Limits:
 
     default_parallelism: int  # tasks in flight when the manifest sets no max_parallel
     max_auto_calls_per_task: int  # the largest task ``calls_per_task: auto`` makes
-    auto_tasks_per_slot: int = 1  # ``auto`` aims at this many tasks per slot (more: a slow call holds less back)
+    auto_tasks_per_slot: int = (
+        1  # ``auto`` aims at this many tasks per slot (more: a slow call holds less back)
+    )
     payload_bytes: int | None = None  # the most payload bytes one task may carry
-    payload_limit_text: str = ""  # what that limit is, for the error of a call over it ("one ... task can carry")
+    payload_limit_text: str = (
+        ""  # what that limit is, for the error of a call over it ("one ... task can carry")
+    )
     payload_limit_hint: str = ""  # the fix for a call over it
     result_bytes: int | None = None  # the most bytes a task's whole result may be
-    records_bytes_per_task: int = 0  # what a task may print as records; calls that would not fit are deferred
+    records_bytes_per_task: int = (
+        0  # what a task may print as records; calls that would not fit are deferred
+    )
     result_bytes_per_call: int = 0  # a call's pickled result, at most
-    output_bytes_per_call: int | None = None  # each of a call's stdout and stderr (None: the runner's default)
+    output_bytes_per_call: int | None = (
+        None  # each of a call's stdout and stderr (None: the runner's default)
+    )
     walltime: Any = None  # the batch walltime as the config gives it (for messages)
     walltime_s: float | None = None  # it in seconds; None when unset or unreadable
-    task_walltime: bool = False  # tasks carry their own walltime (their calls at their timeouts, plus slack)
+    task_walltime: bool = (
+        False  # tasks carry their own walltime (their calls at their timeouts, plus slack)
+    )
 
 
 def parse_walltime_s(value: Any) -> float | None:
@@ -123,9 +133,13 @@ class JobTarget:
 
     name: str
     endpoint: ResolvedEndpoint  # reference, kind, endpoint_id, merged config
-    script_template: str  # the job's rendered task script, PAYLOAD_SENTINEL where each task's payload goes
+    script_template: (
+        str  # the job's rendered task script, PAYLOAD_SENTINEL where each task's payload goes
+    )
     limits: Limits
-    max_parallel: int = 0  # the job's tasks running at once (a backend that queues tasks itself keeps to it)
+    max_parallel: int = (
+        0  # the job's tasks running at once (a backend that queues tasks itself keeps to it)
+    )
 
 
 @dataclass
@@ -166,8 +180,12 @@ class TaskReport:
     """What a task said since the last poll; ``finished`` once it has ended."""
 
     task_id: str
-    records: list[dict[str, Any]] = field(default_factory=list)  # decoded records (a remote backend's)
-    lines: bytes = b""  # or the record lines as the runner wrote them, undecoded (complete lines only)
+    records: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # decoded records (a remote backend's)
+    lines: bytes = (
+        b""  # or the record lines as the runner wrote them, undecoded (complete lines only)
+    )
     finished: bool = False
     returncode: int | None = None
     stderr_tail: str = ""
@@ -178,7 +196,9 @@ class TaskReport:
 
 class Backend(ABC):
     name: str = "backend"
-    needs_script: bool = True  # False: the backend sends only payloads (the script is registered once per job)
+    needs_script: bool = (
+        True  # False: the backend sends only payloads (the script is registered once per job)
+    )
     queues_tasks: bool = False  # True: it takes every task at once and keeps max_parallel running itself (a batch queue)
 
     @abstractmethod
@@ -215,8 +235,12 @@ class BackendKind(ABC):
     name: ClassVar[str]  # as run.json records it: local, globus, slurm
     where: ClassVar[str]  # for messages: "locally", "on Globus Compute", "on Slurm"
     service: ClassVar[str]  # what is asked for results: "Globus Compute", "Slurm"
-    tasks_outlive_submitter: ClassVar[bool] = False  # True: status and collect take in results a dead submitter left
-    sees_run_dir: ClassVar[bool] = False  # True: tasks see the run directory (this machine, or a shared filesystem)
+    tasks_outlive_submitter: ClassVar[bool] = (
+        False  # True: status and collect take in results a dead submitter left
+    )
+    sees_run_dir: ClassVar[bool] = (
+        False  # True: tasks see the run directory (this machine, or a shared filesystem)
+    )
 
     @abstractmethod
     def claims(self, target: str) -> bool:
@@ -250,5 +274,18 @@ class BackendKind(ABC):
         """The backend that runs a run's tasks."""
 
 
-__all__ = ["AbandonedTask", "Backend", "BackendContext", "BackendKind", "ConfigLocator", "DictMeta", "IdsCallback",
-           "JobTarget", "Limits", "MetaSlice", "TaskReport", "TaskSubmission", "parse_walltime_s"]
+__all__ = [
+    "AbandonedTask",
+    "Backend",
+    "BackendContext",
+    "BackendKind",
+    "ConfigLocator",
+    "DictMeta",
+    "IdsCallback",
+    "JobTarget",
+    "Limits",
+    "MetaSlice",
+    "TaskReport",
+    "TaskSubmission",
+    "parse_walltime_s",
+]

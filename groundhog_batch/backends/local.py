@@ -42,7 +42,9 @@ MAX_AUTO_CALLS_PER_TASK = 100_000
 
 
 def default_parallelism() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
 
 
 def find_uv() -> str | None:
@@ -80,7 +82,9 @@ def _kill_group(pid: int) -> None:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, scratch_dir: Path, working_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, scratch_dir: Path, working_dir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.scratch_dir = scratch_dir
         self.working_dir = working_dir
         self.env = dict(os.environ)
@@ -120,13 +124,22 @@ class LocalBackend(Backend):
                 os.close(secret_fd)
             with self._lock:
                 self._processes[task.task_id] = process
-            threading.Thread(target=self._follow, args=(task.task_id, task.calls, process, script_path, stderr_path),
-                             daemon=True).start()
+            threading.Thread(
+                target=self._follow,
+                args=(task.task_id, task.calls, process, script_path, stderr_path),
+                daemon=True,
+            ).start()
             ids.append((task.task_id, str(process.pid)))
         on_ids(ids, None)
 
-    def _follow(self, task_id: str, calls: list[int], process: subprocess.Popen, script_path: Path,
-                stderr_path: Path) -> None:
+    def _follow(
+        self,
+        task_id: str,
+        calls: list[int],
+        process: subprocess.Popen,
+        script_path: Path,
+        stderr_path: Path,
+    ) -> None:
         """Hand on the record lines as they come, undecoded: every complete line read in one report.
 
         Once the task has ended, its records file says what became of the calls
@@ -146,10 +159,12 @@ class LocalBackend(Backend):
             if not saw_delimiter:
                 at = _find_line(pending, DELIMITER_LINE)
                 if at < 0:
-                    pending = pending[-len(DELIMITER_LINE) - 1:]  # what came before the runner is not ours
+                    pending = pending[
+                        -len(DELIMITER_LINE) - 1 :
+                    ]  # what came before the runner is not ours
                     continue
                 saw_delimiter = True
-                pending = pending[at + len(DELIMITER_LINE):]
+                pending = pending[at + len(DELIMITER_LINE) :]
             cut = pending.rfind(b"\n") + 1
             if cut:
                 reported += pending.count(b"\n", 0, cut)
@@ -166,10 +181,20 @@ class LocalBackend(Backend):
         tail = _tail(stderr_path)
         for path in (script_path, stderr_path):
             path.unlink(missing_ok=True)
-        self._reports.put(TaskReport(task_id, lines=left, finished=True, returncode=returncode, stderr_tail=tail,
-                                     saw_delimiter=saw_delimiter))
+        self._reports.put(
+            TaskReport(
+                task_id,
+                lines=left,
+                finished=True,
+                returncode=returncode,
+                stderr_tail=tail,
+                saw_delimiter=saw_delimiter,
+            )
+        )
 
-    def build_environments(self, builds: list[tuple[str, str, str]], say=None, quiet_s: float | None = None) -> None:
+    def build_environments(
+        self, builds: list[tuple[str, str, str]], say=None, quiet_s: float | None = None
+    ) -> None:
         """Get the jobs' environments ready before their tasks start, all at once: (job, what it installs,
         a task script with no calls). A build still going after ``quiet_s`` is said (``say``), with what it
         prints (uv, the environment lock), and when it is ready; otherwise the tasks would wait on its lock
@@ -183,9 +208,15 @@ class LocalBackend(Backend):
             for n, (job, what, script) in enumerate(builds):
                 path = self.scratch_dir / f"environment-{n}.sh"
                 path.write_text(script)
-                process = subprocess.Popen([find_program("bash"), str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.PIPE, cwd=self.working_dir,
-                                           env={**self.env, "HOG_BATCH_ENV_PROGRESS": "1"}, start_new_session=True)
+                process = subprocess.Popen(
+                    [find_program("bash"), str(path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    cwd=self.working_dir,
+                    env={**self.env, "HOG_BATCH_ENV_PROGRESS": "1"},
+                    start_new_session=True,
+                )
                 running.append((job, what, path, process))
                 threading.Thread(target=_read_lines, args=(n, process, lines), daemon=True).start()
             said: set[int] = set()
@@ -202,11 +233,15 @@ class LocalBackend(Backend):
                         if m not in said and process.poll() is None:
                             said.add(m)
                             if say is not None:
-                                say(f"building the environment for {job}: {what} (once: later runs reuse it)")
+                                say(
+                                    f"building the environment for {job}: {what} (once: later runs reuse it)"
+                                )
                                 for before in early.pop(m, []):
                                     say(f"  {tag(m)}{before}")
                 try:
-                    n, line = lines.get(timeout=None if late else max(quiet_s - (time.monotonic() - started), 0.01))
+                    n, line = lines.get(
+                        timeout=None if late else max(quiet_s - (time.monotonic() - started), 0.01)
+                    )
                 except queue.Empty:
                     n, line = -1, ""
                 if n < 0:
@@ -239,8 +274,13 @@ class LocalBackend(Backend):
             if external_id and external_id.isdigit():
                 _kill_leftover(int(external_id), task_id)
             data = read_when_released(self.records.path(task_id))
-            reports.append(TaskReport(task_id, lines=unreported_records(data, self.records.secret(task_id), calls),
-                                      finished=True))
+            reports.append(
+                TaskReport(
+                    task_id,
+                    lines=unreported_records(data, self.records.secret(task_id), calls),
+                    finished=True,
+                )
+            )
             for suffix in (".sh", ".stderr"):
                 (self.scratch_dir / f"{task_id}{suffix}").unlink(missing_ok=True)
         return reports
@@ -326,7 +366,7 @@ def _tail(path: Path) -> str:
 def _find_line(data: bytes, line: bytes) -> int:
     """Where ``line`` starts a line of ``data`` (-1: nowhere)."""
     at = data.find(line)
-    while at > 0 and data[at - 1:at] != b"\n":
+    while at > 0 and data[at - 1 : at] != b"\n":
         at = data.find(line, at + 1)
     return at
 
@@ -343,8 +383,11 @@ class LocalKind(BackendKind):
         return target == "local"
 
     def limits(self, config: Mapping[str, Any]) -> Limits:
-        return Limits(default_parallelism=default_parallelism(), max_auto_calls_per_task=MAX_AUTO_CALLS_PER_TASK,
-                      auto_tasks_per_slot=TASKS_PER_SLOT)
+        return Limits(
+            default_parallelism=default_parallelism(),
+            max_auto_calls_per_task=MAX_AUTO_CALLS_PER_TASK,
+            auto_tasks_per_slot=TASKS_PER_SLOT,
+        )
 
     def open(self, context: BackendContext) -> LocalBackend:
         return LocalBackend(context.scratch_dir, context.working_dir)

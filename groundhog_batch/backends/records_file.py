@@ -55,7 +55,10 @@ class RecordsFiles:
     def environment(self, task_id: str, secret_fd: int) -> dict[str, str]:
         """What the task's runner needs in its environment to write its records here; ``secret_fd`` is
         ``secret_pipe(task_id)``, passed to the task (``pass_fds``) and closed here once it started."""
-        return {"HOG_BATCH_RECORDS_FILE": str(self.path(task_id)), "HOG_BATCH_RECORDS_SECRET_FD": str(secret_fd)}
+        return {
+            "HOG_BATCH_RECORDS_FILE": str(self.path(task_id)),
+            "HOG_BATCH_RECORDS_SECRET_FD": str(secret_fd),
+        }
 
     def secret_pipe(self, task_id: str) -> int:
         """The read end of a pipe holding the task's secret (see ``secret_pipe``)."""

@@ -29,13 +29,16 @@ def kind(name: str) -> BackendKind:
     """The kind registered as ``name``."""
     if name not in _loaded:
         if name not in KINDS:
-            raise BackendError(message=f"unknown backend kind {name!r}",
-                               hint=f"the kinds are: {', '.join(KINDS)}")
+            raise BackendError(
+                message=f"unknown backend kind {name!r}", hint=f"the kinds are: {', '.join(KINDS)}"
+            )
         module, _, attribute = KINDS[name].partition(":")
         found = getattr(import_module(module), attribute)
         if found.name != name:
-            raise BackendError(message=f"{KINDS[name]} registers kind {found.name!r} as {name!r}",
-                               hint="make the registry line and the kind's name agree")
+            raise BackendError(
+                message=f"{KINDS[name]} registers kind {found.name!r} as {name!r}",
+                hint="make the registry line and the kind's name agree",
+            )
         _loaded[name] = found
     return _loaded[name]
 

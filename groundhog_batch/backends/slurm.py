@@ -78,8 +78,10 @@ NODE_LOCAL_PREFIXES = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 
 def poll_bounds_s() -> tuple[float, float]:
     """(first, longest) wait between ``squeue`` calls; it grows while nothing changes."""
-    return (float(os.environ.get("HOG_BATCH_SLURM_POLL_S", "1.0")),
-            float(os.environ.get("HOG_BATCH_SLURM_POLL_MAX_S", "15.0")))
+    return (
+        float(os.environ.get("HOG_BATCH_SLURM_POLL_S", "1.0")),
+        float(os.environ.get("HOG_BATCH_SLURM_POLL_MAX_S", "15.0")),
+    )
 
 
 @dataclass
@@ -102,7 +104,9 @@ class Followed:
 def node_local(path: Path) -> bool:
     """Whether ``path`` is on a filesystem only this node sees (``/tmp``, a tmpfs)."""
     resolved = str(path.resolve())
-    if any(resolved == prefix or resolved.startswith(prefix + "/") for prefix in NODE_LOCAL_PREFIXES):
+    if any(
+        resolved == prefix or resolved.startswith(prefix + "/") for prefix in NODE_LOCAL_PREFIXES
+    ):
         return True
     try:
         mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
@@ -110,8 +114,11 @@ def node_local(path: Path) -> bool:
         return False
     best, fstype = "", ""
     for parts in mounts:
-        if len(parts) >= 3 and (resolved == parts[1] or resolved.startswith(parts[1].rstrip("/") + "/")) \
-                and len(parts[1]) > len(best):
+        if (
+            len(parts) >= 3
+            and (resolved == parts[1] or resolved.startswith(parts[1].rstrip("/") + "/"))
+            and len(parts[1]) > len(best)
+        ):
             best, fstype = parts[1], parts[2]
     return fstype in ("tmpfs", "ramfs")
 
@@ -147,15 +154,21 @@ def _exit_status(path: Path) -> int | None:
 
 class SlurmBackend(Backend):
     name = "slurm"
-    queues_tasks = True  # every task goes out at once: the array's %max_parallel keeps the rest waiting
+    queues_tasks = (
+        True  # every task goes out at once: the array's %max_parallel keeps the rest waiting
+    )
 
     def __init__(self, context: BackendContext, commands: SlurmCommands | None = None) -> None:
         self.context = context
         self.commands = commands or SlurmCommands()
         self._followed: dict[str, Followed] = {}
         self._records: dict[Path, RecordsFiles] = {}
-        self._stopped: dict[str, bytes] = {}  # tasks cancel stopped: what they recorded, until it is handed on
-        self._done: dict[str, Path] = {}  # ended tasks whose files go once the ledger has their records
+        self._stopped: dict[
+            str, bytes
+        ] = {}  # tasks cancel stopped: what they recorded, until it is handed on
+        self._done: dict[
+            str, Path
+        ] = {}  # ended tasks whose files go once the ledger has their records
         self._first_poll_s, self._longest_poll_s = poll_bounds_s()
         self._interval_s = self._first_poll_s
         self._next_check = 0.0
@@ -174,7 +187,10 @@ class SlurmBackend(Backend):
     def task_dir(self, target: JobTarget) -> Path:
         scratch = target.endpoint.config.get("scratch")
         if scratch:
-            return Path(os.path.expandvars(os.path.expanduser(str(scratch)))).absolute() / f"hog-{self.run_key()}"
+            return (
+                Path(os.path.expandvars(os.path.expanduser(str(scratch)))).absolute()
+                / f"hog-{self.run_key()}"
+            )
         return self.context.scratch_dir
 
     def records(self, task_dir: Path) -> RecordsFiles:
@@ -186,10 +202,12 @@ class SlurmBackend(Backend):
         task_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if node_local(task_dir) and not self._warned_node_local:
             self._warned_node_local = True
-            print(f"hog-batch: warning: the task files go to {task_dir}, on a filesystem only this node sees; "
-                  "elements on other nodes cannot read their scripts or write their records. Put the run directory "
-                  "on a shared filesystem (--run-dir), or set `scratch:` in the Slurm endpoint's config",
-                  file=sys.stderr)
+            print(
+                f"hog-batch: warning: the task files go to {task_dir}, on a filesystem only this node sees; "
+                "elements on other nodes cannot read their scripts or write their records. Put the run directory "
+                "on a shared filesystem (--run-dir), or set `scratch:` in the Slurm endpoint's config",
+                file=sys.stderr,
+            )
 
     # --- submission --------------------------------------------------------------------------
 
@@ -211,30 +229,47 @@ class SlurmBackend(Backend):
             except SlurmError as exc:
                 raise _submit_error(exc, target) from None
             for start in range(0, len(submissions), size):
-                self._submit_array(target, task_dir, submissions[start:start + size], on_ids)
+                self._submit_array(target, task_dir, submissions[start : start + size], on_ids)
         self._next_check = min(self._next_check, time.monotonic() + self._first_poll_s)
 
     def array_name(self, job_name: str, first_task: str, n_tasks: int) -> str:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", job_name)[:40]
         return f"hog-{self.run_key()}-{safe}-{first_task.rsplit('-', 1)[-1]}+{n_tasks}"
 
-    def _submit_array(self, target: JobTarget, task_dir: Path, group: list[TaskSubmission], on_ids: IdsCallback) -> None:
+    def _submit_array(
+        self, target: JobTarget, task_dir: Path, group: list[TaskSubmission], on_ids: IdsCallback
+    ) -> None:
         records = self.records(task_dir)
         for submission in group:
             write_atomic(task_dir / f"{submission.task_id}.sh", submission.script)
         name = self.array_name(target.name, group[0].task_id, len(group))
         script = task_dir / f"{name}.sbatch"
         worker_init = str(target.endpoint.config.get("worker_init") or "")
-        write_atomic(script, render_array_script(name, task_dir, [s.task_id for s in group],
-                                                 [records.secret(s.task_id) for s in group], worker_init))
+        write_atomic(
+            script,
+            render_array_script(
+                name,
+                task_dir,
+                [s.task_id for s in group],
+                [records.secret(s.task_id) for s in group],
+                worker_init,
+            ),
+        )
         options = self.array_options(target, task_dir, name, len(group))
-        self.context.meta.set(SUBMITTING_KEY, {"name": name, "tasks": [s.task_id for s in group], "dir": str(task_dir)})
+        self.context.meta.set(
+            SUBMITTING_KEY,
+            {"name": name, "tasks": [s.task_id for s in group], "dir": str(task_dir)},
+        )
         try:
             array_id = self.commands.sbatch(options, script, cwd=self.context.working_dir)
-        except SlurmUnreachable as exc:  # it may have taken the array: `resume` looks it up by name first
-            raise BackendError(message=f"sbatch got no answer from Slurm: {exc.message}",
-                               hint="the controller may be down or busy; `hog-batch resume RUN_DIR` finds the array "
-                               "if Slurm took it, and submits it otherwise") from None
+        except (
+            SlurmUnreachable
+        ) as exc:  # it may have taken the array: `resume` looks it up by name first
+            raise BackendError(
+                message=f"sbatch got no answer from Slurm: {exc.message}",
+                hint="the controller may be down or busy; `hog-batch resume RUN_DIR` finds the array "
+                "if Slurm took it, and submits it otherwise",
+            ) from None
         except SlurmError as exc:
             self.context.meta.set(SUBMITTING_KEY, None)
             raise _submit_error(exc, target) from None
@@ -242,11 +277,21 @@ class SlurmBackend(Backend):
         self._remember_array(array_id, task_dir)
         self.context.meta.set(SUBMITTING_KEY, None)
         for i, submission in enumerate(group):
-            self._followed[submission.task_id] = Followed(target.name, list(submission.calls), array_id, i, task_dir)
+            self._followed[submission.task_id] = Followed(
+                target.name, list(submission.calls), array_id, i, task_dir
+            )
 
-    def array_options(self, target: JobTarget, task_dir: Path, name: str, n_tasks: int) -> list[str]:
-        return array_options(target.endpoint.config, target.max_parallel, task_dir, self.context.working_dir, name,
-                             n_tasks)
+    def array_options(
+        self, target: JobTarget, task_dir: Path, name: str, n_tasks: int
+    ) -> list[str]:
+        return array_options(
+            target.endpoint.config,
+            target.max_parallel,
+            task_dir,
+            self.context.working_dir,
+            name,
+            n_tasks,
+        )
 
     def _remember_array(self, array_id: str, task_dir: Path) -> None:
         arrays = dict(self.context.meta.get(ARRAYS_KEY, {}) or {})
@@ -257,7 +302,11 @@ class SlurmBackend(Backend):
 
     def poll(self, timeout_s: float) -> list[TaskReport]:
         if any(self._stopped.values()):
-            reports = [TaskReport(task_id, lines=lines) for task_id, lines in self._stopped.items() if lines]
+            reports = [
+                TaskReport(task_id, lines=lines)
+                for task_id, lines in self._stopped.items()
+                if lines
+            ]
             self._stopped = dict.fromkeys(self._stopped, b"")
             return reports
         if not self._followed:
@@ -274,10 +323,15 @@ class SlurmBackend(Backend):
                 ended = []
                 self._interval_s = min(self._interval_s * 2, self._longest_poll_s)
             except SlurmError as exc:  # squeue refused: say so, and keep following
-                print(f"hog-batch: warning: cannot ask Slurm for the arrays' state ({exc}); trying again", file=sys.stderr)
+                print(
+                    f"hog-batch: warning: cannot ask Slurm for the arrays' state ({exc}); trying again",
+                    file=sys.stderr,
+                )
                 ended = []
             reports += ended
-            self._interval_s = self._first_poll_s if reports else min(self._interval_s * 1.5, self._longest_poll_s)
+            self._interval_s = (
+                self._first_poll_s if reports else min(self._interval_s * 1.5, self._longest_poll_s)
+            )
             self._next_check = time.monotonic() + self._interval_s
         return reports
 
@@ -285,11 +339,15 @@ class SlurmBackend(Backend):
         """The records written since the last look; a task whose wrapper wrote a clean exit status is done."""
         reports = []
         for task_id, followed in list(self._followed.items()):
-            if followed.state is ElementState.PENDING:  # no files yet: not looked at until Slurm starts it
+            if (
+                followed.state is ElementState.PENDING
+            ):  # no files yet: not looked at until Slurm starts it
                 continue
             lines = self._new_lines(task_id, followed)
             status = _exit_status(followed.task_dir / f"{task_id}.exit")
-            if status is not None and status < 128:  # it ended by itself: nothing Slurm says changes that
+            if (
+                status is not None and status < 128
+            ):  # it ended by itself: nothing Slurm says changes that
                 reports.append(self._finish(task_id, followed, None, status, lines))
             elif lines:
                 reports.append(TaskReport(task_id, lines=lines))
@@ -318,7 +376,10 @@ class SlurmBackend(Backend):
             if state.ended:
                 reports.append(self._ended(task_id, followed, state))
         if forgotten:  # where accounting works, it still knows how they ended
-            accounted = self.commands.accounting_states({followed.array_id for _, followed in forgotten}) or {}
+            accounted = (
+                self.commands.accounting_states({followed.array_id for _, followed in forgotten})
+                or {}
+            )
             for task_id, followed in forgotten:
                 state = accounted.get((followed.array_id, followed.index), (None, ""))[0]
                 if state is not None and state.ended:
@@ -337,11 +398,21 @@ class SlurmBackend(Backend):
         if status is not None or lines or followed.reported:
             return self._finish(task_id, followed, None, status, lines)
         del self._followed[task_id]
-        return self._lost_once(task_id, followed, f"Slurm no longer knows element {followed.element} "
-                                                  "(Invalid job id specified) and it left no records")
+        return self._lost_once(
+            task_id,
+            followed,
+            f"Slurm no longer knows element {followed.element} "
+            "(Invalid job id specified) and it left no records",
+        )
 
-    def _finish(self, task_id: str, followed: Followed, state: ElementState | None, status: int | None,
-                lines: bytes) -> TaskReport:
+    def _finish(
+        self,
+        task_id: str,
+        followed: Followed,
+        state: ElementState | None,
+        status: int | None,
+        lines: bytes,
+    ) -> TaskReport:
         """The report of an element that ended: its last records, and outcomes for the calls it could not report."""
         del self._followed[task_id]
         task_dir = followed.task_dir
@@ -349,26 +420,56 @@ class SlurmBackend(Backend):
         stderr_tail = _tail(task_dir / f"{task_id}.stderr")
         saw_delimiter = _saw_delimiter(task_dir / f"{task_id}.out")
         unreported = [call for call in followed.calls if call not in followed.reported]
-        report = TaskReport(task_id, lines=lines, finished=True, returncode=status, stderr_tail=stderr_tail,
-                            saw_delimiter=saw_delimiter)
+        report = TaskReport(
+            task_id,
+            lines=lines,
+            finished=True,
+            returncode=status,
+            stderr_tail=stderr_tail,
+            saw_delimiter=saw_delimiter,
+        )
         if not unreported or state in (None, ElementState.COMPLETED, ElementState.FAILED):
             if status is None and unreported:
                 report.failure = f"element {followed.element} ended without an exit status (killed, or its node died)"
             return report
-        config = self.context.job(followed.job).endpoint.config if followed.job in self.context.jobs else {}
+        config = (
+            self.context.job(followed.job).endpoint.config
+            if followed.job in self.context.jobs
+            else {}
+        )
         if state is ElementState.TIMEOUT:
             walltime = config.get("walltime", "?")
             if not saw_delimiter:
-                report.failure = (f"element {followed.element} reached its walltime of {walltime} before its calls "
-                                  "started (building the environment took too long?)")
+                report.failure = (
+                    f"element {followed.element} reached its walltime of {walltime} before its calls "
+                    "started (building the environment took too long?)"
+                )
                 return report
             # The shape of the host's own record of a call the task could not report on (executor.failure_record).
-            report.records = [{"call": unreported[0], "ok": False, "kind": None, "value": None, "tb": None,
-                               "error": f"TimeoutError: the Slurm element {followed.element} reached its walltime of "
-                                        f"{walltime} while this call ran", "out": "", "err": "", "t0": None,
-                               "t1": None, "lost": True}]
-            report.records += [{"call": call, "deferred": True, "reason": f"not started before the walltime {walltime}"}
-                               for call in unreported[1:]]
+            report.records = [
+                {
+                    "call": unreported[0],
+                    "ok": False,
+                    "kind": None,
+                    "value": None,
+                    "tb": None,
+                    "error": f"TimeoutError: the Slurm element {followed.element} reached its walltime of "
+                    f"{walltime} while this call ran",
+                    "out": "",
+                    "err": "",
+                    "t0": None,
+                    "t1": None,
+                    "lost": True,
+                }
+            ]
+            report.records += [
+                {
+                    "call": call,
+                    "deferred": True,
+                    "reason": f"not started before the walltime {walltime}",
+                }
+                for call in unreported[1:]
+            ]
             return report
         if state is ElementState.OUT_OF_MEMORY:
             report.failure = f"Slurm killed element {followed.element} at its memory limit (mem: {config.get('mem', '?')})"
@@ -377,7 +478,9 @@ class SlurmBackend(Backend):
             report.failure = f"element {followed.element} was cancelled (scancel)"
             return report
         if state in (ElementState.NODE_FAIL, ElementState.PREEMPTED, ElementState.BOOT_FAIL):
-            lost = self._lost_once(task_id, followed, f"element {followed.element} ended {state.value}")
+            lost = self._lost_once(
+                task_id, followed, f"element {followed.element} ended {state.value}"
+            )
             lost.lines, lost.returncode, lost.stderr_tail = lines, status, stderr_tail
             return lost
         report.failure = f"element {followed.element} ended {state.value}"
@@ -390,28 +493,49 @@ class SlurmBackend(Backend):
         unreported = [call for call in followed.calls if call not in followed.reported]
         again = [call for call in unreported if call not in seen]
         if not again:
-            return TaskReport(task_id, finished=True, saw_delimiter=False, lost=True, failure=reason)
+            return TaskReport(
+                task_id, finished=True, saw_delimiter=False, lost=True, failure=reason
+            )
         lost_before[followed.job] = sorted(seen | set(again))
         self.context.meta.set(LOST_KEY, lost_before)
-        return TaskReport(task_id, records=[{"call": c, "deferred": True, "reason": f"{reason}; running it again"}
-                                            for c in again], finished=True, saw_delimiter=True, lost=True, failure=reason)
+        return TaskReport(
+            task_id,
+            records=[
+                {"call": c, "deferred": True, "reason": f"{reason}; running it again"}
+                for c in again
+            ],
+            finished=True,
+            saw_delimiter=True,
+            lost=True,
+            failure=reason,
+        )
 
     # --- after a submitter died ----------------------------------------------------------------
 
     def reattach(self, tasks: list[AbandonedTask]) -> list[TaskReport]:
         arrays = self.context.meta.get(ARRAYS_KEY, {}) or {}
         request = self.context.meta.get(SUBMITTING_KEY) or {}
-        adopted = self._adopt_unanswered({task_id for task_id, _, external_id, _ in tasks if not external_id})
+        adopted = self._adopt_unanswered(
+            {task_id for task_id, _, external_id, _ in tasks if not external_id}
+        )
         reports = []
         for task_id, job, external_id, calls in tasks:
-            if task_id in self._stopped:  # this process cancelled it (Ctrl-C): keep what it did, the rest runs again
+            if (
+                task_id in self._stopped
+            ):  # this process cancelled it (Ctrl-C): keep what it did, the rest runs again
                 reports.append(TaskReport(task_id, lines=self._stopped.pop(task_id), finished=True))
                 continue
             element = external_id or adopted.get(task_id)
             array_id, _, index = (element or "").partition("_")
-            if not index.isdigit():  # Slurm does not know it: it ran long ago (its files say), or never
+            if (
+                not index.isdigit()
+            ):  # Slurm does not know it: it ran long ago (its files say), or never
                 in_request = task_id in request.get("tasks", [])
-                reports.append(self._ran_unknown(task_id, Path(request["dir"]) if in_request else self._job_dir(job)))
+                reports.append(
+                    self._ran_unknown(
+                        task_id, Path(request["dir"]) if in_request else self._job_dir(job)
+                    )
+                )
                 continue
             task_dir = Path(arrays[array_id]) if array_id in arrays else self._job_dir(job)
             self._followed[task_id] = Followed(job, list(calls), array_id, int(index), task_dir)
@@ -425,12 +549,20 @@ class SlurmBackend(Backend):
         if not (task_dir / f"{task_id}.out").exists():
             return TaskReport(task_id, finished=True, lost=True)
         self._done[task_id] = task_dir
-        return TaskReport(task_id, lines=self.records(task_dir).read_new(task_id), finished=True,
-                          returncode=_exit_status(task_dir / f"{task_id}.exit"),
-                          saw_delimiter=_saw_delimiter(task_dir / f"{task_id}.out"))
+        return TaskReport(
+            task_id,
+            lines=self.records(task_dir).read_new(task_id),
+            finished=True,
+            returncode=_exit_status(task_dir / f"{task_id}.exit"),
+            saw_delimiter=_saw_delimiter(task_dir / f"{task_id}.out"),
+        )
 
     def _job_dir(self, job: str) -> Path:
-        return self.task_dir(self.context.job(job)) if job in self.context.jobs else self.context.scratch_dir
+        return (
+            self.task_dir(self.context.job(job))
+            if job in self.context.jobs
+            else self.context.scratch_dir
+        )
 
     def _adopt_unanswered(self, unanswered: set[str]) -> dict[str, str]:
         """The previous submitter died around ``sbatch``: the array it may have submitted, found by name."""
@@ -480,8 +612,10 @@ class SlurmBackend(Backend):
         try:
             self.commands.scancel(targets)
         except SlurmError as exc:
-            raise BackendError(message=f"scancel could not cancel {', '.join(targets)}: {exc.message}",
-                               hint="cancel them yourself with scancel; `hog-batch status` then shows what they finished") from None
+            raise BackendError(
+                message=f"scancel could not cancel {', '.join(targets)}: {exc.message}",
+                hint="cancel them yourself with scancel; `hog-batch status` then shows what they finished",
+            ) from None
         deadline = time.monotonic() + wait_s
         remaining = set(wanted)
         while remaining and time.monotonic() < deadline:
@@ -491,15 +625,21 @@ class SlurmBackend(Backend):
                 known = None
             for task_id in sorted(remaining):
                 followed = self._followed[task_id]
-                state = known.get((followed.array_id, followed.index)) if known is not None else None
-                if known is None:  # Slurm does not answer: the wrapper's exit status is all there is to go by
+                state = (
+                    known.get((followed.array_id, followed.index)) if known is not None else None
+                )
+                if (
+                    known is None
+                ):  # Slurm does not answer: the wrapper's exit status is all there is to go by
                     if _exit_status(followed.task_dir / f"{task_id}.exit") is not None:
                         remaining.discard(task_id)
                 elif state is None or state.ended:
                     remaining.discard(task_id)
             if remaining:
                 time.sleep(0.3)
-        for task_id in wanted:  # what they finished; the executor cancels the rest (or, reattaching, requeues them)
+        for task_id in (
+            wanted
+        ):  # what they finished; the executor cancels the rest (or, reattaching, requeues them)
             followed = self._followed.pop(task_id)
             self._stopped[task_id] = self._new_lines(task_id, followed)
 
@@ -507,11 +647,21 @@ class SlurmBackend(Backend):
         """Nothing runs here: the arrays go on without this process."""
 
 
-def array_options(config: Mapping[str, Any], max_parallel: int, task_dir: Path, working_dir: Path, name: str,
-                  n_tasks: int) -> list[str]:
+def array_options(
+    config: Mapping[str, Any],
+    max_parallel: int,
+    task_dir: Path,
+    working_dir: Path,
+    name: str,
+    n_tasks: int,
+) -> list[str]:
     """sbatch's options for an array of ``n_tasks`` elements, ``max_parallel`` of them running at once."""
-    options = [f"--array=0-{n_tasks - 1}%{max_parallel or DEFAULT_MAX_PARALLEL}", f"--job-name={name}",
-               f"--output={task_dir}/{name}_%a.log", f"--chdir={working_dir}"]
+    options = [
+        f"--array=0-{n_tasks - 1}%{max_parallel or DEFAULT_MAX_PARALLEL}",
+        f"--job-name={name}",
+        f"--output={task_dir}/{name}_%a.log",
+        f"--chdir={working_dir}",
+    ]
     warning = warning_signal_s(parse_walltime_s(config.get("walltime")))
     if warning:
         options.append(f"--signal=B:TERM@{warning}")
@@ -521,14 +671,20 @@ def array_options(config: Mapping[str, Any], max_parallel: int, task_dir: Path, 
 def _submit_error(exc: SlurmError, target: JobTarget) -> HogError:
     """sbatch's own words, with where the config was set and what to change."""
     if isinstance(exc, SlurmMissing):
-        return BackendError(message=f"job {target.name!r} runs on Slurm, but {exc.message}",
-                            hint="run hog-batch on the cluster's login node (where sbatch is), or load Slurm's module "
-                            "first (module load slurm)")
+        return BackendError(
+            message=f"job {target.name!r} runs on Slurm, but {exc.message}",
+            hint="run hog-batch on the cluster's login node (where sbatch is), or load Slurm's module "
+            "first (module load slurm)",
+        )
     if isinstance(exc, SlurmUnreachable):
-        return BackendError(message=f"Slurm did not answer: {exc.message}",
-                            hint="the controller may be down or busy: try again in a minute (nothing was submitted)")
-    return BackendError(message=f"sbatch refused the array of job {target.name!r}: {exc.message}",
-                        hint=_refusal_hint(exc.message, target.endpoint.config))
+        return BackendError(
+            message=f"Slurm did not answer: {exc.message}",
+            hint="the controller may be down or busy: try again in a minute (nothing was submitted)",
+        )
+    return BackendError(
+        message=f"sbatch refused the array of job {target.name!r}: {exc.message}",
+        hint=_refusal_hint(exc.message, target.endpoint.config),
+    )
 
 
 def _refusal_hint(message: str, config: Mapping[str, Any]) -> str:
@@ -564,9 +720,13 @@ class SlurmKind(BackendKind):
 
     def limits(self, config: Mapping[str, Any]) -> Limits:
         walltime = config.get("walltime")
-        return Limits(default_parallelism=DEFAULT_MAX_PARALLEL, max_auto_calls_per_task=MAX_AUTO_CALLS_PER_TASK,
-                      walltime=None if walltime is None else str(walltime), walltime_s=parse_walltime_s(walltime),
-                      task_walltime=True)
+        return Limits(
+            default_parallelism=DEFAULT_MAX_PARALLEL,
+            max_auto_calls_per_task=MAX_AUTO_CALLS_PER_TASK,
+            walltime=None if walltime is None else str(walltime),
+            walltime_s=parse_walltime_s(walltime),
+            task_walltime=True,
+        )
 
     def config_problems(self, job, locate: ConfigLocator) -> list[HogError]:
         return config_problems(job.endpoint.config, locate)
@@ -584,8 +744,12 @@ class SlurmKind(BackendKind):
                 continue
             seen.add(key)
             try:
-                commands.sbatch(["--array=0-0", "--job-name=hog-check", *options], None,
-                                cwd=spec.manifest_path.parent, test_only=True)
+                commands.sbatch(
+                    ["--array=0-0", "--job-name=hog-check", *options],
+                    None,
+                    cwd=spec.manifest_path.parent,
+                    test_only=True,
+                )
             except SlurmError as exc:
                 problems.append(_located_refusal(exc, job, spec, index))
         if problems:
@@ -597,12 +761,21 @@ class SlurmKind(BackendKind):
         """The array's batch script and sbatch options, for a task submitted alone (``plan --render``)."""
         task_dir = Path("RUN_DIR/tasks")
         name = f"hog-RUNKEY-{re.sub(r'[^A-Za-z0-9_.-]', '_', job.name)[:40]}-{task_id}+1"
-        options = array_options(job.endpoint.config, job.max_parallel, task_dir, job.script_path.parent, name, 1)
-        script = render_array_script(name, task_dir, [task_id], ["RECORDS_SECRET"],
-                                     str(job.endpoint.config.get("worker_init") or ""))
-        return (f"\n# ---- on Slurm, the script above is {task_dir}/{task_id}.sh, run by element 0 of an array:\n"
-                f"# sbatch --parsable {' '.join(shlex.quote(option) for option in options)} {task_dir}/{name}.sbatch\n"
-                f"# ---- {task_dir}/{name}.sbatch:\n{script}")
+        options = array_options(
+            job.endpoint.config, job.max_parallel, task_dir, job.script_path.parent, name, 1
+        )
+        script = render_array_script(
+            name,
+            task_dir,
+            [task_id],
+            ["RECORDS_SECRET"],
+            str(job.endpoint.config.get("worker_init") or ""),
+        )
+        return (
+            f"\n# ---- on Slurm, the script above is {task_dir}/{task_id}.sh, run by element 0 of an array:\n"
+            f"# sbatch --parsable {' '.join(shlex.quote(option) for option in options)} {task_dir}/{name}.sbatch\n"
+            f"# ---- {task_dir}/{name}.sbatch:\n{script}"
+        )
 
     def open(self, context: BackendContext) -> Backend:
         return SlurmBackend(context)
@@ -616,7 +789,9 @@ def _located_refusal(exc: SlurmError, job, spec, index: int) -> HogError:
     target = JobTarget(job.name, job.endpoint, "", SlurmKind().limits(job.endpoint.config))
     error = _submit_error(exc, target)
     text = exc.message.lower()
-    key = next((k for k in ("partition", "account", "qos", "gres", "constraint", "mem") if k in text), None)
+    key = next(
+        (k for k in ("partition", "account", "qos", "gres", "constraint", "mem") if k in text), None
+    )
     if key is None and ("feature" in text):
         key = "constraint"
     if key is None and "generic resource" in text:

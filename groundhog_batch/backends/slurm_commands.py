@@ -36,9 +36,15 @@ from pathlib import Path
 COMMAND_TIMEOUT_S = 60.0
 SQUEUE_FORMAT = "%F|%K|%T|%j|%r"
 INVALID_JOB_ID = "Invalid job id specified"
-UNREACHABLE_MARKS = ("Unable to contact slurm controller", "Socket timed out", "Connection refused",
-                     "Communication connection failure", "Zero Bytes were transmitted", "Slurm backup controller in standby mode",
-                     "Unable to establish controller machine")
+UNREACHABLE_MARKS = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Connection refused",
+    "Communication connection failure",
+    "Zero Bytes were transmitted",
+    "Slurm backup controller in standby mode",
+    "Unable to establish controller machine",
+)
 
 
 class ElementState(str, Enum):
@@ -76,9 +82,19 @@ class ElementState(str, Enum):
         return self in ENDED
 
 
-ENDED = frozenset({ElementState.COMPLETED, ElementState.FAILED, ElementState.TIMEOUT, ElementState.CANCELLED,
-                   ElementState.OUT_OF_MEMORY, ElementState.NODE_FAIL, ElementState.PREEMPTED, ElementState.BOOT_FAIL,
-                   ElementState.DEADLINE})
+ENDED = frozenset(
+    {
+        ElementState.COMPLETED,
+        ElementState.FAILED,
+        ElementState.TIMEOUT,
+        ElementState.CANCELLED,
+        ElementState.OUT_OF_MEMORY,
+        ElementState.NODE_FAIL,
+        ElementState.PREEMPTED,
+        ElementState.BOOT_FAIL,
+        ElementState.DEADLINE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,11 @@ class SlurmMissing(SlurmError):
 
 def slurm_message(stderr: str) -> str:
     """Slurm's own words, without the ``sbatch: error:`` prefixes, one line."""
-    lines = [re.sub(r"^(\w+: )?(error: )?", "", line.strip()) for line in stderr.splitlines() if line.strip()]
+    lines = [
+        re.sub(r"^(\w+: )?(error: )?", "", line.strip())
+        for line in stderr.splitlines()
+        if line.strip()
+    ]
     unique = list(dict.fromkeys(line for line in lines if line))
     return "; ".join(unique) or "no message"
 
@@ -120,20 +140,32 @@ def slurm_message(stderr: str) -> str:
 class SlurmCommands:
     """Runs the Slurm client commands; ``env`` is added to the environment (``SLURM_CONF``, say)."""
 
-    def __init__(self, env: dict[str, str] | None = None, timeout_s: float = COMMAND_TIMEOUT_S) -> None:
+    def __init__(
+        self, env: dict[str, str] | None = None, timeout_s: float = COMMAND_TIMEOUT_S
+    ) -> None:
         self.env = {**os.environ, **(env or {})}
         self.timeout_s = timeout_s
 
     def available(self, program: str = "sbatch") -> bool:
         return shutil.which(program, path=self.env.get("PATH")) is not None
 
-    def _run(self, argv: list[str], stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    def _run(
+        self, argv: list[str], stdin: str | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
         program = argv[0]
         if not self.available(program):
             raise SlurmMissing(program, f"{program} is not on PATH")
         try:
-            done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=self.timeout_s, env=self.env,
-                                  cwd=cwd, stdin=None if stdin is not None else subprocess.DEVNULL)
+            done = subprocess.run(
+                argv,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                env=self.env,
+                cwd=cwd,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
             raise SlurmUnreachable(program, f"no answer in {self.timeout_s:g} s") from None
         except OSError as exc:
@@ -144,11 +176,22 @@ class SlurmCommands:
 
     # --- submitting -----------------------------------------------------------------------
 
-    def sbatch(self, options: list[str], script: Path | None, cwd: Path | None = None, test_only: bool = False) -> str:
+    def sbatch(
+        self,
+        options: list[str],
+        script: Path | None,
+        cwd: Path | None = None,
+        test_only: bool = False,
+    ) -> str:
         """Submit ``script`` with ``options``; the job id (``--parsable``). ``test_only``: check, submit nothing
         (``script`` may then be None)."""
-        argv = ["sbatch", "--parsable", *(["--test-only"] if test_only else []), *options,
-                *([str(script)] if script is not None else ["--wrap=true"])]
+        argv = [
+            "sbatch",
+            "--parsable",
+            *(["--test-only"] if test_only else []),
+            *options,
+            *([str(script)] if script is not None else ["--wrap=true"]),
+        ]
         done = self._run(argv, cwd=cwd)
         if done.returncode != 0:
             raise SlurmRefused("sbatch", slurm_message(done.stderr))
@@ -173,7 +216,15 @@ class SlurmCommands:
             if len(parts) < 4 or not parts[0].isdigit():
                 continue
             index = int(parts[1]) if parts[1].isdigit() else -1  # N/A: not an array
-            found.append(Element(parts[0], index, ElementState.parse(parts[2]), parts[3], parts[4] if len(parts) > 4 else ""))
+            found.append(
+                Element(
+                    parts[0],
+                    index,
+                    ElementState.parse(parts[2]),
+                    parts[3],
+                    parts[4] if len(parts) > 4 else "",
+                )
+            )
         return found
 
     def job(self, job_id: str) -> dict[str, str] | None:
@@ -203,7 +254,9 @@ class SlurmCommands:
         value = self.config().get("MaxArraySize", "1001")
         return int(value) if value.isdigit() else 1001
 
-    def accounting_states(self, array_ids: Iterable[str]) -> dict[tuple[str, int], tuple[ElementState, str]] | None:
+    def accounting_states(
+        self, array_ids: Iterable[str]
+    ) -> dict[tuple[str, int], tuple[ElementState, str]] | None:
         """``sacct``'s (state, exit code) per element, or None where accounting does not work."""
         ids = ",".join(array_ids)
         if not ids or not self.available("sacct"):
@@ -240,5 +293,14 @@ def _user() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 
-__all__ = ["ENDED", "Element", "ElementState", "SlurmCommands", "SlurmError", "SlurmMissing", "SlurmRefused",
-           "SlurmUnreachable", "slurm_message"]
+__all__ = [
+    "ENDED",
+    "Element",
+    "ElementState",
+    "SlurmCommands",
+    "SlurmError",
+    "SlurmMissing",
+    "SlurmRefused",
+    "SlurmUnreachable",
+    "slurm_message",
+]

@@ -22,13 +22,30 @@ from .base import parse_walltime_s
 
 SCHEMA_RESOURCE = "schemas/slurm-endpoint.schema.json"
 MEMORY_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?B?$", re.IGNORECASE)
-OWNED_OPTIONS = {"--array": "the array", "-a": "the array", "--parsable": "how sbatch answers",
-                 "--job-name": "the job name (it carries the run and its tasks)", "-J": "the job name",
-                 "--output": "where elements write", "-o": "where elements write", "--error": "where elements write",
-                 "-e": "where elements write", "--signal": "the walltime warning signal", "--wrap": "the batch script",
-                 "--wait": "submit, then return", "-W": "submit, then return", "--test-only": "what is submitted",
-                 "--chdir": "the working directory", "-D": "the working directory"}
-JSON_TYPES = {"string": "a string", "integer": "an integer", "array": "a list", "object": "a mapping"}
+OWNED_OPTIONS = {
+    "--array": "the array",
+    "-a": "the array",
+    "--parsable": "how sbatch answers",
+    "--job-name": "the job name (it carries the run and its tasks)",
+    "-J": "the job name",
+    "--output": "where elements write",
+    "-o": "where elements write",
+    "--error": "where elements write",
+    "-e": "where elements write",
+    "--signal": "the walltime warning signal",
+    "--wrap": "the batch script",
+    "--wait": "submit, then return",
+    "-W": "submit, then return",
+    "--test-only": "what is submitted",
+    "--chdir": "the working directory",
+    "-D": "the working directory",
+}
+JSON_TYPES = {
+    "string": "a string",
+    "integer": "an integer",
+    "array": "a list",
+    "object": "a mapping",
+}
 
 # locate(config key, message, hint) -> an error pointing at the line that set the key
 Locate = Callable[[str, str, str], Exception]
@@ -51,43 +68,84 @@ def config_problems(config: Mapping[str, Any], locate: Locate) -> list:
     for key in config:
         if key not in schema()["properties"]:
             close = difflib.get_close_matches(key, keys, n=1)
-            problems.append(locate(key, f"a Slurm endpoint has no config key {key!r}",
-                                   (f"did you mean {close[0]!r}? " if close else "")
-                                   + f"its keys: {', '.join(sorted(k for k in keys if k != 'endpoint'))}"))
+            problems.append(
+                locate(
+                    key,
+                    f"a Slurm endpoint has no config key {key!r}",
+                    (f"did you mean {close[0]!r}? " if close else "")
+                    + f"its keys: {', '.join(sorted(k for k in keys if k != 'endpoint'))}",
+                )
+            )
     known = {key: value for key, value in config.items() if key in schema()["properties"]}
     for key, value in known.items():
         node = schema()["properties"][key]
         problem = _value_problem(value, node)
         if problem:
-            example = f"for example: {key}: {json.dumps(node['examples'][0])}" if node.get("examples") else \
-                "change the value in the manifest or the script's [tool.hog] table, or override it with --set"
-            problems.append(locate(key, f"Slurm config key {key!r} is {value!r}; {problem}", example))
-    known = {key: value for key, value in known.items() if not _value_problem(value, schema()["properties"][key])}
+            example = (
+                f"for example: {key}: {json.dumps(node['examples'][0])}"
+                if node.get("examples")
+                else "change the value in the manifest or the script's [tool.hog] table, or override it with --set"
+            )
+            problems.append(
+                locate(key, f"Slurm config key {key!r} is {value!r}; {problem}", example)
+            )
+    known = {
+        key: value
+        for key, value in known.items()
+        if not _value_problem(value, schema()["properties"][key])
+    }
     walltime = known.get("walltime")
-    if isinstance(walltime, str | int) and not isinstance(walltime, bool) and parse_walltime_s(walltime) is None:
-        problems.append(locate("walltime", f"walltime {walltime!r} is not a Slurm time",
-                               "write HH:MM:SS, MM:SS, D-HH:MM:SS, D-HH or a number of minutes, e.g. \"00:30:00\""))
+    if (
+        isinstance(walltime, str | int)
+        and not isinstance(walltime, bool)
+        and parse_walltime_s(walltime) is None
+    ):
+        problems.append(
+            locate(
+                "walltime",
+                f"walltime {walltime!r} is not a Slurm time",
+                'write HH:MM:SS, MM:SS, D-HH:MM:SS, D-HH or a number of minutes, e.g. "00:30:00"',
+            )
+        )
     memory = known.get("mem")
     if isinstance(memory, str) and not MEMORY_PATTERN.match(memory.strip()):
-        problems.append(locate("mem", f"mem {memory!r} is not a Slurm memory size",
-                               "write a number with K, M, G or T (\"4G\", \"500M\"); a bare number is megabytes"))
+        problems.append(
+            locate(
+                "mem",
+                f"mem {memory!r} is not a Slurm memory size",
+                'write a number with K, M, G or T ("4G", "500M"); a bare number is megabytes',
+            )
+        )
     if isinstance(memory, int) and not isinstance(memory, bool) and memory <= 0:
-        problems.append(locate("mem", f"mem {memory!r} must be a positive number of megabytes", "e.g. mem: 4G"))
+        problems.append(
+            locate("mem", f"mem {memory!r} must be a positive number of megabytes", "e.g. mem: 4G")
+        )
     for argument in known.get("sbatch_args") or []:
         if not isinstance(argument, str):
             continue
         option = argument.split("=", 1)[0]
-        if option in OWNED_OPTIONS or any(option.startswith(short) and len(option) > 2 and not option.startswith("--")
-                                          for short in ("-a", "-J", "-o", "-e", "-W", "-D")):
+        if option in OWNED_OPTIONS or any(
+            option.startswith(short) and len(option) > 2 and not option.startswith("--")
+            for short in ("-a", "-J", "-o", "-e", "-W", "-D")
+        ):
             owned = OWNED_OPTIONS.get(option, "this option")
-            problems.append(locate("sbatch_args", f"sbatch_args sets {argument!r}, which hog-batch sets itself ({owned})",
-                                   "remove it: hog-batch submits the tasks as an array with --parsable, names the job "
-                                   "after the run, and writes element output under the run directory"))
+            problems.append(
+                locate(
+                    "sbatch_args",
+                    f"sbatch_args sets {argument!r}, which hog-batch sets itself ({owned})",
+                    "remove it: hog-batch submits the tasks as an array with --parsable, names the job "
+                    "after the run, and writes element output under the run directory",
+                )
+            )
     return problems
 
 
-_PYTHON_TYPES = {"string": lambda v: isinstance(v, str), "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-                 "array": lambda v: isinstance(v, list), "object": lambda v: isinstance(v, dict)}
+_PYTHON_TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
 
 
 def _value_problem(value: Any, node: Mapping[str, Any]) -> str | None:
@@ -115,8 +173,14 @@ def _value_problem(value: Any, node: Mapping[str, Any]) -> str | None:
 def sbatch_options(config: Mapping[str, Any]) -> list[str]:
     """The resource options of a job's elements, in sbatch's own spelling."""
     options = []
-    for key, flag in (("partition", "--partition"), ("account", "--account"), ("qos", "--qos"),
-                      ("cpus_per_task", "--cpus-per-task"), ("gres", "--gres"), ("constraint", "--constraint")):
+    for key, flag in (
+        ("partition", "--partition"),
+        ("account", "--account"),
+        ("qos", "--qos"),
+        ("cpus_per_task", "--cpus-per-task"),
+        ("gres", "--gres"),
+        ("constraint", "--constraint"),
+    ):
         if config.get(key) not in (None, ""):
             options.append(f"{flag}={config[key]}")
     if config.get("walltime") not in (None, ""):

@@ -16,8 +16,10 @@ import sys
 
 from ..errors import HogError
 
-NO_TOKENS_HINT = ("run `hog-batch login` in a terminal, or set GLOBUS_COMPUTE_CLIENT_ID and "
-                  "GLOBUS_COMPUTE_CLIENT_SECRET for a client identity")
+NO_TOKENS_HINT = (
+    "run `hog-batch login` in a terminal, or set GLOBUS_COMPUTE_CLIENT_ID and "
+    "GLOBUS_COMPUTE_CLIENT_SECRET for a client identity"
+)
 
 
 def globus_app():
@@ -27,15 +29,20 @@ def globus_app():
         from globus_compute_sdk.sdk.auth.globus_app import get_globus_app
         from globus_sdk import ComputeClientV3
     except ImportError as exc:  # pragma: no cover - the SDK is a declared dependency
-        raise HogError(message=f"globus-compute-sdk is not importable: {exc}", hint="pip install globus-compute-sdk") from None
+        raise HogError(
+            message=f"globus-compute-sdk is not importable: {exc}",
+            hint="pip install globus-compute-sdk",
+        ) from None
     try:
         app = get_globus_app()
     except ValueError as exc:
         raise HogError(message=str(exc), hint="set both variables, or neither") from None
-    app.add_scope_requirements({
-        ComputeClientV3.scopes.resource_server: ComputeClientV3.default_scope_requirements,
-        ComputeAuthClient.scopes.resource_server: ComputeAuthClient.default_scope_requirements,
-    })
+    app.add_scope_requirements(
+        {
+            ComputeClientV3.scopes.resource_server: ComputeClientV3.default_scope_requirements,
+            ComputeAuthClient.scopes.resource_server: ComputeAuthClient.default_scope_requirements,
+        }
+    )
     return app
 
 
@@ -58,7 +65,10 @@ def ensure_logged_in(app=None):
     if _is_client_identity(app) or not app.login_required():
         return app
     if not sys.stdin.isatty():
-        raise HogError(message="not logged in to Globus, and there is no terminal to log in at", hint=NO_TOKENS_HINT)
+        raise HogError(
+            message="not logged in to Globus, and there is no terminal to log in at",
+            hint=NO_TOKENS_HINT,
+        )
     app.login()
     return app
 
@@ -93,6 +103,8 @@ def whoami() -> str:
         with app._disabled_token_validation_error_handler():  # whoami never starts a login
             info = ComputeAuthClient(app=app).userinfo()
     except Exception as exc:
-        raise HogError(message=f"Globus Auth did not answer who you are: {exc.__class__.__name__}",
-                       hint="log in again with `hog-batch logout` then `hog-batch login`") from None
+        raise HogError(
+            message=f"Globus Auth did not answer who you are: {exc.__class__.__name__}",
+            hint="log in again with `hog-batch logout` then `hog-batch login`",
+        ) from None
     return f"{info.get('preferred_username') or info.get('name') or info['sub']} ({info['sub']})"

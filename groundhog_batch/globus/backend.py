@@ -45,8 +45,12 @@ from .service import (
 )
 
 STATUS_CHUNK = 500  # task ids per status request, at most
-ANSWER_BUDGET_BYTES = 100 * 1000 * 1000  # a status request asks for no more results than this, by the largest seen
-REPORT_BATCH_BYTES = 16 * 1024 * 1024  # poll hands over the results read so far once they weigh this much
+ANSWER_BUDGET_BYTES = (
+    100 * 1000 * 1000
+)  # a status request asks for no more results than this, by the largest seen
+REPORT_BATCH_BYTES = (
+    16 * 1024 * 1024
+)  # poll hands over the results read so far once they weigh this much
 STDERR_TAIL_CHARS = 4000
 # keys in the backend's slice of the run's metadata (stored as globus_<key>)
 LOST_META_KEY = "lost_calls"
@@ -72,11 +76,15 @@ def sweep_interval_s() -> float:
 
 def poll_bounds_s() -> tuple[float, float]:
     """(first, longest) wait between status requests; the wait grows while nothing finishes."""
-    return (float(os.environ.get("HOG_BATCH_GLOBUS_POLL_S", "2.0")),
-            float(os.environ.get("HOG_BATCH_GLOBUS_POLL_MAX_S", "30.0")))
+    return (
+        float(os.environ.get("HOG_BATCH_GLOBUS_POLL_S", "2.0")),
+        float(os.environ.get("HOG_BATCH_GLOBUS_POLL_MAX_S", "30.0")),
+    )
 
 
-def split_requests(submissions: list[TaskSubmission], budget_bytes: int) -> list[list[TaskSubmission]]:
+def split_requests(
+    submissions: list[TaskSubmission], budget_bytes: int
+) -> list[list[TaskSubmission]]:
     """Consecutive groups of tasks, each group's tasks together under ``budget_bytes`` of request body."""
     groups: list[list[TaskSubmission]] = []
     current: list[TaskSubmission] = []
@@ -102,11 +110,17 @@ def exception_headline(text: str) -> str:
     traceback is its own first line.
     """
     lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if line and not set(line) <= set("+-") and not line.startswith("Traceback from attempt")]
+    lines = [
+        line
+        for line in lines
+        if line and not set(line) <= set("+-") and not line.startswith("Traceback from attempt")
+    ]
     if not lines:
         return "no reason given"
     if any(line.startswith("Traceback (most recent call last)") for line in lines):
-        candidates = [line for line in lines if not line.startswith(("File ", "Traceback", "^", "~"))]
+        candidates = [
+            line for line in lines if not line.startswith(("File ", "Traceback", "^", "~"))
+        ]
         headline = candidates[-1] if candidates else lines[-1]
     else:
         headline = lines[0]
@@ -118,12 +132,16 @@ def exception_headline(text: str) -> str:
 
 def too_large_report(task_id: str, refused: RequestTooLarge) -> TaskReport:
     """A task the service refused alone for its size: its calls fail, with the sizes in the error."""
-    return TaskReport(task_id, finished=True, saw_delimiter=False,
-                      failure=f"Globus Compute refused the task's {refused.request_bytes:,}-byte submission as too "
-                      f"large (HTTP 413: {refused.detail}); hog-batch packs requests under "
-                      f"{transport.request_budget_bytes():,} bytes, the service's documented limit being "
-                      f"{transport.REQUEST_LIMIT_BYTES:,}. Pass large inputs with `pass: path`, or set a smaller "
-                      "calls_per_task")
+    return TaskReport(
+        task_id,
+        finished=True,
+        saw_delimiter=False,
+        failure=f"Globus Compute refused the task's {refused.request_bytes:,}-byte submission as too "
+        f"large (HTTP 413: {refused.detail}); hog-batch packs requests under "
+        f"{transport.request_budget_bytes():,} bytes, the service's documented limit being "
+        f"{transport.REQUEST_LIMIT_BYTES:,}. Pass large inputs with `pass: path`, or set a smaller "
+        "calls_per_task",
+    )
 
 
 def machinery_failure(status: dict[str, Any]) -> bool:
@@ -139,24 +157,47 @@ def report_from_status(task_id: str, status: dict[str, Any], deserialize) -> Tas
     state = str(status.get("status", "unknown")).lower()
     if "exception" in status and status["exception"]:
         text = str(status["exception"]).strip()
-        return TaskReport(task_id, finished=True, saw_delimiter=False, stderr_tail=text[-STDERR_TAIL_CHARS:],
-                          failure=f"the endpoint reported: {exception_headline(text)}")
+        return TaskReport(
+            task_id,
+            finished=True,
+            saw_delimiter=False,
+            stderr_tail=text[-STDERR_TAIL_CHARS:],
+            failure=f"the endpoint reported: {exception_headline(text)}",
+        )
     if "result" in status and state == "success":
         try:
             result = deserialize(status["result"])
         except Exception as exc:  # noqa: BLE001 - a result we cannot read fails its task, not the run
-            return TaskReport(task_id, finished=True, saw_delimiter=False,
-                              failure=f"the task's result could not be read: {type(exc).__name__}: {exc}")
+            return TaskReport(
+                task_id,
+                finished=True,
+                saw_delimiter=False,
+                failure=f"the task's result could not be read: {type(exc).__name__}: {exc}",
+            )
         if not isinstance(result, dict) or "stdout" not in result:
-            return TaskReport(task_id, finished=True, saw_delimiter=False,
-                              failure=f"the task returned {type(result).__name__}, not hog-batch's task result")
+            return TaskReport(
+                task_id,
+                finished=True,
+                saw_delimiter=False,
+                failure=f"the task returned {type(result).__name__}, not hog-batch's task result",
+            )
         lines = str(result["stdout"]).splitlines()
-        return TaskReport(task_id, records=list(iter_records(lines)), finished=True, returncode=result.get("returncode"),
-                          stderr_tail=str(result.get("stderr") or "")[-STDERR_TAIL_CHARS:],
-                          saw_delimiter=DELIMITER in lines)
+        return TaskReport(
+            task_id,
+            records=list(iter_records(lines)),
+            finished=True,
+            returncode=result.get("returncode"),
+            stderr_tail=str(result.get("stderr") or "")[-STDERR_TAIL_CHARS:],
+            saw_delimiter=DELIMITER in lines,
+        )
     if state == "failed" or state == "unknown" and status.get("reason"):
-        return TaskReport(task_id, finished=True, saw_delimiter=False, lost=True,
-                          failure=f"the service has no record of the task ({status.get('reason') or 'no result'})")
+        return TaskReport(
+            task_id,
+            finished=True,
+            saw_delimiter=False,
+            lost=True,
+            failure=f"the service has no record of the task ({status.get('reason') or 'no result'})",
+        )
     return None
 
 
@@ -174,7 +215,9 @@ class GlobusBackend(Backend):
         self._interval_s = self._first_poll_s
         self._next_poll = 0.0
         self._group_id: str | None = None
-        self._ready: list[TaskReport] = []  # reports known without asking the service (a task refused as too large)
+        self._ready: list[
+            TaskReport
+        ] = []  # reports known without asking the service (a task refused as too large)
         self._refused_bytes = transport.REQUEST_LIMIT_BYTES  # lowered when the service answers 413
         self._closing = False
         self._cycle: Iterator[TaskReport] | None = None  # the status cycle being read
@@ -184,11 +227,15 @@ class GlobusBackend(Backend):
         self._queue: ResultQueue | None = None if push_wanted() else False  # type: ignore[assignment]
         self._pushed: set[str] = set()
         self._verify: set[str] = set()  # reattached: asked once, whatever pushes
-        self._acks: dict[str, tuple[int, int]] = {}  # hog-batch task id -> its message, acknowledged on forget
+        self._acks: dict[
+            str, tuple[int, int]
+        ] = {}  # hog-batch task id -> its message, acknowledged on forget
         self._sweep_s = sweep_interval_s()
         self._sweep_at = time.monotonic() + self._sweep_s
         self.sweeps = 0
-        self._resumed_groups: list[str] = []  # queues of a previous submitter, consumed on the first wait
+        self._resumed_groups: list[
+            str
+        ] = []  # queues of a previous submitter, consumed on the first wait
 
     # --- submission -------------------------------------------------------------------
 
@@ -200,7 +247,9 @@ class GlobusBackend(Backend):
             key = "function:" + content_id({"source": source}, length=24)
             function_id = self.meta.get(key)
             if function_id is None:
-                function_id = self.service.register_function(source, f"hog-batch task of job {job.name}")
+                function_id = self.service.register_function(
+                    source, f"hog-batch task of job {job.name}"
+                )
                 self.meta.set(key, function_id)
             self._function_ids[job_name] = function_id
         return self._function_ids[job_name]
@@ -216,10 +265,12 @@ class GlobusBackend(Backend):
             for submission in submissions:
                 size = len(submission.payload.encode())
                 if size > limit:
-                    raise BackendError(message=f"task {submission.task_id} has a {size:,}-byte payload, over the "
-                                       f"{limit:,} bytes one Globus Compute submission can carry",
-                                       hint="pass large inputs with `pass: path` on a filesystem the endpoint shares, "
-                                       "or set a smaller calls_per_task for this job")
+                    raise BackendError(
+                        message=f"task {submission.task_id} has a {size:,}-byte payload, over the "
+                        f"{limit:,} bytes one Globus Compute submission can carry",
+                        hint="pass large inputs with `pass: path` on a filesystem the endpoint shares, "
+                        "or set a smaller calls_per_task for this job",
+                    )
             function_id = self.function_id(job_name)
             fixed = self.service.request_fixed_bytes(job.endpoint.config, str(uuid.uuid4()))
             budget = min(transport.request_budget_bytes(), self._refused_bytes) - fixed
@@ -227,7 +278,9 @@ class GlobusBackend(Backend):
             while pending:
                 group = pending.popleft()
                 try:
-                    task_ids = self._submit_once(job.endpoint.endpoint_id, function_id, group, job.endpoint.config)
+                    task_ids = self._submit_once(
+                        job.endpoint.endpoint_id, function_id, group, job.endpoint.config
+                    )
                 except RequestTooLarge as refused:
                     self.meta.set(REQUEST_META_KEY, None)
                     if len(group) == 1:
@@ -240,10 +293,16 @@ class GlobusBackend(Backend):
                     regrouped = split_requests(rest, budget)
                     if len(regrouped[0]) == len(group):  # the same request again: halve it instead
                         half = len(group) // 2
-                        regrouped = [group[:half], group[half:], *split_requests(rest[len(group):], budget)]
+                        regrouped = [
+                            group[:half],
+                            group[half:],
+                            *split_requests(rest[len(group) :], budget),
+                        ]
                     pending = deque(regrouped)
                     continue
-                on_ids([(s.task_id, t) for s, t in zip(group, task_ids, strict=True)], self._group_id)
+                on_ids(
+                    [(s.task_id, t) for s, t in zip(group, task_ids, strict=True)], self._group_id
+                )
                 self.meta.set(REQUEST_META_KEY, None)
                 pushed = self._pushes() and self._watch(self._group_id)
                 for submission, task_id in zip(group, task_ids, strict=True):
@@ -252,8 +311,13 @@ class GlobusBackend(Backend):
                         self._pushed.add(task_id)
         self._next_poll = min(self._next_poll, time.monotonic() + self._first_poll_s)
 
-    def _submit_once(self, endpoint_id: str, function_id: str, group: list[TaskSubmission],
-                     config: dict[str, Any]) -> list[str]:
+    def _submit_once(
+        self,
+        endpoint_id: str,
+        function_id: str,
+        group: list[TaskSubmission],
+        config: dict[str, Any],
+    ) -> list[str]:
         """Submit one request into a fresh task group; if its answer is lost, adopt what the group holds.
 
         A request whose answer is lost and whose group stays empty is sent
@@ -262,12 +326,20 @@ class GlobusBackend(Backend):
         """
         self._group_id = str(uuid.uuid4())
         payloads = [s.payload for s in group]
-        self.meta.set(REQUEST_META_KEY, {"group_id": self._group_id, "tasks": [s.task_id for s in group]})
+        self.meta.set(
+            REQUEST_META_KEY, {"group_id": self._group_id, "tasks": [s.task_id for s in group]}
+        )
         backoff = patient_backoff()
         while True:
             try:
-                task_ids = self.service.submit(endpoint_id, function_id, payloads, config, self._group_id,
-                                               create_queue=self._pushes())
+                task_ids = self.service.submit(
+                    endpoint_id,
+                    function_id,
+                    payloads,
+                    config,
+                    self._group_id,
+                    create_queue=self._pushes(),
+                )
                 break
             except SubmitUncertain as uncertain:
                 taken = self.service.group_tasks(self._group_id) or []
@@ -279,16 +351,20 @@ class GlobusBackend(Backend):
                         message=f"Globus Compute took {len(taken)} of the {len(group)} tasks of a submission whose "
                         f"answer was lost ({uncertain.detail}); hog-batch cannot tell which calls they carry",
                         hint=f"the run stops here rather than run calls twice: `hog-batch resume RUN_DIR` submits "
-                        f"the request again (task group {self._group_id})") from None
+                        f"the request again (task group {self._group_id})",
+                    ) from None
                 if not backoff.wait():
                     raise ServicePaused(
                         message=f"paused: {backoff.waits + 1} submissions of {len(group)} tasks got no answer in "
                         f"{backoff.elapsed_s():.0f} s (last: {uncertain.detail}), and the service took none of them",
                         hint="nothing is lost: `hog-batch resume RUN_DIR` sends the request again once the service "
-                        "answers (HOG_BATCH_GLOBUS_OUTAGE_S sets how long a run waits)") from None
+                        "answers (HOG_BATCH_GLOBUS_OUTAGE_S sets how long a run waits)",
+                    ) from None
         if len(task_ids) != len(group):
-            raise BackendError(message=f"Globus Compute answered {len(task_ids)} task ids for {len(group)} tasks",
-                               hint="resume the run; report this if it happens again")
+            raise BackendError(
+                message=f"Globus Compute answered {len(task_ids)} task ids for {len(group)} tasks",
+                hint="resume the run; report this if it happens again",
+            )
         return task_ids
 
     # --- results ----------------------------------------------------------------------
@@ -336,9 +412,15 @@ class GlobusBackend(Backend):
                 continue
             self._pushed.discard(service_id)
             self._verify.discard(service_id)
-            self._largest_result_bytes = max(self._largest_result_bytes, len(status.get("result") or ""))
+            self._largest_result_bytes = max(
+                self._largest_result_bytes, len(status.get("result") or "")
+            )
             report = report_from_status(task_id, status, self.service.deserialize) or TaskReport(
-                task_id, finished=True, saw_delimiter=False, failure=f"a pushed result said {status.get('status')}")
+                task_id,
+                finished=True,
+                saw_delimiter=False,
+                failure=f"a pushed result said {status.get('status')}",
+            )
             self._acks[task_id] = tag
             reports.append(self._settle(report, status))
         if reports:
@@ -395,13 +477,17 @@ class GlobusBackend(Backend):
         weight = 0
         for report in self._cycle:
             reports.append(report)
-            weight += sum(len(str(r.get("value", ""))) + len(r.get("out") or "") for r in report.records)
+            weight += sum(
+                len(str(r.get("value", ""))) + len(r.get("out") or "") for r in report.records
+            )
             if weight >= REPORT_BATCH_BYTES:
                 self._cycle_found = True
                 return reports
         self._cycle = None
         found = self._cycle_found or bool(reports)
-        self._interval_s = self._first_poll_s if found else min(self._interval_s * 1.5, self._longest_poll_s)
+        self._interval_s = (
+            self._first_poll_s if found else min(self._interval_s * 1.5, self._longest_poll_s)
+        )
         self._next_poll = time.monotonic() + self._interval_s
         return reports
 
@@ -414,13 +500,15 @@ class GlobusBackend(Backend):
         else fails fast (``status``)."""
         start = 0
         while start < len(service_ids):
-            chunk = service_ids[start:start + self.status_chunk()]
+            chunk = service_ids[start : start + self.status_chunk()]
             start += len(chunk)
             for service_id, status in self.service.status_stream(chunk, patient=patient):
                 task_id = self._followed.get(service_id)
                 if task_id is None:
                     continue
-                self._largest_result_bytes = max(self._largest_result_bytes, len(status.get("result") or ""))
+                self._largest_result_bytes = max(
+                    self._largest_result_bytes, len(status.get("result") or "")
+                )
                 report = report_from_status(task_id, status, self.service.deserialize)
                 if report is None:
                     continue
@@ -445,14 +533,21 @@ class GlobusBackend(Backend):
         done = counts.setdefault(job, {})
         again = [call for call in calls if done.get(str(call), 0) < MACHINERY_RERUNS]
         if len(again) < len(calls):
-            return report  # some call has been re-run as often as allowed: the task fails as reported
+            return (
+                report  # some call has been re-run as often as allowed: the task fails as reported
+            )
         for call in again:
             done[str(call)] = done.get(str(call), 0) + 1
         self.meta.set(MACHINERY_META_KEY, counts)
         times = max(done[str(call)] for call in again)
         reason = f"{report.failure} (a failure of the endpoint, not of the call); running it again ({times} of {MACHINERY_RERUNS})"
-        return TaskReport(report.task_id, records=[{"call": c, "deferred": True, "reason": reason} for c in again],
-                          finished=True, saw_delimiter=True, failure=report.failure)
+        return TaskReport(
+            report.task_id,
+            records=[{"call": c, "deferred": True, "reason": reason} for c in again],
+            finished=True,
+            saw_delimiter=True,
+            failure=report.failure,
+        )
 
     def _rerun_lost_once(self, report: TaskReport) -> TaskReport:
         """A lost task's calls run again (deferred, no attempt counted) the first time; the second time they fail."""
@@ -467,8 +562,14 @@ class GlobusBackend(Backend):
         lost_before[job] = sorted(seen | set(again))
         self.meta.set(LOST_META_KEY, lost_before)
         reason = f"{report.failure}; running it again"
-        return TaskReport(report.task_id, records=[{"call": c, "deferred": True, "reason": reason} for c in again],
-                          finished=True, saw_delimiter=True, failure=report.failure, lost=True)
+        return TaskReport(
+            report.task_id,
+            records=[{"call": c, "deferred": True, "reason": reason} for c in again],
+            finished=True,
+            saw_delimiter=True,
+            failure=report.failure,
+            lost=True,
+        )
 
     def reattach(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> list[TaskReport]:
         """Follow again the tasks a previous submitter left; adopt those of its unanswered request.
@@ -492,7 +593,9 @@ class GlobusBackend(Backend):
             else:  # the service never took it (or cannot say which tasks it took): its calls run again
                 reports.append(TaskReport(task_id, finished=True, lost=True))
         self._next_poll = 0.0
-        self._verify |= set(self._followed)  # asked once: what finished while nobody listened may not be in a queue
+        self._verify |= set(
+            self._followed
+        )  # asked once: what finished while nobody listened may not be in a queue
         groups = self.meta.get(QUEUES_META_KEY, []) if push_wanted() and not self._closing else []
         if groups:  # their queues are consumed from the first wait on (``_receive``); a ``status`` asks once
             self._resumed_groups = list(groups)
@@ -525,7 +628,11 @@ class GlobusBackend(Backend):
     def cancel(self, task_ids: list[str]) -> None:
         """Globus Compute cannot stop a submitted task: stop following it (its calls are cancelled in the ledger)."""
         wanted = set(task_ids)
-        self._followed = {service_id: task_id for service_id, task_id in self._followed.items() if task_id not in wanted}
+        self._followed = {
+            service_id: task_id
+            for service_id, task_id in self._followed.items()
+            if task_id not in wanted
+        }
 
 
 __all__ = ["GlobusBackend", "exception_headline", "report_from_status", "split_requests"]

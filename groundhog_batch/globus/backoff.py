@@ -20,9 +20,16 @@ from collections.abc import Callable
 
 
 class Backoff:
-    def __init__(self, first_s: float, longest_s: float, budget_s: float, *,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        first_s: float,
+        longest_s: float,
+        budget_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         self.first_s, self.longest_s, self.budget_s = first_s, max(longest_s, first_s), budget_s
         self._clock, self._sleep, self._rng = clock, sleep, rng
         self.started = clock()

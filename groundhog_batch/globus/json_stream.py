@@ -36,7 +36,7 @@ class _Reader:
     def _read(self, at_least_chars: int) -> bool:
         """Append at least ``at_least_chars`` more characters (fewer at the end); False at the end of the answer."""
         if self.pos > CHUNK_BYTES and self.pos * 2 > len(self.buffer):
-            self.buffer, self.pos = self.buffer[self.pos:], 0
+            self.buffer, self.pos = self.buffer[self.pos :], 0
         parts, added = [], 0
         while added < at_least_chars and not self.eof:
             try:
@@ -78,7 +78,11 @@ class _Reader:
                     raise JsonStreamError(f"the answer ends inside a value: {exc}") from None
                 self._read(max(len(self.buffer) - self.pos, CHUNK_BYTES))
                 continue
-            if end == len(self.buffer) and not self.eof and not isinstance(value, (dict, list, str)):
+            if (
+                end == len(self.buffer)
+                and not self.eof
+                and not isinstance(value, (dict, list, str))
+            ):
                 self._read(1)  # a number may go on in the next chunk
                 continue
             self.pos = end

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_PARALLEL = 64  # tasks in flight on an endpoint
 MAX_AUTO_CALLS_PER_TASK = 1_000
-MAX_RESULT_BYTES_PER_CALL = 4 * 1000 * 1000  # pickled; base64 brings it to 5.3 MB, under the result limit
+MAX_RESULT_BYTES_PER_CALL = (
+    4 * 1000 * 1000
+)  # pickled; base64 brings it to 5.3 MB, under the result limit
 MAX_OUTPUT_BYTES_PER_CALL = 256 * 1024  # each of stdout and stderr
 
 

@@ -32,8 +32,10 @@ STALE_S = 600.0  # a slot still "in flight" this long belongs to a process that 
 
 def rate_limit() -> tuple[int, float]:
     """(requests, window_s): the service's limit; the tests' loopback may use a shorter window."""
-    return (int(os.environ.get("HOG_BATCH_GLOBUS_RATE_REQUESTS", RATE_LIMIT_REQUESTS)),
-            float(os.environ.get("HOG_BATCH_GLOBUS_RATE_WINDOW_S", RATE_LIMIT_WINDOW_S)))
+    return (
+        int(os.environ.get("HOG_BATCH_GLOBUS_RATE_REQUESTS", RATE_LIMIT_REQUESTS)),
+        float(os.environ.get("HOG_BATCH_GLOBUS_RATE_WINDOW_S", RATE_LIMIT_WINDOW_S)),
+    )
 
 
 def user_state_dir() -> Path:
@@ -43,23 +45,34 @@ def user_state_dir() -> Path:
     writable by others.
     """
     explicit = os.environ.get("HOG_BATCH_STATE_DIR")
-    base = Path(explicit) if explicit else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "hog-batch"
+    base = (
+        Path(explicit)
+        if explicit
+        else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        / "hog-batch"
+    )
     try:
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = os.lstat(base)
     except OSError as exc:
-        raise BackendError(message=f"cannot use the state directory {base}: {exc.strerror or exc}",
-                           hint="set HOG_BATCH_STATE_DIR to a directory of yours") from None
+        raise BackendError(
+            message=f"cannot use the state directory {base}: {exc.strerror or exc}",
+            hint="set HOG_BATCH_STATE_DIR to a directory of yours",
+        ) from None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
-        raise BackendError(message=f"the state directory {base} is not a private directory of yours",
-                           hint=f"remove it, or `chmod go-w {base}`, or set HOG_BATCH_STATE_DIR")
+        raise BackendError(
+            message=f"the state directory {base} is not a private directory of yours",
+            hint=f"remove it, or `chmod go-w {base}`, or set HOG_BATCH_STATE_DIR",
+        )
     return base
 
 
 class SharedRateLimiter:
     """At most ``requests`` in any ``window_s`` across every process sharing ``path``."""
 
-    def __init__(self, path: Path, requests: int | None = None, window_s: float | None = None) -> None:
+    def __init__(
+        self, path: Path, requests: int | None = None, window_s: float | None = None
+    ) -> None:
         default_requests, default_window_s = rate_limit()
         self.path = path
         self.requests = requests or default_requests
@@ -93,10 +106,13 @@ class SharedRateLimiter:
         """Wait for a free slot and take it; returns the slot's token for ``release``."""
         token = uuid.uuid4().hex
         while True:
+
             def take(slots: dict) -> float:
                 now = time.time()
                 for key, (stamp, done) in list(slots.items()):
-                    if (done and stamp <= now - self.window_s) or (not done and stamp <= now - STALE_S):
+                    if (done and stamp <= now - self.window_s) or (
+                        not done and stamp <= now - STALE_S
+                    ):
                         del slots[key]
                 if len(slots) < self.requests:
                     slots[token] = (now, False)
@@ -111,6 +127,7 @@ class SharedRateLimiter:
 
     def release(self, token: str) -> None:
         """The request completed now: its slot frees ``window_s`` from now."""
+
         def stamp(slots: dict) -> None:
             slots[token] = (time.time(), True)
 

@@ -99,8 +99,11 @@ class ResultQueue:
         self._set_prefetch()
 
     def _set_prefetch(self) -> None:
-        wanted = FIRST_PREFETCH if not self._largest_bytes else \
-            max(FIRST_PREFETCH, min(MAX_PREFETCH, MEMORY_BUDGET_BYTES // self._largest_bytes))
+        wanted = (
+            FIRST_PREFETCH
+            if not self._largest_bytes
+            else max(FIRST_PREFETCH, min(MAX_PREFETCH, MEMORY_BUDGET_BYTES // self._largest_bytes))
+        )
         if wanted != self._prefetch and self._channel is not None:
             self._channel.basic_qos(prefetch_count=wanted, global_qos=True)
             self._prefetch = wanted
@@ -111,7 +114,9 @@ class ResultQueue:
         if group in self._consuming or group in self.missing:
             return
         try:
-            self._channel.basic_consume(queue=self._prefix + group, on_message_callback=self._on_message)
+            self._channel.basic_consume(
+                queue=self._prefix + group, on_message_callback=self._on_message
+            )
         except pika.exceptions.ChannelClosedByBroker:  # no such queue: its tasks are polled
             self.missing.add(group)
             self._new_channel()

@@ -74,7 +74,11 @@ def patient_backoff() -> Backoff:
 
 def quick_backoff() -> Backoff:
     """The backoff of a request someone waits for (the endpoint lookup, ``status``): about a minute."""
-    return Backoff(retry_base_s(), QUICK_LONGEST_WAIT_S, float(os.environ.get("HOG_BATCH_GLOBUS_QUICK_S", QUICK_BUDGET_S)))
+    return Backoff(
+        retry_base_s(),
+        QUICK_LONGEST_WAIT_S,
+        float(os.environ.get("HOG_BATCH_GLOBUS_QUICK_S", QUICK_BUDGET_S)),
+    )
 
 
 class SubmitUncertain(Exception):
@@ -130,11 +134,20 @@ def connection_never_made(exc: Exception) -> bool:
             continue
         seen.add(id(current))
         name = type(current).__name__
-        if isinstance(current, ConnectionRefusedError) or name in ("NewConnectionError", "NameResolutionError"):
+        if isinstance(current, ConnectionRefusedError) or name in (
+            "NewConnectionError",
+            "NameResolutionError",
+        ):
             return True
-        stack += [getattr(current, "exc", None), current.__cause__, current.__context__,
-                  *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)],
-                  getattr(current, "reason", None) if isinstance(getattr(current, "reason", None), BaseException) else None]
+        stack += [
+            getattr(current, "exc", None),
+            current.__cause__,
+            current.__context__,
+            *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)],
+            getattr(current, "reason", None)
+            if isinstance(getattr(current, "reason", None), BaseException)
+            else None,
+        ]
     return False
 
 
@@ -149,8 +162,12 @@ class ComputeService:
     def limiter(self) -> SharedRateLimiter:
         """The user's one limiter at this service, shared by every hog-batch process (a file in the state directory)."""
         if self._limiter is None:
-            url = (os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE") or DEFAULT_SERVICE_URL).rstrip("/")
-            self._limiter = SharedRateLimiter.for_service(url, os.environ.get("GLOBUS_COMPUTE_CLIENT_ID") or "user")
+            url = (os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE") or DEFAULT_SERVICE_URL).rstrip(
+                "/"
+            )
+            self._limiter = SharedRateLimiter.for_service(
+                url, os.environ.get("GLOBUS_COMPUTE_CLIENT_ID") or "user"
+            )
         return self._limiter
 
     @property
@@ -162,13 +179,17 @@ class ComputeService:
             from .auth import ensure_logged_in
 
             app = ensure_logged_in()
-            self._client = Client(app=app, do_version_check=False, data_serialization_strategy=JSONData())
+            self._client = Client(
+                app=app, do_version_check=False, data_serialization_strategy=JSONData()
+            )
             url = os.environ.get("GLOBUS_SDK_SERVICE_URL_COMPUTE")
             if url:
                 from globus_compute_sdk.sdk.client import _ComputeWebClient
 
                 self._client.web_service_address = url.rstrip("/")
-                self._client._compute_web_client = _ComputeWebClient(base_url=url.rstrip("/"), app=app)
+                self._client._compute_web_client = _ComputeWebClient(
+                    base_url=url.rstrip("/"), app=app
+                )
             web = self._client._compute_web_client
             for api in (web.v2, web.v3):
                 _only_refresh_on_401(api)
@@ -178,7 +199,14 @@ class ComputeService:
     def web(self):
         return self.client._compute_web_client
 
-    def call(self, kind: str, request: Callable[[], T], *, submission: bool = False, patient: bool = False) -> T:
+    def call(
+        self,
+        kind: str,
+        request: Callable[[], T],
+        *,
+        submission: bool = False,
+        patient: bool = False,
+    ) -> T:
         """Send one request, retried with backoff; ``kind`` names it in errors.
 
         ``submission``: retry only what the service surely did not take; raise
@@ -199,7 +227,11 @@ class ComputeService:
                 return request()
             except GlobusAPIError as exc:
                 status = exc.http_status
-                if submission and status in RETRYABLE_STATUSES and status not in SURELY_NOT_TAKEN_STATUSES:
+                if (
+                    submission
+                    and status in RETRYABLE_STATUSES
+                    and status not in SURELY_NOT_TAKEN_STATUSES
+                ):
                     raise SubmitUncertain(f"HTTP {status}") from None
                 if status not in RETRYABLE_STATUSES:
                     raise self._failure(kind, exc, final=True) from None
@@ -215,30 +247,42 @@ class ComputeService:
                 raise self._failure(kind, failure, backoff if patient else None) from None
 
     @staticmethod
-    def _failure(kind: str, exc: Exception, backoff: Backoff | None = None, final: bool = False) -> BackendError:
+    def _failure(
+        kind: str, exc: Exception, backoff: Backoff | None = None, final: bool = False
+    ) -> BackendError:
         status = getattr(exc, "http_status", None)
         detail = api_detail(exc)
         if status in (401, 403):
-            return BackendError(message=f"Globus Compute refused the {kind} request ({status}): {detail}",
-                                hint="log in again with `hog-batch login` (or check GLOBUS_COMPUTE_CLIENT_ID and "
-                                "GLOBUS_COMPUTE_CLIENT_SECRET); the run resumes with `hog-batch resume`")
+            return BackendError(
+                message=f"Globus Compute refused the {kind} request ({status}): {detail}",
+                hint="log in again with `hog-batch login` (or check GLOBUS_COMPUTE_CLIENT_ID and "
+                "GLOBUS_COMPUTE_CLIENT_SECRET); the run resumes with `hog-batch resume`",
+            )
         where = f"HTTP {status}" if status else "no answer"
         if backoff is not None:
-            return ServicePaused(message=f"paused: Globus Compute has not answered the {kind} request for "
-                                 f"{backoff.elapsed_s():.0f} s ({backoff.waits + 1} tries; last: {where}: {detail})",
-                                 hint="nothing is lost: `hog-batch resume RUN_DIR` goes on where the run stopped once "
-                                 "the service answers (HOG_BATCH_GLOBUS_OUTAGE_S sets how long a run waits)")
+            return ServicePaused(
+                message=f"paused: Globus Compute has not answered the {kind} request for "
+                f"{backoff.elapsed_s():.0f} s ({backoff.waits + 1} tries; last: {where}: {detail})",
+                hint="nothing is lost: `hog-batch resume RUN_DIR` goes on where the run stopped once "
+                "the service answers (HOG_BATCH_GLOBUS_OUTAGE_S sets how long a run waits)",
+            )
         error = BackendError if final else ServiceUnreachable
-        return error(message=f"Globus Compute {kind} request failed{'' if final else ' after retries'} ({where}): {detail}",
-                     hint="the run keeps its state: `hog-batch resume RUN_DIR` when the service is reachable")
+        return error(
+            message=f"Globus Compute {kind} request failed{'' if final else ' after retries'} ({where}): {detail}",
+            hint="the run keeps its state: `hog-batch resume RUN_DIR` when the service is reachable",
+        )
 
     # --- the requests hog-batch makes -------------------------------------------------
 
     def register_function(self, source: str, description: str) -> str:
         """Register the task function as source text (the service stores it with ``PureSourceTextInspect``)."""
-        answer = self.call("function registration",
-                           lambda: self.client.register_source_code(source, FUNCTION_NAME, description=description),
-                           patient=True)
+        answer = self.call(
+            "function registration",
+            lambda: self.client.register_source_code(
+                source, FUNCTION_NAME, description=description
+            ),
+            patient=True,
+        )
         return str(answer)
 
     def endpoint_metadata(self, endpoint_id: str) -> dict:
@@ -250,21 +294,33 @@ class ComputeService:
                 return dict(self.web.v2.get_endpoint(endpoint_id).data)
             except GlobusAPIError as exc:
                 if exc.http_status in (403, 404):
-                    raise EndpointUnreadable(exc.http_status, getattr(exc, "message", "") or str(exc)) from None
+                    raise EndpointUnreadable(
+                        exc.http_status, getattr(exc, "message", "") or str(exc)
+                    ) from None
                 raise
 
         return self.call("endpoint lookup", ask)
 
-    def submit(self, endpoint_id: str, function_id: str, payloads: list[str], config: dict[str, Any],
-               group_id: str, create_queue: bool = False) -> list[str]:
+    def submit(
+        self,
+        endpoint_id: str,
+        function_id: str,
+        payloads: list[str],
+        config: dict[str, Any],
+        group_id: str,
+        create_queue: bool = False,
+    ) -> list[str]:
         """One batch request into task group ``group_id``: one task id per payload, in order.
 
         ``create_queue``: the service pushes the group's results to a queue
         (``result_queue_credentials``). Raises ``SubmitUncertain`` when the
         service may have taken it, ``RequestTooLarge`` on 413.
         """
-        batch = self.client.create_batch(task_group_id=group_id, user_endpoint_config={**CONFIG_DEFAULTS, **config},
-                                         create_websocket_queue=create_queue)
+        batch = self.client.create_batch(
+            task_group_id=group_id,
+            user_endpoint_config={**CONFIG_DEFAULTS, **config},
+            create_websocket_queue=create_queue,
+        )
         for payload in payloads:
             batch.add(function_id, args=(payload,))
         body = batch.prepare()
@@ -284,7 +340,9 @@ class ComputeService:
 
     def request_fixed_bytes(self, config: dict[str, Any], group_id: str) -> int:
         """The bytes of a submission's body besides its tasks (user runtime, config, ids)."""
-        batch = self.client.create_batch(task_group_id=group_id, user_endpoint_config={**CONFIG_DEFAULTS, **config})
+        batch = self.client.create_batch(
+            task_group_id=group_id, user_endpoint_config={**CONFIG_DEFAULTS, **config}
+        )
         body = batch.prepare()
         body["tasks"] = {"00000000-0000-0000-0000-000000000000": []}
         return len(json.dumps(body).encode())
@@ -315,20 +373,34 @@ class ComputeService:
         """
         return dict(self.status_stream(task_ids, patient))
 
-    def status_stream(self, task_ids: list[str], patient: bool = True) -> Iterator[tuple[str, dict]]:
+    def status_stream(
+        self, task_ids: list[str], patient: bool = True
+    ) -> Iterator[tuple[str, dict]]:
         """The raw states of ``statuses``, one task at a time as the answer arrives, never the whole answer in memory."""
-        response = self.call("status", lambda: self.web.v2.request(
-            "POST", "/v2/batch_status", data={"task_ids": list(task_ids)}, stream=True), patient=patient)
-        raw = response._raw_response  # globus-sdk keeps the requests.Response unread when asked to stream
+        response = self.call(
+            "status",
+            lambda: self.web.v2.request(
+                "POST", "/v2/batch_status", data={"task_ids": list(task_ids)}, stream=True
+            ),
+            patient=patient,
+        )
+        raw = (
+            response._raw_response
+        )  # globus-sdk keeps the requests.Response unread when asked to stream
         try:
             for task_id, state in object_entries(raw.iter_content(ANSWER_CHUNK_BYTES), "results"):
-                yield str(task_id), dict(state) if isinstance(state, dict) else {"status": "unknown"}
+                yield (
+                    str(task_id),
+                    dict(state) if isinstance(state, dict) else {"status": "unknown"},
+                )
         finally:
             raw.close()
 
     def result_queue_credentials(self) -> dict:
         """Where results are pushed: ``{"connection_url": "amqps://...", "queue_prefix": ...}`` (new credentials each time)."""
-        return dict(self.call("result queue credentials", lambda: self.web.v2.get_result_amqp_url().data))
+        return dict(
+            self.call("result queue credentials", lambda: self.web.v2.get_result_amqp_url().data)
+        )
 
     def deserialize(self, data: str) -> Any:
         return self.client.fx_serializer.deserialize(data)
@@ -359,4 +431,12 @@ def _retry_after_s(exc: Exception) -> float:
         return 0.0
 
 
-__all__ = ["CONFIG_DEFAULTS", "ComputeService", "EndpointUnreadable", "RequestTooLarge", "ServicePaused", "ServiceUnreachable", "SubmitUncertain"]
+__all__ = [
+    "CONFIG_DEFAULTS",
+    "ComputeService",
+    "EndpointUnreadable",
+    "RequestTooLarge",
+    "ServicePaused",
+    "ServiceUnreachable",
+    "SubmitUncertain",
+]

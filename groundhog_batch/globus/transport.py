@@ -32,7 +32,9 @@ REQUEST_LIMIT_BYTES = 10 * 1000 * 1000  # the web service refuses larger submiss
 # Kept free under the limit: the service or a proxy in front of it may count it otherwise (headers, encoding).
 # A request refused anyway (413) is split; a task refused alone fails its calls with the sizes.
 REQUEST_MARGIN_BYTES = 100 * 1000
-RESULT_LIMIT_BYTES = 10 * 1024 * 1024  # globus_compute_endpoint.engines.helper: a larger result fails its task
+RESULT_LIMIT_BYTES = (
+    10 * 1024 * 1024
+)  # globus_compute_endpoint.engines.helper: a larger result fails its task
 # A request's own fields beside its tasks: the SDK's user_runtime, the endpoint config, the ids.
 REQUEST_FIXED_RESERVE_BYTES = 64 * 1024
 STDERR_TAIL_BYTES = 64 * 1024  # what a result carries of the task's stderr
@@ -80,7 +82,9 @@ def function_source(rendered_with_sentinel: str) -> str:
     head, sentinel, tail = rendered_with_sentinel.partition(PAYLOAD_SENTINEL)
     if not sentinel:
         raise ValueError("the rendered script has no payload placeholder")
-    return FUNCTION_TEMPLATE.format(head=repr(head), tail=repr(tail), stderr_tail=STDERR_TAIL_BYTES, name=FUNCTION_NAME)
+    return FUNCTION_TEMPLATE.format(
+        head=repr(head), tail=repr(tail), stderr_tail=STDERR_TAIL_BYTES, name=FUNCTION_NAME
+    )
 
 
 def packed_arguments(payload: str) -> str:
@@ -106,8 +110,12 @@ def request_budget_bytes() -> int:
 
 def payload_limit_bytes() -> int:
     """The largest payload one task may carry: a request holding only that task stays within the budget."""
-    length_digits = 2 * len(str(REQUEST_LIMIT_BYTES))  # the packed buffer's length prefixes grow with the payload
-    return request_budget_bytes() - REQUEST_FIXED_RESERVE_BYTES - request_bytes("\n") - length_digits
+    length_digits = 2 * len(
+        str(REQUEST_LIMIT_BYTES)
+    )  # the packed buffer's length prefixes grow with the payload
+    return (
+        request_budget_bytes() - REQUEST_FIXED_RESERVE_BYTES - request_bytes("\n") - length_digits
+    )
 
 
 def result_bytes(pickled_bytes: int) -> int:
@@ -128,5 +136,14 @@ def stdout_limit_bytes() -> int:
     return low - STDERR_TAIL_BYTES - RESULT_FRAMING_BYTES
 
 
-__all__ = ["FUNCTION_NAME", "function_source", "packed_arguments", "payload_limit_bytes", "request_budget_bytes",
-           "request_bytes", "request_bytes_for_size", "result_bytes", "stdout_limit_bytes"]
+__all__ = [
+    "FUNCTION_NAME",
+    "function_source",
+    "packed_arguments",
+    "payload_limit_bytes",
+    "request_budget_bytes",
+    "request_bytes",
+    "request_bytes_for_size",
+    "result_bytes",
+    "stdout_limit_bytes",
+]

@@ -15,8 +15,18 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
-_KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool", "list": "list", "List": "list",
-          "dict": "dict", "Dict": "dict", "None": "none", "NoneType": "none"}
+_KINDS = {
+    "int": "int",
+    "float": "float",
+    "str": "str",
+    "bool": "bool",
+    "list": "list",
+    "List": "list",
+    "dict": "dict",
+    "Dict": "dict",
+    "None": "none",
+    "NoneType": "none",
+}
 _CONTAINERS = {"list", "List", "dict", "Dict"}
 
 
@@ -38,7 +48,9 @@ class PlainType:
 def _kind_of(value: Any) -> str | None:
     if value is None:
         return "none"
-    return {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}.get(type(value))
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}.get(
+        type(value)
+    )
 
 
 class _Unknown(Exception):
@@ -53,8 +65,11 @@ def plain_type(node: ast.expr | None) -> PlainType | None:
         kinds, literals = _read(node)
     except (_Unknown, SyntaxError, RecursionError):
         return None
-    return PlainType(ast.unparse(node) if not isinstance(node, ast.Constant) else str(node.value), frozenset(kinds),
-                     tuple(literals))
+    return PlainType(
+        ast.unparse(node) if not isinstance(node, ast.Constant) else str(node.value),
+        frozenset(kinds),
+        tuple(literals),
+    )
 
 
 def _name(node: ast.expr) -> str | None:
@@ -99,7 +114,13 @@ def _read(node: ast.expr) -> tuple[set[str], list[Any]]:
         if outer == "Literal":
             values = []
             for item in items:
-                if not isinstance(item, ast.Constant) or type(item.value) not in (bool, int, float, str, type(None)):
+                if not isinstance(item, ast.Constant) or type(item.value) not in (
+                    bool,
+                    int,
+                    float,
+                    str,
+                    type(None),
+                ):
                     raise _Unknown()
                 values.append(item.value)
             return set(), values
@@ -116,15 +137,23 @@ def fix_for(value: Any, annotation: PlainType, where: str) -> str:
         parts = [part.strip() for part in value.split(",")]
         if len(parts) > 1 and all(_number(part) is not None for part in parts):
             listed = "[" + ",".join(parts) + "]"
-            return (f"to sweep several values, give a list: {where}: {listed} "
-                    f"(on the command line: --set '{where}={listed}')")
+            return (
+                f"to sweep several values, give a list: {where}: {listed} "
+                f"(on the command line: --set '{where}={listed}')"
+            )
         number = _number(value.strip())
         if number is not None and annotation.accepts(number):
-            return f"write the number without quotes: {value.strip()} (quoted, YAML reads it as text)"
+            return (
+                f"write the number without quotes: {value.strip()} (quoted, YAML reads it as text)"
+            )
     kinds = " or ".join("None" if kind == "none" else kind for kind in sorted(annotation.kinds))
     wanted = kinds
     if annotation.literals:
-        wanted = "one of " + ", ".join(map(repr, annotation.literals)) + (f", or {kinds}" if kinds else "")
+        wanted = (
+            "one of "
+            + ", ".join(map(repr, annotation.literals))
+            + (f", or {kinds}" if kinds else "")
+        )
     return f"give {wanted}, or change the annotation if the function takes other values"
 
 

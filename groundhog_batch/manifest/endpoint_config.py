@@ -32,14 +32,18 @@ from typing import Any
 
 LOCAL = "local"
 CONCATENATED_KEYS = ("worker_init", "endpoint_setup")
-UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_PATTERN = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 
 
 @dataclass(frozen=True)
 class ResolvedEndpoint:
     reference: str  # as written: local, a UUID, or NAME.VARIANT...
     kind: str  # the backend kind it runs on (local, globus, slurm), as run.json records it
-    endpoint_id: str | None  # the kind's address of it (a Globus endpoint UUID); None when it has none
+    endpoint_id: (
+        str | None
+    )  # the kind's address of it (a Globus endpoint UUID); None when it has none
     config: dict[str, Any] = field(default_factory=dict)
     unused_variants: tuple[str, ...] = ()
 
@@ -104,13 +108,21 @@ def resolve_endpoint(
     script_table = script_endpoints.get(name)
     manifest_table = manifest_endpoints.get(name)
     direct = registry.claiming(reference)
-    if direct is not None and (reference == LOCAL or (script_table is None and manifest_table is None)):
-        return ResolvedEndpoint(reference, direct.name, direct.endpoint_id(reference), merge_config_layers(top_layers))
+    if direct is not None and (
+        reference == LOCAL or (script_table is None and manifest_table is None)
+    ):
+        return ResolvedEndpoint(
+            reference, direct.name, direct.endpoint_id(reference), merge_config_layers(top_layers)
+        )
     if script_table is None and manifest_table is None:
         known = sorted({*script_endpoints, *manifest_endpoints})
         raise EndpointNotFound(
             f"unknown endpoint {reference!r}",
-            (f"known endpoints: local, {', '.join(known)}" if known else "define it under `endpoints:` in the manifest or [tool.hog.NAME] in the script")
+            (
+                f"known endpoints: local, {', '.join(known)}"
+                if known
+                else "define it under `endpoints:` in the manifest or [tool.hog.NAME] in the script"
+            )
             + "; or give an endpoint UUID",
         )
     script_layers, script_unused = _walk_variants(script_table, variants, name)
@@ -121,7 +133,9 @@ def resolve_endpoint(
             available = sorted({*script_unused, *manifest_unused})
             raise EndpointNotFound(
                 f"endpoint {name!r} has no variant {wanted!r}",
-                f"variants defined: {', '.join(available)}" if available else f"add a table [tool.hog.{wanted}] or endpoints.{wanted}",
+                f"variants defined: {', '.join(available)}"
+                if available
+                else f"add a table [tool.hog.{wanted}] or endpoints.{wanted}",
             )
     merged = merge_config_layers([*script_layers, *manifest_layers, *top_layers])
     target = merged.pop("endpoint", None)
@@ -129,7 +143,7 @@ def resolve_endpoint(
     if kind is None:
         raise EndpointNotFound(
             f"endpoint {reference!r} has no valid endpoint UUID (got {target!r})",
-            f"set `endpoint = \"<uuid>\"` in [tool.hog.{name}] or endpoints.{name}.endpoint "
+            f'set `endpoint = "<uuid>"` in [tool.hog.{name}] or endpoints.{name}.endpoint '
             f"(or a backend kind: {', '.join(registry.KINDS)})",
         )
     unused = tuple(sorted({*script_unused, *manifest_unused}))

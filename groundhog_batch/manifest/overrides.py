@@ -10,7 +10,9 @@ from typing import Any
 from ..errors import ManifestError, shorten
 from .yaml_source import parse_yaml_value
 
-HINT = "write --set KEY.PATH=VALUE, e.g. --set sweep.product.n=[1,2] or --set config.walltime=01:00:00"
+HINT = (
+    "write --set KEY.PATH=VALUE, e.g. --set sweep.product.n=[1,2] or --set config.walltime=01:00:00"
+)
 MAX_KEY_PARTS = 16  # the deepest manifest key (jobs.0.sweep.0.chunks.x.rows) has 7 parts
 
 
@@ -28,10 +30,14 @@ def parse_override(text: str) -> Override:
         raise ManifestError(message=f"--set {shorten(text)!r} has no KEY=VALUE", hint=HINT)
     parts = key.split(".")
     if len(parts) > MAX_KEY_PARTS:
-        raise ManifestError(message=f"--set: the key path has {len(parts):,} parts; manifest keys have at most {MAX_KEY_PARTS}",
-                            hint=HINT)
+        raise ManifestError(
+            message=f"--set: the key path has {len(parts):,} parts; manifest keys have at most {MAX_KEY_PARTS}",
+            hint=HINT,
+        )
     if any(not part for part in parts):
-        raise ManifestError(message=f"--set {shorten(text)!r}: empty part in key path {shorten(key)!r}", hint=HINT)
+        raise ManifestError(
+            message=f"--set {shorten(text)!r}: empty part in key path {shorten(key)!r}", hint=HINT
+        )
     path = tuple(int(p) if p.isdigit() and len(p) < 10 else p for p in parts)
     value = parse_yaml_value(raw_value, f"--set {key}")
     swept = _hydra_sweep(raw_value, value, key)
@@ -43,7 +49,8 @@ def parse_override(text: str) -> Override:
                 message=f"--set {shorten(text)!r} is Hydra's sweep syntax; here it would be the text "
                 f"{shorten(raw_value.strip())!r}, not the values {', '.join(map(str, swept))}",
                 hint=f"to sweep {param} over them: --set {prefix}sweep.product.{param}=[{','.join(map(str, swept))}] "
-                "(a list is written [a,b]; text with a comma is quoted: --set 'KEY=\"a,b\"')")
+                "(a list is written [a,b]; text with a comma is quoted: --set 'KEY=\"a,b\"')",
+            )
         value = swept  # under sweep: the values to sweep, as Hydra means them
     return Override(text, path, value)
 
@@ -59,14 +66,19 @@ def _hydra_sweep(raw_value: str, value: Any, key: str) -> list | None:
     if any(piece in ("", None) or isinstance(piece, list | dict) for piece in pieces):
         return None
     numbers = all(isinstance(piece, int | float | bool) for piece in pieces)
-    words = all(isinstance(piece, int | float | bool) or (isinstance(piece, str) and piece.strip() and " " not in piece.strip())
-                for piece in pieces)
+    words = all(
+        isinstance(piece, int | float | bool)
+        or (isinstance(piece, str) and piece.strip() and " " not in piece.strip())
+        for piece in pieces
+    )
     if numbers or ("sweep" in key.split(".") and words):
         return [piece.strip() if isinstance(piece, str) else piece for piece in pieces]
     return None
 
 
-def apply_overrides(data: Any, overrides: Iterable[Override], job_keys: Collection[str] = ()) -> tuple[Any, dict[str, Any]]:
+def apply_overrides(
+    data: Any, overrides: Iterable[Override], job_keys: Collection[str] = ()
+) -> tuple[Any, dict[str, Any]]:
     """The manifest with overrides applied, and the top-priority config layer from ``config.*``.
 
     ``--set config.KEY=V`` goes to its own layer, above even a job's ``config``
@@ -91,7 +103,10 @@ def apply_overrides(data: Any, overrides: Iterable[Override], job_keys: Collecti
     return data, cli_config
 
 
-_MERGED_KEYS = ("kwargs", "endpoints")  # a job's own entries are merged over the top-level ones, key by key
+_MERGED_KEYS = (
+    "kwargs",
+    "endpoints",
+)  # a job's own entries are merged over the top-level ones, key by key
 _CONCATENATED_KEYS = ("dependencies",)  # a job's own are added to the top-level ones
 
 
@@ -102,16 +117,26 @@ def _hiding_jobs(jobs: list, override: Override) -> list[int]:
     if key in _CONCATENATED_KEYS:
         return []
     depth = 2 if key in _MERGED_KEYS and len(path) >= 2 else 1
-    hiding = [i for i, job in enumerate(jobs) if isinstance(job, dict) and _has_path(job, path[:depth])]
+    hiding = [
+        i for i, job in enumerate(jobs) if isinstance(job, dict) and _has_path(job, path[:depth])
+    ]
     if key == "sweep" and hiding:
         names = [str(jobs[i].get("name") or jobs[i].get("function") or f"job {i}") for i in hiding]
         value = override.text.partition("=")[2]
-        working = " or ".join(f"--set 'jobs.{i}.{override.text.partition('=')[0].strip()}={value}' (job {name!r})"
-                              for i, name in zip(hiding, names, strict=True))
-        who = "every job sweeps its own" if len(hiding) == len(jobs) else \
-            f"job{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))} sweep{'' if len(names) > 1 else 's'} its own"
-        raise ManifestError(message=f"--set {shorten(override.text)!r} would change the top-level sweep, but {who}: "
-                            "it would be ignored there", hint=f"set it in the job meant: {working}")
+        working = " or ".join(
+            f"--set 'jobs.{i}.{override.text.partition('=')[0].strip()}={value}' (job {name!r})"
+            for i, name in zip(hiding, names, strict=True)
+        )
+        who = (
+            "every job sweeps its own"
+            if len(hiding) == len(jobs)
+            else f"job{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))} sweep{'' if len(names) > 1 else 's'} its own"
+        )
+        raise ManifestError(
+            message=f"--set {shorten(override.text)!r} would change the top-level sweep, but {who}: "
+            "it would be ignored there",
+            hint=f"set it in the job meant: {working}",
+        )
     return hiding
 
 
@@ -129,7 +154,10 @@ def _set_path(target: Any, path: tuple[str | int, ...], value: Any, override: Ov
         following = path[depth + 1]
         if isinstance(target, list) and isinstance(part, int):
             if part >= len(target):
-                raise ManifestError(message=f"--set {shorten(override.text)!r}: index {part} is past the end of a list of {len(target)}", hint=HINT)
+                raise ManifestError(
+                    message=f"--set {shorten(override.text)!r}: index {part} is past the end of a list of {len(target)}",
+                    hint=HINT,
+                )
             target = target[part]
         elif isinstance(target, dict):
             key = str(part)
@@ -137,13 +165,22 @@ def _set_path(target: Any, path: tuple[str | int, ...], value: Any, override: Ov
                 target[key] = [] if isinstance(following, int) else {}
             target = target[key]
         else:
-            raise ManifestError(message=f"--set {shorten(override.text)!r}: cannot set a key inside a {type(target).__name__}", hint=HINT)
+            raise ManifestError(
+                message=f"--set {shorten(override.text)!r}: cannot set a key inside a {type(target).__name__}",
+                hint=HINT,
+            )
     last = path[-1]
     if isinstance(target, list) and isinstance(last, int):
         if last >= len(target):
-            raise ManifestError(message=f"--set {shorten(override.text)!r}: index {last} is past the end of a list of {len(target)}", hint=HINT)
+            raise ManifestError(
+                message=f"--set {shorten(override.text)!r}: index {last} is past the end of a list of {len(target)}",
+                hint=HINT,
+            )
         target[last] = value
     elif isinstance(target, dict):
         target[str(last)] = value
     else:
-        raise ManifestError(message=f"--set {shorten(override.text)!r}: cannot set a key inside a {type(target).__name__}", hint=HINT)
+        raise ManifestError(
+            message=f"--set {shorten(override.text)!r}: cannot set a key inside a {type(target).__name__}",
+            hint=HINT,
+        )

@@ -68,11 +68,21 @@ def parse_script_metadata(source: str, path: Path) -> ScriptMetadata:
             file=path,
             line=line,
         ) from None
-    except (RecursionError, ValueError) as exc:  # nesting past the recursion limit; an integer of over 4,300 digits
-        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0].lower()
-        raise ManifestError(message=f"script metadata cannot be read: {reason}",
-                            hint="keep the '# /// script' block to plain tables, strings and lists", file=path,
-                            line=first_content_line) from None
+    except (
+        RecursionError,
+        ValueError,
+    ) as exc:  # nesting past the recursion limit; an integer of over 4,300 digits
+        reason = (
+            "it is nested too deeply"
+            if isinstance(exc, RecursionError)
+            else str(exc).split(":")[0].lower()
+        )
+        raise ManifestError(
+            message=f"script metadata cannot be read: {reason}",
+            hint="keep the '# /// script' block to plain tables, strings and lists",
+            file=path,
+            line=first_content_line,
+        ) from None
     return _metadata_from_table(table, path, first_content_line - 1)
 
 
@@ -87,7 +97,7 @@ def _metadata_from_table(table: dict[str, Any], path: Path, block_line: int) -> 
 
     requires_python = table.get("requires-python")
     if requires_python is not None and not isinstance(requires_python, str):
-        raise wrong("requires-python", "a string such as \">=3.11\"")
+        raise wrong("requires-python", 'a string such as ">=3.11"')
     dependencies = table.get("dependencies", [])
     if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
         raise wrong("dependencies", "a list of strings")

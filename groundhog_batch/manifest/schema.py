@@ -28,7 +28,8 @@ def _validator():
     import jsonschema
 
     strict = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
     validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=strict)
     return validator(manifest_schema())
 
@@ -63,9 +64,14 @@ def allowed_keys(node: dict[str, Any]) -> list[str]:
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "mapping",
+    }.get(type(value), type(value).__name__)
 
 
 def _unknown_keys_error(error, source: SourceMap) -> list[ManifestError]:
@@ -74,13 +80,25 @@ def _unknown_keys_error(error, source: SourceMap) -> list[ManifestError]:
     found = []
     for key in unknown:
         close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(sorted(allowed))}"
-        found.append(source.error((*error.absolute_path, key), f"unknown key {shorten(repr(key))}", hint))
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"allowed keys here: {', '.join(sorted(allowed))}"
+        )
+        found.append(
+            source.error((*error.absolute_path, key), f"unknown key {shorten(repr(key))}", hint)
+        )
     return found
 
 
 IDENTIFIER_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
-_ARTICLE = {"integer": "an integer", "object": "a mapping", "array": "a list", "mapping": "a mapping", "list": "a list"}
+_ARTICLE = {
+    "integer": "an integer",
+    "object": "a mapping",
+    "array": "a list",
+    "mapping": "a mapping",
+    "list": "a list",
+}
 _KEY_FIXES = {
     # Fixes a schema cannot state: what to write instead, by the key at fault.
     "function": "write the function's name as the script defines it, without parentheses: estimate_pi, or Sampler.run",
@@ -95,7 +113,12 @@ def _flow(value: Any) -> str:
     """A value as one line of YAML, for "e.g." examples."""
     import yaml
 
-    return yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False).strip().removesuffix("\n...").strip()
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False)
+        .strip()
+        .removesuffix("\n...")
+        .strip()
+    )
 
 
 def _key_of(error) -> str | None:
@@ -120,9 +143,17 @@ def _fix(error, key: str | None) -> str:
     """What to write instead: from the failed constraint, the key, and the schema's example."""
     schema, value, validator = error.schema, error.instance, error.validator
     in_list = bool(error.absolute_path) and isinstance(list(error.absolute_path)[-1], int)
-    if validator == "type" and "integer" in schema["type"] and isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+    if (
+        validator == "type"
+        and "integer" in schema["type"]
+        and isinstance(value, float)
+        and value.is_integer()
+        and abs(value) < 1e18
+    ):
         return f"write {int(value)}, without a decimal point"
-    if key in _KEY_FIXES and (validator in ("pattern", "oneOf", "anyOf", "const") or key == "range"):
+    if key in _KEY_FIXES and (
+        validator in ("pattern", "oneOf", "anyOf", "const") or key == "range"
+    ):
         return _KEY_FIXES[key]
     example = _example(error)
     like = f", e.g. {key}: {_flow(example)}" if key and example is not None and not in_list else ""
@@ -138,7 +169,11 @@ def _fix(error, key: str | None) -> str:
     if validator == "maximum":
         return f"use at most {schema['maximum']:,}" + like
     if validator in ("minItems", "maxItems", "prefixItems"):
-        return f"give {_ARTICLE.get('list')} like {_flow(example)}" if example is not None else "check the number of items"
+        return (
+            f"give {_ARTICLE.get('list')} like {_flow(example)}"
+            if example is not None
+            else "check the number of items"
+        )
     if validator == "minLength":
         return "give a non-empty value" + like
     if validator == "minProperties":
@@ -146,11 +181,19 @@ def _fix(error, key: str | None) -> str:
     if validator == "enum":
         return "use one of: " + ", ".join(map(str, schema["enum"]))
     if validator == "required":
-        missing = [name for name in schema.get("required", []) if isinstance(value, dict) and name not in value]
+        missing = [
+            name
+            for name in schema.get("required", [])
+            if isinstance(value, dict) and name not in value
+        ]
         return f"add `{missing[0]}:`" + like if missing else "add the missing key" + like
     if validator in ("oneOf", "anyOf"):
         forms = [_flow(e) for e in (schema.get("examples") or [])]
-        return ("write one of the forms " + ", or ".join(forms)) if forms else "see docs/manifest.md for the forms allowed here"
+        return (
+            ("write one of the forms " + ", or ".join(forms))
+            if forms
+            else "see docs/manifest.md for the forms allowed here"
+        )
     if validator == "pattern":
         return f"write a value matching {schema['pattern']}" + like
     return "see docs/manifest.md for what this key takes" + like
@@ -162,23 +205,38 @@ def _describe(error) -> tuple[str, str]:
     value = error.instance
     key = _key_of(error)
     if error.validator in ("oneOf", "anyOf"):
-        return (f"{_type_name(value)} {shorten(repr(value))} is not a valid value here", _fix(error, key))
+        return (
+            f"{_type_name(value)} {shorten(repr(value))} is not a valid value here",
+            _fix(error, key),
+        )
     if error.validator == "type":
         expected = [schema["type"]] if isinstance(schema["type"], str) else schema["type"]
         wanted = " or ".join(_ARTICLE.get(t, f"a {t}") for t in expected)
-        return (f"expected {wanted}, got {_type_name(value)} {shorten(repr(value))}", _fix(error, key))
+        return (
+            f"expected {wanted}, got {_type_name(value)} {shorten(repr(value))}",
+            _fix(error, key),
+        )
     if error.validator == "pattern" and isinstance(value, str):
         if schema["pattern"] == IDENTIFIER_PATTERN:
-            return (f"{shorten(repr(value))} is not a valid parameter name",
-                    "use a Python identifier: letters, digits and _, not starting with a digit")
+            return (
+                f"{shorten(repr(value))} is not a valid parameter name",
+                "use a Python identifier: letters, digits and _, not starting with a digit",
+            )
         return (f"{shorten(repr(value))} is not allowed here", _fix(error, key))
     if error.validator == "required":
         return (error.message.replace("is a required property", "is required"), _fix(error, key))
-    if error.validator in ("maximum", "minimum", "exclusiveMinimum") and isinstance(value, int | float):
+    if error.validator in ("maximum", "minimum", "exclusiveMinimum") and isinstance(
+        value, int | float
+    ):
         bound = schema[error.validator]
-        relation = {"maximum": "more than the maximum of", "minimum": "less than the minimum of",
-                    "exclusiveMinimum": "not above"}[error.validator]
-        shown = f"{value:,}" if isinstance(value, int) and abs(value) < 10**30 else shorten(repr(value))
+        relation = {
+            "maximum": "more than the maximum of",
+            "minimum": "less than the minimum of",
+            "exclusiveMinimum": "not above",
+        }[error.validator]
+        shown = (
+            f"{value:,}" if isinstance(value, int) and abs(value) < 10**30 else shorten(repr(value))
+        )
         return (f"{shown} is {relation} {bound:,}", _fix(error, key))
     return (shorten(error.message, 200), _fix(error, key))
 
@@ -192,7 +250,10 @@ def _most_specific(error) -> list:
         alternatives.setdefault(failure.relative_schema_path[0], []).append(failure)
 
     def rank(failures: list) -> tuple[int, bool]:
-        return max((len(f.absolute_path), f.validator not in ("type", "required", "const")) for f in failures)
+        return max(
+            (len(f.absolute_path), f.validator not in ("type", "required", "const"))
+            for f in failures
+        )
 
     meant = max(alternatives.values(), key=rank)
     depth, specific = rank(meant)
@@ -209,8 +270,12 @@ def schema_errors(data: Any, source: SourceMap) -> list[ManifestError]:
     found: list[ManifestError] = []
     outers = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     for error in (specific for outer in outers for specific in _most_specific(outer)):
-        if error.validator in ("unevaluatedProperties", "additionalProperties") and isinstance(error.instance, dict):
-            found += _unknown_keys_error(error, source)  # keys the schema knows are reported where they fail
+        if error.validator in ("unevaluatedProperties", "additionalProperties") and isinstance(
+            error.instance, dict
+        ):
+            found += _unknown_keys_error(
+                error, source
+            )  # keys the schema knows are reported where they fail
             continue
         message, hint = _describe(error)
         found.append(source.error(tuple(error.absolute_path), message, hint))

@@ -18,13 +18,17 @@ class Signature:
     required: frozenset[str]
     var_positional: bool
     var_keyword: bool
-    annotations: tuple[tuple[str, PlainType], ...] = ()  # parameters annotated with plain types only
+    annotations: tuple[
+        tuple[str, PlainType], ...
+    ] = ()  # parameters annotated with plain types only
 
     def annotation(self, name: str) -> PlainType | None:
         """What ``name``'s annotation accepts, when it is made of plain types (int, str, Optional, Literal...)."""
         return next((plain for param, plain in self.annotations if param == name), None)
 
-    def problems(self, n_args: int, keywords: list[str], check_missing: bool = True) -> list[tuple[str | None, str]]:
+    def problems(
+        self, n_args: int, keywords: list[str], check_missing: bool = True
+    ) -> list[tuple[str | None, str]]:
         """Why calling with ``n_args`` positional arguments and these keywords would fail.
 
         Each problem comes with the keyword at fault, or None when no single keyword is.
@@ -32,9 +36,13 @@ class Signature:
         """
         found: list[tuple[str | None, str]] = []
         if n_args > len(self.positional) and not self.var_positional:
-            found.append((None, f"takes {len(self.positional)} positional arguments but args gives {n_args}"))
+            found.append(
+                (None, f"takes {len(self.positional)} positional arguments but args gives {n_args}")
+            )
         filled = set(self.positional[:n_args])
-        accepted = set(self.positional[n_args:]) - set(self.positional_only) | set(self.keyword_only)
+        accepted = set(self.positional[n_args:]) - set(self.positional_only) | set(
+            self.keyword_only
+        )
         for name in keywords:
             if name in filled:
                 found.append((name, f"argument {name!r} is given both in args and by name"))
@@ -42,7 +50,12 @@ class Signature:
                 found.append((name, f"has no parameter {name!r}"))
         missing = sorted(self.required - filled - set(keywords))
         if missing and check_missing:
-            found.append((None, f"needs {', '.join(map(repr, missing))}, which no args, kwargs or sweep key gives"))
+            found.append(
+                (
+                    None,
+                    f"needs {', '.join(map(repr, missing))}, which no args, kwargs or sweep key gives",
+                )
+            )
         return found
 
     @property
@@ -67,8 +80,10 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef, drop_first: bool) -
     n_defaults = len(a.defaults)
     required_positional = positional[: len(positional) - n_defaults] if n_defaults else positional
     required_kwonly = [p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None]
-    params = [*a.posonlyargs, *a.args][1 if drop_first else 0:] + list(a.kwonlyargs)
-    annotations = tuple((p.arg, plain) for p in params if (plain := plain_type(p.annotation)) is not None)
+    params = [*a.posonlyargs, *a.args][1 if drop_first else 0 :] + list(a.kwonlyargs)
+    annotations = tuple(
+        (p.arg, plain) for p in params if (plain := plain_type(p.annotation)) is not None
+    )
     return Signature(
         positional=tuple(positional),
         positional_only=tuple(posonly),
@@ -130,7 +145,9 @@ def find_function(tree: ast.Module, attribute_path: str) -> FunctionShape | None
         # A classmethod gets the class; a plain method is called on an instance made with no arguments.
         drop_first = in_class and not static
         shape = _signature(node, drop_first=drop_first)
-        return FunctionShape(line=node.lineno, signature=shape, is_method=in_class and not (static or classmethod_))
+        return FunctionShape(
+            line=node.lineno, signature=shape, is_method=in_class and not (static or classmethod_)
+        )
     if isinstance(node, ast.ClassDef):
         init = _defined_names(node.body).get("__init__")
         if isinstance(init, ast.FunctionDef):
@@ -147,5 +164,9 @@ def defined_callables(tree: ast.Module) -> list[str]:
             found.append(name)
         elif isinstance(node, ast.ClassDef):
             found.append(name)
-            found += [f"{name}.{m}" for m, sub in _defined_names(node.body).items() if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef)]
+            found += [
+                f"{name}.{m}"
+                for m, sub in _defined_names(node.body).items()
+                if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef)
+            ]
     return found

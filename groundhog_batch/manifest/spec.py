@@ -24,7 +24,11 @@ class EnvironmentSpec:
     @property
     def env_id(self) -> str:
         return content_id(
-            {"python": self.requires_python, "dependencies": sorted(self.dependencies), "tool.uv": self.tool_uv},
+            {
+                "python": self.requires_python,
+                "dependencies": sorted(self.dependencies),
+                "tool.uv": self.tool_uv,
+            },
             length=24,
         )
 
@@ -66,7 +70,9 @@ class RunSpec:
     data: dict[str, Any]  # the manifest after overrides, as plain data
     jobs: list[JobSpec]
     output: Path | None
-    recorded_inputs: dict[str, str] = field(default_factory=dict)  # data file -> SHA-256 the run planned from
+    recorded_inputs: dict[str, str] = field(
+        default_factory=dict
+    )  # data file -> SHA-256 the run planned from
 
     @property
     def n_calls(self) -> int:

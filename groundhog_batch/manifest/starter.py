@@ -36,8 +36,12 @@ def schema_path() -> Path:
 
 
 def _public_functions(tree: ast.Module) -> list[str]:
-    return [node.name for node in tree.body
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.name.startswith("_")]
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and not node.name.startswith("_")
+    ]
 
 
 def _definition(tree: ast.Module, function: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
@@ -50,7 +54,9 @@ def _definition(tree: ast.Module, function: str) -> ast.FunctionDef | ast.AsyncF
             return None
         scope = getattr(node, "body", [])
     if isinstance(node, ast.ClassDef):
-        node = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+        node = next(
+            (n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None
+        )
     return node if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) else None
 
 
@@ -83,27 +89,44 @@ def starter_manifest(script: Path, function: str | None, manifest_path: Path) ->
     try:
         text = script.read_text("utf-8")
     except FileNotFoundError:
-        raise ManifestError(message=f"script not found: {script}", hint="give the path of your Python script") from None
+        raise ManifestError(
+            message=f"script not found: {script}", hint="give the path of your Python script"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(message=f"cannot read {script}: {exc}", hint="give a UTF-8 Python script") from None
+        raise ManifestError(
+            message=f"cannot read {script}: {exc}", hint="give a UTF-8 Python script"
+        ) from None
     try:
         tree = ast.parse(text, filename=str(script))
     except SyntaxError as exc:
-        raise ManifestError(message=f"script does not parse: {exc.msg}", file=script, line=exc.lineno,
-                            hint="fix the syntax error; hog-batch reads the script without running it") from None
+        raise ManifestError(
+            message=f"script does not parse: {exc.msg}",
+            file=script,
+            line=exc.lineno,
+            hint="fix the syntax error; hog-batch reads the script without running it",
+        ) from None
     if function is None:
         public = _public_functions(tree)
         if len(public) != 1:
-            found = f"it defines {', '.join(public)}" if public else "it defines no public top-level function"
-            raise ManifestError(message=f"which function of {script.name} should run? {found}",
-                                hint=f"name it: hog-batch init {script} FUNCTION")
+            found = (
+                f"it defines {', '.join(public)}"
+                if public
+                else "it defines no public top-level function"
+            )
+            raise ManifestError(
+                message=f"which function of {script.name} should run? {found}",
+                hint=f"name it: hog-batch init {script} FUNCTION",
+            )
         function = public[0]
     shape = find_function(tree, function)
     if shape is None:
         candidates = defined_callables(tree)
-        raise ManifestError(message=f"{script.name} defines no function {function!r}",
-                            hint=f"functions defined there: {', '.join(candidates)}" if candidates else
-                            "define it at the top level of the script")
+        raise ManifestError(
+            message=f"{script.name} defines no function {function!r}",
+            hint=f"functions defined there: {', '.join(candidates)}"
+            if candidates
+            else "define it at the top level of the script",
+        )
     definition = _definition(tree, function)
     relative = os.path.relpath(script.absolute(), manifest_path.absolute().parent)
     lines = [
@@ -127,18 +150,35 @@ def starter_manifest(script: Path, function: str | None, manifest_path: Path) ->
     return "\n".join(lines) + "\n"
 
 
-def _sweep_lines(definition: ast.FunctionDef | ast.AsyncFunctionDef | None, n_positional: int | None) -> list[str]:
+def _sweep_lines(
+    definition: ast.FunctionDef | ast.AsyncFunctionDef | None, n_positional: int | None
+) -> list[str]:
     """``n_positional``: how many positional parameters a call fills (a method's ``self`` is not one)."""
     if definition is None:
-        return ["# its parameters could not be read from the script: add them below",
-                "sweep:", "  product:", "    x: [1, 2, 3]  # replace with the function's parameters"]
+        return [
+            "# its parameters could not be read from the script: add them below",
+            "sweep:",
+            "  product:",
+            "    x: [1, 2, 3]  # replace with the function's parameters",
+        ]
     a = definition.args
     positional = [*a.posonlyargs, *a.args]
     if n_positional is not None and len(positional) == n_positional + 1:
         positional = positional[1:]
-    defaults: dict[str, ast.expr] = dict(zip([p.arg for p in positional[len(positional) - len(a.defaults):]],
-                                             a.defaults, strict=True)) if a.defaults else {}
-    defaults.update({p.arg: d for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None})
+    defaults: dict[str, ast.expr] = (
+        dict(
+            zip(
+                [p.arg for p in positional[len(positional) - len(a.defaults) :]],
+                a.defaults,
+                strict=True,
+            )
+        )
+        if a.defaults
+        else {}
+    )
+    defaults.update(
+        {p.arg: d for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None}
+    )
     positional_only = {p.arg for p in a.posonlyargs}
     fixed_args: list[str] = []
     fixed_kwargs: list[str] = []
@@ -147,43 +187,71 @@ def _sweep_lines(definition: ast.FunctionDef | ast.AsyncFunctionDef | None, n_po
         name = parameter.arg
         kind = _annotation_name(parameter.annotation)
         described = f"{name}: {kind}" if kind else name
-        if reserved(name) and name not in positional_only:  # a column of the results table: a fixed value, not swept
+        if (
+            reserved(name) and name not in positional_only
+        ):  # a column of the results table: a fixed value, not swept
             note = "named like a column of the results table, so the same in every call (kwargs), not swept"
             if name in defaults:
-                fixed_kwargs.append(f"  # {name}: ...  # {described} = {ast.unparse(defaults[name])} (its default); {note}")
+                fixed_kwargs.append(
+                    f"  # {name}: ...  # {described} = {ast.unparse(defaults[name])} (its default); {note}"
+                )
             else:
                 placeholder = PLACEHOLDERS.get(kind or "", [1, 2, 3])[0]
-                fixed_kwargs.append(f"  {name}: {_yaml(placeholder)}  # {described}: REPLACE; {note}")
+                fixed_kwargs.append(
+                    f"  {name}: {_yaml(placeholder)}  # {described}: REPLACE; {note}"
+                )
             continue
         if name in defaults:
             ok, value = _literal(defaults[name])
             if name in positional_only:
                 continue
             if ok:
-                swept.append(f"    {name}: [{_yaml(value)}]  # {described} = {_yaml(value)} (its default)")
+                swept.append(
+                    f"    {name}: [{_yaml(value)}]  # {described} = {_yaml(value)} (its default)"
+                )
             else:
-                swept.append(f"    # {name}: [...]  # {described} = {ast.unparse(defaults[name])} (its default)")
+                swept.append(
+                    f"    # {name}: [...]  # {described} = {ast.unparse(defaults[name])} (its default)"
+                )
             continue
         values = PLACEHOLDERS.get(kind or "", [1, 2, 3])
         if name in positional_only:
-            fixed_args.append(f"  - {_yaml(values[0])}  # {described}: positional-only, the same for every call")
+            fixed_args.append(
+                f"  - {_yaml(values[0])}  # {described}: positional-only, the same for every call"
+            )
         else:
-            swept.append(f"    {name}: {_yaml(values)}  # {described}: REPLACE with the values to try")
-    lines = (["args:", *fixed_args] if fixed_args else []) + (["kwargs:", *fixed_kwargs] if any(not line.lstrip().startswith("#") for line in fixed_kwargs) else fixed_kwargs)
+            swept.append(
+                f"    {name}: {_yaml(values)}  # {described}: REPLACE with the values to try"
+            )
+    lines = (["args:", *fixed_args] if fixed_args else []) + (
+        ["kwargs:", *fixed_kwargs]
+        if any(not line.lstrip().startswith("#") for line in fixed_kwargs)
+        else fixed_kwargs
+    )
     if a.vararg is not None or a.kwarg is not None:
         lines.append("# it also takes *args/**kwargs: fixed values go under args: / kwargs:")
     if not any(not line.lstrip().startswith("#") for line in swept):
-        return [*lines, "# it takes no parameters to sweep: one call", "sweep:", "  product: {}", *swept]
+        return [
+            *lines,
+            "# it takes no parameters to sweep: one call",
+            "sweep:",
+            "  product: {}",
+            *swept,
+        ]
     return [*lines, "sweep:", "  product:", *swept]
 
 
-def write_starter(script: str | Path, function: str | None, manifest_path: str | Path | None = None) -> Path:
+def write_starter(
+    script: str | Path, function: str | None, manifest_path: str | Path | None = None
+) -> Path:
     """Write the starter manifest (default ``<script stem>.yaml`` here); never overwrite a file."""
     script = Path(script)
     target = Path(manifest_path) if manifest_path else Path(f"{script.stem}.yaml")
     if target.exists():
-        raise ManifestError(message=f"{target} already exists; hog-batch init never overwrites a file",
-                            hint="pick another name with -o, or move the existing file away")
+        raise ManifestError(
+            message=f"{target} already exists; hog-batch init never overwrites a file",
+            hint="pick another name with -o, or move the existing file away",
+        )
     text = starter_manifest(script, function, target)
     from .loader import load_manifest
 
@@ -193,8 +261,10 @@ def write_starter(script: str | Path, function: str | None, manifest_path: str |
         with target.open("x", encoding="utf-8") as handle:
             handle.write(text)
     except FileExistsError:
-        raise ManifestError(message=f"{target} already exists; hog-batch init never overwrites a file",
-                            hint="pick another name with -o, or move the existing file away") from None
+        raise ManifestError(
+            message=f"{target} already exists; hog-batch init never overwrites a file",
+            hint="pick another name with -o, or move the existing file away",
+        ) from None
     return target
 
 
@@ -216,6 +286,8 @@ def placeholders_left(text: str) -> list[tuple[int, str, str]]:
             value = yaml.safe_load(match.group(2))
         except yaml.YAMLError:
             continue
-        if any(value == placeholder and type(value) is type(placeholder) for placeholder in written):
+        if any(
+            value == placeholder and type(value) is type(placeholder) for placeholder in written
+        ):
             found.append((number, match.group(1), match.group(2)))
     return found

@@ -44,7 +44,9 @@ class SourceMap:
 
 MAX_INT_DIGITS = 100  # Python refuses to parse ints of over 4,300 digits; no parameter needs 100
 MAX_DEPTH = 64  # levels of nesting; deeper breaks recursive consumers and never means anything here
-MAX_EXPANDED_VALUES = 100_000  # values a document may reach through aliases (an alias bomb reaches 10**9)
+MAX_EXPANDED_VALUES = (
+    100_000  # values a document may reach through aliases (an alias bomb reaches 10**9)
+)
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -57,9 +59,11 @@ class _Loader(yaml.SafeLoader):
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     digits = sum(character.isdigit() for character in node.value)
     if digits > MAX_INT_DIGITS:
-        raise ManifestError(message=f"an integer of {digits:,} digits is too large (at most {MAX_INT_DIGITS})",
-                            hint="write a smaller number, or quote it to pass it as text",
-                            line=node.start_mark.line + 1)
+        raise ManifestError(
+            message=f"an integer of {digits:,} digits is too large (at most {MAX_INT_DIGITS})",
+            hint="write a smaller number, or quote it to pass it as text",
+            line=node.start_mark.line + 1,
+        )
     return yaml.SafeLoader.construct_yaml_int(loader, node)
 
 
@@ -71,9 +75,11 @@ def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode):
     try:
         return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
     except (ValueError, OverflowError) as exc:
-        raise ManifestError(message=f"{node.value} looks like a date, but is none ({exc})",
-                            hint=f"write a real date, or quote it to pass it as text: '{node.value}'",
-                            line=node.start_mark.line + 1) from None
+        raise ManifestError(
+            message=f"{node.value} looks like a date, but is none ({exc})",
+            hint=f"write a real date, or quote it to pass it as text: '{node.value}'",
+            line=node.start_mark.line + 1,
+        ) from None
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
@@ -108,17 +114,26 @@ def _check_size(root: yaml.Node, what: str) -> None:
             measured[key] = (size, depth)
             line = node.start_mark.line + 1
             if depth > MAX_DEPTH:
-                raise ManifestError(message=f"{what} is nested more than {MAX_DEPTH} levels deep",
-                                    hint="flatten it: no manifest key needs that much nesting", line=line)
+                raise ManifestError(
+                    message=f"{what} is nested more than {MAX_DEPTH} levels deep",
+                    hint="flatten it: no manifest key needs that much nesting",
+                    line=line,
+                )
             if size > MAX_EXPANDED_VALUES and size > written:
-                raise ManifestError(message=f"aliases (*name) here expand to over {MAX_EXPANDED_VALUES:,} values",
-                                    hint="write the values out, or repeat an anchor fewer times", line=line)
+                raise ManifestError(
+                    message=f"aliases (*name) here expand to over {MAX_EXPANDED_VALUES:,} values",
+                    hint="write the values out, or repeat an anchor fewer times",
+                    line=line,
+                )
             continue
         if key in measured:
             continue
         if key in on_path:
-            raise ManifestError(message="an alias (*name) refers to a collection that contains it: the value would be infinite",
-                                hint="refer to an anchor (&name) from outside its own value", line=node.start_mark.line + 1)
+            raise ManifestError(
+                message="an alias (*name) refers to a collection that contains it: the value would be infinite",
+                hint="refer to an anchor (&name) from outside its own value",
+                line=node.start_mark.line + 1,
+            )
         on_path.add(key)
         written += 1
         stack.append((node, True))
@@ -134,7 +149,9 @@ def _index_nodes(node: yaml.Node, path: KeyPath, source: SourceMap, seen_nodes: 
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                raise source.error(path, "YAML merge keys (<<) are not supported", "write the keys out")
+                raise source.error(
+                    path, "YAML merge keys (<<) are not supported", "write the keys out"
+                )
             if isinstance(key_node, yaml.ScalarNode):
                 # A key is the text written: YAML 1.1 would read `on:`, `yes:` or `no:` as booleans.
                 key_node.tag = _STR_TAG
@@ -171,32 +188,97 @@ _TOKEN_WORDS = {
 
 _PLAIN_SYNTAX: list[tuple[str, str, str]] = [
     # (fragment of PyYAML's problem, what is wrong, how to fix it)
-    ("expected <block end>, but found '?'", "this key is indented like the list items above, not like a key",
-     "line it up with the key that holds the list, or make it a list item with '- '"),
-    ("expected <block end>", "this line is indented differently from the lines above it, or a value goes on after its closing quote or bracket",
-     "keys of one mapping start in the same column, indented with spaces; quote a value that has its own quotes or brackets"),
-    ("mapping values are not allowed here", "a ':' where YAML cannot start a key: a value with ': ' in it, or a line indented under a plain value",
-     "quote the value (key: \"a: b\"), or indent a nested key under a key that ends with ':'"),
-    ("sequence entries are not allowed here", "a list item ('- ') on the same line as its key",
-     "put the items on the following lines, indented, or write the list as [a, b]"),
-    ("could not find expected ':'", "a line that is not `key: value` (a missing ':' or an unclosed quote above)",
-     "add ': ' after the key, or close the quote"),
-    ("expected ',' or ']'", "a list opened with '[' is not closed with ']'", "close the list with ']' and separate items with ','"),
-    ("expected ',' or '}'", "a mapping opened with '{' is not closed with '}'", "close it with '}' and separate entries with ','"),
-    ("expected the node content", "a value is missing: the text ends, or a bracket or ',' comes where a value should be",
-     "close every '[' with ']' and every '{' with '}', and give each key a value"),
-    ("found character '\\t'", "a tab character: YAML indents with spaces only", "replace the tabs with spaces"),
-    ("found undefined alias", "an alias (*name) refers to no anchor (&name) defined before it", "define the anchor first, or quote a value that starts with '*'"),
+    (
+        "expected <block end>, but found '?'",
+        "this key is indented like the list items above, not like a key",
+        "line it up with the key that holds the list, or make it a list item with '- '",
+    ),
+    (
+        "expected <block end>",
+        "this line is indented differently from the lines above it, or a value goes on after its closing quote or bracket",
+        "keys of one mapping start in the same column, indented with spaces; quote a value that has its own quotes or brackets",
+    ),
+    (
+        "mapping values are not allowed here",
+        "a ':' where YAML cannot start a key: a value with ': ' in it, or a line indented under a plain value",
+        "quote the value (key: \"a: b\"), or indent a nested key under a key that ends with ':'",
+    ),
+    (
+        "sequence entries are not allowed here",
+        "a list item ('- ') on the same line as its key",
+        "put the items on the following lines, indented, or write the list as [a, b]",
+    ),
+    (
+        "could not find expected ':'",
+        "a line that is not `key: value` (a missing ':' or an unclosed quote above)",
+        "add ': ' after the key, or close the quote",
+    ),
+    (
+        "expected ',' or ']'",
+        "a list opened with '[' is not closed with ']'",
+        "close the list with ']' and separate items with ','",
+    ),
+    (
+        "expected ',' or '}'",
+        "a mapping opened with '{' is not closed with '}'",
+        "close it with '}' and separate entries with ','",
+    ),
+    (
+        "expected the node content",
+        "a value is missing: the text ends, or a bracket or ',' comes where a value should be",
+        "close every '[' with ']' and every '{' with '}', and give each key a value",
+    ),
+    (
+        "found character '\\t'",
+        "a tab character: YAML indents with spaces only",
+        "replace the tabs with spaces",
+    ),
+    (
+        "found undefined alias",
+        "an alias (*name) refers to no anchor (&name) defined before it",
+        "define the anchor first, or quote a value that starts with '*'",
+    ),
     ("found unexpected end of stream", "a quote is opened but never closed", "close the quote"),
-    ("found unhashable key", "a key that is a list or a mapping", "keys are plain names: write key: value"),
-    ("but found another document", "a second YAML document (after a '---' line)", "keep one document per manifest: remove the '---' line"),
-    ("found unknown escape character", "an unknown backslash escape in a \"double-quoted\" string",
-     "use 'single quotes' for text with backslashes, or double the backslash"),
-    ("could not determine a constructor for the tag", "an unknown tag (!name)", "remove the tag: a manifest holds plain values"),
-    ("that cannot start any token", "a character that cannot start a plain value", "quote the value"),
-    ("did not find expected key", "this line is indented differently from the keys above it", "keys of one mapping start in the same column"),
-    ("did not find expected '-' indicator", "this list item is indented differently from the items above it", "start every item in the same column"),
-    ("found duplicate anchor", "an anchor name (&name) is used twice", "give each anchor its own name"),
+    (
+        "found unhashable key",
+        "a key that is a list or a mapping",
+        "keys are plain names: write key: value",
+    ),
+    (
+        "but found another document",
+        "a second YAML document (after a '---' line)",
+        "keep one document per manifest: remove the '---' line",
+    ),
+    (
+        "found unknown escape character",
+        'an unknown backslash escape in a "double-quoted" string',
+        "use 'single quotes' for text with backslashes, or double the backslash",
+    ),
+    (
+        "could not determine a constructor for the tag",
+        "an unknown tag (!name)",
+        "remove the tag: a manifest holds plain values",
+    ),
+    (
+        "that cannot start any token",
+        "a character that cannot start a plain value",
+        "quote the value",
+    ),
+    (
+        "did not find expected key",
+        "this line is indented differently from the keys above it",
+        "keys of one mapping start in the same column",
+    ),
+    (
+        "did not find expected '-' indicator",
+        "this list item is indented differently from the items above it",
+        "start every item in the same column",
+    ),
+    (
+        "found duplicate anchor",
+        "an anchor name (&name) is used twice",
+        "give each anchor its own name",
+    ),
 ]
 
 
@@ -221,8 +303,11 @@ def _reader_error(exc: yaml.reader.ReaderError, text: str) -> ManifestError:
     line = text.count("\n", 0, position) + 1
     column = position - (text.rfind("\n", 0, position) + 1) + 1
     name = "NUL" if exc.character == 0 else f"U+{exc.character:04X}"
-    return ManifestError(message=f"the control character {name} (code {exc.character}) at column {column} is not allowed",
-                         hint="remove it: a manifest is plain text (a NUL often means a binary file or a bad copy)", line=line)
+    return ManifestError(
+        message=f"the control character {name} (code {exc.character}) at column {column} is not allowed",
+        hint="remove it: a manifest is plain text (a NUL often means a binary file or a bad copy)",
+        line=line,
+    )
 
 
 def _parse(text: str, file: Path | None, what: str) -> tuple[Any, SourceMap]:
@@ -245,11 +330,15 @@ def _parse(text: str, file: Path | None, what: str) -> tuple[Any, SourceMap]:
         raise error from None
     except yaml.MarkedYAMLError as exc:
         message, hint, line = _plain_syntax_error(exc)
-        raise ManifestError(message=f"not valid YAML: {message}", hint=hint, file=file, line=line) from None
+        raise ManifestError(
+            message=f"not valid YAML: {message}", hint=hint, file=file, line=line
+        ) from None
     except yaml.YAMLError as exc:
         raise ManifestError(message=f"not valid YAML: {exc}", file=file) from None
     except RecursionError:
-        raise ManifestError(message=f"{what} is nested too deep", hint="flatten it", file=file) from None
+        raise ManifestError(
+            message=f"{what} is nested too deep", hint="flatten it", file=file
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -275,11 +364,15 @@ def load_yaml_file(path: Path) -> tuple[Any, SourceMap]:
             hint="check the path; manifests are YAML files such as sweep.yaml",
         ) from None
     except IsADirectoryError:
-        raise ManifestError(message=f"{path} is a directory, not a manifest file",
-                            hint="give the path of a YAML file inside it") from None
+        raise ManifestError(
+            message=f"{path} is a directory, not a manifest file",
+            hint="give the path of a YAML file inside it",
+        ) from None
     except OSError as exc:
-        raise ManifestError(message=f"cannot read the manifest {path}: {exc.strerror}",
-                            hint="check the path and its permissions") from None
+        raise ManifestError(
+            message=f"cannot read the manifest {path}: {exc.strerror}",
+            hint="check the path and its permissions",
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -298,8 +391,10 @@ def parse_yaml_value(text: str, what: str) -> Any:
     try:
         value, _ = _parse(text, None, "the value")
     except ManifestError as exc:
-        raise ManifestError(message=f"{what}: {exc.message}",
-                            hint=exc.hint or "quote strings with special characters, e.g. --set 'name=\"a: b\"'") from None
+        raise ManifestError(
+            message=f"{what}: {exc.message}",
+            hint=exc.hint or "quote strings with special characters, e.g. --set 'name=\"a: b\"'",
+        ) from None
     return value
 
 

@@ -29,8 +29,16 @@ def main(argv):
     script_path, payload_path = argv[1], argv[2]
     header = runner.read_header(payload_path)
     call_index = header["calls"][0]
-    record = {"call": call_index, "ok": False, "kind": None, "value": None, "error": None, "tb": None,
-              "out": "", "err": ""}
+    record = {
+        "call": call_index,
+        "ok": False,
+        "kind": None,
+        "value": None,
+        "error": None,
+        "tb": None,
+        "out": "",
+        "err": "",
+    }
     started = time.time()
     try:
         module = runner.import_script(script_path)

@@ -29,8 +29,12 @@ class TaskPayload:
     timeout_s: float | None = None
     max_output_bytes: int = 2 * 1024 * 1024
     max_result_bytes: int = 0  # 0: no limit
-    walltime_s: float | None = None  # the whole task; past it the runner kills its calls and exits 124
-    max_stdout_bytes: int = 0  # the task's records; calls that would not fit are deferred (0: no limit)
+    walltime_s: float | None = (
+        None  # the whole task; past it the runner kills its calls and exits 124
+    )
+    max_stdout_bytes: int = (
+        0  # the task's records; calls that would not fit are deferred (0: no limit)
+    )
     # where each call is (HOG_BATCH_RUN_DIR, _JOB, _CALL, _ATTEMPT) and, with workdir: call, its directory's parent
     context: dict[str, Any] | None = None
     memory_mib: float | None = None  # each call's memory limit (the worker's RLIMIT_AS)

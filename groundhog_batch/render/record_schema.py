@@ -45,8 +45,10 @@ FINISHED: dict[str, tuple[type, ...]] = {
     "err": (str,),  # and on stderr
 }
 # Always true: the runner saw the worker die. Its CPU time and memory died with the worker.
-LOST: dict[str, tuple[type, ...]] = {**{k: t for k, t in FINISHED.items() if k not in ("cpu_s", "max_rss_mib")},
-                                     "lost": (bool,)}
+LOST: dict[str, tuple[type, ...]] = {
+    **{k: t for k, t in FINISHED.items() if k not in ("cpu_s", "max_rss_mib")},
+    "lost": (bool,),
+}
 # workdir: call: a finished call with what it left in its own directory (paths relative to it; "..." past 200)
 FINISHED_WITH_FILES: dict[str, tuple[type, ...]] = {**FINISHED, "files": (list,)}
 DEFERRED: dict[str, tuple[type, ...]] = {
@@ -54,8 +56,13 @@ DEFERRED: dict[str, tuple[type, ...]] = {
     "deferred": (bool,),  # always true
     "reason": (str,),  # why this task did not run it (a walltime, the output budget, a stop)
 }
-SHAPES = {"succeeded-short": SHORT_SUCCESS, "finished": FINISHED, "finished-with-files": FINISHED_WITH_FILES, "lost": LOST,
-          "deferred": DEFERRED}
+SHAPES = {
+    "succeeded-short": SHORT_SUCCESS,
+    "finished": FINISHED,
+    "finished-with-files": FINISHED_WITH_FILES,
+    "lost": LOST,
+    "deferred": DEFERRED,
+}
 
 
 def shape_of(record: dict[str, Any]) -> str:
@@ -75,8 +82,12 @@ def problems(record: dict[str, Any]) -> list[str]:
     found = []
     for field, types in SHAPES[name].items():
         value = record[field]
-        if object not in types and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
-            found.append(f"{name}: {field} is {type(value).__name__}, not {'/'.join(t.__name__ for t in types)}")
+        if object not in types and (
+            not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        ):
+            found.append(
+                f"{name}: {field} is {type(value).__name__}, not {'/'.join(t.__name__ for t in types)}"
+            )
     if name == "succeeded-short" and (record["ok"] is not True or record["kind"] != "json"):
         found.append("succeeded-short: ok must be true and kind 'json'")
     if name in ("lost", "deferred") and record[name] is not True:

@@ -22,7 +22,10 @@ from .runner import DELIMITER
 
 _PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
 PAYLOAD_SENTINEL = "HOG_BATCH_PAYLOAD_SENTINEL_7f3a"
-UV_MIN_VERSION = (0, 5)  # --relocatable, --no-config, venv --no-project; older uv on a node is passed over
+UV_MIN_VERSION = (
+    0,
+    5,
+)  # --relocatable, --no-config, venv --no-project; older uv on a node is passed over
 UV_BOOTSTRAP_VERSION = "0.13.9"  # the uv a task installs with pip where it finds none new enough
 
 
@@ -57,12 +60,18 @@ def toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items())
+            + "}"
+        )
     return json.dumps(str(value))
 
 
 def uv_toml(tool_uv: dict[str, Any]) -> str:
-    return "\n".join(f"{json.dumps(str(key))} = {toml_value(value)}" for key, value in tool_uv.items())
+    return "\n".join(
+        f"{json.dumps(str(key))} = {toml_value(value)}" for key, value in tool_uv.items()
+    )
 
 
 def script_file_name(script_path: Path) -> str:
@@ -82,7 +91,11 @@ def render_task_script(
 
     ``runner_text`` replaces the runner (``hog-batch debug`` runs one call in the foreground with its own).
     """
-    python_downloads = "automatic" if environment.python_downloads else str(environment.tool_uv.get("python-downloads", "never"))
+    python_downloads = (
+        "automatic"
+        if environment.python_downloads
+        else str(environment.tool_uv.get("python-downloads", "never"))
+    )
     if python_downloads not in ("automatic", "manual", "never"):
         python_downloads = "never"
     contents = {
@@ -115,7 +128,9 @@ def _array_template() -> str:
     return resources.files("groundhog_batch.render").joinpath("array.sh").read_text("utf-8")
 
 
-def render_array_script(name: str, task_dir: Path, task_ids: list[str], secrets: list[str], worker_init: str) -> str:
+def render_array_script(
+    name: str, task_dir: Path, task_ids: list[str], secrets: list[str], worker_init: str
+) -> str:
     """The batch script of one Slurm array: element i runs the rendered task script of ``task_ids[i]``.
 
     ``worker_init`` is the user's own shell, run as written before the task.

@@ -54,7 +54,9 @@ import time  # noqa: E402
 DELIMITER = "__HOG_BATCH_RESULTS_V1__"
 READY = b"R"
 OVER_BUDGET = b"B"
-DISK_FULL = b"F"  # no room in the records file for the next call's record: the worker started no call
+DISK_FULL = (
+    b"F"  # no room in the records file for the next call's record: the worker started no call
+)
 STARTED = b"S"  # a call starts (sent only when calls have a timeout): "S<position> <Unix seconds>"
 STOP = b"s"
 NEWS = b"N"  # a record is in the file now: look (sent after a slow call, so its record is handed on at once)
@@ -62,7 +64,9 @@ TIMEOUT_GRACE_S = 3.0
 WORKER_CHECK_S = 0.25
 WORKER_EXIT_GRACE_S = 5.0
 STOP_GRACE_S = 1.0  # on SIGTERM, how long the running call may take to finish and be recorded
-RECORDS_FULL_EXIT = 74  # EX_IOERR: the records file could not take a record (a full disk); no call is lost
+RECORDS_FULL_EXIT = (
+    74  # EX_IOERR: the records file could not take a record (a full disk); no call is lost
+)
 ROOM_MIN_BYTES = 64 * 1024  # room kept in the records file for the next call's record, at least
 DRAIN_REASON = "the batch job's walltime is near (its warning signal came before this call started)"
 
@@ -80,14 +84,21 @@ def to_plain(value):
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, float)):
-        return value if type(value) in (int, float) else (float(value) if isinstance(value, float) else int(value))
+        return (
+            value
+            if type(value) in (int, float)
+            else (float(value) if isinstance(value, float) else int(value))
+        )
     if isinstance(value, (list, tuple)):
         return [to_plain(item) for item in value]
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
             raise NotPlain()
         return {key: to_plain(item) for key, item in value.items()}
-    if type(value).__module__ == "numpy" and getattr(getattr(value, "dtype", None), "kind", "O") in "biufU":
+    if (
+        type(value).__module__ == "numpy"
+        and getattr(getattr(value, "dtype", None), "kind", "O") in "biufU"
+    ):
         return to_plain(value.tolist())
     raise NotPlain()
 
@@ -95,7 +106,9 @@ def to_plain(value):
 def encode_result(value, max_bytes):
     """(kind, encoded): JSON-able data as itself, anything else pickled and base64-encoded."""
     try:
-        plain = to_plain(value)  # only JSON types come out, so the record's own json.dumps cannot fail on it
+        plain = to_plain(
+            value
+        )  # only JSON types come out, so the record's own json.dumps cannot fail on it
         kind, encoded = "json", plain
         size = len(json.dumps(plain)) if max_bytes else 0
     except (NotPlain, RecursionError):
@@ -104,12 +117,20 @@ def encode_result(value, max_bytes):
 
             data = pickle.dumps(value, protocol=4)
         except Exception as exc:
-            raise TypeError("the result of type %s cannot be serialized: %s: %s"
-                            % (type(value).__name__, type(exc).__name__, exc)) from None
-        kind, encoded, size = "pickle", binascii.b2a_base64(data, newline=False).decode("ascii"), len(data)
+            raise TypeError(
+                "the result of type %s cannot be serialized: %s: %s"
+                % (type(value).__name__, type(exc).__name__, exc)
+            ) from None
+        kind, encoded, size = (
+            "pickle",
+            binascii.b2a_base64(data, newline=False).decode("ascii"),
+            len(data),
+        )
     if max_bytes and size > max_bytes:
-        raise ValueError("the result is %d bytes, over the limit of %d bytes; return less, or write it to a file"
-                         % (size, max_bytes))
+        raise ValueError(
+            "the result is %d bytes, over the limit of %d bytes; return less, or write it to a file"
+            % (size, max_bytes)
+        )
     return kind, encoded
 
 
@@ -138,18 +159,39 @@ def module_name_for(path):
         return stem
     import importlib.util
 
-    if stem in sys.modules or stem in sys.builtin_module_names or importlib.util.find_spec(stem) is not None:
+    if (
+        stem in sys.modules
+        or stem in sys.builtin_module_names
+        or importlib.util.find_spec(stem) is not None
+    ):
         return "hog_script_" + stem
     return stem
 
 
 # Import names whose distribution on PyPI is called something else.
 DISTRIBUTION_OF = {
-    "sklearn": "scikit-learn", "skimage": "scikit-image", "cv2": "opencv-python", "PIL": "pillow",
-    "yaml": "pyyaml", "bs4": "beautifulsoup4", "dateutil": "python-dateutil", "Bio": "biopython",
-    "attr": "attrs", "jwt": "pyjwt", "serial": "pyserial", "dotenv": "python-dotenv", "docx": "python-docx",
-    "Crypto": "pycryptodome", "OpenSSL": "pyopenssl", "mpl_toolkits": "matplotlib", "google": "protobuf",
-    "magic": "python-magic", "zmq": "pyzmq", "usb": "pyusb", "git": "gitpython", "fitz": "pymupdf",
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+    "cv2": "opencv-python",
+    "PIL": "pillow",
+    "yaml": "pyyaml",
+    "bs4": "beautifulsoup4",
+    "dateutil": "python-dateutil",
+    "Bio": "biopython",
+    "attr": "attrs",
+    "jwt": "pyjwt",
+    "serial": "pyserial",
+    "dotenv": "python-dotenv",
+    "docx": "python-docx",
+    "Crypto": "pycryptodome",
+    "OpenSSL": "pyopenssl",
+    "mpl_toolkits": "matplotlib",
+    "google": "protobuf",
+    "magic": "python-magic",
+    "zmq": "pyzmq",
+    "usb": "pyusb",
+    "git": "gitpython",
+    "fitz": "pymupdf",
 }
 
 
@@ -157,15 +199,19 @@ def describe_error(exc, context=""):
     """``Type: message`` for a call's error; a missing module also says which dependency to declare."""
     try:
         message = str(exc)
-    except BaseException:  # its __str__ raises: the call still fails with a record, the worker goes on
+    except (
+        BaseException
+    ):  # its __str__ raises: the call still fails with a record, the worker goes on
         message = "<unprintable %s>" % type(exc).__name__
     text = "%s: %s%s" % (type(exc).__name__, message, context)
     name = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
     if name:
         top = name.split(".")[0]
         distribution = DISTRIBUTION_OF.get(top, top.replace("_", "-"))
-        text += ('; if it is a package, add "%s" to the dependencies in the script\'s "# /// script" block'
-                 " (or to the manifest's dependencies:)" % distribution)
+        text += (
+            '; if it is a package, add "%s" to the dependencies in the script\'s "# /// script" block'
+            " (or to the manifest's dependencies:)" % distribution
+        )
     return text
 
 
@@ -215,7 +261,11 @@ def temp_fd():
     flags = getattr(os, "O_TMPFILE", 0)
     if flags:
         try:
-            return os.open(os.environ.get("TMPDIR") or "/tmp", flags | os.O_RDWR | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            return os.open(
+                os.environ.get("TMPDIR") or "/tmp",
+                flags | os.O_RDWR | os.O_EXCL | os.O_CLOEXEC,
+                0o600,
+            )
         except OSError:
             pass  # a file system without O_TMPFILE
     import tempfile
@@ -245,7 +295,7 @@ def read_tail(fd, limit):
 def write_all(fd, data):
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _on_alarm(signum, frame):
@@ -302,7 +352,10 @@ class Channel:
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     continue
-                self.reserve, self.room_to = None, float("inf")  # the file system cannot reserve: never mind
+                self.reserve, self.room_to = (
+                    None,
+                    float("inf"),
+                )  # the file system cannot reserve: never mind
                 return True
             self.room_to = self.end + ahead + 64
             return True
@@ -336,7 +389,7 @@ def unframe(line, prefix):
     space = line.find(b" ", start)
     if space < 0:
         return None
-    body = line[space + 1:]
+    body = line[space + 1 :]
     try:
         return body if int(line[start:space]) == len(body) else None
     except ValueError:
@@ -371,6 +424,7 @@ def _space_reserver():
     """``reserve(fd, offset, length)``: fallocate with FALLOC_FL_KEEP_SIZE (Linux), which sets disk space aside
     for the file without changing its contents; it raises OSError (ENOSPC on a full disk, EOPNOTSUPP where the
     file system cannot)."""
+
     def cannot(fd, offset, length):
         raise OSError(errno.EOPNOTSUPP, "no fallocate here")
 
@@ -411,8 +465,10 @@ def success_line(call_index, plain_text, started, finished, cpu_s, rss_mib):
 
     A reader takes a missing ``error``, ``tb``, ``out`` or ``err`` for none; times are to the microsecond.
     """
-    return b'{"call": %d, "ok": true, "kind": "json", "value": %s, "t0": %.6f, "t1": %.6f, "cpu_s": %.6f, ' \
+    return (
+        b'{"call": %d, "ok": true, "kind": "json", "value": %s, "t0": %.6f, "t1": %.6f, "cpu_s": %.6f, '
         b'"max_rss_mib": %.1f}' % (call_index, plain_text, started, finished, cpu_s, rss_mib)
+    )
 
 
 def _rss_unit():
@@ -503,14 +559,20 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
     max_result_bytes = payload.get("max_result_bytes", 0)
     budget = payload.get("max_stdout_bytes") or 0
     call_indices = payload["calls"]
-    context = payload.get("context")  # where each call is: HOG_BATCH_* variables, and its own directory
+    context = payload.get(
+        "context"
+    )  # where each call is: HOG_BATCH_* variables, and its own directory
     if timeout_s:
         signal.signal(signal.SIGALRM, _on_alarm)
     try:
         module = import_script(script_path)  # first: the arguments may be instances of its classes
         function = resolve(module, payload["function"])
         arguments = read_arguments(payload_path)
-        swept_kwargs, fixed_args, fixed_kwargs = arguments["swept"], arguments["args"], arguments["kwargs"]
+        swept_kwargs, fixed_args, fixed_kwargs = (
+            arguments["swept"],
+            arguments["args"],
+            arguments["kwargs"],
+        )
         setup_error = None
     except BaseException as exc:
         function, setup_error = None, (exc, _format_traceback())
@@ -518,8 +580,17 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
         _limit_memory(memory_mib)  # after the import: the limit is for the calls
     channel.tell(READY)
     # The loop below runs a million times in a big sweep: what it calls is looked up once, here.
-    dumps, now, lseek, stopped, record_line = json.dumps, time.time, os.lseek, channel.control.poll, channel.record
-    room_for, room = channel.room_for, ROOM_MIN_BYTES  # room: what the next record may need (twice the largest yet)
+    dumps, now, lseek, stopped, record_line = (
+        json.dumps,
+        time.time,
+        os.lseek,
+        channel.control.poll,
+        channel.record,
+    )
+    room_for, room = (
+        channel.room_for,
+        ROOM_MIN_BYTES,
+    )  # room: what the next record may need (twice the largest yet)
     from resource import RUSAGE_CHILDREN, RUSAGE_SELF, getrusage
 
     rss_unit = _rss_unit()
@@ -538,15 +609,26 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
         if exact_peak:
             _reset_peak()
         started = now()
-        if timeout_s:  # the supervisor kills a call stuck past its timeout (in C code, deaf to the alarm)
+        if (
+            timeout_s
+        ):  # the supervisor kills a call stuck past its timeout (in C code, deaf to the alarm)
             channel.tell(STARTED + b"%d %r" % (position, started))
-        record = {"call": call_index, "ok": False, "kind": None, "value": None, "error": None, "tb": None}
+        record = {
+            "call": call_index,
+            "ok": False,
+            "kind": None,
+            "value": None,
+            "error": None,
+            "tb": None,
+        }
         value = text = None
         call_dir = enter_call(context, position, call_index) if context else None
         try:
             if setup_error is not None:
                 exc, setup_traceback = setup_error
-                record["error"] = describe_error(exc, " (while loading %s or its arguments)" % os.path.basename(script_path))
+                record["error"] = describe_error(
+                    exc, " (while loading %s or its arguments)" % os.path.basename(script_path)
+                )
                 record["tb"] = setup_traceback
             else:
                 if fixed_kwargs:
@@ -573,7 +655,9 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
             if os.getpid() != me:
                 _exit_forked(exc)
             over = isinstance(exc, MemoryError) and memory_mib
-            record["error"] = describe_error(exc, " (over the call's memory limit of %g MiB)" % memory_mib if over else "")
+            record["error"] = describe_error(
+                exc, " (over the call's memory limit of %g MiB)" % memory_mib if over else ""
+            )
             record["tb"] = _format_traceback()
         if os.getpid() != me:
             _exit_forked(None)
@@ -585,8 +669,12 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
         rss_mib = _peak_kib() / 1024.0 if exact_peak else after.ru_maxrss / rss_unit
         if finished - started >= 0.001:
             children_after = getrusage(RUSAGE_CHILDREN)
-            cpu_s += (children_after.ru_utime - children_before.ru_utime
-                      + children_after.ru_stime - children_before.ru_stime)
+            cpu_s += (
+                children_after.ru_utime
+                - children_before.ru_utime
+                + children_after.ru_stime
+                - children_before.ru_stime
+            )
             if children_after.ru_maxrss > children_before.ru_maxrss:
                 rss_mib = max(rss_mib, children_after.ru_maxrss / rss_unit)
             children_before = children_after
@@ -608,8 +696,16 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
             record["files"] = files_in(call_dir)
         if text is not None and not printed and not complained and call_dir is None:
             line = success_line(call_index, text, started, finished, cpu_s, rss_mib)
-        elif record["ok"] and record["kind"] == "json" and not printed and not complained and call_dir is None:
-            line = success_line(call_index, dumps(record["value"]).encode(), started, finished, cpu_s, rss_mib)
+        elif (
+            record["ok"]
+            and record["kind"] == "json"
+            and not printed
+            and not complained
+            and call_dir is None
+        ):
+            line = success_line(
+                call_index, dumps(record["value"]).encode(), started, finished, cpu_s, rss_mib
+            )
         else:
             if text is not None:
                 record["kind"], record["value"] = "json", value
@@ -619,22 +715,47 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
             line = dumps(record).encode()
         if budget and len(DELIMITER) + len(line) + 2 > budget:
             # Too big for any task (deferred, it would come back for ever): the call fails, with what fits.
-            line = dumps({"call": call_index, "ok": False, "kind": None, "value": None,
-                          "error": "RecordTooLarge: the call's record is %d bytes, more than a task may report"
-                                   " (%d bytes); return, print or raise less" % (len(line), budget),
-                          "tb": None, "out": printed[-4096:], "err": complained[-4096:],
-                          "t0": started, "t1": finished, "cpu_s": cpu_s, "max_rss_mib": rss_mib}).encode()
+            line = dumps(
+                {
+                    "call": call_index,
+                    "ok": False,
+                    "kind": None,
+                    "value": None,
+                    "error": "RecordTooLarge: the call's record is %d bytes, more than a task may report"
+                    " (%d bytes); return, print or raise less" % (len(line), budget),
+                    "tb": None,
+                    "out": printed[-4096:],
+                    "err": complained[-4096:],
+                    "t0": started,
+                    "t1": finished,
+                    "cpu_s": cpu_s,
+                    "max_rss_mib": rss_mib,
+                }
+            ).encode()
         if budget and written + len(line) + 1 > budget:
             channel.tell(OVER_BUDGET)
             os._exit(0)
         if len(line) * 2 > room:
             room = len(line) * 2
-            if not room_for(len(line) + len(channel.prefix) + 24):  # larger than the room kept: what fits of it
-                line = dumps({"call": call_index, "ok": False, "kind": None, "value": None,
-                              "error": "DiskFull: the call ran, but its record (%d bytes) did not fit on the full disk"
-                                       " of the task's records file; what it printed is cut to its end" % len(line),
-                              "tb": None, "out": printed[-1024:], "err": complained[-1024:],
-                              "t0": started, "t1": finished}).encode()
+            if not room_for(
+                len(line) + len(channel.prefix) + 24
+            ):  # larger than the room kept: what fits of it
+                line = dumps(
+                    {
+                        "call": call_index,
+                        "ok": False,
+                        "kind": None,
+                        "value": None,
+                        "error": "DiskFull: the call ran, but its record (%d bytes) did not fit on the full disk"
+                        " of the task's records file; what it printed is cut to its end"
+                        % len(line),
+                        "tb": None,
+                        "out": printed[-1024:],
+                        "err": complained[-1024:],
+                        "t0": started,
+                        "t1": finished,
+                    }
+                ).encode()
         record_line(line)
         written += len(line) + 1
         if finished - started >= SLOW_CALL_S:
@@ -674,8 +795,18 @@ def _reopen_streams():
                 continue
         except BaseException:
             pass
-        setattr(sys, name, open(fd, "w", buffering=1 if name == "stderr" else -1, encoding="utf-8",
-                                errors="backslashreplace", closefd=False))
+        setattr(
+            sys,
+            name,
+            open(
+                fd,
+                "w",
+                buffering=1 if name == "stderr" else -1,
+                encoding="utf-8",
+                errors="backslashreplace",
+                closefd=False,
+            ),
+        )
 
 
 def _death_reason(returncode):
@@ -690,8 +821,19 @@ def _death_reason(returncode):
 
 def _synthetic(call_index, error, started, out="", err=""):
     now = time.time()
-    return {"call": call_index, "ok": False, "kind": None, "value": None, "error": error, "tb": None,
-            "out": out, "err": err, "t0": started, "t1": now, "lost": True}
+    return {
+        "call": call_index,
+        "ok": False,
+        "kind": None,
+        "value": None,
+        "error": error,
+        "tb": None,
+        "out": out,
+        "err": err,
+        "t0": started,
+        "t1": now,
+        "lost": True,
+    }
 
 
 class RecordsFull(Exception):
@@ -714,7 +856,13 @@ class Records:
         self.prefix = prefix
         path = os.environ.get("HOG_BATCH_RECORDS_FILE")
         if path:
-            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            flags = (
+                os.O_RDWR
+                | os.O_APPEND
+                | os.O_CREAT
+                | getattr(os, "O_CLOEXEC", 0)
+                | getattr(os, "O_NOFOLLOW", 0)
+            )
             self.fd = os.open(path, flags, 0o600)
             _hold_shared_lock(self.fd)
         else:
@@ -771,7 +919,10 @@ def _hold_shared_lock(fd):
 
 _current_worker = [None]
 _current_control = [None]  # the supervisor's end of the running worker's control pipe
-_stopping = [0, 0.0]  # the exit status a SIGTERM or SIGINT asked for, and when the running call is killed
+_stopping = [
+    0,
+    0.0,
+]  # the exit status a SIGTERM or SIGINT asked for, and when the running call is killed
 _draining = [False]  # SIGUSR1 came: the running call finishes, no call starts after it
 
 
@@ -820,7 +971,18 @@ class _Worker:
         self.pid, self.returncode = pid, None
 
     @classmethod
-    def start(cls, script_path, payload_path, payload, start, written, messages_w, control_r, records_fd, captured):
+    def start(
+        cls,
+        script_path,
+        payload_path,
+        payload,
+        start,
+        written,
+        messages_w,
+        control_r,
+        records_fd,
+        captured,
+    ):
         die_with_parent = _prctl_pdeathsig()
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -840,7 +1002,9 @@ class _Worker:
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
             if hasattr(signal, "SIGUSR1"):
                 signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-            if hasattr(os, "register_at_fork"):  # a process the call forks (a multiprocessing pool) dies on SIGTERM
+            if hasattr(
+                os, "register_at_fork"
+            ):  # a process the call forks (a multiprocessing pool) dies on SIGTERM
                 os.register_at_fork(after_in_child=_default_signals)
             os.setsid()
             die_with_parent()
@@ -849,7 +1013,16 @@ class _Worker:
             os.close(devnull)
             _close_all_but({messages_w, control_r, records_fd, *captured})
             channel = Channel(messages_w, control_r, records_fd)
-            run_worker(script_path, payload_path, payload, start, written, channel, captured[0], captured[1])
+            run_worker(
+                script_path,
+                payload_path,
+                payload,
+                start,
+                written,
+                channel,
+                captured[0],
+                captured[1],
+            )
             code = 0
             _finish_like_exit()
         except BaseException:
@@ -866,14 +1039,18 @@ class _Worker:
         if self.returncode is None:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
-                self.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                self.returncode = (
+                    -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                )
         return self.returncode
 
     def wait(self, timeout_s=None):
         """The exit status; None if it still runs after ``timeout_s``."""
         if timeout_s is None:
             _, status = os.waitpid(self.pid, 0)
-            self.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            self.returncode = (
+                -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            )
             return self.returncode
         deadline = time.time() + timeout_s
         while self.poll() is None and time.time() < deadline:
@@ -888,7 +1065,9 @@ class _Worker:
             except OSError:
                 pass
         try:
-            os.killpg(self.pid, signal.SIGKILL)  # its group outlives it while a child of it lives: no pid reuse
+            os.killpg(
+                self.pid, signal.SIGKILL
+            )  # its group outlives it while a child of it lives: no pid reuse
         except OSError:
             pass
 
@@ -1018,8 +1197,10 @@ def supervise(script_path, payload_path):
     except SubmitterGone:
         returncode = 141  # as if killed by SIGPIPE; the records file holds every finished call
     except RecordsFull:
-        sys.stderr.write("hog-batch runner stopped: no space left on the device of the task's records file; "
-                         "every call that ran is recorded, the others did not start\n")
+        sys.stderr.write(
+            "hog-batch runner stopped: no space left on the device of the task's records file; "
+            "every call that ran is recorded, the others did not start\n"
+        )
         returncode = RECORDS_FULL_EXIT
     except OSError as exc:  # the records file cannot be written (a full disk): start nothing whose record is lost
         sys.stderr.write("hog-batch runner stopped: %s\n" % exc)
@@ -1033,9 +1214,16 @@ class _Task:
     """The supervisor's state: which call comes next, how much of stdout is spent, the worker running the calls."""
 
     def __init__(self, script_path, payload_path, payload, secret, records):
-        self.script_path, self.payload_path, self.secret, self.records = script_path, payload_path, secret, records
+        self.script_path, self.payload_path, self.secret, self.records = (
+            script_path,
+            payload_path,
+            secret,
+            records,
+        )
         self.prefix = secret + b" "
-        self.payload = payload  # the header; a worker (a fork) has it already and reads only the arguments
+        self.payload = (
+            payload  # the header; a worker (a fork) has it already and reads only the arguments
+        )
         self.calls = payload["calls"]
         self.timeout_s = payload.get("timeout_s")
         self.walltime_s = payload.get("walltime_s")
@@ -1045,12 +1233,18 @@ class _Task:
         self.position = 0  # the next call to report on
         self.written = 0  # bytes of stdout spent
         self.reader_gone = False
-        self.last_finished = None  # the last record handed on (the next call started when it finished)
+        self.last_finished = (
+            None  # the last record handed on (the next call started when it finished)
+        )
         self.frames = None  # the pattern of a whole record line in the records file
 
     def emit_own(self, record):
         line = json.dumps(record).encode()
-        if self.budget and self.written + len(line) + 1 > self.budget and not record.get("deferred"):
+        if (
+            self.budget
+            and self.written + len(line) + 1 > self.budget
+            and not record.get("deferred")
+        ):
             self.defer_rest("output budget of the task spent")
             raise TaskStop(0)
         self.records.write_own(line)
@@ -1058,7 +1252,7 @@ class _Task:
         self.position += 1
 
     def defer_rest(self, reason):
-        for call_index in self.calls[self.position:]:
+        for call_index in self.calls[self.position :]:
             self.emit_own(_deferred(call_index, reason))
 
     def take_records(self):
@@ -1073,7 +1267,11 @@ class _Task:
             for line in data.split(b"\n")[:-1]:
                 body = unframe(line, prefix)
                 position = self.position
-                if body is None or position >= len(calls) or not body.startswith(b'{"call": %d, ' % calls[position]):
+                if (
+                    body is None
+                    or position >= len(calls)
+                    or not body.startswith(b'{"call": %d, ' % calls[position])
+                ):
                     continue  # not the runner's (bytes user code wrote into the file), or cut short by a kill
                 out.append(body)
                 self.position = position + 1
@@ -1092,10 +1290,15 @@ class _Task:
         """The records in ``data`` at one go when it is nothing but whole records of the next calls, in
         order (the usual case); None otherwise, and the caller looks at each line."""
         if self.frames is None:
-            self.frames = re.compile(rb"^" + re.escape(self.prefix) + rb'(\d+) (\{"call": (\d+), [^\n]*)$', re.M)
+            self.frames = re.compile(
+                rb"^" + re.escape(self.prefix) + rb'(\d+) (\{"call": (\d+), [^\n]*)$', re.M
+            )
         found = self.frames.findall(data)
         n, position = len(found), self.position
-        if n != data.count(b"\n") or [int(call) for _, _, call in found] != self.calls[position:position + n]:
+        if (
+            n != data.count(b"\n")
+            or [int(call) for _, _, call in found] != self.calls[position : position + n]
+        ):
             return None
         if any(int(length) != len(body) for length, body, _ in found):
             return None
@@ -1118,8 +1321,17 @@ class _Task:
         messages_r, messages_w = os.pipe()
         control_r, control_w = os.pipe()
         captured = [temp_fd(), temp_fd()]  # the worker's stdout and stderr
-        worker = _Worker.start(self.script_path, self.payload_path, self.payload, self.position, self.written,
-                               messages_w, control_r, self.records.fd, captured)
+        worker = _Worker.start(
+            self.script_path,
+            self.payload_path,
+            self.payload,
+            self.position,
+            self.written,
+            messages_w,
+            control_r,
+            self.records.fd,
+            captured,
+        )
         _current_worker[0] = worker
         os.close(messages_w)
         os.close(control_r)
@@ -1142,7 +1354,9 @@ class _Task:
             _kill_worker()
             returncode = worker.wait()
         _kill_worker()  # anything the call left behind
-        printed = [read_tail(fd, self.output_limit) for fd in captured]  # by a call that did not report: kept below
+        printed = [
+            read_tail(fd, self.output_limit) for fd in captured
+        ]  # by a call that did not report: kept below
         for fd in captured:
             os.close(fd)
         self.take_records()
@@ -1162,15 +1376,22 @@ class _Task:
             return
         started = watch.started_of(self.position)
         if watch.killed_at_walltime:
-            error = "TimeoutError: the task ran past its walltime of %g s while this call ran" % self.walltime_s
+            error = (
+                "TimeoutError: the task ran past its walltime of %g s while this call ran"
+                % self.walltime_s
+            )
             self.emit_own(_synthetic(self.calls[self.position], error, started))
             self.defer_rest("the task ran past its walltime")
             raise TaskStop(124)
         if watch.killed_for_timeout:
-            error = ("TimeoutError: the call exceeded its timeout of %g s and was killed after %g s more"
-                     % (self.timeout_s, TIMEOUT_GRACE_S))
+            error = (
+                "TimeoutError: the call exceeded its timeout of %g s and was killed after %g s more"
+                % (self.timeout_s, TIMEOUT_GRACE_S)
+            )
         elif not watch.ready:
-            error = "WorkerDied: the worker died while importing the script: " + _death_reason(returncode)
+            error = "WorkerDied: the worker died while importing the script: " + _death_reason(
+                returncode
+            )
         else:
             error = "WorkerDied: " + _death_reason(returncode)
         self.emit_own(_synthetic(self.calls[self.position], error, started, *printed))
@@ -1187,9 +1408,14 @@ class _Watch:
 
     def __init__(self, task, worker, messages_r):
         self.task, self.worker, self.messages_r = task, worker, messages_r
-        self.ready = self.over_budget = self.disk_full = self.killed_for_timeout = self.killed_at_walltime = False
+        self.ready = self.over_budget = self.disk_full = self.killed_for_timeout = (
+            self.killed_at_walltime
+        ) = False
         self.ready_at = time.time()
-        self.running, self.running_since = -1, None  # the call the worker said it started (calls with a timeout)
+        self.running, self.running_since = (
+            -1,
+            None,
+        )  # the call the worker said it started (calls with a timeout)
 
     def started_of(self, position):
         """When the call at ``position`` started, as well as this process knows."""
@@ -1198,7 +1424,9 @@ class _Watch:
         last = self.task.last_finished
         if last is not None:
             try:
-                return max(float(json.loads(last)["t1"]), self.ready_at)  # the last record may be another worker's
+                return max(
+                    float(json.loads(last)["t1"]), self.ready_at
+                )  # the last record may be another worker's
             except (ValueError, KeyError, TypeError):
                 pass
         return self.ready_at
@@ -1209,7 +1437,9 @@ class _Watch:
         poller.register(self.messages_r, select.POLLIN)
         stdout_fd = task.records.stdout_fd
         if not task.reader_gone:
-            poller.register(stdout_fd, 0)  # only its errors: the reader of the task's stdout went away
+            poller.register(
+                stdout_fd, 0
+            )  # only its errors: the reader of the task's stdout went away
         buffer, exited, tail_s = b"", False, TAIL_MIN_S
         while True:
             limit_s = 0.0 if exited else tail_s
@@ -1262,13 +1492,13 @@ class _Watch:
             at = line.rfind(prefix)
             if at < 0:
                 continue  # not from the runner: bytes the user's code wrote into the pipe
-            body = line[at + len(prefix):]
+            body = line[at + len(prefix) :]
             if not self.ready:
                 self.ready = body == READY
                 self.ready_at = time.time()
             elif body.startswith(STARTED):
                 try:
-                    position, started = body[len(STARTED):].split(b" ")
+                    position, started = body[len(STARTED) :].split(b" ")
                     self.running, self.running_since = int(position), float(started)
                 except ValueError:
                     pass

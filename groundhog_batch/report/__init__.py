@@ -25,7 +25,9 @@ from .summary import SummaryRows, summary_rows
 from .sweep_plots import MAX_FIGURES_PER_JOB, MAX_RESULT_FIGURES, ranked_results, result_figures
 from .timing import duration_figure, timeline_figure
 
-SUMMARY_HOOKS: list[SummaryRows] = [run_notes_rows]  # more rows for the summary at the top (label, text), from other parts
+SUMMARY_HOOKS: list[SummaryRows] = [
+    run_notes_rows
+]  # more rows for the summary at the top (label, text), from other parts
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,10 @@ def _require_plotly() -> None:
     try:
         import plotly  # noqa: F401
     except ImportError:
-        raise HogError(message="the report needs Plotly, which is not installed here",
-                       hint="pip install plotly (hog-batch lists it as a dependency: reinstall hog-batch)") from None
+        raise HogError(
+            message="the report needs Plotly, which is not installed here",
+            hint="pip install plotly (hog-batch lists it as a dependency: reinstall hog-batch)",
+        ) from None
 
 
 @contextmanager
@@ -64,7 +68,9 @@ def _no_default_template():
         pio.templates.default = default
 
 
-def report_figures(data: ReportData) -> tuple[dict[str, list[ReportFigure]], list[ReportFigure], dict[str, str]]:
+def report_figures(
+    data: ReportData,
+) -> tuple[dict[str, list[ReportFigure]], list[ReportFigure], dict[str, str]]:
     """Figures per job (parameters -> results), the time figures, and what each job's figures leave out.
 
     A job draws at most ``MAX_FIGURES_PER_JOB`` results and the run at most
@@ -75,7 +81,9 @@ def report_figures(data: ReportData) -> tuple[dict[str, list[ReportFigure]], lis
         return _report_figures(data)
 
 
-def _report_figures(data: ReportData) -> tuple[dict[str, list[ReportFigure]], list[ReportFigure], dict[str, str]]:
+def _report_figures(
+    data: ReportData,
+) -> tuple[dict[str, list[ReportFigure]], list[ReportFigure], dict[str, str]]:
     results: dict[str, list[ReportFigure]] = {}
     left_out: dict[str, str] = {}
     room = MAX_RESULT_FIGURES
@@ -85,14 +93,15 @@ def _report_figures(data: ReportData) -> tuple[dict[str, list[ReportFigure]], li
         ranked = ranked_results(job, data.settings)
         results[job.name] = result_figures(job, data.settings, limit, others, ranked)
         room -= len(results[job.name])
-        missing = ranked[len(results[job.name]):]
+        missing = ranked[len(results[job.name]) :]
         if missing:
             shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
             left_out[job.name] = (
                 f"{len(missing):,} of {len(ranked):,} numeric results of job {job.name} have no figure here ({shown}): "
                 f"the report draws at most {MAX_FIGURES_PER_JOB} per job and {MAX_RESULT_FIGURES} in all, those that vary "
                 "across calls first. Every value is in the results table; choose with report: {results: [...]} in the "
-                "manifest or `hog-batch report --results`.")
+                "manifest or `hog-batch report --results`."
+            )
     timing = [f for f in (duration_figure(data), timeline_figure(data)) if f is not None]
     return results, timing, left_out
 
@@ -117,16 +126,39 @@ def write_report(run, path: str | Path, options: dict | None = None) -> ReportWr
     started = time.perf_counter()
     data = load(run, options)
     results, timing, left_out = report_figures(data)
-    groups = failure_groups(data.frame, {job.name: job.params for job in data.jobs}, data.failure_groups)
-    page = render_page(data, results, timing, groups, provenance_items(data), [],
-                       summary_rows(data, groups, SUMMARY_HOOKS), left_out, files_section(data, Path(path).absolute().parent))
+    groups = failure_groups(
+        data.frame, {job.name: job.params for job in data.jobs}, data.failure_groups
+    )
+    page = render_page(
+        data,
+        results,
+        timing,
+        groups,
+        provenance_items(data),
+        [],
+        summary_rows(data, groups, SUMMARY_HOOKS),
+        left_out,
+        files_section(data, Path(path).absolute().parent),
+    )
     size = len(page.replace(SIZE_MARK, "").encode("utf-8"))
     payload = page.replace(SIZE_MARK, f"{size / 1e6:.1f} MB").encode("utf-8")
     target = Path(path).absolute()
     write_atomic(target, payload, shared=True)
-    notes = tuple(dict.fromkeys([*left_out.values(), *(n for f in [*(f for job in results.values() for f in job), *timing]
-                                                        for n in f.notes)]))
-    return ReportWritten(target, len(payload), time.perf_counter() - started, data.n_calls, data.n_finished, notes)
+    notes = tuple(
+        dict.fromkeys(
+            [
+                *left_out.values(),
+                *(
+                    n
+                    for f in [*(f for job in results.values() for f in job), *timing]
+                    for n in f.notes
+                ),
+            ]
+        )
+    )
+    return ReportWritten(
+        target, len(payload), time.perf_counter() - started, data.n_calls, data.n_finished, notes
+    )
 
 
 __all__ = ["ReportFigure", "ReportWritten", "figures", "write_report"]

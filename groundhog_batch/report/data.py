@@ -25,7 +25,9 @@ class JobView:
     params: list[str]
     varying: list[str]
     results: list[str]  # numeric result columns: ``result`` or ``result.KEY``
-    kinds: dict[str, str] = field(default_factory=dict)  # parameter -> range | linspace | geomspace | values | list | rows | chunks
+    kinds: dict[str, str] = field(
+        default_factory=dict
+    )  # parameter -> range | linspace | geomspace | values | list | rows | chunks
 
     def n_values(self, param: str) -> int:
         return int(self.frame[param].nunique(dropna=True))
@@ -42,11 +44,15 @@ class ReportData:
     manifest_text: str
     frame: Any  # the whole results table
     jobs: list[JobView]
-    spans: list[tuple]  # per task: (task_id, job, state, started, last call finished, finished, calls)
+    spans: list[
+        tuple
+    ]  # per task: (task_id, job, state, started, last call finished, finished, calls)
     counts: dict[str, int]
     holder: dict | None  # the live submitter, if any
     settings: ReportSettings = field(default_factory=ReportSettings)
-    failure_groups: list | None = None  # run_view.FailureGroup: failed calls grouped as ``status`` groups them
+    failure_groups: list | None = (
+        None  # run_view.FailureGroup: failed calls grouped as ``status`` groups them
+    )
     generated_at: float = field(default_factory=time.time)
 
     @property
@@ -97,16 +103,22 @@ def job_views(frame, kinds: dict[str, dict[str, str]] | None = None) -> list[Job
         varying = [p for p in own if rows[p].nunique(dropna=True) > 1]
         done = rows[rows["status"] == "succeeded"]
         typed = [r for r in results if is_numeric(rows[r])]
-        present = done[typed].notna().any() if typed else {}  # one pass over a wide table, not one per column
+        present = (
+            done[typed].notna().any() if typed else {}
+        )  # one pass over a wide table, not one per column
         numeric = [r for r in typed if bool(present[r])]
-        views.append(JobView(str(name), rows, own, varying, numeric, (kinds or {}).get(str(name), {})))
+        views.append(
+            JobView(str(name), rows, own, varying, numeric, (kinds or {}).get(str(name), {}))
+        )
     return views
 
 
 def task_spans(run) -> list[tuple]:
     """Each task's span from the ledger: submitted (a local task starts at once) to finished."""
-    return [(t.task_id, t.job, t.state, t.submitted_at, None, t.finished_at, t.n_calls)
-            for t in run.ledger.task_times()]
+    return [
+        (t.task_id, t.job, t.state, t.submitted_at, None, t.finished_at, t.n_calls)
+        for t in run.ledger.task_times()
+    ]
 
 
 def manifest_data(run, text: str) -> dict:
@@ -132,8 +144,14 @@ def sweep_kinds(sweep: Any) -> dict[str, str]:
         for group in ("product", "zip"):
             specs = part.get(group) if isinstance(part.get(group), dict) else {}
             for name, spec in specs.items():
-                kind = next((k for k in ("range", "linspace", "geomspace", "values")
-                             if isinstance(spec, dict) and k in spec), "list")
+                kind = next(
+                    (
+                        k
+                        for k in ("range", "linspace", "geomspace", "values")
+                        if isinstance(spec, dict) and k in spec
+                    ),
+                    "list",
+                )
                 found.setdefault(str(name), kind)
         rows = part.get("rows")
         for name in (rows.get("columns") or []) if isinstance(rows, dict) else []:
@@ -148,7 +166,9 @@ def job_kinds(data: dict, job_names: list[str]) -> dict[str, dict[str, str]]:
     entries = data.get("jobs") if isinstance(data.get("jobs"), list) else [{}]
     kinds = {}
     for name, entry in zip(job_names, entries, strict=False):
-        sweep = entry.get("sweep", data.get("sweep")) if isinstance(entry, dict) else data.get("sweep")
+        sweep = (
+            entry.get("sweep", data.get("sweep")) if isinstance(entry, dict) else data.get("sweep")
+        )
         kinds[name] = sweep_kinds(sweep)
     return kinds
 
@@ -161,8 +181,15 @@ def load(run, options: dict | None = None) -> ReportData:
     data = manifest_data(run, text)
     names = [str(job.get("name")) for job in run.info.get("jobs", [])]
     return ReportData(
-        name=run.name, root=str(run.root), info=run.info, manifest_text=text, frame=frame,
-        jobs=job_views(frame, job_kinds(data, names)), spans=task_spans(run), counts=run.counts(),
-        holder=run.holder(), settings=from_manifest_data(data).with_options(options or {}),
+        name=run.name,
+        root=str(run.root),
+        info=run.info,
+        manifest_text=text,
+        frame=frame,
+        jobs=job_views(frame, job_kinds(data, names)),
+        spans=task_spans(run),
+        counts=run.counts(),
+        holder=run.holder(),
+        settings=from_manifest_data(data).with_options(options or {}),
         failure_groups=run.failure_groups(),
     )

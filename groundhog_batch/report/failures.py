@@ -18,7 +18,9 @@ class FailureGroup:
     traceback: str
 
 
-def failure_groups(frame, params: dict[str, list[str]], grouped: list | None = None) -> list[FailureGroup]:
+def failure_groups(
+    frame, params: dict[str, list[str]], grouped: list | None = None
+) -> list[FailureGroup]:
     """Most frequent first, grouped as ``status`` and ``submit`` group them (``run_view.failure_groups``:
     by job and type of error; ``grouped`` is that list). The example is the group's first call in plan
     order, shown with its own job's parameters (``params``: job -> its parameters)."""
@@ -31,7 +33,11 @@ def failure_groups(frame, params: dict[str, list[str]], grouped: list | None = N
 
         found: dict = {}
         for job, call, error in failed[["job", "call", "error"]].itertuples(index=False):
-            line = str(error).strip().splitlines()[0] if _present(error) and str(error).strip() else "(no error recorded)"
+            line = (
+                str(error).strip().splitlines()[0]
+                if _present(error) and str(error).strip()
+                else "(no error recorded)"
+            )
             group = found.setdefault((str(job), type_of(line)), Grouped(str(job), type_of(line)))
             group.calls.append(int(call))
             group.messages[line] = group.messages.get(line, 0) + 1
@@ -45,9 +51,27 @@ def failure_groups(frame, params: dict[str, list[str]], grouped: list | None = N
             continue
         if getattr(example, "ndim", 1) > 1:
             example = example.iloc[0]
-        shown = {p: example[p] for p in params.get(group.job, []) if p in rows.columns and _present(example[p])}
-        trace = str(example["traceback"]) if _present(example["traceback"]) else str(example["error"] or "")
-        groups.append(FailureGroup(group.job, group.error_type, group.error, group.count, int(group.calls[0]), shown, trace))
+        shown = {
+            p: example[p]
+            for p in params.get(group.job, [])
+            if p in rows.columns and _present(example[p])
+        }
+        trace = (
+            str(example["traceback"])
+            if _present(example["traceback"])
+            else str(example["error"] or "")
+        )
+        groups.append(
+            FailureGroup(
+                group.job,
+                group.error_type,
+                group.error,
+                group.count,
+                int(group.calls[0]),
+                shown,
+                trace,
+            )
+        )
     return groups
 
 

@@ -9,7 +9,17 @@ from typing import Any
 FAILED_COLOUR = "#d62728"
 # failed calls of each job in a figure that shows several jobs: reds that tell the jobs apart
 FAILED_COLOURS = ("#d62728", "#8b0000", "#ff7f7f", "#b5485d", "#e8590c", "#5c1a1b")
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 HOVER_CHARS = 160
 
 
@@ -35,6 +45,10 @@ TEMPLATE = "plotly_white"  # set once by the page's script (and by ``figures()``
 
 
 def base_layout(title: str, height: int) -> dict:
-    return {"title": {"text": hover_text(title), "x": 0.01, "xanchor": "left", "font": {"size": 15}},
-            "height": height, "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
-            "legend": {"orientation": "v"}, "hovermode": "closest"}
+    return {
+        "title": {"text": hover_text(title), "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        "height": height,
+        "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+        "legend": {"orientation": "v"},
+        "hovermode": "closest",
+    }

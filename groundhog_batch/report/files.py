@@ -52,9 +52,22 @@ def files_section(data: ReportData, report_dir: Path) -> str:
         if len(names) > MAX_FILES_PER_CALL:
             links.append(f"…and {len(names) - MAX_FILES_PER_CALL:,} more")
         shown = ", ".join(f"{p}={number_text(record.get(p))}" for p in params.get(job, []))
-        lines.append(f"<tr><td>{_e(job)}</td><td class='n'>{call}</td><td>{_e(shown)}</td><td>{' '.join(links) or '(none)'}</td></tr>")
-    more = (f'<p class="note">…and {len(rows) - MAX_CALLS_LISTED:,} more calls wrote files: their directories are under '
-            f'{_e(paths.root / "calls")}</p>') if len(rows) > MAX_CALLS_LISTED else ""
-    return ("<h2 id='files'>Files the calls wrote</h2><p class='sub'>Each call ran in its own directory "
-            "(<code>workdir: call</code>); the table's <code>files</code> column lists the same.</p>"
-            "<table><tr><th>job</th><th>call</th><th>parameters</th><th>files</th></tr>" + "".join(lines) + "</table>" + more)
+        lines.append(
+            f"<tr><td>{_e(job)}</td><td class='n'>{call}</td><td>{_e(shown)}</td><td>{' '.join(links) or '(none)'}</td></tr>"
+        )
+    more = (
+        (
+            f'<p class="note">…and {len(rows) - MAX_CALLS_LISTED:,} more calls wrote files: their directories are under '
+            f"{_e(paths.root / 'calls')}</p>"
+        )
+        if len(rows) > MAX_CALLS_LISTED
+        else ""
+    )
+    return (
+        "<h2 id='files'>Files the calls wrote</h2><p class='sub'>Each call ran in its own directory "
+        "(<code>workdir: call</code>); the table's <code>files</code> column lists the same.</p>"
+        "<table><tr><th>job</th><th>call</th><th>parameters</th><th>files</th></tr>"
+        + "".join(lines)
+        + "</table>"
+        + more
+    )

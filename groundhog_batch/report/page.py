@@ -103,10 +103,16 @@ def _script_json(text: str) -> str:
 
 def _plot(figure: ReportFigure, index: int) -> str:
     div = f"fig-{index}"
-    caption = (f'<p class="caption"><b>Figure {index + 1}.</b> {_e(figure.caption)}</p>' if figure.caption else "")
+    caption = (
+        f'<p class="caption"><b>Figure {index + 1}.</b> {_e(figure.caption)}</p>'
+        if figure.caption
+        else ""
+    )
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in figure.notes)
-    return (f'<div class="card"><div class="plot" id="{div}" data-key="{_e(figure.key)}"></div>{caption}{notes}'
-            f'<script type="application/json" id="{div}-data">{_script_json(figure.figure.to_json())}</script></div>')
+    return (
+        f'<div class="card"><div class="plot" id="{div}" data-key="{_e(figure.key)}"></div>{caption}{notes}'
+        f'<script type="application/json" id="{div}-data">{_script_json(figure.figure.to_json())}</script></div>'
+    )
 
 
 def _listed(names: list[str], limit: int = 8) -> str:
@@ -117,31 +123,50 @@ def _listed(names: list[str], limit: int = 8) -> str:
 def _summary(data: ReportData, rows: list[tuple[str, str]]) -> str:
     counts = data.counts
     in_flight = counts.get("submitted", 0) + counts.get("running", 0)
-    pills = [("ok", f"{counts.get('succeeded', 0):,} succeeded"), ("bad", f"{counts.get('failed', 0):,} failed")]
+    pills = [
+        ("ok", f"{counts.get('succeeded', 0):,} succeeded"),
+        ("bad", f"{counts.get('failed', 0):,} failed"),
+    ]
     if in_flight:
         pills.append(("wait", f"{in_flight:,} in flight"))
     if counts.get("pending"):
         pills.append(("wait", f"{counts['pending']:,} pending"))
     if counts.get("cancelled"):
         pills.append(("", f"{counts['cancelled']:,} cancelled"))
-    parts = ['<div class="pills">' + "".join(f'<span class="{c}">{_e(t)}</span>' for c, t in pills) + "</div>"]
-    parts.append('<div class="card summary"><dl>' + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in rows) + "</dl></div>")
+    parts = [
+        '<div class="pills">'
+        + "".join(f'<span class="{c}">{_e(t)}</span>' for c, t in pills)
+        + "</div>"
+    ]
+    parts.append(
+        '<div class="card summary"><dl>'
+        + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in rows)
+        + "</dl></div>"
+    )
     written = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(data.generated_at))
     if data.holder:
         holder = data.holder
-        parts.append(f'<div class="banner live">This run is still going ({_e(holder_text(holder))}). This report shows the '
-                     f'{data.n_finished:,} of {data.n_calls:,} calls finished at {written}; write it again for more.</div>')
+        parts.append(
+            f'<div class="banner live">This run is still going ({_e(holder_text(holder))}). This report shows the '
+            f"{data.n_finished:,} of {data.n_calls:,} calls finished at {written}; write it again for more.</div>"
+        )
     elif data.in_progress:
-        parts.append(f'<div class="banner live">{data.n_calls - data.n_finished:,} of {data.n_calls:,} calls have not '
-                     f'finished and nothing is running them: <code>hog-batch resume {_e(data.root)}</code> finishes them.</div>')
+        parts.append(
+            f'<div class="banner live">{data.n_calls - data.n_finished:,} of {data.n_calls:,} calls have not '
+            f"finished and nothing is running them: <code>hog-batch resume {_e(data.root)}</code> finishes them.</div>"
+        )
     rows = []
     for job in data.jobs:
         status = job.frame["status"]
-        rows.append(f"<tr><td>{_e(job.name)}</td><td class='n'>{len(job.frame):,}</td>"
-                    f"<td class='n'>{int((status == 'succeeded').sum()):,}</td><td class='n'>{int((status == 'failed').sum()):,}</td>"
-                    f"<td>{_e(', '.join(job.varying) or '(none)')}</td><td>{_e(_listed(job.results) or '(none numeric)')}</td></tr>")
-    parts.append("<table><tr><th>job</th><th>calls</th><th>succeeded</th><th>failed</th><th>swept parameters</th>"
-                 "<th>numeric results</th></tr>" + "".join(rows) + "</table>")
+        rows.append(
+            f"<tr><td>{_e(job.name)}</td><td class='n'>{len(job.frame):,}</td>"
+            f"<td class='n'>{int((status == 'succeeded').sum()):,}</td><td class='n'>{int((status == 'failed').sum()):,}</td>"
+            f"<td>{_e(', '.join(job.varying) or '(none)')}</td><td>{_e(_listed(job.results) or '(none numeric)')}</td></tr>"
+        )
+    parts.append(
+        "<table><tr><th>job</th><th>calls</th><th>succeeded</th><th>failed</th><th>swept parameters</th>"
+        "<th>numeric results</th></tr>" + "".join(rows) + "</table>"
+    )
     return "".join(parts)
 
 
@@ -152,26 +177,48 @@ def _failures(groups: list[FailureGroup]) -> str:
     rows = []
     for g in groups[:MAX_GROUPS]:
         params = ", ".join(f"{k}={number_text(v)}" for k, v in g.example_params.items())
-        rows.append(f"<tr><td class='n'>{g.count:,}</td><td>{_e(g.job)}</td><td><code>{_e(g.error_type)}</code></td>"
-                    f"<td>{_e(g.first_line)}<details><summary>example: call {g.example_call}"
-                    f"{' (' + _e(params) + ')' if params else ''}</summary><pre>{_e(g.traceback)}</pre></details></td></tr>")
-    more = (f'<p class="note">...and {len(groups) - MAX_GROUPS:,} more kinds of failure '
-            f'({sum(g.count for g in groups[MAX_GROUPS:]):,} calls)</p>') if len(groups) > MAX_GROUPS else ""
-    return (f'<p class="sub">{total:,} failed calls in {len(groups):,} kind(s), most frequent first. '
-            "The red x marks in the figures above show where they fall among the parameters.</p>"
-            "<table><tr><th>calls</th><th>job</th><th>error</th><th>first line, and one example</th></tr>"
-            + "".join(rows) + "</table>" + more)
+        rows.append(
+            f"<tr><td class='n'>{g.count:,}</td><td>{_e(g.job)}</td><td><code>{_e(g.error_type)}</code></td>"
+            f"<td>{_e(g.first_line)}<details><summary>example: call {g.example_call}"
+            f"{' (' + _e(params) + ')' if params else ''}</summary><pre>{_e(g.traceback)}</pre></details></td></tr>"
+        )
+    more = (
+        (
+            f'<p class="note">...and {len(groups) - MAX_GROUPS:,} more kinds of failure '
+            f"({sum(g.count for g in groups[MAX_GROUPS:]):,} calls)</p>"
+        )
+        if len(groups) > MAX_GROUPS
+        else ""
+    )
+    return (
+        f'<p class="sub">{total:,} failed calls in {len(groups):,} kind(s), most frequent first. '
+        "The red x marks in the figures above show where they fall among the parameters.</p>"
+        "<table><tr><th>calls</th><th>job</th><th>error</th><th>first line, and one example</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        + more
+    )
 
 
 def _provenance(items: list[tuple[str, str]], manifest_text: str) -> str:
     entries = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
-    return (f'<div class="card"><dl>{entries}</dl></div><details><summary>the manifest as the run saw it</summary>'
-            f"<pre>{_e(manifest_text)}</pre></details>")
+    return (
+        f'<div class="card"><dl>{entries}</dl></div><details><summary>the manifest as the run saw it</summary>'
+        f"<pre>{_e(manifest_text)}</pre></details>"
+    )
 
 
-def render_page(data: ReportData, results: dict[str, list[ReportFigure]], timing: list[ReportFigure],
-                groups: list[FailureGroup], provenance: list[tuple[str, str]], notes: list[str],
-                summary: list[tuple[str, str]] = (), left_out: dict[str, str] | None = None, files: str = "") -> str:
+def render_page(
+    data: ReportData,
+    results: dict[str, list[ReportFigure]],
+    timing: list[ReportFigure],
+    groups: list[FailureGroup],
+    provenance: list[tuple[str, str]],
+    notes: list[str],
+    summary: list[tuple[str, str]] = (),
+    left_out: dict[str, str] | None = None,
+    files: str = "",
+) -> str:
     """The whole page; the file size is filled in by the caller (``SIZE_MARK``)."""
     from plotly.offline import get_plotlyjs
 
@@ -182,8 +229,10 @@ def render_page(data: ReportData, results: dict[str, list[ReportFigure]], timing
         if len(results) > 1:
             body.append(f"<h3>job {_e(job_name)}</h3>")
         if not figures:
-            body.append(f'<p class="sub">No numeric results to plot yet for {_e(job_name)}: the figures show numbers '
-                        "that calls returned (a number, or the numeric values of a returned dict).</p>")
+            body.append(
+                f'<p class="sub">No numeric results to plot yet for {_e(job_name)}: the figures show numbers '
+                "that calls returned (a number, or the numeric values of a returned dict).</p>"
+            )
         for figure in figures:
             body.append(_plot(figure, index))
             index += 1
@@ -201,8 +250,10 @@ def render_page(data: ReportData, results: dict[str, list[ReportFigure]], timing
     body.append(f"<h2 id='provenance'>Provenance</h2>{_provenance(provenance, data.manifest_text)}")
     written = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(data.generated_at))
     general = "".join(f"<li>{_e(n)}</li>" for n in notes)
-    footer = (f"<footer>{'<ul>' + general + '</ul>' if general else ''}Written {written} by hog-batch {_e(__version__)} "
-              f"with Plotly {_e(version('plotly'))}; this file is {SIZE_MARK} and needs no network.</footer>")
+    footer = (
+        f"<footer>{'<ul>' + general + '</ul>' if general else ''}Written {written} by hog-batch {_e(__version__)} "
+        f"with Plotly {_e(version('plotly'))}; this file is {SIZE_MARK} and needs no network.</footer>"
+    )
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{_e(data.name)}: hog-batch report</title>"

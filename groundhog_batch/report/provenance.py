@@ -23,10 +23,20 @@ def provenance_items(data: ReportData) -> list[tuple[str, str]]:
     ]
     for job, script in prov.get("scripts", {}).items():
         commit = script.get("git_commit") or "not in a git repository"
-        items.append((f"script of {job}", f"{script.get('path')}\nsha256 {script.get('sha256')}\ngit commit {commit}"))
+        items.append(
+            (
+                f"script of {job}",
+                f"{script.get('path')}\nsha256 {script.get('sha256')}\ngit commit {commit}",
+            )
+        )
     for job, env in prov.get("environments", {}).items():
         deps = ", ".join(env.get("dependencies") or []) or "no dependencies"
-        items.append((f"environment of {job}", f"{env.get('env_id')}: Python {env.get('requires_python') or 'any'}; {deps}"))
+        items.append(
+            (
+                f"environment of {job}",
+                f"{env.get('env_id')}: Python {env.get('requires_python') or 'any'}; {deps}",
+            )
+        )
     data_files = prov.get("data_files") or {}
     for path, digest in data_files.items():
         items.append(("data file", f"{path}\nsha256 {digest}"))

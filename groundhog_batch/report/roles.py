@@ -25,8 +25,11 @@ from .settings import FigureChoice
 MAX_LINES = 8
 MAX_FACETS = 6
 MAX_PANELS = 12
-_REPLICATE_NAME = re.compile(r"^(random_?)?(seed|seeds|rep|reps|repeat|repeats|repetition|replicate|replicates|replica"
-                             r"|trial|trials)(_?\d+|_?id|_?idx|_?index|_?no)?$", re.IGNORECASE)
+_REPLICATE_NAME = re.compile(
+    r"^(random_?)?(seed|seeds|rep|reps|repeat|repeats|repetition|replicate|replicates|replica"
+    r"|trial|trials)(_?\d+|_?id|_?idx|_?index|_?no)?$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,9 @@ class Roles:
     log_x: bool
     log_y: bool
     interval: str  # band | bars
-    ignored: tuple[str, ...] = ()  # choices that name no varying parameter of this job (said in the caption)
+    ignored: tuple[
+        str, ...
+    ] = ()  # choices that name no varying parameter of this job (said in the caption)
 
     @property
     def aggregated(self) -> tuple[str, ...]:
@@ -66,7 +71,11 @@ def independent_of(job: JobView, param: str) -> bool:
         if len(rows) < 4:
             return False
         values = rows[result].astype(float)
-        centred = values - (values.groupby([rows[o] for o in others], dropna=False).transform("mean") if others else values.mean())
+        centred = values - (
+            values.groupby([rows[o] for o in others], dropna=False).transform("mean")
+            if others
+            else values.mean()
+        )
         total = float((centred**2).sum())
         if total <= 0 or not np.isfinite(total):
             continue
@@ -80,20 +89,33 @@ def independent_of(job: JobView, param: str) -> bool:
     return True
 
 
-def choose_roles(job: JobView, choice: FigureChoice | None = None, elsewhere: frozenset[str] = frozenset()) -> Roles:
+def choose_roles(
+    job: JobView, choice: FigureChoice | None = None, elsewhere: frozenset[str] = frozenset()
+) -> Roles:
     """``elsewhere``: parameters of the run's other jobs (a choice naming one of them is not meant for this job)."""
     choice = choice or FigureChoice()
     varying = list(job.varying)
     unknown = {*varying, *elsewhere}
-    ignored = tuple(f"{key}: {name}" for key, name in (("x", choice.x), ("color", choice.color), ("facet", choice.facet))
-                    if name is not None and name not in unknown)
-    ignored += tuple(f"replicates: {name}" for name in choice.replicates or () if name not in unknown)
+    ignored = tuple(
+        f"{key}: {name}"
+        for key, name in (("x", choice.x), ("color", choice.color), ("facet", choice.facet))
+        if name is not None and name not in unknown
+    )
+    ignored += tuple(
+        f"replicates: {name}" for name in choice.replicates or () if name not in unknown
+    )
     if choice.replicates is not None:
         replicates = [p for p in choice.replicates if p in varying]
     else:
         placed = {choice.x, choice.color, choice.facet}
-        replicates = [p for p in varying if p not in placed and (looks_like_replicate(p) or (
-            job.kinds.get(p) == "range" and independent_of(job, p)))]
+        replicates = [
+            p
+            for p in varying
+            if p not in placed
+            and (
+                looks_like_replicate(p) or (job.kinds.get(p) == "range" and independent_of(job, p))
+            )
+        ]
         if replicates and len(replicates) == len(varying):
             replicates = []  # something must be left to draw against
     rest = [p for p in varying if p not in replicates]
@@ -112,8 +134,23 @@ def choose_roles(job: JobView, choice: FigureChoice | None = None, elsewhere: fr
         facet = next((p for p in free if job.n_values(p) <= MAX_FACETS), None)
     folded = tuple(p for p in free if p != facet)
     heatmap = colour is not None and job.n_values(colour) > MAX_LINES
-    log_x = choice.log_x if choice.log_x is not None else (x is not None and job.kinds.get(x) == "geomspace")
+    log_x = (
+        choice.log_x
+        if choice.log_x is not None
+        else (x is not None and job.kinds.get(x) == "geomspace")
+    )
     if log_x and (x is None or not job.is_numeric(x) or not (job.frame[x].dropna() > 0).all()):
         log_x = False  # a log axis needs positive numbers
     interval = choice.interval or ("band" if x is not None and job.is_numeric(x) else "bars")
-    return Roles(x, colour, facet, tuple(replicates), folded, heatmap, bool(log_x), bool(choice.log_y), interval, ignored)
+    return Roles(
+        x,
+        colour,
+        facet,
+        tuple(replicates),
+        folded,
+        heatmap,
+        bool(log_x),
+        bool(choice.log_y),
+        interval,
+        ignored,
+    )

@@ -66,7 +66,9 @@ class ReportSettings:
 
     def with_options(self, options: dict[str, Any]) -> ReportSettings:
         """These settings with the command's options (same keys) on top."""
-        return _over_settings(self, from_mapping({k: v for k, v in options.items() if v not in (None, (), [], {})}))
+        return _over_settings(
+            self, from_mapping({k: v for k, v in options.items() if v not in (None, (), [], {})})
+        )
 
     @property
     def is_empty(self) -> bool:
@@ -74,13 +76,24 @@ class ReportSettings:
 
 
 def _over(low: FigureChoice, high: FigureChoice) -> FigureChoice:
-    return replace(low, **{f.name: getattr(high, f.name) for f in fields(FigureChoice) if getattr(high, f.name) is not None})
+    return replace(
+        low,
+        **{
+            f.name: getattr(high, f.name)
+            for f in fields(FigureChoice)
+            if getattr(high, f.name) is not None
+        },
+    )
 
 
 def _over_settings(low: ReportSettings, high: ReportSettings) -> ReportSettings:
-    return ReportSettings(top=_over(low.top, high.top), labels={**low.labels, **high.labels},
-                          best={**low.best, **high.best}, results=high.results or low.results,
-                          figures=(*low.figures, *high.figures))
+    return ReportSettings(
+        top=_over(low.top, high.top),
+        labels={**low.labels, **high.labels},
+        best={**low.best, **high.best},
+        results=high.results or low.results,
+        figures=(*low.figures, *high.figures),
+    )
 
 
 def _choice(data: dict) -> FigureChoice:
@@ -88,11 +101,16 @@ def _choice(data: dict) -> FigureChoice:
     if isinstance(replicates, str):
         replicates = [r for r in replicates.split(",") if r]
     return FigureChoice(
-        x=_text(data.get("x")), color=_text(data.get("color")), facet=_text(data.get("facet")),
-        replicates=tuple(str(r) for r in replicates) if isinstance(replicates, list | tuple) else None,
+        x=_text(data.get("x")),
+        color=_text(data.get("color")),
+        facet=_text(data.get("facet")),
+        replicates=tuple(str(r) for r in replicates)
+        if isinstance(replicates, list | tuple)
+        else None,
         interval=data.get("interval") if data.get("interval") in INTERVALS else None,
         log_x=data.get("log_x") if isinstance(data.get("log_x"), bool) else None,
-        log_y=data.get("log_y") if isinstance(data.get("log_y"), bool) else None)
+        log_y=data.get("log_y") if isinstance(data.get("log_y"), bool) else None,
+    )
 
 
 def _text(value) -> str | None:
@@ -112,10 +130,13 @@ def from_mapping(data: Any) -> ReportSettings:
     for entry in data.get("figures") or []:
         if isinstance(entry, dict):
             figures.append((_text(entry.get("job")), _text(entry.get("y")), _choice(entry)))
-    return ReportSettings(top=_choice(data), labels={str(k): str(v) for k, v in labels.items()},
-                          best={str(k): str(v) for k, v in best.items() if v in BEST},
-                          results=tuple(str(r) for r in results) if isinstance(results, list | tuple) else (),
-                          figures=tuple(figures))
+    return ReportSettings(
+        top=_choice(data),
+        labels={str(k): str(v) for k, v in labels.items()},
+        best={str(k): str(v) for k, v in best.items() if v in BEST},
+        results=tuple(str(r) for r in results) if isinstance(results, list | tuple) else (),
+        figures=tuple(figures),
+    )
 
 
 def from_manifest_data(data: Any) -> ReportSettings:
