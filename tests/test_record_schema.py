@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from test_task_isolation import run_runner
 
-from groundhog_batch.render.payload import TaskPayload, iter_records
 from groundhog_batch.render.record_schema import SHAPES, problems, shape_of
-from groundhog_batch.render.renderer import runner_source
 
 SCRIPT = """\
 import os, time
@@ -35,29 +32,7 @@ def f(x):
 
 def runner_records(tmp_path, n: int, **limits) -> list[dict]:
     tmp_path.mkdir(exist_ok=True)
-    (tmp_path / "work.py").write_text(SCRIPT)
-    (tmp_path / "hog_runner.py").write_text(runner_source())
-    payload = TaskPayload(
-        function="f",
-        call_indices=list(range(n)),
-        swept_kwargs=[{"x": i} for i in range(n)],
-        args=[],
-        kwargs={},
-        **limits,
-    )
-    (tmp_path / "payload.b64").write_text(payload.encode())
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(tmp_path / "hog_runner.py"),
-            str(tmp_path / "work.py"),
-            str(tmp_path / "payload.b64"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return list(iter_records(done.stdout.splitlines()))
+    return run_runner(tmp_path, SCRIPT, n, **limits)
 
 
 def test_every_record_the_runner_writes_has_one_of_the_documented_shapes(tmp_path):
