@@ -28,20 +28,7 @@ TRIVIAL = "# /// script\n# dependencies = []\n# ///\ndef f(x):\n    return x\n"
 
 def cli(folder: Path, *args: str) -> tuple[float, float, subprocess.CompletedProcess]:
     """Wall seconds and peak RSS (MiB) of one hog-batch command."""
-    code = (
-        "import resource, subprocess, sys, time; t = time.perf_counter();"
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-        "w = time.perf_counter() - t;"
-        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024);"
-        "sys.stderr.write(p.stderr[-2000:]); sys.exit(p.returncode)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, sys.executable, "-m", "groundhog_batch", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-    )
-    wall_s, peak_mib = map(float, done.stdout.split())
+    _, wall_s, peak_mib, _, done = cli_usage(folder, *args)
     return wall_s, peak_mib, done
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from . import api
 from .errors import EXIT_CALLS_FAILED, EXIT_OK, HogError
-from .ledger import CANCELLED, FAILED, SUCCEEDED, CallRecord, Ledger
+from .ledger import CANCELLED, FAILED, SUCCEEDED, CallRecord, Ledger, RecordText
 from .manifest import RunSpec
 from .python_manifest import Manifest, as_manifest
 from .results import decode_result
@@ -41,7 +41,7 @@ _RECORD_LOOKUPS = 64  # more new calls than this in a job: read its records in o
 
 
 @dataclass(frozen=True)
-class CallResult:
+class CallResult(RecordText):
     """One finished call: where it is, its parameters and what it returned, raised or printed."""
 
     job: str
@@ -59,22 +59,6 @@ class CallResult:
     def value(self) -> Any:
         """What the call returned; a pickled object is unpickled (it runs code: trust it as the script)."""
         return decode_result(self.record, unpickle=True)
-
-    @property
-    def error(self) -> str | None:
-        return self.record.get("error") if self.record else None
-
-    @property
-    def traceback(self) -> str | None:
-        return self.record.get("tb") if self.record else None
-
-    @property
-    def stdout(self) -> str:
-        return (self.record.get("out") if self.record else None) or ""
-
-    @property
-    def stderr(self) -> str:
-        return (self.record.get("err") if self.record else None) or ""
 
     def exception(self) -> BaseException | None:
         """The call's error as an exception to raise (see :class:`CallFailed`); None if it succeeded."""

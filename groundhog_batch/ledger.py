@@ -88,17 +88,10 @@ _UNFINISHED = re.compile(b"[\x00\x01\x05]+")
 _OK_HEAD = re.compile(rb'^\{"call": (\d+), "ok": true[,}]', re.M)
 
 
-@dataclass(frozen=True)
-class CallRecord:
-    """One call as the ledger knows it: its state, attempts, and the record of its last attempt (if any)."""
+class RecordText:
+    """What a call raised and printed, read from its runner record (``self.record``, None before it ran)."""
 
-    job: str
-    call: int
-    state: CallState
-    attempts: int
-    record: (
-        dict[str, Any] | None
-    )  # the runner's record: ok, kind, value, error, tb, out, err, t0, t1
+    record: dict[str, Any] | None
 
     @property
     def error(self) -> str | None:
@@ -115,6 +108,19 @@ class CallRecord:
     @property
     def stderr(self) -> str:
         return (self.record.get("err") if self.record else None) or ""
+
+
+@dataclass(frozen=True)
+class CallRecord(RecordText):
+    """One call as the ledger knows it: its state, attempts, and the record of its last attempt (if any)."""
+
+    job: str
+    call: int
+    state: CallState
+    attempts: int
+    record: (
+        dict[str, Any] | None
+    )  # the runner's record: ok, kind, value, error, tb, out, err, t0, t1
 
     @property
     def started_at(self) -> float | None:

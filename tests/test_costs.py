@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_task_isolation import run_runner
 
 import groundhog_batch as hb
-from groundhog_batch.render.payload import TaskPayload, iter_records
 from groundhog_batch.render.record_schema import problems
-from groundhog_batch.render.renderer import runner_source
 
 HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
 
@@ -35,29 +32,7 @@ def work(mib=0, spin_s=0.0, fail=False, talk=False):
 
 
 def _runner_records(tmp_path, swept: list[dict], **limits) -> list[dict]:
-    (tmp_path / "work.py").write_text(WORK)
-    (tmp_path / "hog_runner.py").write_text(runner_source())
-    payload = TaskPayload(
-        function="work",
-        call_indices=list(range(len(swept))),
-        swept_kwargs=swept,
-        args=[],
-        kwargs={},
-        **limits,
-    )
-    (tmp_path / "payload.b64").write_text(payload.encode())
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(tmp_path / "hog_runner.py"),
-            str(tmp_path / "work.py"),
-            str(tmp_path / "payload.b64"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return list(iter_records(done.stdout.splitlines()))
+    return run_runner(tmp_path, WORK, len(swept), function="work", swept=swept, **limits)
 
 
 def test_every_record_of_a_call_that_ran_has_its_cpu_time_and_memory(tmp_path):

@@ -152,14 +152,16 @@ def test_fake_records_in_the_records_file_are_not_read_by_resume_after_a_killed_
     assert list(table["result"]) == [0, 1, 2]
 
 
-def run_runner(tmp_path, body: str, n: int, **limits) -> list[dict]:
-    """The runner alone on ``f(x)`` for x in 0..n-1: its records, in order."""
+def run_runner(
+    tmp_path, body: str, n: int, function: str = "f", swept: list[dict] | None = None, **limits
+) -> list[dict]:
+    """The runner alone on ``f(x)`` for x in 0..n-1 (or ``function`` on ``swept``): its records, in order."""
     (tmp_path / "work.py").write_text(body)
     (tmp_path / "hog_runner.py").write_text(runner_source())
     payload = TaskPayload(
-        function="f",
+        function=function,
         call_indices=list(range(n)),
-        swept_kwargs=[{"x": i} for i in range(n)],
+        swept_kwargs=swept if swept is not None else [{"x": i} for i in range(n)],
         args=[],
         kwargs={},
         **limits,
