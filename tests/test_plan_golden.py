@@ -42,7 +42,8 @@ def test_every_manifest_under_configs_has_goldens():
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("manifest", MANIFESTS)
 def test_plan_json_is_byte_identical_to_its_golden(manifest, variant, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # no earlier runs under ./hog-runs (the README's example makes one): no estimate
+    # No earlier runs under ./hog-runs (the README's example makes one), so plan adds no estimate.
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     result = CliRunner().invoke(
         main,
