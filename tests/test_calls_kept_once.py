@@ -205,6 +205,41 @@ def test_a_failure_read_again_from_the_records_file_after_a_killed_submitter_cou
     assert list(table["attempts"]) == [1, 1]
 
 
+def test_a_runner_whose_stderr_is_on_the_full_disk_too_still_stops_cleanly(tmp_path):
+    """The records file fills up and stderr (a log on the same disk) takes no note either: the runner stops with
+    its full-disk exit code, every call that ran recorded, instead of crashing on the note it could not write."""
+    from groundhog_batch.render.payload import TaskPayload
+    from groundhog_batch.render.renderer import runner_source
+    from groundhog_batch.render.runner import RECORDS_FULL_EXIT
+
+    (tmp_path / "work.py").write_text("def f(x):\n    return 'x' * 20000\n")
+    (tmp_path / "hog_runner.py").write_text(runner_source())
+    payload = TaskPayload(
+        function="f",
+        call_indices=list(range(50)),
+        swept_kwargs=[{"x": i} for i in range(50)],
+        args=[],
+        kwargs={},
+    )
+    (tmp_path / "payload.b64").write_text(payload.encode())
+    with small_filesystem(tmp_path / "full", "200k") as mount:
+        with open(mount / "records", "wb") as records, open("/dev/full", "wb") as full_stderr:
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    str(tmp_path / "hog_runner.py"),
+                    str(tmp_path / "work.py"),
+                    str(tmp_path / "payload.b64"),
+                ],
+                stdout=records,
+                stderr=full_stderr,
+                timeout=120,
+            )
+        kept = (mount / "records").read_bytes()
+    assert done.returncode == RECORDS_FULL_EXIT
+    assert 0 < kept.count(b'"ok": true') < 50
+
+
 def test_a_full_disk_pauses_the_run_keeping_every_finished_call_and_resume_goes_on(project):
     """The run directory is on a 400 KB file system; 400 calls print 20 KB each, 200 per task. The submitter stops
     with exit 2 and says the run is paused; no call failed and none ran twice; once there is space, resume runs
@@ -230,7 +265,9 @@ def test_a_full_disk_pauses_the_run_keeping_every_finished_call_and_resume_goes_
         paused = project.cli("submit", "sweep.yaml", "--run-dir", "full/run", env=env)
         before = ran(side_effects)
         assert sum(before.values()) < 400 and all(n == 1 for n in before.values())
-        assert open_run(project.root / "full" / "run").counts()["failed"] == 0
+        table = open_run(project.root / "full" / "run").results()
+        failed = table[table["status"] == "failed"]
+        assert failed.empty, (list(failed["error"]), paused.stderr)
         assert paused.returncode == 2, paused.stderr
         assert (
             "the disk is full" in paused.stderr

@@ -21,15 +21,22 @@ from conftest import SCRIPT_HEAD
 
 pytestmark = pytest.mark.slurm
 
-# f(x) appends x to $SIDE_EFFECTS when it is done; x in SLOW sleeps for ever (until a walltime stops it);
-# x in MARK first appends "start x" (a call that started but never finished shows).
+# f(x) appends "start x" to $SIDE_EFFECTS, then x when it is done; x in SLOW sleeps for ever (until a walltime
+# stops it); with CALL_BARRIER_N set, a call waits (up to 2 minutes) until that many calls have started.
 SCRIPT = SCRIPT_HEAD + (
     "import os, time\n"
     "SLOW = {int(v) for v in os.environ.get('SLOW_CALLS', '').split(',') if v}\n"
     "PAUSE = float(os.environ.get('CALL_PAUSE_S', '0'))\n"
+    "BARRIER = int(os.environ.get('CALL_BARRIER_N', '0'))\n"
+    "def started():\n"
+    "    with open(os.environ['SIDE_EFFECTS']) as log:\n"
+    "        return sum(line.startswith('start') for line in log)\n"
     "def f(x):\n"
     "    with open(os.environ['SIDE_EFFECTS'], 'a') as log:\n"
     "        log.write(f'start {x}\\n')\n"
+    "    deadline = time.monotonic() + 120\n"
+    "    while started() < BARRIER and time.monotonic() < deadline:\n"
+    "        time.sleep(0.05)\n"
     "    if x in SLOW:\n"
     "        time.sleep(3600)\n"
     "    time.sleep(PAUSE)\n"
@@ -328,7 +335,7 @@ def test_a_cold_environment_cache_is_built_once_by_eight_elements_starting_toget
         env={
             "HOG_BATCH_CACHE_DIR": str(cache),
             "HOG_BATCH_UV": str(counting_uv),
-            "CALL_PAUSE_S": "1",
+            "CALL_BARRIER_N": "8",
         },
     )
     assert done.returncode == 0, done.stderr
@@ -337,7 +344,7 @@ def test_a_cold_environment_cache_is_built_once_by_eight_elements_starting_toget
     table = sweep.table()
     assert max(r["started_at"] for r in table) < min(
         r["finished_at"] for r in table
-    )  # all eight ran at once
+    )  # all eight ran at once (each call waits until all eight have started)
 
 
 SECOND_USER = "hogbatch2"

@@ -298,6 +298,16 @@ def write_all(fd, data):
         view = view[os.write(fd, view) :]
 
 
+def _note(text):
+    """Say ``text`` on stderr, if it can be said: stderr may be a file on the very disk that is full, and a
+    note that cannot be written must not turn a clean stop into a crash."""
+    try:
+        sys.stderr.flush()
+        write_all(2, text.encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
 def _on_alarm(signum, frame):
     raise CallTimeout()
 
@@ -1197,13 +1207,13 @@ def supervise(script_path, payload_path):
     except SubmitterGone:
         returncode = 141  # as if killed by SIGPIPE; the records file holds every finished call
     except RecordsFull:
-        sys.stderr.write(
+        _note(
             "hog-batch runner stopped: no space left on the device of the task's records file; "
             "every call that ran is recorded, the others did not start\n"
         )
         returncode = RECORDS_FULL_EXIT
     except OSError as exc:  # the records file cannot be written (a full disk): start nothing whose record is lost
-        sys.stderr.write("hog-batch runner stopped: %s\n" % exc)
+        _note("hog-batch runner stopped: %s\n" % exc)
         returncode = RECORDS_FULL_EXIT
     finally:
         _kill_worker()
