@@ -634,7 +634,10 @@ def execute(
                 spec = run.spec()  # with the retry's settings
             if on_progress is not None:  # where this execution starts from, after the reset
                 on_progress(run.counts())
-            plan = Plan(spec)
+            from .estimate import sizing_call_times
+
+            # `auto` tasks sized by a call's time where one is known (earlier runs here, a `plan --sample`)
+            plan = Plan(spec, call_times=sizing_call_times(spec))
             backend = make_backend(run, plan)
             try:
                 if hasattr(

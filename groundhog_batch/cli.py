@@ -470,32 +470,38 @@ def plan(
 ) -> None:
     """Show what a manifest will run: jobs, calls, tasks, payload sizes, environments, and what it will cost
     (from earlier runs of the same script under ./hog-runs, or from --sample N calls run here)."""
+    from .estimate import call_times, estimate, estimate_lines, remember_samples, sizing_call_times
     from .manifest import load_manifest
     from .plan import Plan
     from .plan_report import plan_report, render_task_and_wrapper, text_report
 
     spec = load_manifest(manifest, overrides, "local" if local else endpoint)
-    planned = Plan(spec)
     if render_index is not None:
         from .console import write_exact
 
+        # Tasks sized as `submit` would size them (by a call's time, where one is known).
+        planned = Plan(spec, call_times=sizing_call_times(spec))
         script, wrapper = render_task_and_wrapper(planned, render_index)
         write_exact(script)  # the script that runs, byte for byte, on every backend
         if wrapper:
             click.echo(wrapper, nl=False, err=True)
         return
-    report = plan_report(planned)
-    from .estimate import estimate, estimate_lines
-
     if sample:
         _note(
             _verbosity(False, False),
             f"running {sample} call(s) of each job here to estimate the rest...",
         )
     estimates = estimate(spec, sample or 0)
+    if sample:
+        remember_samples(spec, estimates)  # a later `submit` sizes its tasks by it
+    planned = Plan(spec, call_times=call_times(spec, estimates=estimates))
+    report = plan_report(planned)
     if as_json:
         known = [e.as_dict() for e in estimates if e.source != "none"]
         # Without earlier runs or --sample there is nothing to estimate: the JSON plan stays as it was.
+        for job in report["jobs"]:
+            if job["name"] not in planned.call_times:
+                del job["task_sizing"]
         click.echo(
             json.dumps({**report, **({"estimate": known} if known else {})}, indent=2, default=str)
         )

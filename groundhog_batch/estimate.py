@@ -13,6 +13,11 @@ Two sources, best first:
   follows a call time that changes with a parameter; the uncertainty is the
   standard error of that mean, times the number of calls.
 
+A job's time per call (earlier runs first, else the last sample, which
+``plan --sample`` remembers in ``hog-runs/call-times.json``) also sizes
+``calls_per_task: auto`` tasks on a backend with a target task duration
+(``call_times``; ``plan`` and ``submit`` use the same).
+
 Wall time assumes ``max_parallel`` tasks at once and nothing else waiting
 (a queue on a cluster adds its own wait). Core-hours are the calls' own
 time: a call that uses several cores (threads, subprocesses) uses more, as
@@ -34,10 +39,11 @@ from pathlib import Path
 from .errors import HogError
 from .manifest import RunSpec
 from .manifest.spec import JobSpec
-from .plan import Plan, Task, iter_calls
+from .plan import CallTime, Plan, Task, iter_calls
 from .render.payload import iter_records
 
 SAMPLE_TIMEOUT_S = 3600.0
+SAMPLES_FILE = "call-times.json"  # under hog-runs/: each job's last sampled time per call
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,7 @@ def estimate_from_earlier(spec: RunSpec, folder: Path | None = None) -> list[Job
                     ),
                     None,
                 )
-                if recorded is None:
+                if recorded is None or not run.ledger.counts()["succeeded"]:
                     continue
                 earlier = next(
                     (j for j in run.sweep_spec().jobs if j.name == recorded["name"]), None
@@ -291,6 +297,83 @@ def estimate(spec, sample: int = 0, folder: Path | None = None) -> list[JobEstim
     ]
 
 
+# --- a call's time, for sizing tasks --------------------------------------------------------
+
+
+def _job_key(job: JobSpec) -> str:
+    """What makes calls of two runs comparable: the script's bytes, the function, the environment."""
+    return f"{job.script_sha256}:{job.function}:{job.environment.env_id}"
+
+
+def _samples_path(folder: Path | None) -> Path:
+    from .run_paths import RUNS_FOLDER
+
+    return (folder or Path.cwd()) / RUNS_FOLDER / SAMPLES_FILE
+
+
+def remember_samples(
+    spec: RunSpec, estimates: list[JobEstimate], folder: Path | None = None
+) -> None:
+    """Keep each sampled job's time per call for a later ``submit`` (best effort: a folder we cannot write is fine)."""
+    from .run_paths import write_atomic
+
+    path = _samples_path(folder)
+    try:
+        kept = json.loads(path.read_text("utf-8"))
+        kept = kept if isinstance(kept, dict) else {}
+    except (OSError, ValueError):
+        kept = {}
+    jobs = {job.name: job for job in spec.jobs}
+    for e in estimates:
+        if e.source == "sample" and e.measured and e.n_calls and e.job in jobs:
+            kept[_job_key(jobs[e.job])] = {"call_s": e.call_s / e.n_calls, "measured": e.measured}
+    try:
+        write_atomic(path, json.dumps(kept, indent=1, sort_keys=True))
+    except OSError:
+        pass
+
+
+def call_times(
+    spec: RunSpec, folder: Path | None = None, estimates: list[JobEstimate] | None = None
+) -> dict[str, CallTime]:
+    """Each job's expected time per call, where known: from ``estimates`` (or earlier runs), else the last sample."""
+    found: dict[str, CallTime] = {}
+    for e in estimates if estimates is not None else (estimate_from_earlier(spec, folder) or []):
+        if e.source != "none" and e.n_calls and e.call_s > 0:
+            found[e.job] = CallTime(e.call_s / e.n_calls, e.source)
+    missing = [job for job in spec.jobs if job.name not in found]
+    if missing:
+        try:
+            kept = json.loads(_samples_path(folder).read_text("utf-8"))
+        except (OSError, ValueError):
+            kept = {}
+        for job in missing:
+            sampled = kept.get(_job_key(job)) if isinstance(kept, dict) else None
+            if isinstance(sampled, dict) and isinstance(sampled.get("call_s"), int | float):
+                if sampled["call_s"] > 0:
+                    found[job.name] = CallTime(float(sampled["call_s"]), "an earlier plan --sample")
+    return found
+
+
+def sizing_call_times(spec: RunSpec, folder: Path | None = None) -> dict[str, CallTime]:
+    """``call_times`` for the jobs whose ``auto`` tasks are sized by them (none: nothing is read)."""
+    from .backends.registry import limits_for
+
+    limits = limits_for(spec)
+    if not any(
+        job.calls_per_task == "auto" and limits[job.name].target_task_s for job in spec.jobs
+    ):
+        return {}
+    try:
+        return call_times(spec, folder)
+    except (
+        HogError,
+        OSError,
+        ValueError,
+    ):  # sizing is a nicety: an unreadable earlier run never stops a run
+        return {}
+
+
 # --- showing it -------------------------------------------------------------------------------
 
 
@@ -327,6 +410,9 @@ def estimate_json(estimates: list[JobEstimate]) -> str:
 
 __all__ = [
     "JobEstimate",
+    "call_times",
+    "remember_samples",
+    "sizing_call_times",
     "estimate",
     "estimate_by_sample",
     "estimate_from_earlier",

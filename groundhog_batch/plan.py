@@ -5,7 +5,10 @@ one job. Each job's tasks are packed against the ``Limits`` its backend kind
 gives (``backends.base``), and nothing else: ``calls_per_task: auto`` aims
 at a few tasks per slot, up to the kind's largest auto task; a task's payload
 stays under the kind's byte limit, and its expected duration under the
-endpoint's walltime when one is set. The plan never asks which backend it is.
+endpoint's walltime when one is set. When a call's time is known (``call_times``:
+an earlier run, a ``plan --sample``) and the kind has a target task duration
+(``Limits.target_task_s``: about 10 minutes on Globus Compute), ``auto`` also
+packs no more calls than fit that target. The plan never asks which backend it is.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ WALLTIME_SLACK_S = 60.0
 DEFERRED_RECORD_BYTES = 200  # a call the output budget defers still prints one short record
 PAYLOAD_HEADER_BYTES_PER_CALL = 12  # the call's index in the payload header
 PAYLOAD_FIXED_BYTES = 1024  # the header's other fields, the pickle's own framing
+
+
+class CallTime(NamedTuple):
+    """What one call of a job is expected to take, and where that comes from (for ``plan``'s sizing line)."""
+
+    seconds: float
+    source: str  # "earlier runs", "sample", ...
 
 
 class PlannedCall(NamedTuple):
@@ -128,14 +138,21 @@ def auto_calls_per_task(job: JobSpec, limits: Limits) -> int:
 class Plan:
     """What a run will do: its jobs' calls, packed into tasks."""
 
-    def __init__(self, spec: RunSpec, limits: Mapping[str, Limits] | None = None) -> None:
-        """``limits``: each job's, by name; by default what each job's backend kind gives for its config."""
+    def __init__(
+        self,
+        spec: RunSpec,
+        limits: Mapping[str, Limits] | None = None,
+        call_times: Mapping[str, CallTime] | None = None,
+    ) -> None:
+        """``limits``: each job's, by name; by default what each job's backend kind gives for its config.
+        ``call_times``: each job's expected time per call, by name, where one is known (it sizes ``auto`` tasks)."""
         if limits is None:
             from .backends.registry import limits_for
 
             limits = limits_for(spec)
         self.spec = spec
         self._limits = dict(limits)
+        self.call_times = dict(call_times or {})
         self._resolvers = {
             job.name: ChunkResolver(job.sweep.chunk_sources, spec.recorded_inputs)
             for job in spec.jobs
@@ -160,12 +177,55 @@ class Plan:
         return self._limits[job.name]
 
     def calls_per_task(self, job: JobSpec) -> int:
-        """The job's calls_per_task; ``auto`` on an endpoint with a walltime also keeps tasks inside it."""
+        """The job's calls_per_task; ``auto`` also keeps tasks inside the endpoint's walltime, and near the
+        kind's target duration when a call's time is known."""
         if job.calls_per_task != AUTO:
             return int(job.calls_per_task)
         auto = auto_calls_per_task(job, self.limits(job))
-        fitting = self.calls_fitting_walltime(job)
-        return min(auto, fitting) if fitting else auto
+        bounds = [
+            b for b in (self.calls_fitting_walltime(job), self.calls_fitting_target(job)) if b
+        ]
+        return min([auto, *bounds])
+
+    def calls_fitting_target(self, job: JobSpec) -> int | None:
+        """How many calls, at their known time, fill the kind's target task duration; None when either is unknown."""
+        target_s = self.limits(job).target_task_s
+        known = self.call_times.get(job.name)
+        if not target_s or known is None:
+            return None
+        return max(1, int(target_s // max(known.seconds, 1e-3)))
+
+    def task_sizing(self, job: JobSpec) -> str:
+        """What the job's task size is based on, in words (``plan`` shows it)."""
+        per_task = self.calls_per_task(job)
+        if job.calls_per_task != AUTO:
+            return f"calls_per_task {per_task:,}, as set"
+        limits = self.limits(job)
+        known = self.call_times.get(job.name)
+        target_s = limits.target_task_s
+        if per_task == self.calls_fitting_walltime(job) and per_task < auto_calls_per_task(
+            job, limits
+        ):
+            return f"auto: every call at its timeout fits the endpoint's walltime {limits.walltime}"
+        spread = (
+            f"auto: {job.n_calls:,} calls over {job.max_parallel} task slot(s), "
+            f"at most {limits.max_auto_calls_per_task:,} per task"
+        )
+        if not target_s:
+            return spread
+        target = duration_words(target_s)
+        if known is None:
+            return (
+                f"{spread}; no call time known, so tasks are not sized to about {target} "
+                "(`plan --sample N`, or an earlier run of this script, gives one; or set calls_per_task)"
+            )
+        lasting = duration_words(per_task * known.seconds)
+        if per_task == self.calls_fitting_target(job):
+            return (
+                f"auto: tasks of about {target} at {known.seconds:.3g} s per call ({known.source}); "
+                f"set calls_per_task to choose otherwise"
+            )
+        return f"{spread}; about {lasting} each at {known.seconds:.3g} s per call ({known.source})"
 
     def payload_budget_bytes(self, job: JobSpec) -> int | None:
         """The most payload bytes one task may carry (None: no limit)."""
@@ -318,6 +378,15 @@ class Plan:
         job = task.job
         text = self.payload(task).encode() if payload_text is None else payload_text
         return render_task_script(job.name, job.script_path, job.script_text, job.environment, text)
+
+
+def duration_words(seconds: float) -> str:
+    """``600`` -> ``10 min``; ``45`` -> ``45 s``; ``7200`` -> ``2 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
 
 
 def make_plan(spec: RunSpec) -> Plan:

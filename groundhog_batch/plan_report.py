@@ -65,6 +65,7 @@ def plan_report(plan: Plan) -> dict[str, Any]:
                 "n_calls": job.n_calls,
                 "n_tasks": n_tasks,
                 "calls_per_task": plan.calls_per_task(job),
+                "task_sizing": plan.task_sizing(job),
                 "max_parallel": job.max_parallel,
                 "retries": job.retries,
                 "timeout_s": job.timeout_s,
@@ -106,6 +107,7 @@ def text_report(report: dict[str, Any]) -> str:
             f"  calls        {job['n_calls']:,}"
             + (f", swept: {', '.join(job['swept'])}" if job["swept"] else ""),
             f"  tasks        {job['n_tasks']:,} of up to {job['calls_per_task']:,} call(s); {job['max_parallel']} at once",
+            f"  sizing       {job['task_sizing']}",
             f"  payload      {_size(payload['min'])} to {_size(payload['max'])} per task, {_size(payload['total'])} in all"
             + (
                 f"; limit {payload['limit_per_task']:,} bytes per task"

@@ -76,3 +76,57 @@ def test_plan_warns_when_tasks_may_outlive_the_walltime(project):
         and "timeout" in shown.stdout
         and "walltime 00:30:00" in shown.stdout
     )
+
+
+def slow_remote_project(project, n_calls=64_000, extra=""):
+    project.write(
+        "work.py",
+        '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
+        "import time\ndef f(x):\n    time.sleep(1.5)\n    return x\n",
+    )
+    project.manifest(
+        f"script: work.py\nfunction: f\nendpoint: {ENDPOINT}\n{extra}"
+        f"sweep:\n  product:\n    x: {{range: [0, {n_calls}]}}\n"
+    )
+
+
+def test_auto_remote_tasks_last_about_ten_minutes_once_a_call_time_is_known(project):
+    from groundhog_batch.plan import CallTime
+
+    slow_remote_project(project)
+    spec = load_manifest(project.root / "sweep.yaml")
+    job = spec.jobs[0]
+    assert Plan(spec).calls_per_task(job) == 1000  # no call time known: today's packing
+    assert Plan(spec, call_times={"f": CallTime(60.0, "sample")}).calls_per_task(job) == 10
+    assert (
+        Plan(spec, call_times={"f": CallTime(0.01, "sample")}).calls_per_task(job) == 1000
+    )  # never above the cap
+    slow_remote_project(project, extra="calls_per_task: 500\n")
+    spec = load_manifest(project.root / "sweep.yaml")
+    assert (
+        Plan(spec, call_times={"f": CallTime(60.0, "sample")}).calls_per_task(spec.jobs[0]) == 500
+    )
+
+
+def test_plan_says_what_task_sizes_rest_on_and_a_sample_sizes_the_next_submit(project):
+    import json
+
+    from groundhog_batch.estimate import sizing_call_times
+
+    slow_remote_project(project)
+    before = project.cli("plan", "sweep.yaml")
+    assert before.returncode == 0, before.stderr
+    assert "1,000 call(s)" in before.stdout and "no call time known" in before.stdout
+    assert "plan --sample N" in before.stdout
+    sampled = project.cli("plan", "sweep.yaml", "--sample", "2")
+    assert sampled.returncode == 0, sampled.stderr
+    assert "tasks of about 10 min at 1.5 s per call (sample)" in sampled.stdout
+    shown = json.loads(project.cli("plan", "sweep.yaml", "--json").stdout)["jobs"][0]
+    assert 300 <= shown["calls_per_task"] <= 400  # 600 s at about 1.5 s per call
+    assert "an earlier plan --sample" in shown["task_sizing"]
+    # submit sizes its tasks by the same call time (api.execute plans with sizing_call_times)
+    spec = load_manifest(project.root / "sweep.yaml")
+    assert (
+        Plan(spec, call_times=sizing_call_times(spec, project.root)).calls_per_task(spec.jobs[0])
+        == shown["calls_per_task"]
+    )

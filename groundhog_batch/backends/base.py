@@ -68,6 +68,9 @@ class Limits:
     task_walltime: bool = (
         False  # tasks carry their own walltime (their calls at their timeouts, plus slack)
     )
+    target_task_s: float | None = (
+        None  # ``auto`` packs tasks to last about this long when a call's time is known
+    )
 
 
 def parse_walltime_s(value: Any) -> float | None:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_PARALLEL = 64  # tasks in flight on an endpoint
 MAX_AUTO_CALLS_PER_TASK = 1_000
+# With a call's time known (an earlier run, `plan --sample`), `calls_per_task: auto` packs tasks to last about
+# this long, never more calls than without it: a lost worker or node then costs minutes of work, not hours.
+TARGET_TASK_S = 600.0
 MAX_RESULT_BYTES_PER_CALL = (
     4 * 1000 * 1000
 )  # pickled; base64 brings it to 5.3 MB, under the result limit
@@ -58,6 +61,7 @@ class GlobusKind(BackendKind):
             walltime=walltime,
             walltime_s=parse_walltime_s(walltime),
             task_walltime=True,
+            target_task_s=TARGET_TASK_S,
         )
 
     def limits_report(self, limits: Limits, largest_payload_bytes: int) -> dict[str, Any]:
