@@ -208,29 +208,20 @@ def test_a_failure_read_again_from_the_records_file_after_a_killed_submitter_cou
 def test_a_runner_whose_stderr_is_on_the_full_disk_too_still_stops_cleanly(tmp_path):
     """The records file fills up and stderr (a log on the same disk) takes no note either: the runner stops with
     its full-disk exit code, every call that ran recorded, instead of crashing on the note it could not write."""
+    from test_task_isolation import runner_command
+
     from groundhog_batch.render.payload import TaskPayload
-    from groundhog_batch.render.renderer import runner_source
     from groundhog_batch.render.runner import RECORDS_FULL_EXIT
 
-    (tmp_path / "work.py").write_text("def f(x):\n    return 'x' * 20000\n")
-    (tmp_path / "hog_runner.py").write_text(runner_source())
+    calls = list(range(50))
     payload = TaskPayload(
-        function="f",
-        call_indices=list(range(50)),
-        swept_kwargs=[{"x": i} for i in range(50)],
-        args=[],
-        kwargs={},
+        function="f", call_indices=calls, swept_kwargs=[{"x": i} for i in calls], args=[], kwargs={}
     )
-    (tmp_path / "payload.b64").write_text(payload.encode())
+    command = runner_command(tmp_path, "def f(x):\n    return 'x' * 20000\n", payload)
     with small_filesystem(tmp_path / "full", "200k") as mount:
         with open(mount / "records", "wb") as records, open("/dev/full", "wb") as full_stderr:
             done = subprocess.run(
-                [
-                    sys.executable,
-                    str(tmp_path / "hog_runner.py"),
-                    str(tmp_path / "work.py"),
-                    str(tmp_path / "payload.b64"),
-                ],
+                command,
                 stdout=records,
                 stderr=full_stderr,
                 timeout=120,

@@ -152,12 +152,21 @@ def test_fake_records_in_the_records_file_are_not_read_by_resume_after_a_killed_
     assert list(table["result"]) == [0, 1, 2]
 
 
+def runner_command(tmp_path, body: str, payload: TaskPayload) -> list[str]:
+    """The runner alone, as a task starts it: the script, the runner and the payload written to ``tmp_path``."""
+    (tmp_path / "work.py").write_text(body)
+    (tmp_path / "hog_runner.py").write_text(runner_source())
+    (tmp_path / "payload.b64").write_text(payload.encode())
+    return [
+        sys.executable,
+        *(str(tmp_path / name) for name in ("hog_runner.py", "work.py", "payload.b64")),
+    ]
+
+
 def run_runner(
     tmp_path, body: str, n: int, function: str = "f", swept: list[dict] | None = None, **limits
 ) -> list[dict]:
     """The runner alone on ``f(x)`` for x in 0..n-1 (or ``function`` on ``swept``): its records, in order."""
-    (tmp_path / "work.py").write_text(body)
-    (tmp_path / "hog_runner.py").write_text(runner_source())
     payload = TaskPayload(
         function=function,
         call_indices=list(range(n)),
@@ -166,18 +175,8 @@ def run_runner(
         kwargs={},
         **limits,
     )
-    (tmp_path / "payload.b64").write_text(payload.encode())
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(tmp_path / "hog_runner.py"),
-            str(tmp_path / "work.py"),
-            str(tmp_path / "payload.b64"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    command = runner_command(tmp_path, body, payload)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     return list(iter_records(done.stdout.splitlines()))
 
 
@@ -304,9 +303,11 @@ def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp
     """The reader of the task's stdout goes away while call 1 runs: call 1 finishes and is kept, call 2 never starts."""
     side_effects = tmp_path / "ran.txt"
     reader_left = tmp_path / "reader-left"
-    (tmp_path / "work.py").write_text(
+    body = (
         "import os, time\n"
         "def f(x, log, reader_left):\n"
+        "    if x == 1:\n"
+        "        open(reader_left + '.call-1-started', 'w').close()\n"
         "    while x == 1 and not os.path.exists(reader_left):\n"
         "        time.sleep(0.01)\n"
         "    time.sleep(0.2)\n"
@@ -314,7 +315,6 @@ def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp
         "        handle.write(f'{x}\\n')\n"
         "    return x\n"
     )
-    (tmp_path / "hog_runner.py").write_text(runner_source())
     payload = TaskPayload(
         function="f",
         call_indices=list(range(20)),
@@ -322,16 +322,10 @@ def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp
         args=[],
         kwargs={"log": str(side_effects), "reader_left": str(reader_left)},
     )
-    (tmp_path / "payload.b64").write_text(payload.encode())
     records_file = tmp_path / "task.records"
     secret_fd = secret_pipe("s3cr3t")
     task = subprocess.Popen(
-        [
-            sys.executable,
-            str(tmp_path / "hog_runner.py"),
-            str(tmp_path / "work.py"),
-            str(tmp_path / "payload.b64"),
-        ],
+        runner_command(tmp_path, body, payload),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={
@@ -344,6 +338,10 @@ def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp
     os.close(secret_fd)
     assert task.stdout.readline().decode().strip() == DELIMITER
     assert json.loads(task.stdout.readline())["call"] == 0
+    call_1_started = tmp_path / "reader-left.call-1-started"
+    deadline = time.monotonic() + 60
+    while not call_1_started.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     task.stdout.close()  # the submitter dies while call 1 runs
     reader_left.touch()
     task.wait(timeout=60)
@@ -357,7 +355,7 @@ def test_a_task_whose_submitter_is_gone_starts_no_call_after_the_one_running(tmp
 
 def test_sigterm_lets_the_running_call_finish_and_record_then_starts_nothing_more(tmp_path):
     side_effects = tmp_path / "ran.txt"
-    (tmp_path / "work.py").write_text(
+    body = (
         "import time\n"
         "def f(x, log):\n"
         "    time.sleep(0.2)\n"
@@ -365,7 +363,6 @@ def test_sigterm_lets_the_running_call_finish_and_record_then_starts_nothing_mor
         "        handle.write(f'{x}\\n')\n"
         "    return x\n"
     )
-    (tmp_path / "hog_runner.py").write_text(runner_source())
     payload = TaskPayload(
         function="f",
         call_indices=list(range(20)),
@@ -373,14 +370,8 @@ def test_sigterm_lets_the_running_call_finish_and_record_then_starts_nothing_mor
         args=[],
         kwargs={"log": str(side_effects)},
     )
-    (tmp_path / "payload.b64").write_text(payload.encode())
     task = subprocess.Popen(
-        [
-            sys.executable,
-            str(tmp_path / "hog_runner.py"),
-            str(tmp_path / "work.py"),
-            str(tmp_path / "payload.b64"),
-        ],
+        runner_command(tmp_path, body, payload),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

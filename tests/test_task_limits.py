@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
+from test_task_isolation import runner_command
+
 from groundhog_batch.render.payload import TaskPayload, iter_records
-from groundhog_batch.render.renderer import runner_source
 
 SCRIPT = """\
 import os, subprocess, time
@@ -23,20 +23,8 @@ def big(x):
 
 
 def run_task(tmp_path, payload: TaskPayload):
-    (tmp_path / "work.py").write_text(SCRIPT)
-    (tmp_path / "hog_runner.py").write_text(runner_source())
-    (tmp_path / "payload.b64").write_text(payload.encode())
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(tmp_path / "hog_runner.py"),
-            str(tmp_path / "work.py"),
-            str(tmp_path / "payload.b64"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    command = runner_command(tmp_path, SCRIPT, payload)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     return done, list(iter_records(done.stdout.splitlines()))
 
 
