@@ -220,7 +220,7 @@ class Executor:
         self.recover_abandoned()
         submitted = 0
         for job in self.plan.jobs:
-            batch = [self._prepare(task) for task in self.plan.tasks(job, self._ready_calls(job))]
+            batch = [self._prepare(task, attempt) for task, attempt in self._tasks(job)]
             if batch:
                 self._submit(batch)
                 submitted += len(batch)
@@ -275,13 +275,25 @@ class Executor:
         """The task as the backend takes it: its id, payload and rendered script."""
         task_id = f"{task.job.name}-{uuid.uuid4().hex[:10]}"
         payload = replace(self.plan.payload(task), context=self._context(task))
+        batch_walltime_s = None  # the endpoint's walltime, unless a retry escalates it
         if attempt > 1 and self.retries[task.job.name].escalates:
-            payload = self.retries[task.job.name].scaled(payload, attempt)
-            self._record_escalation(task_id, task, attempt, payload)
+            policy = self.retries[task.job.name]
+            payload = policy.scaled(payload, attempt)
+            endpoint_s = self.plan.endpoint_walltime_s(task.job)
+            if endpoint_s and policy.growth("walltime", attempt) != 1.0:
+                batch_walltime_s = endpoint_s * policy.growth("walltime", attempt)
+            self._record_escalation(task_id, task, attempt, payload, batch_walltime_s)
+        memory_mib = payload.memory_mib
         payload = payload.encode()
         script = self.plan.render(task, payload) if self.backend.needs_script else ""
         return TaskSubmission(
-            task_id, task.job.name, [c.index for c in task.calls], script, payload
+            task_id,
+            task.job.name,
+            [c.index for c in task.calls],
+            script,
+            payload,
+            walltime_s=batch_walltime_s,
+            memory_mib=memory_mib,
         )
 
     def _context(self, task: Task) -> dict:
@@ -295,7 +307,9 @@ class Executor:
             "workdir": call_dirs(task.job, self.paths),
         }
 
-    def _record_escalation(self, task_id: str, task: Task, attempt: int, payload) -> None:
+    def _record_escalation(
+        self, task_id: str, task: Task, attempt: int, payload, batch_walltime_s: float | None
+    ) -> None:
         from .retry_policy import Escalation
 
         escalation = Escalation(
@@ -306,6 +320,7 @@ class Executor:
             payload.timeout_s,
             payload.memory_mib,
             payload.walltime_s,
+            batch_walltime_s,
         )
         self.ledger.set_meta(
             "escalations", [*self.ledger.get_meta("escalations", []), escalation.as_dict()]

@@ -67,11 +67,15 @@ class RetryPolicy(int):
     def escalates(self) -> bool:
         return bool(self.factors)
 
+    def growth(self, key: str, attempt: int) -> float:
+        """How much ``key``'s limit (timeout, memory, walltime) is multiplied by on the ``attempt``-th run."""
+        return self.factors.get(key, 1.0) ** max(attempt - 1, 0)
+
     def scaled(self, payload, attempt: int):
         """The task payload for calls on their ``attempt``-th run (1: as planned)."""
         if attempt <= 1 or not self.factors:
             return payload
-        grow = {key: factor ** (attempt - 1) for key, factor in self.factors.items()}
+        grow = {key: self.growth(key, attempt) for key in self.factors}
         changes = {}
         if "timeout" in grow and payload.timeout_s:
             changes["timeout_s"] = payload.timeout_s * grow["timeout"]
@@ -92,7 +96,8 @@ class Escalation:
     calls: int
     timeout_s: float | None
     memory_mib: float | None
-    walltime_s: float | None
+    walltime_s: float | None  # the task's own deadline (the runner's)
+    batch_walltime_s: float | None = None  # the batch job's (a Slurm array's --time), when it grew
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -104,6 +109,7 @@ class Escalation:
             "timeout_s": self.timeout_s,
             "memory_mib": self.memory_mib,
             "walltime_s": self.walltime_s,
+            "batch_walltime_s": self.batch_walltime_s,
         }
 
 

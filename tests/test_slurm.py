@@ -77,11 +77,17 @@ class Sweep:
     """A project with the counting script, and what its calls did."""
 
     def __init__(
-        self, project, n_calls: int, calls_per_task: int, max_parallel: int, **options
+        self,
+        project,
+        n_calls: int,
+        calls_per_task: int,
+        max_parallel: int,
+        script: str = SCRIPT,
+        **options,
     ) -> None:
         self.project = project
         self.side_effects = project.root / "side-effects.txt"
-        project.write("f.py", SCRIPT)
+        project.write("f.py", script)
         project.manifest(manifest_text(n_calls, calls_per_task, max_parallel, **options))
         self.run_dir = project.root / "run"
         self.env = {"SIDE_EFFECTS": str(self.side_effects)}
@@ -500,3 +506,79 @@ def test_ctrl_c_on_a_foreground_submit_stops_its_arrays_and_resume_runs_the_rest
     resumed = sweep.cli("resume", "run")
     assert resumed.returncode == 0, resumed.stderr
     assert sweep.finished() == Counter(range(30))
+
+
+# --- memory: and escalated retries: what each array asks Slurm for ---------------------------------
+
+
+def run_arrays(sweep, slurm) -> list[dict[str, str]]:
+    """``scontrol show job`` of each array of the run, in submission order."""
+    shown = []
+    for array_id in sorted(sweep.arrays(slurm), key=int):
+        fields = slurm.run("scontrol", "-o", "show", "job", array_id).stdout.splitlines()[0]
+        shown.append(dict(word.split("=", 1) for word in fields.split() if "=" in word))
+    return shown
+
+
+def test_memory_is_asked_of_slurm_with_mem_and_more_than_a_node_has_is_a_located_error(
+    project, slurm
+):
+    sweep = Sweep(project, n_calls=2, calls_per_task=1, max_parallel=2, extra="memory: 600M\n")
+    done = sweep.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 0, done.stderr
+    [array] = run_arrays(sweep, slurm)
+    assert array["MinMemoryNode"] == "600M" and array["TimeLimit"] == "00:10:00"
+    assert sweep.finished() == Counter(range(2))
+
+    over = Sweep(project, n_calls=2, calls_per_task=1, max_parallel=2, extra="memory: 9G\n")
+    known = set(slurm.run("squeue", "-h", "-r", "-t", "all", "-o", "%i").stdout.split())
+    done = over.cli("submit", "sweep.yaml", "--run-dir", "run2")
+    assert done.returncode == 2
+    line = manifest_text(2, 1, 2, extra="memory: 9G\n").splitlines().index("memory: 9G") + 1
+    assert f"sweep.yaml:{line}" in done.stderr  # at the `memory:` line
+    assert "9216 MiB" in done.stderr and "(8000 MiB)" in done.stderr  # the node's RealMemory
+    assert "Traceback" not in done.stderr and "fix: lower `memory:` to at most 8000M" in done.stderr
+    assert not (project.root / "run2").exists()
+    assert set(slurm.run("squeue", "-h", "-r", "-t", "all", "-o", "%i").stdout.split()) == known
+
+
+RETRIED = SCRIPT_HEAD + (
+    "import os, time\n"
+    "def f(x):\n"
+    "    if os.environ['HOG_BATCH_ATTEMPT'] == '1':\n"
+    "        time.sleep(60)  # past the call's timeout: a TimeoutError\n"
+    "    return x\n"
+)
+
+
+def test_a_retry_after_a_timeout_goes_out_in_an_array_with_the_escalated_walltime_and_memory(
+    project, slurm
+):
+    sweep = Sweep(
+        project,
+        n_calls=2,
+        calls_per_task=1,
+        max_parallel=2,
+        script=RETRIED,
+        walltime="00:01:00",
+        extra="timeout: 1\nmemory: 500M\n"
+        "retries: {max: 1, on: [TimeoutError], walltime: 2x, memory: 2x}\n",
+    )
+    done = sweep.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 0, done.stderr
+    status = sweep.status()
+    assert status["counts"]["succeeded"] == 2
+    assert [row["attempts"] for row in sweep.table()] == [2, 2]
+    first, *retries = run_arrays(sweep, slurm)  # each call is retried as soon as it failed
+    assert (first["TimeLimit"], first["MinMemoryNode"]) == ("00:01:00", "500M")
+    assert {(r["TimeLimit"], r["MinMemoryNode"]) for r in retries} == {("00:02:00", "1000M")}
+    elements = [
+        line
+        for array in [first, *retries]
+        for line in slurm.run(
+            "squeue", "-h", "-r", "-t", "all", "-j", array["ArrayJobId"], "-o", "%l %m"
+        ).stdout.splitlines()
+    ]
+    assert (
+        sorted(elements) == ["1:00 500M"] * 2 + ["2:00 1000M"] * 2
+    )  # each call: once, then once more

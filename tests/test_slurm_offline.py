@@ -81,6 +81,7 @@ def test_an_unknown_key_is_located_with_a_did_you_mean(project):
     [
         ("walltime", '"30 minutes"', "not a Slurm time"),
         ("mem", '"4 gigs"', "not a Slurm memory size"),
+        ("mem", "1.5G", "not a Slurm memory size"),  # sbatch: "Invalid --mem specification"
         ("cpus_per_task", "0", "cpus_per_task"),
         ("sbatch_args", '["--array=0-3"]', "hog-batch sets itself"),
         ("sbatch_args", '"--exclusive"', "must be a list"),
@@ -183,6 +184,9 @@ class FakeSlurm:
 
     def max_array_size(self) -> int:
         return 1001
+
+    def largest_node_memory_mib(self, partition=None) -> int | None:
+        return 8000  # what `sinfo -N -o %m` says of the test cluster's node
 
     def sbatch(self, options, script, cwd=None, test_only=False) -> str:
         self.submitted.append(options)
@@ -438,3 +442,105 @@ def test_the_check_agrees_with_the_published_schema(config):
     ours = config_problems(config, lambda key, message, hint: message)
     theirs = list(jsonschema.Draft202012Validator(schema()).iter_errors(config))
     assert bool(ours) == bool(theirs), (ours, [e.message for e in theirs])
+
+
+# --- memory: and escalated retries: what each array asks Slurm for -------------------------------
+
+
+def option(options: list[str], flag: str) -> str | None:
+    found = [o.split("=", 1)[1] for o in options if o.startswith(flag + "=")]
+    assert len(found) <= 1, options
+    return found[0] if found else None
+
+
+def test_memory_is_asked_for_as_mem_in_whole_mib_and_without_it_slurm_s_default_applies(
+    tmp_path,
+):
+    fake = FakeSlurm()
+    backend = backend_for(tmp_path, fake)
+    backend.submit(
+        [
+            TaskSubmission("f-0", "f", [0], "exit 0\n"),
+            TaskSubmission("f-1", "f", [1], "exit 0\n", memory_mib=1536.25),
+        ],
+        lambda ids, group: None,
+    )
+    plain, with_memory = fake.submitted
+    assert option(plain, "--mem") is None  # no `memory:`: the cluster's default
+    assert option(with_memory, "--mem") == "1537M"  # rounded up: sbatch takes whole numbers
+    assert option(plain, "--time") == option(with_memory, "--time") == "00:01:00"
+
+
+def test_the_endpoint_s_mem_stays_when_it_is_more_than_memory():
+    from groundhog_batch.backends.slurm_config import sbatch_options
+
+    assert option(sbatch_options({"mem": "4G"}, memory_mib=1024), "--mem") == "4G"
+    assert option(sbatch_options({"mem": "4G"}, memory_mib=8192), "--mem") == "8192M"
+    assert option(sbatch_options({"mem": "4G"}), "--mem") == "4G"
+
+
+def test_retries_whose_walltime_or_memory_grew_go_out_in_arrays_of_their_own_with_time_in_whole_minutes(
+    tmp_path,
+):
+    fake = FakeSlurm()
+    backend = backend_for(tmp_path, fake, walltime="00:01:00")
+    given: dict[str, str] = {}
+    backend.submit(
+        [
+            TaskSubmission("f-0", "f", [0], "exit 0\n", memory_mib=500),
+            TaskSubmission("f-1", "f", [1], "exit 0\n", memory_mib=500),
+            TaskSubmission("f-2", "f", [2], "exit 0\n", walltime_s=90, memory_mib=1000),
+            TaskSubmission("f-3", "f", [3], "exit 0\n", walltime_s=120, memory_mib=1000),
+            TaskSubmission("f-4", "f", [4], "exit 0\n", walltime_s=3 * 86400 + 1, memory_mib=500),
+        ],
+        lambda ids, group: given.update(ids),
+    )
+    asked = [
+        (option(o, "--array"), option(o, "--time"), option(o, "--mem")) for o in fake.submitted
+    ]
+    assert asked == [
+        ("0-1%2", "00:01:00", "500M"),  # first attempts: the endpoint's walltime, as written
+        ("0-1%2", "00:02:00", "1000M"),  # 90 s and 120 s are both 2 minutes to Slurm: one array
+        ("0-0%2", "3-00:01:00", "500M"),  # 3 days and a second: rounded up, never down
+    ]
+    assert len({element.split("_")[0] for element in given.values()}) == 3
+
+
+def test_a_retry_whose_memory_grew_past_every_node_asks_for_the_largest_node_and_says_so(
+    tmp_path, capsys
+):
+    fake = FakeSlurm()
+    backend = backend_for(tmp_path, fake)
+    backend.submit(
+        [TaskSubmission("f-0", "f", [0], "exit 0\n", memory_mib=16000)], lambda ids, group: None
+    )
+    assert option(fake.submitted[0], "--mem") == "8000M"
+    warning = capsys.readouterr().err
+    assert "16000 MiB" in warning and "8000 MiB" in warning and "memory:" in warning
+
+
+def test_plan_render_shows_mem_and_what_each_escalated_retry_asks_slurm_for(project):
+    manifest(
+        project,
+        'endpoints:\n  cluster:\n    walltime: "00:01:30"\n',
+        "memory: 1500M\ntimeout: 5\n"
+        "retries: {max: 2, on: [TimeoutError], walltime: 1.5x, memory: 2x}\n",
+    )
+    done = project.cli("plan", "sweep.yaml", "--render", "0")
+    assert done.returncode == 0, done.stderr
+    [sbatch] = [line for line in done.stderr.splitlines() if line.startswith("# sbatch ")]
+    assert "--time=00:01:30" in sbatch and "--mem=1500M" in sbatch
+    assert (
+        "# a retry (attempt 2) goes out in an array of its own with --time=00:03:00 --mem=3000M"
+        in (done.stderr)
+    )  # 135 s, rounded up
+    assert "(attempt 3) goes out in an array of its own with --time=00:04:00 --mem=6000M" in (
+        done.stderr
+    )  # 202.5 s
+
+
+def test_without_memory_or_escalation_plan_render_asks_for_no_mem_and_no_retry_arrays(project):
+    manifest(project, 'endpoints:\n  cluster:\n    walltime: "00:01:30"\n', "retries: 2\n")
+    done = project.cli("plan", "sweep.yaml", "--render", "0")
+    assert done.returncode == 0, done.stderr
+    assert "--mem" not in done.stderr and "a retry" not in done.stderr

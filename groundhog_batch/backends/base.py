@@ -176,6 +176,11 @@ class TaskSubmission:
     calls: list[int]
     script: str  # the rendered bash script (a backend with needs_script False gets "" and sends only the payload)
     payload: str = ""
+    # What the batch job carrying the task must ask for (a Slurm array's --time and --mem):
+    walltime_s: float | None = None  # None: the endpoint's walltime; set when a retry escalated it
+    memory_mib: float | None = (
+        None  # each call's memory (``memory:``, escalated on retries); None: not set
+    )
 
 
 @dataclass

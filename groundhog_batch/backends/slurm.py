@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -63,7 +64,7 @@ from .slurm_commands import (
     SlurmMissing,
     SlurmUnreachable,
 )
-from .slurm_config import config_problems, sbatch_options, warning_signal_s
+from .slurm_config import config_problems, sbatch_options, slurm_time, warning_signal_s
 
 STDERR_TAIL_BYTES = 4000
 DEFAULT_MAX_PARALLEL = 64
@@ -173,6 +174,7 @@ class SlurmBackend(Backend):
         self._interval_s = self._first_poll_s
         self._next_check = 0.0
         self._max_array_size: int | None = None
+        self._node_memory: dict[str | None, int | None] = {}  # partition -> its largest node's MiB
         self._warned_node_local = False
 
     # --- where things are ------------------------------------------------------------------
@@ -217,10 +219,13 @@ class SlurmBackend(Backend):
         return self._max_array_size
 
     def submit(self, tasks: list[TaskSubmission], on_ids: IdsCallback) -> None:
-        by_job: dict[str, list[TaskSubmission]] = {}
+        # One array per job and resources: a retry whose walltime or memory escalated goes out in its own.
+        by_array: dict[tuple[str, str | None, int | None], list[TaskSubmission]] = {}
         for task in tasks:
-            by_job.setdefault(task.job, []).append(task)
-        for job_name, submissions in by_job.items():
+            time_limit = slurm_time(task.walltime_s) if task.walltime_s else None
+            memory = math.ceil(task.memory_mib) if task.memory_mib else None
+            by_array.setdefault((task.job, time_limit, memory), []).append(task)
+        for (job_name, _, _), submissions in by_array.items():
             target = self.context.job(job_name)
             task_dir = self.task_dir(target)
             self._prepare_dir(task_dir)
@@ -255,7 +260,14 @@ class SlurmBackend(Backend):
                 worker_init,
             ),
         )
-        options = self.array_options(target, task_dir, name, len(group))
+        options = self.array_options(
+            target,
+            task_dir,
+            name,
+            len(group),
+            group[0].walltime_s,
+            self._memory_within_nodes(target, group[0].memory_mib),
+        )
         self.context.meta.set(
             SUBMITTING_KEY,
             {"name": name, "tasks": [s.task_id for s in group], "dir": str(task_dir)},
@@ -282,7 +294,13 @@ class SlurmBackend(Backend):
             )
 
     def array_options(
-        self, target: JobTarget, task_dir: Path, name: str, n_tasks: int
+        self,
+        target: JobTarget,
+        task_dir: Path,
+        name: str,
+        n_tasks: int,
+        walltime_s: float | None = None,
+        memory_mib: float | None = None,
     ) -> list[str]:
         return array_options(
             target.endpoint.config,
@@ -291,7 +309,30 @@ class SlurmBackend(Backend):
             self.context.working_dir,
             name,
             n_tasks,
+            walltime_s,
+            memory_mib,
         )
+
+    def _memory_within_nodes(self, target: JobTarget, memory_mib: float | None) -> float | None:
+        """``memory_mib``, or the most a node has when a retry escalated it past that (nf-core's
+        ``check_max`` habit: the last attempts get all there is; a first attempt over it was refused
+        before the run, by ``check``)."""
+        if not memory_mib:
+            return memory_mib
+        partition = target.endpoint.config.get("partition") or None
+        if partition not in self._node_memory:
+            self._node_memory[partition] = self.commands.largest_node_memory_mib(partition)
+        largest = self._node_memory[partition]
+        if largest is None or memory_mib <= largest:
+            return memory_mib
+        print(
+            f"hog-batch: warning: job {target.name!r} asks for {math.ceil(memory_mib)} MiB per element "
+            f"(`memory:`, grown by `retries: {{memory: ...}}`), more than any node "
+            f"{'of partition ' + repr(partition) + ' ' if partition else ''}has ({largest} MiB): "
+            f"asking for {largest} MiB",
+            file=sys.stderr,
+        )
+        return float(largest)
 
     def _remember_array(self, array_id: str, task_dir: Path) -> None:
         arrays = dict(self.context.meta.get(ARRAYS_KEY, {}) or {})
@@ -654,18 +695,21 @@ def array_options(
     working_dir: Path,
     name: str,
     n_tasks: int,
+    walltime_s: float | None = None,
+    memory_mib: float | None = None,
 ) -> list[str]:
-    """sbatch's options for an array of ``n_tasks`` elements, ``max_parallel`` of them running at once."""
+    """sbatch's options for an array of ``n_tasks`` elements, ``max_parallel`` of them running at once;
+    ``walltime_s`` (a retry's escalated walltime) replaces the config's, ``memory_mib`` is ``memory:``."""
     options = [
         f"--array=0-{n_tasks - 1}%{max_parallel or DEFAULT_MAX_PARALLEL}",
         f"--job-name={name}",
         f"--output={task_dir}/{name}_%a.log",
         f"--chdir={working_dir}",
     ]
-    warning = warning_signal_s(parse_walltime_s(config.get("walltime")))
+    warning = warning_signal_s(walltime_s or parse_walltime_s(config.get("walltime")))
     if warning:
         options.append(f"--signal=B:TERM@{warning}")
-    return options + sbatch_options(config)
+    return options + sbatch_options(config, walltime_s, memory_mib)
 
 
 def _submit_error(exc: SlurmError, target: JobTarget) -> HogError:
@@ -705,6 +749,11 @@ def _refusal_hint(message: str, config: Mapping[str, Any]) -> str:
         return f"lower `walltime:` (it is {config.get('walltime')!r}) to the partition's limit (`sinfo -o %l`)"
     if "mem" in text:
         return f"change `mem:` (it is {config.get('mem')!r})"
+    if "node configuration is not available" in text:
+        return (
+            "no node has what the array asks for: lower `mem:`/`memory:`, `cpus_per_task:`, `gres:` or "
+            '`constraint:` to what `sinfo -N -o "%P %c %m %G %f"` lists'
+        )
     return "change the Slurm endpoint's config (partition, account, qos, sbatch_args, ...) and submit again"
 
 
@@ -737,8 +786,20 @@ class SlurmKind(BackendKind):
         commands = SlurmCommands()
         seen: set[str] = set()
         problems: list[HogError] = []
+        node_memory: dict[str | None, int | None] = {}
         for index, job in enumerate(spec.jobs):
-            options = sbatch_options(job.endpoint.config)
+            memory_mib = getattr(job, "memory_mib", None)
+            if (
+                memory_mib
+            ):  # sbatch --test-only says only "Requested node configuration is not available"
+                partition = job.endpoint.config.get("partition") or None
+                if partition not in node_memory:
+                    node_memory[partition] = commands.largest_node_memory_mib(partition)
+                largest = node_memory[partition]
+                if largest is not None and math.ceil(memory_mib) > largest:
+                    problems.append(_memory_over_nodes(job, spec, index, largest))
+                    continue
+            options = sbatch_options(job.endpoint.config, memory_mib=memory_mib)
             key = content_id({"options": options})
             if key in seen:
                 continue
@@ -761,8 +822,15 @@ class SlurmKind(BackendKind):
         """The array's batch script and sbatch options, for a task submitted alone (``plan --render``)."""
         task_dir = Path("RUN_DIR/tasks")
         name = f"hog-RUNKEY-{re.sub(r'[^A-Za-z0-9_.-]', '_', job.name)[:40]}-{task_id}+1"
+        memory_mib = getattr(job, "memory_mib", None)
         options = array_options(
-            job.endpoint.config, job.max_parallel, task_dir, job.script_path.parent, name, 1
+            job.endpoint.config,
+            job.max_parallel,
+            task_dir,
+            job.script_path.parent,
+            name,
+            1,
+            memory_mib=memory_mib,
         )
         script = render_array_script(
             name,
@@ -774,11 +842,61 @@ class SlurmKind(BackendKind):
         return (
             f"\n# ---- on Slurm, the script above is {task_dir}/{task_id}.sh, run by element 0 of an array:\n"
             f"# sbatch --parsable {' '.join(shlex.quote(option) for option in options)} {task_dir}/{name}.sbatch\n"
-            f"# ---- {task_dir}/{name}.sbatch:\n{script}"
+            + _retry_lines(job, memory_mib)
+            + f"# ---- {task_dir}/{name}.sbatch:\n{script}"
         )
 
     def open(self, context: BackendContext) -> Backend:
         return SlurmBackend(context)
+
+
+def _retry_lines(job, memory_mib: float | None) -> str:
+    """What a retry of the task asks Slurm for, per attempt, when ``retries:`` escalates walltime or memory."""
+    from ..retry_policy import RetryPolicy
+
+    policy = RetryPolicy.of(job.retries)
+    walltime_s = parse_walltime_s(job.endpoint.config.get("walltime"))
+    lines = []
+    for attempt in range(2, int(policy) + 2):
+        grow_time, grow_memory = (
+            policy.growth("walltime", attempt),
+            policy.growth("memory", attempt),
+        )
+        changed = []
+        if walltime_s and grow_time != 1.0:
+            changed.append(f"--time={slurm_time(walltime_s * grow_time)}")
+        if memory_mib and grow_memory != 1.0:
+            changed += [
+                o
+                for o in sbatch_options(job.endpoint.config, memory_mib=memory_mib * grow_memory)
+                if o.startswith("--mem=")
+            ]
+        if changed:
+            lines.append(
+                f"# a retry (attempt {attempt}) goes out in an array of its own with {' '.join(changed)}\n"
+            )
+    return "".join(lines)
+
+
+def _memory_over_nodes(job, spec, index: int, largest: int) -> HogError:
+    """``memory:`` asks more of one element than any node has: Slurm would hold the array for ever."""
+    from ..manifest.yaml_source import load_yaml_text
+
+    partition = job.endpoint.config.get("partition")
+    where = f"of partition {partition!r} " if partition else ""
+    message = (
+        f"memory asks Slurm for {math.ceil(job.memory_mib)} MiB per element (--mem), more than any "
+        f"node {where}has ({largest} MiB): the array could never start"
+    )
+    hint = (
+        f"lower `memory:` to at most {largest}M, or choose a partition with larger nodes "
+        '(`sinfo -N -o "%P %m"` lists each node\'s memory in MiB)'
+    )
+    _, source = load_yaml_text(spec.manifest_text, spec.manifest_path)
+    for path in (("jobs", index, "memory"), ("memory",)):
+        if path in source.lines:
+            return source.error(path, message, hint)
+    return BackendError(message=message, hint=hint)
 
 
 def _located_refusal(exc: SlurmError, job, spec, index: int) -> HogError:

@@ -254,6 +254,19 @@ class SlurmCommands:
         value = self.config().get("MaxArraySize", "1001")
         return int(value) if value.isdigit() else 1001
 
+    def largest_node_memory_mib(self, partition: str | None = None) -> int | None:
+        """The most memory (MiB, ``RealMemory``) a node of ``partition`` (all nodes when None) has; None
+        when ``sinfo`` does not say."""
+        argv = ["sinfo", "-h", "-N", "-o", "%m"] + (["-p", partition] if partition else [])
+        try:
+            done = self._run(argv)
+        except SlurmError:
+            return None
+        sizes = [
+            int(word.rstrip("+")) for word in done.stdout.split() if word.rstrip("+").isdigit()
+        ]
+        return max(sizes) if done.returncode == 0 and sizes else None
+
     def accounting_states(
         self, array_ids: Iterable[str]
     ) -> dict[tuple[str, int], tuple[ElementState, str]] | None:

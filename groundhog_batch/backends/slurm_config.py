@@ -13,15 +13,19 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
+from ..memory import parse_memory_mib
 from .base import parse_walltime_s
 
 SCHEMA_RESOURCE = "schemas/slurm-endpoint.schema.json"
-MEMORY_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?B?$", re.IGNORECASE)
+MEMORY_PATTERN = re.compile(
+    r"^[0-9]+[KMGT]?B?$", re.IGNORECASE
+)  # sbatch takes no fractions ("1.5G")
 OWNED_OPTIONS = {
     "--array": "the array",
     "-a": "the array",
@@ -113,7 +117,7 @@ def config_problems(config: Mapping[str, Any], locate: Locate) -> list:
             locate(
                 "mem",
                 f"mem {memory!r} is not a Slurm memory size",
-                'write a number with K, M, G or T ("4G", "500M"); a bare number is megabytes',
+                'write a whole number with K, M, G or T ("4G", "1536M"; sbatch takes no fractions); a bare number is megabytes',
             )
         )
     if isinstance(memory, int) and not isinstance(memory, bool) and memory <= 0:
@@ -170,8 +174,38 @@ def _value_problem(value: Any, node: Mapping[str, Any]) -> str | None:
     return None
 
 
-def sbatch_options(config: Mapping[str, Any]) -> list[str]:
-    """The resource options of a job's elements, in sbatch's own spelling."""
+def slurm_time(seconds: float) -> str:
+    """``seconds`` as an sbatch ``--time``, rounded up to whole minutes (Slurm's granularity): 90 -> 00:02:00."""
+    minutes = max(1, math.ceil(round(seconds, 6) / 60))
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{minutes:02d}:00" if days else f"{hours:02d}:{minutes:02d}:00"
+
+
+def element_memory(config: Mapping[str, Any], memory_mib: float | None) -> str | None:
+    """An element's ``--mem``: the job's per-call ``memory:`` (escalated on retries) in whole MiB, or the
+    endpoint's ``mem:`` as written when that is more (or the only one); None: Slurm's default applies.
+
+    A task runs one call at a time, each held to ``memory_mib`` (its address
+    space, which is never less than its resident memory), so that is what
+    an element needs.
+    """
+    site = config.get("mem")
+    site = None if site in (None, "") else site
+    if not memory_mib:
+        return None if site is None else str(site)
+    asked = math.ceil(round(memory_mib, 6))
+    site_mib = parse_memory_mib(site)
+    if site_mib is not None and site_mib > asked:
+        return str(site)
+    return f"{asked}M"
+
+
+def sbatch_options(
+    config: Mapping[str, Any], walltime_s: float | None = None, memory_mib: float | None = None
+) -> list[str]:
+    """The resource options of a job's elements, in sbatch's own spelling: the config's, with a walltime
+    a retry escalated (``walltime_s``) and the job's ``memory:`` (``memory_mib``) when given."""
     options = []
     for key, flag in (
         ("partition", "--partition"),
@@ -183,10 +217,13 @@ def sbatch_options(config: Mapping[str, Any]) -> list[str]:
     ):
         if config.get(key) not in (None, ""):
             options.append(f"{flag}={config[key]}")
-    if config.get("walltime") not in (None, ""):
+    if walltime_s:
+        options.append(f"--time={slurm_time(walltime_s)}")
+    elif config.get("walltime") not in (None, ""):
         options.append(f"--time={config['walltime']}")
-    if config.get("mem") not in (None, ""):
-        options.append(f"--mem={config['mem']}")
+    memory = element_memory(config, memory_mib)
+    if memory is not None:
+        options.append(f"--mem={memory}")
     options += [str(argument) for argument in config.get("sbatch_args") or []]
     return options
 
@@ -210,4 +247,12 @@ def config_key_path(job_index: int, reference: str, key: str) -> list[tuple]:
     return paths
 
 
-__all__ = ["config_problems", "known_keys", "sbatch_options", "schema", "warning_signal_s"]
+__all__ = [
+    "config_problems",
+    "element_memory",
+    "known_keys",
+    "sbatch_options",
+    "schema",
+    "slurm_time",
+    "warning_signal_s",
+]
