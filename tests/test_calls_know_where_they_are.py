@@ -84,3 +84,32 @@ def test_the_report_links_the_files_each_call_wrote(project):
     assert all((project.root / "run" / link).is_file() for link in links)
     csv = project.cli("collect", "run", "-o", "t.csv")
     assert csv.returncode == 0 and "files" in (project.root / "t.csv").read_text().splitlines()[0]
+
+
+def test_a_call_that_changes_or_drops_its_variables_leaves_the_next_call_its_own_and_a_child_sees_them(
+    tmp_path,
+):
+    """The runner sets a variable only when it changes (a setenv per call and variable was most of a trivial
+    call's cost): what one call does to them never reaches the next, and a process a call starts sees them."""
+    from test_task_isolation import run_runner
+
+    body = (
+        "import os, subprocess, sys\n"
+        "def f(x):\n"
+        "    child = subprocess.run([sys.executable, '-c', 'import os; print(os.environ.get(\"HOG_BATCH_CALL\"),"
+        ' os.environ.get("HOG_BATCH_JOB"), os.environ.get("HOG_BATCH_ATTEMPT"))\'],'
+        " capture_output=True, text=True).stdout.split()\n"
+        "    seen = [os.environ.get(k) for k in ('HOG_BATCH_RUN_DIR', 'HOG_BATCH_JOB', 'HOG_BATCH_ATTEMPT')]\n"
+        "    os.environ['HOG_BATCH_JOB'] = 'spoiled'\n"
+        "    os.environ.pop('HOG_BATCH_RUN_DIR')\n"
+        "    os.environ['HOG_BATCH_ATTEMPT'] = '99'\n"
+        "    return seen + child\n"
+    )
+    context = {"run_dir": "/runs/r", "job": "j", "attempts": [1, 1, 3, 3], "workdir": None}
+    records = run_runner(tmp_path, body, 4, context=context)
+    assert [r["value"] for r in records] == [
+        ["/runs/r", "j", "1", "0", "j", "1"],
+        ["/runs/r", "j", "1", "1", "j", "1"],
+        ["/runs/r", "j", "3", "2", "j", "3"],
+        ["/runs/r", "j", "3", "3", "j", "3"],
+    ]

@@ -335,17 +335,23 @@ class Channel:
     and bytes user code writes into the file are never taken for one. Short
     messages (ready, a call's start, over budget, news) go through a pipe. The
     supervisor says stop on the control pipe (a read end: user code cannot
-    write into it), whose other end also closes if the supervisor dies. Every
-    descriptor is made non-inheritable and moved off the number the supervisor
-    passed, before any user code runs.
+    write into it), whose other end also closes if the supervisor dies; it
+    also sets ``stop_flag``, a byte of memory shared with the worker, which the
+    worker reads before each call at no cost, while it looks at the pipe (a
+    system call) only every ``look_every_s`` and after any call of a millisecond
+    or more. Every descriptor is made non-inheritable and moved off the number
+    the supervisor passed, before any user code runs.
     """
 
-    def __init__(self, messages_fd, control_fd, records_fd):
+    def __init__(self, messages_fd, control_fd, records_fd, stop_flag=None):
         self.messages_fd, self.control_fd = _move_away(messages_fd), _move_away(control_fd)
         self.records_fd = _move_away(records_fd)
         self.prefix = _read_line(self.control_fd) + b" "
         self.control = select.poll()
         self.control.register(self.control_fd, select.POLLIN)
+        # Without a shared flag, the pipe before every call.
+        self.stop_flag = stop_flag if stop_flag is not None else b"\0"
+        self.look_every_s = CONTROL_LOOK_S if stop_flag is not None else 0.0
         self.end = self.room_to = os.lseek(self.records_fd, 0, os.SEEK_END)
         self.reserve = _space_reserver()
 
@@ -373,7 +379,7 @@ class Channel:
 
     def stopped(self):
         """True when the supervisor said stop, or is gone: start nothing more."""
-        return bool(self.control.poll(0))
+        return bool(self.stop_flag[0] or self.control.poll(0))
 
     def tell(self, message):
         write_all(self.messages_fd, self.prefix + message + b"\n")
@@ -468,6 +474,7 @@ def _read_line(fd):
 
 
 SLOW_CALL_S = 0.1  # a call at least this long tells the supervisor at once that its record is there
+CONTROL_LOOK_S = 0.01  # how often a worker running short calls looks at its control pipe (it reads its flag always)
 
 
 def success_line(call_index, plain_text, started, finished, cpu_s, rss_mib):
@@ -525,23 +532,51 @@ def _limit_memory(memory_mib):
 MAX_FILES_LISTED = 200
 
 
-def enter_call(context, position, call_index):
-    """Set the call's HOG_BATCH_* variables; with ``workdir: call``, make its directory and go there.
+class CallPlace:
+    """Where each call is: its HOG_BATCH_* variables and, with ``workdir: call``, its own directory.
 
-    Returns that directory, or None."""
-    environ = os.environ
-    environ["HOG_BATCH_RUN_DIR"] = context.get("run_dir") or ""
-    environ["HOG_BATCH_JOB"] = context.get("job") or ""
-    environ["HOG_BATCH_CALL"] = str(call_index)
-    attempts = context.get("attempts") or []
-    environ["HOG_BATCH_ATTEMPT"] = str(attempts[position] if position < len(attempts) else 1)
-    base = context.get("workdir")
-    if not base:
-        return None
-    call_dir = os.path.join(os.path.expanduser(os.path.expandvars(base)), str(call_index))
-    os.makedirs(call_dir, exist_ok=True)
-    os.chdir(call_dir)
-    return call_dir
+    A variable is set only when its value changes (the run and the job never
+    do; the attempt seldom): each set is a ``setenv``, which costs about a
+    microsecond and which glibc never frees. One changed by a call is set again
+    before the next.
+    """
+
+    def __init__(self, context):
+        self.attempts = context.get("attempts") or []
+        self.base = context.get("workdir")
+        # os.environ's own store of encoded names and values (POSIX): a look there costs no encoding.
+        data = getattr(os.environ, "_data", None)
+        self.data = data if isinstance(data, dict) and os.name == "posix" else None
+        self.fixed = [
+            (name, value, os.fsencode(name), os.fsencode(value))
+            for name, value in (
+                ("HOG_BATCH_RUN_DIR", context.get("run_dir") or ""),
+                ("HOG_BATCH_JOB", context.get("job") or ""),
+            )
+        ]
+        self.attempt = None  # the HOG_BATCH_ATTEMPT set last
+
+    def enter(self, position, call_index):
+        """Set the call's variables; with ``workdir: call``, make its directory and go there. Returns it, or None."""
+        environ, data = os.environ, self.data
+        for name, value, name_b, value_b in self.fixed:
+            if data is None or data.get(name_b) != value_b:
+                environ[name] = value
+        environ["HOG_BATCH_CALL"] = str(call_index)
+        attempts = self.attempts
+        attempt = str(attempts[position] if position < len(attempts) else 1)
+        if (
+            attempt != self.attempt
+            or data is None
+            or data.get(b"HOG_BATCH_ATTEMPT") != attempt.encode()
+        ):
+            environ["HOG_BATCH_ATTEMPT"] = self.attempt = attempt
+        if not self.base:
+            return None
+        call_dir = os.path.join(os.path.expanduser(os.path.expandvars(self.base)), str(call_index))
+        os.makedirs(call_dir, exist_ok=True)
+        os.chdir(call_dir)
+        return call_dir
 
 
 def files_in(call_dir):
@@ -589,18 +624,14 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
     if memory_mib and setup_error is None:
         _limit_memory(memory_mib)  # after the import: the limit is for the calls
     channel.tell(READY)
-    # The loop below runs a million times in a big sweep: what it calls is looked up once, here.
-    dumps, now, lseek, stopped, record_line = (
-        json.dumps,
-        time.time,
-        os.lseek,
-        channel.control.poll,
-        channel.record,
-    )
-    room_for, room = (
-        channel.room_for,
-        ROOM_MIN_BYTES,
-    )  # room: what the next record may need (twice the largest yet)
+    # The loop below runs a million times in a big sweep: what it calls is looked up once, here, and a call
+    # that returns at once costs what its record costs: the clock, one getrusage, two lseeks, one write.
+    dumps, now, lseek, write = json.dumps, time.time, os.lseek, os.write
+    stop_flag, look_every_s, look_at_control = channel.stop_flag, channel.look_every_s, 0.0
+    records_fd, prefix = channel.records_fd, channel.prefix
+    room = ROOM_MIN_BYTES  # what the next record may need (twice the largest yet)
+    place = CallPlace(context) if context else None
+    forked = _forked
     from resource import RUSAGE_CHILDREN, RUSAGE_SELF, getrusage
 
     rss_unit = _rss_unit()
@@ -610,36 +641,33 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
     before, children_before = getrusage(RUSAGE_SELF), getrusage(RUSAGE_CHILDREN)
     me = os.getpid()
     for position in range(start, len(call_indices)):
-        if stopped(0):
+        if stop_flag[0]:
             os._exit(0)
-        if not room_for(room):  # a full disk: no call starts whose record could not be kept
-            channel.tell(DISK_FULL)
+        if channel.end + room + 64 > channel.room_to and not channel.room_for(room):
+            channel.tell(DISK_FULL)  # a full disk: no call starts whose record could not be kept
             os._exit(0)
         call_index = call_indices[position]
         if exact_peak:
             _reset_peak()
         started = now()
+        if started >= look_at_control:
+            # The pipe itself, now and then (every call where there is no shared flag): it also closes when
+            # the supervisor dies.
+            if channel.stopped():
+                os._exit(0)
+            look_at_control = started + look_every_s
         if (
             timeout_s
         ):  # the supervisor kills a call stuck past its timeout (in C code, deaf to the alarm)
             channel.tell(STARTED + b"%d %r" % (position, started))
-        record = {
-            "call": call_index,
-            "ok": False,
-            "kind": None,
-            "value": None,
-            "error": None,
-            "tb": None,
-        }
-        value = text = None
-        call_dir = enter_call(context, position, call_index) if context else None
+        ok, kind, value, text, error, tb = False, None, None, None, None, None
+        call_dir = place.enter(position, call_index) if place is not None else None
         try:
             if setup_error is not None:
-                exc, setup_traceback = setup_error
-                record["error"] = describe_error(
+                exc, tb = setup_error
+                error = describe_error(
                     exc, " (while loading %s or its arguments)" % os.path.basename(script_path)
                 )
-                record["tb"] = setup_traceback
             else:
                 if fixed_kwargs:
                     kwargs = dict(fixed_kwargs)
@@ -656,20 +684,22 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
                 if type(value) is int and not max_result_bytes:
                     text = b"%d" % value  # the commonest result, encoded without a look at its type
                 else:
-                    record["kind"], record["value"] = encode_result(value, max_result_bytes)
-                record["ok"] = True
+                    kind, value = encode_result(value, max_result_bytes)
+                ok = True
         except CallTimeout:
-            record["error"] = "TimeoutError: the call exceeded its timeout of %g s" % timeout_s
-            record["tb"] = _format_traceback()
+            error = "TimeoutError: the call exceeded its timeout of %g s" % timeout_s
+            tb = _format_traceback()
         except BaseException as exc:
-            if os.getpid() != me:
+            if forked[0] or os.getpid() != me:
                 _exit_forked(exc)
             over = isinstance(exc, MemoryError) and memory_mib
-            record["error"] = describe_error(
+            error = describe_error(
                 exc, " (over the call's memory limit of %g MiB)" % memory_mib if over else ""
             )
-            record["tb"] = _format_traceback()
-        if os.getpid() != me:
+            tb = _format_traceback()
+        if forked[
+            0
+        ]:  # a process the call forked came back here (the flag is set in every fork's child)
             _exit_forked(None)
         finished = now()
         after = getrusage(RUSAGE_SELF)
@@ -689,6 +719,9 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
                 rss_mib = max(rss_mib, children_after.ru_maxrss / rss_unit)
             children_before = children_after
             exact_peak = can_reset_peak and finished - started >= EXACT_PEAK_S
+            look_at_control = (
+                0.0  # after a call of a millisecond or more, the pipe is looked at before the next
+            )
         else:
             exact_peak = False
         before = after
@@ -702,23 +735,25 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
             _reopen_streams()
         printed = out.take() if lseek(out.fd, 0, os.SEEK_END) else ""
         complained = err.take() if lseek(err.fd, 0, os.SEEK_END) else ""
-        if call_dir is not None:
-            record["files"] = files_in(call_dir)
         if text is not None and not printed and not complained and call_dir is None:
             line = success_line(call_index, text, started, finished, cpu_s, rss_mib)
-        elif (
-            record["ok"]
-            and record["kind"] == "json"
-            and not printed
-            and not complained
-            and call_dir is None
-        ):
+        elif ok and kind == "json" and not printed and not complained and call_dir is None:
             line = success_line(
-                call_index, dumps(record["value"]).encode(), started, finished, cpu_s, rss_mib
+                call_index, dumps(value).encode(), started, finished, cpu_s, rss_mib
             )
         else:
             if text is not None:
-                record["kind"], record["value"] = "json", value
+                kind = "json"
+            record = {
+                "call": call_index,
+                "ok": ok,
+                "kind": kind,
+                "value": value if ok else None,
+                "error": error,
+                "tb": tb,
+            }
+            if call_dir is not None:
+                record["files"] = files_in(call_dir)
             record["out"], record["err"] = printed, complained
             record["t0"], record["t1"] = started, finished
             record["cpu_s"], record["max_rss_mib"] = round(cpu_s, 6), round(rss_mib, 1)
@@ -747,8 +782,8 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
             os._exit(0)
         if len(line) * 2 > room:
             room = len(line) * 2
-            if not room_for(
-                len(line) + len(channel.prefix) + 24
+            if not channel.room_for(
+                len(line) + len(prefix) + 24
             ):  # larger than the room kept: what fits of it
                 line = dumps(
                     {
@@ -766,7 +801,10 @@ def run_worker(script_path, payload_path, payload, start, written, channel, out_
                         "t1": finished,
                     }
                 ).encode()
-        record_line(line)
+        framed = b"%s%d %s\n" % (prefix, len(line), line)  # frame(), inlined: once per call
+        if write(records_fd, framed) != len(framed):
+            raise OSError("the records file took only part of a record")
+        channel.end += len(framed)
         written += len(line) + 1
         if finished - started >= SLOW_CALL_S:
             channel.tell(NEWS)
@@ -929,6 +967,8 @@ def _hold_shared_lock(fd):
 
 _current_worker = [None]
 _current_control = [None]  # the supervisor's end of the running worker's control pipe
+_current_flag = [None]  # the running worker's stop flag (memory shared with it), if there is one
+_forked = [False]  # in a process a call forked from the worker: never run the worker's next calls
 _stopping = [
     0,
     0.0,
@@ -956,6 +996,8 @@ def _on_terminate(signum, frame):
 
 def _tell_stop():
     """Tell the running worker to start no more calls."""
+    if _current_flag[0] is not None:
+        _current_flag[0][0] = 1
     if _current_control[0] is not None:
         try:
             os.write(_current_control[0], STOP)
@@ -992,6 +1034,7 @@ class _Worker:
         control_r,
         records_fd,
         captured,
+        stop_flag=None,
     ):
         die_with_parent = _prctl_pdeathsig()
         for stream in (sys.stdout, sys.stderr):
@@ -1014,15 +1057,15 @@ class _Worker:
                 signal.signal(signal.SIGUSR1, signal.SIG_DFL)
             if hasattr(
                 os, "register_at_fork"
-            ):  # a process the call forks (a multiprocessing pool) dies on SIGTERM
-                os.register_at_fork(after_in_child=_default_signals)
+            ):  # a process the call forks (a multiprocessing pool) dies on SIGTERM, and knows it is a fork
+                os.register_at_fork(after_in_child=_in_forked_child)
             os.setsid()
             die_with_parent()
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.close(devnull)
             _close_all_but({messages_w, control_r, records_fd, *captured})
-            channel = Channel(messages_w, control_r, records_fd)
+            channel = Channel(messages_w, control_r, records_fd, stop_flag)
             run_worker(
                 script_path,
                 payload_path,
@@ -1086,9 +1129,20 @@ def _ignore_signal(signum, frame):
     pass
 
 
-def _default_signals():
+def _in_forked_child():
+    _forked[0] = True
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
+
+
+def _shared_flag():
+    """One byte of memory a worker forked after this shares with this process (None where there is no mmap)."""
+    try:
+        import mmap
+
+        return mmap.mmap(-1, 1)
+    except (ImportError, OSError, ValueError):
+        return None
 
 
 def _finish_like_exit():
@@ -1331,6 +1385,7 @@ class _Task:
         messages_r, messages_w = os.pipe()
         control_r, control_w = os.pipe()
         captured = [temp_fd(), temp_fd()]  # the worker's stdout and stderr
+        flag = _shared_flag()
         worker = _Worker.start(
             self.script_path,
             self.payload_path,
@@ -1341,6 +1396,7 @@ class _Task:
             control_r,
             self.records.fd,
             captured,
+            flag,
         )
         _current_worker[0] = worker
         os.close(messages_w)
@@ -1349,14 +1405,14 @@ class _Task:
             write_all(control_w, self.secret + b"\n")
         except OSError:
             pass
-        _current_control[0] = control_w
+        _current_control[0], _current_flag[0] = control_w, flag
         if _stopping[0] or self.reader_gone or _draining[0]:
             _tell_stop()
         watch = _Watch(self, worker, messages_r)
         try:
             watch.follow()
         finally:
-            _current_control[0] = None
+            _current_control[0] = _current_flag[0] = None
             os.close(control_w)
             os.close(messages_r)
         returncode = worker.wait(WORKER_EXIT_GRACE_S)
