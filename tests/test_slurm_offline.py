@@ -188,6 +188,13 @@ class FakeSlurm:
     def largest_node_memory_mib(self, partition=None) -> int | None:
         return 8000  # what `sinfo -N -o %m` says of the test cluster's node
 
+    max_time_s: float | None = (
+        None  # the partition's MaxTime (None: infinite, as the test cluster's)
+    )
+
+    def partition_max_time_s(self, partition=None) -> float | None:
+        return self.max_time_s
+
     def sbatch(self, options, script, cwd=None, test_only=False) -> str:
         self.submitted.append(options)
         array_id = str(self.next_id)
@@ -517,6 +524,24 @@ def test_a_retry_whose_memory_grew_past_every_node_asks_for_the_largest_node_and
     assert option(fake.submitted[0], "--mem") == "8000M"
     warning = capsys.readouterr().err
     assert "16000 MiB" in warning and "8000 MiB" in warning and "memory:" in warning
+
+
+def test_a_retry_whose_walltime_grew_past_the_partition_s_max_time_asks_for_max_time_and_says_so(
+    tmp_path, capsys
+):
+    fake = FakeSlurm()
+    fake.max_time_s = 3600.0
+    backend = backend_for(tmp_path, fake, walltime="00:40:00")
+    backend.submit(
+        [
+            TaskSubmission("f-0", "f", [0], "exit 0\n", walltime_s=4800),  # attempt 2 of 2x
+            TaskSubmission("f-1", "f", [1], "exit 0\n", walltime_s=3000),
+        ],
+        lambda ids, group: None,
+    )
+    assert [option(o, "--time") for o in fake.submitted] == ["01:00:00", "00:50:00"]
+    warning = capsys.readouterr().err
+    assert "--time=01:20:00" in warning and "MaxTime 01:00:00" in warning
 
 
 def test_plan_render_shows_mem_and_what_each_escalated_retry_asks_slurm_for(project):

@@ -175,6 +175,7 @@ class SlurmBackend(Backend):
         self._next_check = 0.0
         self._max_array_size: int | None = None
         self._node_memory: dict[str | None, int | None] = {}  # partition -> its largest node's MiB
+        self._max_time: dict[str | None, float | None] = {}  # partition -> its MaxTime (s)
         self._warned_node_local = False
 
     # --- where things are ------------------------------------------------------------------
@@ -265,7 +266,7 @@ class SlurmBackend(Backend):
             task_dir,
             name,
             len(group),
-            group[0].walltime_s,
+            self._walltime_within_partition(target, group[0].walltime_s),
             self._memory_within_nodes(target, group[0].memory_mib),
         )
         self.context.meta.set(
@@ -312,6 +313,27 @@ class SlurmBackend(Backend):
             walltime_s,
             memory_mib,
         )
+
+    def _walltime_within_partition(
+        self, target: JobTarget, walltime_s: float | None
+    ) -> float | None:
+        """A retry's escalated ``walltime_s``, or the partition's ``MaxTime`` when it grew past that."""
+        if not walltime_s:
+            return walltime_s
+        partition = target.endpoint.config.get("partition") or None
+        if partition not in self._max_time:
+            self._max_time[partition] = self.commands.partition_max_time_s(partition)
+        longest = self._max_time[partition]
+        if longest is None or walltime_s <= longest:
+            return walltime_s
+        print(
+            f"hog-batch: warning: a retry of job {target.name!r} would need --time={slurm_time(walltime_s)} "
+            f"(`walltime:` grown by `retries: {{walltime: ...}}`), more than "
+            f"{'partition ' + repr(partition) if partition else 'any partition'} allows "
+            f"(MaxTime {slurm_time(longest)}): asking for that",
+            file=sys.stderr,
+        )
+        return longest
 
     def _memory_within_nodes(self, target: JobTarget, memory_mib: float | None) -> float | None:
         """``memory_mib``, or the most a node has when a retry escalated it past that (nf-core's

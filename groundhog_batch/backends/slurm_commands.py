@@ -267,6 +267,22 @@ class SlurmCommands:
         ]
         return max(sizes) if done.returncode == 0 and sizes else None
 
+    def partition_max_time_s(self, partition: str | None = None) -> float | None:
+        """The longest time limit (``MaxTime``) of ``partition`` (the longest of all when None), in seconds;
+        None when it has none ("infinite") or ``sinfo`` does not say."""
+        from .base import parse_walltime_s
+
+        argv = ["sinfo", "-h", "-o", "%l"] + (["-p", partition] if partition else [])
+        try:
+            done = self._run(argv)
+        except SlurmError:
+            return None
+        words = done.stdout.split() if done.returncode == 0 else []
+        limits = [parse_walltime_s(word) for word in words]
+        if not limits or any(limit is None for limit in limits):
+            return None
+        return max(limits)
+
     def accounting_states(
         self, array_ids: Iterable[str]
     ) -> dict[tuple[str, int], tuple[ElementState, str]] | None:
