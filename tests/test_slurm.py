@@ -261,6 +261,11 @@ def test_a_short_walltime_keeps_finished_calls_fails_the_running_one_and_resume_
         "submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"SLOW_CALLS": "2"}
     )
     assert done.returncode == 0, done.stderr
+    [array] = sweep.arrays(slurm)
+    wait_for(lambda: sweep.started()[2], "call 2 to start")
+    # The walltime passes now rather than in a minute: Slurm's own time-limit check (every 30 s) then
+    # kills the element as at its walltime (TIMEOUT, Reason=TimeLimit), without the minute's wait.
+    slurm.run("scontrol", "update", f"JobId={array}_0", "EndTime=now")
     watched = sweep.cli("status", "run", "--watch", timeout=200)
     assert watched.returncode == 1
     status = sweep.status()
@@ -277,6 +282,8 @@ def test_a_short_walltime_keeps_finished_calls_fails_the_running_one_and_resume_
     assert sweep.status()["counts"]["succeeded"] == 9
     assert sweep.finished() == Counter([0, 1, 3, 4, 5, 6, 7, 8, 9])
     assert sweep.started()[2] == 1  # the slow call ran once, and was stopped by the walltime
+    ended = slurm.run("squeue", "-h", "-r", "-t", "all", "-j", array, "-o", "%T %r %l").stdout
+    assert ended.split() == ["TIMEOUT", "TimeLimit", "1:00"]  # Slurm's own walltime kill
 
 
 def test_the_walltime_warning_signal_finishes_the_running_call_and_starts_no_new_one(
