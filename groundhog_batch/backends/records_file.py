@@ -30,10 +30,12 @@ SUFFIX = ".records"
 
 
 class RecordsFiles:
-    """The records files of a run's tasks, under the backend's scratch dir."""
+    """The records files of a run's tasks, under the backend's scratch dir (or another folder the tasks write to,
+    ``key_dir`` then holding the run's key: the private scratch dir)."""
 
-    def __init__(self, scratch_dir: Path) -> None:
+    def __init__(self, scratch_dir: Path, key_dir: Path | None = None) -> None:
         self.scratch_dir = scratch_dir
+        self.key_dir = key_dir or scratch_dir
         self._key: bytes | None = None
         self._offsets: dict[str, int] = {}
 
@@ -43,11 +45,11 @@ class RecordsFiles:
     def secret(self, task_id: str) -> str:
         """The secret that frames the task's lines in its records file."""
         if self._key is None:
-            path = self.scratch_dir / KEY_FILE
+            path = self.key_dir / KEY_FILE
             try:
                 self._key = path.read_bytes()
             except FileNotFoundError:
-                self.scratch_dir.mkdir(parents=True, exist_ok=True)
+                self.key_dir.mkdir(parents=True, exist_ok=True)
                 self._key = os.urandom(32).hex().encode()
                 write_atomic(path, self._key)
         return hmac.new(self._key, task_id.encode(), hashlib.sha256).hexdigest()[:32]

@@ -18,6 +18,11 @@
   off while nothing finishes. An endpoint exception becomes the calls' error
   with its real first line (``WorkerLost: ...``). A task the service does not
   know is lost: its calls run again, once; lost again, they fail.
+- **Records streamed** (``shared_records``): with ``shared_records_dir`` in
+  the endpoint config, each task writes its calls' records to a folder this
+  machine sees too, read every few seconds while it runs; a task that fails
+  after its runner started keeps its finished calls, fails the call it was
+  running, and runs the others again.
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ from .service import (
     ServicePaused,
     SubmitUncertain,
     patient_backoff,
+)
+from .shared_records import (
+    READ_INTERVAL_S,
+    RUN_KEY_META,
+    SharedRecords,
+    endpoint_config,
+    lost_call_record,
 )
 
 STATUS_CHUNK = 500  # task ids per status request, at most
@@ -83,14 +95,18 @@ def poll_bounds_s() -> tuple[float, float]:
 
 
 def split_requests(
-    submissions: list[TaskSubmission], budget_bytes: int
+    submissions: list[TaskSubmission],
+    budget_bytes: int,
+    records: dict[str, dict[str, str] | None] | None = None,
 ) -> list[list[TaskSubmission]]:
-    """Consecutive groups of tasks, each group's tasks together under ``budget_bytes`` of request body."""
+    """Consecutive groups of tasks, each group's tasks together under ``budget_bytes`` of request body
+    (``records``: each streaming task's records argument, by task id)."""
+    records = records or {}
     groups: list[list[TaskSubmission]] = []
     current: list[TaskSubmission] = []
     size = 0
     for submission in submissions:
-        added = transport.request_bytes(submission.payload)
+        added = transport.request_bytes(submission.payload, records.get(submission.task_id))
         if current and size + added > budget_bytes:
             groups.append(current)
             current, size = [], 0
@@ -152,8 +168,13 @@ def machinery_failure(status: dict[str, Any]) -> bool:
     return any(sign in text for sign in MACHINERY_SIGNS)
 
 
-def report_from_status(task_id: str, status: dict[str, Any], deserialize) -> TaskReport | None:
-    """A finished task's report from its raw state; None while it is pending."""
+def report_from_status(
+    task_id: str, status: dict[str, Any], deserialize, stream_refused=None
+) -> TaskReport | None:
+    """A finished task's report from its raw state; None while it is pending.
+
+    ``stream_refused(reason)`` hears why a task did not stream its records to the shared folder, if it says so.
+    """
     state = str(status.get("status", "unknown")).lower()
     if "exception" in status and status["exception"]:
         text = str(status["exception"]).strip()
@@ -181,6 +202,8 @@ def report_from_status(task_id: str, status: dict[str, Any], deserialize) -> Tas
                 saw_delimiter=False,
                 failure=f"the task returned {type(result).__name__}, not hog-batch's task result",
             )
+        if result.get("records_stream") and stream_refused is not None:
+            stream_refused(str(result["records_stream"]))
         lines = str(result["stdout"]).splitlines()
         return TaskReport(
             task_id,
@@ -236,6 +259,10 @@ class GlobusBackend(Backend):
         self._resumed_groups: list[
             str
         ] = []  # queues of a previous submitter, consumed on the first wait
+        # Records streamed through a shared folder (``shared_records``): each streaming task's argument.
+        self._shared = SharedRecords(context.scratch_dir, self.meta)
+        self._stream_args: dict[str, dict[str, str] | None] = {}
+        self._stream_at = 0.0
 
     # --- submission -------------------------------------------------------------------
 
@@ -272,14 +299,19 @@ class GlobusBackend(Backend):
                         "or set a smaller calls_per_task for this job",
                     )
             function_id = self.function_id(job_name)
-            fixed = self.service.request_fixed_bytes(job.endpoint.config, str(uuid.uuid4()))
+            sent_config = endpoint_config(job.endpoint.config)
+            for submission in submissions:
+                self._stream_args[submission.task_id] = self._shared.follow(
+                    submission.task_id, job.endpoint.config
+                )
+            fixed = self.service.request_fixed_bytes(sent_config, str(uuid.uuid4()))
             budget = min(transport.request_budget_bytes(), self._refused_bytes) - fixed
-            pending = deque(split_requests(submissions, budget))
+            pending = deque(split_requests(submissions, budget, self._stream_args))
             while pending:
                 group = pending.popleft()
                 try:
                     task_ids = self._submit_once(
-                        job.endpoint.endpoint_id, function_id, group, job.endpoint.config
+                        job.endpoint.endpoint_id, function_id, group, sent_config
                     )
                 except RequestTooLarge as refused:
                     self.meta.set(REQUEST_META_KEY, None)
@@ -290,13 +322,13 @@ class GlobusBackend(Backend):
                     self._refused_bytes = min(self._refused_bytes, int(refused.request_bytes * 0.9))
                     budget = self._refused_bytes - fixed
                     rest = [s for g in (group, *pending) for s in g]
-                    regrouped = split_requests(rest, budget)
+                    regrouped = split_requests(rest, budget, self._stream_args)
                     if len(regrouped[0]) == len(group):  # the same request again: halve it instead
                         half = len(group) // 2
                         regrouped = [
                             group[:half],
                             group[half:],
-                            *split_requests(rest[len(group) :], budget),
+                            *split_requests(rest[len(group) :], budget, self._stream_args),
                         ]
                     pending = deque(regrouped)
                     continue
@@ -325,7 +357,7 @@ class GlobusBackend(Backend):
         pauses (``ServicePaused``), and ``resume`` adopts or resends it.
         """
         self._group_id = str(uuid.uuid4())
-        payloads = [s.payload for s in group]
+        payloads = [transport.arguments(s.payload, self._stream_args.get(s.task_id)) for s in group]
         self.meta.set(
             REQUEST_META_KEY, {"group_id": self._group_id, "tasks": [s.task_id for s in group]}
         )
@@ -415,7 +447,9 @@ class GlobusBackend(Backend):
             self._largest_result_bytes = max(
                 self._largest_result_bytes, len(status.get("result") or "")
             )
-            report = report_from_status(task_id, status, self.service.deserialize) or TaskReport(
+            report = report_from_status(
+                task_id, status, self.service.deserialize, self._shared.warn_unused
+            ) or TaskReport(
                 task_id,
                 finished=True,
                 saw_delimiter=False,
@@ -462,6 +496,9 @@ class GlobusBackend(Backend):
         if self._ready:
             ready, self._ready = self._ready, []
             return ready
+        streamed = self._read_streams()
+        if streamed:
+            return streamed
         if self._cycle is None:
             asked, wait_s = self._to_ask()
             if not asked or wait_s > timeout_s:
@@ -491,6 +528,59 @@ class GlobusBackend(Backend):
         self._next_poll = time.monotonic() + self._interval_s
         return reports
 
+    def _read_streams(self) -> list[TaskReport]:
+        """Records running tasks wrote to the shared folder since the last read (every ``READ_INTERVAL_S``)."""
+        now = time.monotonic()
+        if not self._shared.tasks or now < self._stream_at:
+            return []
+        self._stream_at = now + READ_INTERVAL_S
+        reports = []
+        for task_id in list(self._shared.tasks):
+            lines = self._shared.read_new(task_id)
+            if lines:
+                reports.append(TaskReport(task_id, lines=lines))
+        return reports
+
+    def _with_stream(self, report: TaskReport, status: dict[str, Any]) -> TaskReport:
+        """A finished streaming task: its file's last records, its result's others; failed after its runner
+        started (a lost worker), the call it was running fails and those it never started run again."""
+        task_id = report.task_id
+        if task_id not in self._shared.tasks:
+            return report
+        report.lines += self._shared.read_new(task_id)
+        report.records = self._shared.unreported(task_id, report.records)
+        if (
+            not report.failure
+            or report.lost
+            or machinery_failure(status)
+            or not self._shared.started(task_id)
+        ):
+            return report
+        _, calls = self._calls.get(task_id, (None, []))
+        done = self._shared.reported[task_id] | {r.get("call") for r in report.records}
+        missing = [call for call in calls if call not in done]
+        if not missing:
+            return report
+        kept = len(calls) - len(missing)
+        report.records = [
+            *report.records,
+            lost_call_record(
+                missing[0],
+                f"TaskFailed: {report.failure}, while this call ran (the task's {kept} finished call(s) "
+                f"are kept; the {len(missing) - 1} it had not started run again)",
+            ),
+            *(
+                {"call": call, "deferred": True, "reason": f"{report.failure}; running it again"}
+                for call in missing[1:]
+            ),
+        ]
+        return report
+
+    def _unfinished(self, task_id: str, calls: list[int]) -> list[int]:
+        """The task's calls whose records were not read from its shared file."""
+        seen = self._shared.reported.get(task_id)
+        return [call for call in calls if call not in seen] if seen else calls
+
     def status_chunk(self) -> int:
         """Task ids per status request: as many as fit ``ANSWER_BUDGET_BYTES`` at the largest result seen."""
         return max(1, min(STATUS_CHUNK, ANSWER_BUDGET_BYTES // max(self._largest_result_bytes, 1)))
@@ -509,7 +599,9 @@ class GlobusBackend(Backend):
                 self._largest_result_bytes = max(
                     self._largest_result_bytes, len(status.get("result") or "")
                 )
-                report = report_from_status(task_id, status, self.service.deserialize)
+                report = report_from_status(
+                    task_id, status, self.service.deserialize, self._shared.warn_unused
+                )
                 if report is None:
                     continue
                 del self._followed[service_id]
@@ -518,6 +610,7 @@ class GlobusBackend(Backend):
 
     def _settle(self, report: TaskReport, status: dict[str, Any]) -> TaskReport:
         """A lost task's calls run again once; a machinery failure's up to ``MACHINERY_RERUNS`` times."""
+        report = self._with_stream(report, status)
         if report.lost:
             return self._rerun_lost_once(report)
         if machinery_failure(status):
@@ -529,6 +622,7 @@ class GlobusBackend(Backend):
         job, calls = self._calls.get(report.task_id, (None, []))
         if job is None:
             return report
+        calls = self._unfinished(report.task_id, calls)
         counts = self.meta.get(MACHINERY_META_KEY, {})
         done = counts.setdefault(job, {})
         again = [call for call in calls if done.get(str(call), 0) < MACHINERY_RERUNS]
@@ -544,6 +638,7 @@ class GlobusBackend(Backend):
         return TaskReport(
             report.task_id,
             records=[{"call": c, "deferred": True, "reason": reason} for c in again],
+            lines=report.lines,
             finished=True,
             saw_delimiter=True,
             failure=report.failure,
@@ -554,6 +649,7 @@ class GlobusBackend(Backend):
         job, calls = self._calls.get(report.task_id, (None, []))
         if job is None:
             return report
+        calls = self._unfinished(report.task_id, calls)
         lost_before = self.meta.get(LOST_META_KEY, {})
         seen = set(lost_before.get(job, []))
         again = [call for call in calls if call not in seen]
@@ -565,6 +661,7 @@ class GlobusBackend(Backend):
         return TaskReport(
             report.task_id,
             records=[{"call": c, "deferred": True, "reason": reason} for c in again],
+            lines=report.lines,
             finished=True,
             saw_delimiter=True,
             failure=report.failure,
@@ -596,11 +693,27 @@ class GlobusBackend(Backend):
         self._verify |= set(
             self._followed
         )  # asked once: what finished while nobody listened may not be in a queue
+        if not self._closing and self.meta.get(
+            RUN_KEY_META
+        ):  # the run streams records: read them again
+            self._follow_streams_again(tasks)
         groups = self.meta.get(QUEUES_META_KEY, []) if push_wanted() and not self._closing else []
         if groups:  # their queues are consumed from the first wait on (``_receive``); a ``status`` asks once
             self._resumed_groups = list(groups)
             self._pushed |= set(self._followed)
         return reports
+
+    def _follow_streams_again(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> None:
+        """Reattached tasks' shared files, read from their start (the ledger keeps a record once)."""
+        followed = set(self._followed.values())
+        for task_id, job, _, _ in tasks:
+            if task_id not in followed or job not in self.context.jobs:
+                continue
+            try:
+                self._shared.follow(task_id, self.context.job(job).endpoint.config)
+            except BackendError:  # the folder is gone or not ours now: results come at task end
+                continue
+        self._stream_at = 0.0
 
     def _adopt_unanswered_request(self, unanswered: set[str]) -> dict[str, str]:
         """The previous submitter died waiting for a request's answer: the tasks its task group holds, by our task id."""
@@ -615,6 +728,8 @@ class GlobusBackend(Backend):
     def forget(self, task_id: str) -> None:
         """The ledger holds the task's reports: drop its calls, and acknowledge its pushed result."""
         self._calls.pop(task_id, None)
+        self._stream_args.pop(task_id, None)
+        self._shared.forget(task_id)
         tag = self._acks.pop(task_id, None)
         if tag is not None and self._queue:
             self._queue.done(tag)
@@ -622,6 +737,7 @@ class GlobusBackend(Backend):
     def close(self) -> None:
         """The submitter stops: no more requests (a SIGTERM ends it at once; ``resume`` asks what it did not)."""
         self._closing = True
+        self._shared.close()
         if self._queue:
             self._queue.close()
 

@@ -28,6 +28,7 @@ from ..errors import BackendError, HogError, ManifestError, ManifestErrors
 from ..manifest.spec import JobSpec, RunSpec
 from ..manifest.yaml_source import SourceMap, load_yaml_text
 from .service import CONFIG_DEFAULTS, EndpointUnreadable, ServiceUnreachable
+from .shared_records import endpoint_config
 
 JSON_TYPES = {
     "string": "a string",
@@ -95,7 +96,10 @@ def config_problems(
     warnings: list[str] | None = None,
 ) -> list[HogError]:
     """Errors the endpoint would raise for this job's config; keys it may ignore go to ``warnings``."""
-    config = {**CONFIG_DEFAULTS, **job.endpoint.config}
+    config = {
+        **CONFIG_DEFAULTS,
+        **endpoint_config(job.endpoint.config),
+    }  # what the endpoint receives
     listed = schema.get("properties") or {}
     found: list[HogError] = []
     try:
@@ -116,7 +120,7 @@ def config_problems(
         ]
     strict = schema.get("additionalProperties") is False
     if listed and not strict and warnings is not None:
-        for key in sorted(set(job.endpoint.config) - set(listed)):
+        for key in sorted(set(endpoint_config(job.endpoint.config)) - set(listed)):
             close = difflib.get_close_matches(key, list(listed), n=1)
             warnings.append(
                 f"endpoint {job.endpoint.reference!r} does not list the config key {key!r}"

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import BackendContext, BackendKind, Limits, parse_walltime_s
+from ..backends.base import BackendContext, BackendKind, ConfigLocator, Limits, parse_walltime_s
 from . import transport
 
 if TYPE_CHECKING:
-    from ..manifest.spec import RunSpec
+    from ..errors import HogError
+    from ..manifest.spec import JobSpec, RunSpec
     from .backend import GlobusBackend
 
 DEFAULT_MAX_PARALLEL = 64  # tasks in flight on an endpoint
@@ -64,6 +65,22 @@ class GlobusKind(BackendKind):
             target_task_s=TARGET_TASK_S,
         )
 
+    def config_problems(self, job: JobSpec, locate: ConfigLocator) -> list[HogError]:
+        """``shared_records_dir`` (hog-batch's own key, never sent to the endpoint) is a folder's path."""
+        from .shared_records import CONFIG_KEY
+
+        value = job.endpoint.config.get(CONFIG_KEY)
+        if value is None or (isinstance(value, str) and value.strip()):
+            return []
+        return [
+            locate(
+                CONFIG_KEY,
+                f"{CONFIG_KEY} must be a folder's path, got {value!r}",
+                "name a folder on a filesystem this machine and the endpoint's workers share, "
+                "e.g. shared_records_dir: /scratch/$USER/hog-batch",
+            )
+        ]
+
     def limits_report(self, limits: Limits, largest_payload_bytes: int) -> dict[str, Any]:
         return {
             "request_bytes": transport.REQUEST_LIMIT_BYTES,
@@ -76,7 +93,12 @@ class GlobusKind(BackendKind):
     def check(self, spec: RunSpec) -> None:
         from .config_check import check_endpoint_configs
         from .service import ComputeService
+        from .shared_records import check_named_dir, named_dir
 
+        for job in spec.jobs:  # a shared folder we cannot trust stops the run before it exists
+            base = named_dir(job.endpoint.config)
+            if base is not None:
+                check_named_dir(base)
         check_endpoint_configs(spec, ComputeService())
 
     def open(self, context: BackendContext) -> GlobusBackend:

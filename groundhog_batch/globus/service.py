@@ -305,12 +305,14 @@ class ComputeService:
         self,
         endpoint_id: str,
         function_id: str,
-        payloads: list[str],
+        payloads: list[str | tuple],
         config: dict[str, Any],
         group_id: str,
         create_queue: bool = False,
     ) -> list[str]:
         """One batch request into task group ``group_id``: one task id per payload, in order.
+
+        Each of ``payloads`` is a task's payload, or all its arguments as a tuple.
 
         ``create_queue``: the service pushes the group's results to a queue
         (``result_queue_credentials``). Raises ``SubmitUncertain`` when the
@@ -322,7 +324,7 @@ class ComputeService:
             create_websocket_queue=create_queue,
         )
         for payload in payloads:
-            batch.add(function_id, args=(payload,))
+            batch.add(function_id, args=payload if isinstance(payload, tuple) else (payload,))
         body = batch.prepare()
 
         def send():

@@ -46,10 +46,15 @@ TAIL = {tail}
 STDERR_TAIL_BYTES = {stderr_tail}
 
 
-def {name}(payload):
-    """Run one hog-batch task: its script (HEAD + payload + TAIL) with bash, in a private directory."""
+def {name}(payload, records=None):
+    """Run one hog-batch task: its script (HEAD + payload + TAIL) with bash, in a private directory.
+
+    ``records``: {{"file", "secret"}} to stream each call's record to a folder the submitter sees too, when that
+    folder is a private directory of this user here; else the result says why not (``records_stream``).
+    """
     import os
     import shutil
+    import stat
     import subprocess
     import sys
     import tempfile
@@ -59,20 +64,48 @@ def {name}(payload):
         work = tempfile.mkdtemp(prefix=".hog-batch-task-", dir=parent)
     except OSError:
         work = tempfile.mkdtemp(prefix="hog-batch-task-")
+    env = dict(os.environ, HOG_BATCH_ENDPOINT_PYTHON=sys.executable)  # a Python to install uv with
+    env.pop("HOG_BATCH_RECORDS_FILE", None)
+    env.pop("HOG_BATCH_RECORDS_SECRET_FD", None)
+    refused, fds = "", ()
+    if records:
+        folder = os.path.dirname(records["file"])
+        try:
+            info = os.lstat(folder)
+        except OSError as exc:
+            refused = "%s cannot be seen from the worker (%s)" % (folder, exc.strerror)
+        else:
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+                refused = "%s is not a private directory of uid %d on the worker" % (folder, os.getuid())
+        if not refused:
+            import fcntl
+
+            read_end, write_end = os.pipe()
+            os.write(write_end, records["secret"].encode() + b"\\n")
+            os.close(write_end)
+            secret_fd = fcntl.fcntl(read_end, fcntl.F_DUPFD_CLOEXEC, 10)
+            os.close(read_end)
+            fds = (secret_fd,)
+            env["HOG_BATCH_RECORDS_FILE"] = records["file"]
+            env["HOG_BATCH_RECORDS_SECRET_FD"] = str(secret_fd)
     try:
         script = os.path.join(work, "task.sh")
         with open(script, "wb") as handle:
             handle.write((HEAD + payload + TAIL).encode("utf-8"))
         with open(os.path.join(work, "stderr"), "w+b") as stderr:
-            env = dict(os.environ, HOG_BATCH_ENDPOINT_PYTHON=sys.executable)  # a Python to install uv with
             done = subprocess.run(["bash", script], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                                  env=env)
+                                  env=env, pass_fds=fds)
             size = stderr.seek(0, 2)
             stderr.seek(max(0, size - STDERR_TAIL_BYTES))
             tail = stderr.read()
-        return {{"returncode": done.returncode, "stdout": done.stdout.decode("utf-8", "replace"),
-                "stderr": tail.decode("utf-8", "replace")}}
+        result = {{"returncode": done.returncode, "stdout": done.stdout.decode("utf-8", "replace"),
+                  "stderr": tail.decode("utf-8", "replace")}}
+        if records:
+            result["records_stream"] = refused
+        return result
     finally:
+        for fd in fds:
+            os.close(fd)
         shutil.rmtree(work, ignore_errors=True)
 '''
 
@@ -87,15 +120,24 @@ def function_source(rendered_with_sentinel: str) -> str:
     )
 
 
-def packed_arguments(payload: str) -> str:
-    """The task's arguments as the SDK sends them: ``JSONData`` of ``(payload,)`` and of ``{}``, packed."""
-    buffers = ["11\n" + json.dumps([payload]), "11\n" + json.dumps({})]
+def arguments(payload: str, records: dict[str, str] | None = None) -> tuple:
+    """The task function's positional arguments: its payload, and where to stream its records (when it does)."""
+    return (payload, records) if records else (payload,)
+
+
+def packed_arguments(payload: str, records: dict[str, str] | None = None) -> str:
+    """The task's arguments as the SDK sends them: ``JSONData`` of its positional arguments and of ``{}``, packed."""
+    buffers = ["11\n" + json.dumps(list(arguments(payload, records))), "11\n" + json.dumps({})]
     return "".join(f"{len(buffer)}\n{buffer}" for buffer in buffers)
 
 
-def request_bytes(payload: str) -> int:
-    """What one task adds to a submission's JSON body (its packed arguments, quoted, and the separator)."""
-    return len(json.dumps(packed_arguments(payload)).encode()) + 2
+def request_bytes(payload: str, records: dict[str, str] | None = None) -> int:
+    """What one task adds to a submission's JSON body (its packed arguments, quoted, and the separator).
+
+    A records argument (a path and a secret) is small next to ``REQUEST_FIXED_RESERVE_BYTES``, which
+    ``payload_limit_bytes`` keeps free: a task of the largest payload still fits with one.
+    """
+    return len(json.dumps(packed_arguments(payload, records)).encode()) + 2
 
 
 def request_bytes_for_size(payload_bytes: int) -> int:
@@ -138,6 +180,7 @@ def stdout_limit_bytes() -> int:
 
 __all__ = [
     "FUNCTION_NAME",
+    "arguments",
     "function_source",
     "packed_arguments",
     "payload_limit_bytes",
