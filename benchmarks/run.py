@@ -6,6 +6,9 @@
 
 ``HOG_BENCH_GROUNDHOG_CALLS`` (default 2000) sets how many calls Groundhog runs;
 Groundhog starts one uv process per call, so 2,000 take about 12 minutes here.
+``HOG_BATCH_BENCH_ONE_CALL_N`` (default 2000) sizes the remote row of one call per task, run with
+``HOG_BATCH_BENCH_ONE_CALL_SLOTS`` (default 8) loopback slots; ``HOG_BATCH_BENCH_ONE_CALL_ONLY=1``
+runs only that row of ``remote``.
 
 Each benchmark runs the real CLI in a subprocess and reports wall time and the
 peak resident memory of that subprocess. Nothing here asserts: it prints a
@@ -627,6 +630,9 @@ REMOTE_HEADER = (
 )
 
 
+REMOTE_ONE_CALL_SLOTS = int(os.environ.get("HOG_BATCH_BENCH_ONE_CALL_SLOTS", "8"))
+
+
 def bench_remote(base: Path, quick: bool = False) -> list[tuple]:
     """Trivial calls on the loopback Globus Compute service with results pushed through a real RabbitMQ broker.
 
@@ -639,11 +645,14 @@ def bench_remote(base: Path, quick: bool = False) -> list[tuple]:
 
     from groundhog_batch.backends.local import find_uv
 
+    one_call = (int(os.environ.get("HOG_BATCH_BENCH_ONE_CALL_N", "2000")), 1)
     scales = (
-        [(1_000, "auto"), (10_000, "auto"), (2_000, 1)]
+        [(1_000, "auto"), (10_000, "auto"), one_call]
         if quick
-        else [(1_000, "auto"), (10_000, "auto"), (100_000, "auto"), (2_000, 1)]
+        else [(1_000, "auto"), (10_000, "auto"), (100_000, "auto"), one_call]
     )
+    if os.environ.get("HOG_BATCH_BENCH_ONE_CALL_ONLY"):  # just the row of one call per task
+        scales = [one_call]
     os.environ["HOG_BATCH_UV"] = find_uv()
     broker = None
     if rabbitmq_server.available() is None:
@@ -661,20 +670,39 @@ def bench_remote(base: Path, quick: bool = False) -> list[tuple]:
         )
         for n, per_task in scales:
             service.reset()
+            one_call = per_task == 1
+            if one_call:
+                # One task per call: 2,000 tasks. The loopback's own cost per task (a fresh worker process
+                # importing globus-compute-endpoint, ~0.8 s CPU) on its 2 slots made this row take an hour; here
+                # each task's function (bash running the task script) runs in one of REMOTE_ONE_CALL_SLOTS
+                # service threads instead, so the row measures the submitter, not the loopback's workers.
+                service.set_workers(REMOTE_ONE_CALL_SLOTS)
+                service.inline = True
+                os.environ["GC_TASK_SANDBOX_DIR"] = str(
+                    base
+                )  # where those threads' task folders go
             folder = project(
                 base / f"remote-{n}-{per_task}",
                 f"endpoint: {endpoint}\ncalls_per_task: {per_task}\n"
                 f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n",
             )
             started, wall_s, peak_mib, cpu_s, done = cli_usage(
-                folder, "submit", "sweep.yaml", "--run-dir", "run"
+                folder,
+                "submit",
+                "sweep.yaml",
+                "--run-dir",
+                "run",
             )
+            if one_call:
+                service.set_workers(2)
+                os.environ.pop("GC_TASK_SANDBOX_DIR", None)
             assert done.returncode == 0, done.stderr
             first_s, last_s = result_times(folder / "run", started)
             counts = {k: v for k, v in sorted(service.requests.items()) if k != "token"}
             rows.append(
                 (
-                    f"{n:,} ({per_task})",
+                    f"{n:,} ({per_task})"
+                    + (f", {REMOTE_ONE_CALL_SLOTS} inline slots" if one_call else ""),
                     f"{wall_s:.1f} s",
                     ", ".join(f"{k} {v}" for k, v in counts.items()),
                     str(service.peak_requests(10.0)),

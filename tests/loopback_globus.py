@@ -357,6 +357,11 @@ class LoopbackGlobus:
             self.after_submit = None
             self._recent.clear()
 
+    def set_workers(self, workers: int) -> None:
+        """Run up to ``workers`` tasks at once from now on (tasks already started finish in the old pool)."""
+        old, self.pool = self.pool, ThreadPoolExecutor(max_workers=workers)
+        old.shutdown(wait=False)
+
     def fail_next(self, kind: str, *statuses: int) -> None:
         """Answer the next requests of ``kind`` (submit, status, task, group, function, endpoint, token) with errors."""
         with self.lock:
