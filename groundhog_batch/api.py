@@ -666,9 +666,9 @@ def execute(
         raise
 
 
-def environment_builds(plan: Plan, run: Run) -> list[tuple[str, str, str]]:
-    """(job, what its environment installs, a task script with no calls) for each environment a job with
-    calls to run needs, once per environment."""
+def environment_builds(plan: Plan, run: Run) -> list[tuple[str, str, str, str]]:
+    """(job, what its environment installs, a task script with no calls, the environment's id) for each
+    environment a job with calls to run needs, once per environment."""
     from .plan import Task
 
     pending = {
@@ -681,7 +681,7 @@ def environment_builds(plan: Plan, run: Run) -> list[tuple[str, str, str]]:
             continue
         seen.add(job.environment.env_id)
         what = ", ".join(job.environment.dependencies) or "Python only, no dependencies"
-        builds.append((job.name, what, plan.render(Task(job, []))))
+        builds.append((job.name, what, plan.render(Task(job, [])), job.environment.env_id))
     return builds
 
 

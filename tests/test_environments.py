@@ -237,3 +237,28 @@ def test_a_builder_killed_mid_build_leaves_no_environment_and_the_next_task_buil
     assert sorted(p.name for p in envs.iterdir()) == [
         env_id
     ]  # the dead builder's lock and temp dir are gone
+
+
+def test_an_environment_the_cache_holds_complete_is_not_looked_at_by_a_task_of_its_own(tmp_path):
+    """Before the tasks start, the submitter gets each environment ready with a task that runs no call. One the
+    cache holds complete, in private folders, needs none (bash and Python started for nothing cost 0.15 s
+    of every submit); one missing, or in a folder others can write, still gets it, and its task decides."""
+    from groundhog_batch.backends.local import LocalBackend
+
+    cache = tmp_path / "cache"
+    env_dir = cache / "hog-batch" / "envs" / "e1"
+    env_dir.mkdir(parents=True, mode=0o700)
+    for folder in (cache / "hog-batch", cache / "hog-batch" / "envs"):
+        folder.chmod(0o700)
+    (env_dir / ".hog-complete").touch()
+    looked = tmp_path / "looked"
+    backend = LocalBackend(tmp_path / "scratch", tmp_path, {"HOG_BATCH_CACHE_DIR": str(cache)})
+
+    def build(env_id):
+        return ("job", "nothing", f"echo {env_id} >> '{looked}'\n", env_id)
+
+    backend.build_environments([build("e1"), build("e2")], quiet_s=60)
+    assert looked.read_text().split() == ["e2"]  # e1 is complete: no task looked at it
+    (cache / "hog-batch" / "envs").chmod(0o777)
+    backend.build_environments([build("e1")], quiet_s=60)
+    assert looked.read_text().split() == ["e2", "e1"]  # others may write there: its task decides

@@ -8,8 +8,10 @@ record reaches the ledger as soon as the call finishes.
 from __future__ import annotations
 
 import os
+import pwd
 import queue
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -64,6 +66,25 @@ def env_quiet_s() -> float:
         return max(float(os.environ.get("HOG_BATCH_ENV_QUIET_S", "1.0")), 0.0)
     except ValueError:
         return 1.0
+
+
+def environment_ready(env_id: str, env: Mapping[str, str]) -> bool:
+    """Whether a task started with ``env`` will find the environment ``env_id`` built and its folders private,
+    looked up as the task script does (``render/task.sh``); False when in doubt: the task script decides."""
+    root = env.get("HOG_BATCH_CACHE_DIR") or os.path.join(
+        env.get("GROUNDHOG_CACHE_DIR") or env.get("SCRATCH") or env.get("TMPDIR") or "/tmp",
+        env.get("USER") or pwd.getpwuid(os.getuid()).pw_name,
+    )
+    base = os.path.join(root, "hog-batch")
+    uid = os.getuid()
+    try:
+        for folder in (base, os.path.join(base, "envs"), os.path.join(base, "envs", env_id)):
+            info = os.lstat(folder)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o022:
+                return False
+        return stat.S_ISREG(os.lstat(os.path.join(base, "envs", env_id, ".hog-complete")).st_mode)
+    except (OSError, KeyError):
+        return False
 
 
 def _read_lines(n: int, process: subprocess.Popen, lines: queue.Queue) -> None:
@@ -193,19 +214,23 @@ class LocalBackend(Backend):
         )
 
     def build_environments(
-        self, builds: list[tuple[str, str, str]], say=None, quiet_s: float | None = None
+        self, builds: list[tuple[str, str, str, str]], say=None, quiet_s: float | None = None
     ) -> None:
         """Get the jobs' environments ready before their tasks start, all at once: (job, what it installs,
-        a task script with no calls). A build still going after ``quiet_s`` is said (``say``), with what it
-        prints (uv, the environment lock), and when it is ready; otherwise the tasks would wait on its lock
-        while the progress bar sits at 0. A failed build is left to the tasks, which report it per call."""
+        a task script with no calls, the environment's id). A build still going after ``quiet_s`` is said
+        (``say``), with what it prints (uv, the environment lock), and when it is ready; otherwise the tasks
+        would wait on its lock while the progress bar sits at 0. A failed build is left to the tasks, which
+        report it per call. An environment the cache holds complete, in private folders, is not looked at
+        again by a task of its own (starting bash and Python for nothing took 0.15 s of every submit): the
+        tasks check it as they start."""
+        builds = [build for build in builds if not environment_ready(build[3], self.env)]
         quiet_s = env_quiet_s() if quiet_s is None else quiet_s
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
         lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
         started = time.monotonic()
         running = []
         try:
-            for n, (job, what, script) in enumerate(builds):
+            for n, (job, what, script, _) in enumerate(builds):
                 path = self.scratch_dir / f"environment-{n}.sh"
                 path.write_text(script)
                 process = subprocess.Popen(
