@@ -126,6 +126,12 @@ def _paths(value, prefix=()):
             yield from _paths(item, (*prefix, index))
 
 
+def replacement(draw):
+    """A value to put into a manifest: a copy, since ``sampled_from`` hands out the same list or dict each time,
+    and a later mutation would otherwise put that object inside itself (a cycle, a RecursionError)."""
+    return copy.deepcopy(draw(REPLACEMENTS))
+
+
 @st.composite
 def mutated_manifests(draw):
     manifest = copy.deepcopy(draw(st.sampled_from(shipped_manifests())))
@@ -140,7 +146,7 @@ def mutated_manifests(draw):
         action = draw(st.sampled_from(["replace", "delete", "add_key", "rename"]))
         last = path[-1]
         if action == "replace":
-            parent[last] = draw(REPLACEMENTS)
+            parent[last] = replacement(draw)
         elif action == "delete":
             del parent[last]
         elif action == "add_key" and isinstance(parent, dict):
@@ -148,7 +154,7 @@ def mutated_manifests(draw):
                 draw(
                     st.sampled_from(["extra", "partition", "rows", "size", "pass", "endpoint", "x"])
                 )
-            ] = draw(REPLACEMENTS)
+            ] = replacement(draw)
         elif action == "rename" and isinstance(parent, dict):
             parent[str(last) + draw(st.sampled_from(["s", "_", "X"]))] = parent.pop(last)
     return manifest
