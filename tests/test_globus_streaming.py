@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-from test_globus_backend import HEAD, results, side_effects, wait_for
+from test_globus_backend import HEAD, STRICT_SCHEMA, results, side_effects, wait_for
 
 from groundhog_batch.api import open_run
 
@@ -31,8 +31,8 @@ GATED = HEAD + (
 )
 
 
-def gated_project(project, globus, shared):
-    endpoint = globus.add_endpoint()
+def gated_project(project, globus, shared, schema=None):
+    endpoint = globus.add_endpoint(schema=schema)
     log, gate = project.root / "side-effects.txt", project.root / "gate"
     project.write("work.py", GATED.format(log=str(log), gate=str(gate)))
     project.manifest(
@@ -63,7 +63,8 @@ def succeeded(project) -> int:
 
 def test_finished_calls_reach_the_ledger_while_their_task_still_runs(project, globus, tmp_path):
     shared = tmp_path / "shared"
-    log, gate = gated_project(project, globus, shared)
+    # An endpoint that refuses keys it does not list: shared_records_dir is hog-batch's, never sent to it.
+    log, gate = gated_project(project, globus, shared, schema=STRICT_SCHEMA)
     submitter = start(project)
     wait_for(lambda: succeeded(project) == 2, timeout_s=120)
     assert globus.running_workers() == 1  # the task is still running: call 2 waits at the gate
@@ -124,3 +125,27 @@ def test_a_submitter_killed_mid_task_resumes_and_every_call_runs_once(project, g
     assert done.returncode == 0, done.stderr
     assert list(results(project)["status"]) == ["succeeded"] * 5
     assert side_effects(log) == list(range(5)) and globus.requests["submit"] == 1
+
+
+def test_a_worker_that_finds_the_run_folder_open_to_others_streams_nothing_and_the_run_says_so(
+    project, globus, tmp_path
+):
+    from test_globus_backend import all_ids_committed
+
+    shared = tmp_path / "shared"
+    log, gate = gated_project(project, globus, shared)
+    gate.touch()
+    globus.hold_tasks = True
+    submitter = start(project)
+    wait_for(lambda: all_ids_committed(project), timeout_s=120)
+    (run_folder,) = shared.iterdir()
+    run_folder.chmod(0o755)  # someone opened it up: the worker must not write records there
+    globus.release()
+    _, stderr = submitter.communicate(timeout=120)
+    assert submitter.returncode == 0, stderr
+    assert "could not stream its records through shared_records_dir" in stderr
+    assert "is not a private directory" in stderr
+    assert (
+        list(results(project)["status"]) == ["succeeded"] * 5
+    )  # from the task's result, as without it
+    assert side_effects(log) == list(range(5)) and not run_folder.exists()
