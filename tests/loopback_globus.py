@@ -84,6 +84,7 @@ IGNORED_COMMAND = (
 )
 # core_endpoint.py counts its start-up steps in ``exit_code``; rendering the template is its 8th step.
 RENDER_STEP_EXIT_CODE = 8
+CLIENT_ID = "8a4bd1cf-0000-4000-8000-00000000c11e"  # the client credentials' identity (GLOBUS_COMPUTE_CLIENT_ID)
 
 
 def shipped(name: str) -> str:
@@ -230,6 +231,10 @@ class LoopbackGlobus:
         self._killed: set[str] = set()
         self.after_submit = None
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="hog-loopback-"))
+        self.client_id = CLIENT_ID
+        self._endpoint_broker = (
+            None  # the AMQP side of daemon endpoints (tests/loopback_endpoints.py)
+        )
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.port = self.server.server_address[1]
@@ -247,6 +252,8 @@ class LoopbackGlobus:
         self.server.server_close()
         self.kill_workers()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self._endpoint_broker is not None:
+            self._endpoint_broker.stop()
         with self._amqp_lock:
             if self._amqp_channel is not None:
                 try:
@@ -299,7 +306,7 @@ class LoopbackGlobus:
             "GLOBUS_SDK_ENVIRONMENT": "local",
             "GLOBUS_SDK_SERVICE_URL_COMPUTE": f"http://127.0.0.1:{self.port}",
             "GLOBUS_SDK_SERVICE_URL_AUTH": f"http://127.0.0.1:{self.port}/",
-            "GLOBUS_COMPUTE_CLIENT_ID": "8a4bd1cf-0000-4000-8000-00000000c11e",
+            "GLOBUS_COMPUTE_CLIENT_ID": self.client_id,
             "GLOBUS_COMPUTE_CLIENT_SECRET": "loopback-secret",
         }
 
@@ -315,23 +322,59 @@ class LoopbackGlobus:
         ``worker_env`` changes the workers' environment (None removes a variable).
         """
         endpoint_id = str(uuid.uuid4())
+        record = self.new_endpoint_record(endpoint_id, template)
+        record.update(
+            user_config_schema=SHIPPED_SCHEMA if schema is None else schema,
+            metadata_status=metadata_status,
+            worker_env=worker_env or {},
+        )
+        return endpoint_id
+
+    def new_endpoint_record(self, endpoint_id: str, template: str | None = None) -> dict:
+        """An endpoint's record as the service keeps it (loopback workers run its tasks unless ``daemon``)."""
         directory = self.root / endpoint_id
-        (directory / "tasks_working_dir").mkdir(parents=True)
+        (directory / "tasks_working_dir").mkdir(parents=True, exist_ok=True)
         template_path = directory / "user_config_template.yaml.j2"
         template_path.write_text(template if template is not None else SHIPPED_TEMPLATE)
-        self.endpoints[endpoint_id] = {
+        record = self.endpoints[endpoint_id] = {
             "uuid": endpoint_id,
             "name": f"loopback-{endpoint_id[:8]}",
             "status": "online",
-            "user_config_schema": SHIPPED_SCHEMA if schema is None else schema,
+            "user_config_schema": SHIPPED_SCHEMA,
             "template": template_path.read_text(),
             "template_path": template_path,
             "run_worker_init": template is not None,
-            "metadata_status": metadata_status,
-            "worker_env": worker_env or {},
+            "metadata_status": 200,
+            "worker_env": {},
             "tasks_dir": directory / "tasks_working_dir",
+            "daemon": False,  # True once a real globus-compute-endpoint registered it
         }
-        return endpoint_id
+        return record
+
+    def endpoint_broker(self):
+        """The AMQP side of daemon endpoints, set up on the first registration (needs ``amqp_url``)."""
+        from loopback_endpoints import EndpointBroker
+
+        with self.lock:
+            if self._endpoint_broker is None:
+                if not self.amqp_url:
+                    raise RuntimeError("a daemon endpoint needs a loopback service with amqp_url")
+                self._endpoint_broker = EndpointBroker(self, self.amqp_url)
+            return self._endpoint_broker
+
+    def endpoint_result(
+        self, task_id: str, result: str | None, exception: str | None, packed: bytes
+    ) -> None:
+        """A Result a daemon endpoint published; one for a task already finished (or unknown) is dropped."""
+        with self.lock:
+            task = self.tasks.get(task_id)
+            if task is None or task["status"] in ("success", "failed"):
+                return
+        self._finish(task_id, result, exception, packed)
+
+    def endpoint_failure(self, task_id: str, message: str) -> None:
+        """The endpoint's failure notice fails the task with its message, as the service does."""
+        self.endpoint_result(task_id, None, message, failed_result(task_id, message))
 
     def task_dir(self, endpoint_id: str) -> pathlib.Path:
         """The endpoint's task working directory (the workers' current directory)."""
@@ -444,6 +487,11 @@ class LoopbackGlobus:
         if machinery is not None:  # the endpoint's machinery fails the task before it runs
             self._finish(task_id, None, machinery, failed_result(task_id, machinery))
             return
+        if task["uep"] is not None:  # a real endpoint daemon runs it
+            self.endpoint_broker().dispatch(
+                task_id, task, self.functions[task["function_id"]] + task["args"]
+            )
+            return
         if task["user_endpoint"].failure:
             self._finish(
                 task_id,
@@ -548,15 +596,25 @@ class LoopbackGlobus:
 
     def _answer(self, kind: str, method: str, path: str, body: dict) -> tuple[int, dict]:
         if kind == "token":
+            return 200, self._token(body.get("scope", ""))
+        if (
+            kind == "userinfo"
+        ):  # Auth's view of the client identity (the endpoint trusts commands from its set)
             return 200, {
-                "access_token": uuid.uuid4().hex,
-                "expires_in": 172800,
-                "token_type": "Bearer",
-                "resource_server": "funcx_service",
-                "scope": body.get("scope", ""),
-                "refresh_token": None,
-                "other_tokens": [],
+                "sub": self.client_id,
+                "preferred_username": f"{self.client_id}@clients.auth.globus.org",
+                "identity_set": [
+                    {
+                        "sub": self.client_id,
+                        "username": f"{self.client_id}@clients.auth.globus.org",
+                    }
+                ],
             }
+        if (
+            kind == "register"
+        ):  # globus-compute-endpoint start: POST the first time, then PUT with its id
+            match = re.fullmatch(r"/v3/endpoints/([0-9a-f-]+)", path)
+            return self.endpoint_broker().register(match.group(1) if match else None, body)
         if path == "/v2/get_amqp_result_connection_url":
             if not self.amqp_url:
                 return 404, {
@@ -613,6 +671,32 @@ class LoopbackGlobus:
             "reason": f"the loopback service does not serve {method} {path}",
         }
 
+    @staticmethod
+    def _token(scope: str) -> dict:
+        """Client-credential tokens: one for Compute, one for Auth when its scopes are asked (as Auth answers)."""
+
+        def is_auth(name: str) -> bool:
+            return name in ("openid", "profile", "email") or name.startswith(
+                "urn:globus:auth:scope:auth.globus.org:"
+            )
+
+        compute = [name for name in scope.split() if not is_auth(name)]
+        auth = [name for name in scope.split() if is_auth(name)]
+
+        def token(resource_server: str, scopes: list[str]) -> dict:
+            return {
+                "access_token": uuid.uuid4().hex,
+                "expires_in": 172800,
+                "token_type": "Bearer",
+                "resource_server": resource_server,
+                "scope": " ".join(scopes),
+                "refresh_token": None,
+            }
+
+        tokens = [token("funcx_service", compute)] if compute or not auth else []
+        tokens += [token("auth.globus.org", auth)] if auth else []
+        return {**tokens[0], "other_tokens": tokens[1:]}
+
     def _register(self, body: dict) -> tuple[int, dict]:
         from globus_compute_sdk.serialize import ComputeSerializer
         from globus_compute_sdk.serialize.concretes import PureSourceTextInspect
@@ -654,9 +738,15 @@ class LoopbackGlobus:
         for function_id in body["tasks"]:
             if function_id not in self.functions:
                 return 404, {"code": "FUNCTION_NOT_FOUND", "reason": f"no function {function_id}"}
-        user_endpoint = UserEndpoint(
-            endpoint, body.get("user_endpoint_config") or {}, body.get("user_runtime") or {}
+        user_opts, user_runtime = (
+            body.get("user_endpoint_config") or {},
+            body.get("user_runtime") or {},
         )
+        if endpoint["daemon"]:  # the real endpoint renders its template itself
+            user_endpoint = None
+            uep = self.endpoint_broker().user_endpoint(endpoint_id, user_opts, user_runtime)
+        else:
+            user_endpoint, uep = UserEndpoint(endpoint, user_opts, user_runtime), None
         group = body.get("task_group_id") or str(uuid.uuid4())
         self.groups.setdefault(group, [])
         queue = self._declare_queue(group) if body.get("create_queue") and self.amqp_url else None
@@ -672,6 +762,9 @@ class LoopbackGlobus:
                     "endpoint": endpoint_id,
                     "group": group,
                     "user_endpoint": user_endpoint,
+                    "uep": uep,
+                    "resource_specification": body.get("resource_specification"),
+                    "result_serializers": body.get("result_serializers"),
                     "queue": queue,
                 }
                 self.groups[group].append(task_id)
@@ -693,6 +786,12 @@ class LoopbackGlobus:
     def kind_of(method: str, path: str) -> str:
         if path.endswith("/oauth2/token"):
             return "token"
+        if path.endswith("/oauth2/userinfo"):
+            return "userinfo"
+        if (method == "POST" and path == "/v3/endpoints") or (
+            method == "PUT" and re.fullmatch(r"/v3/endpoints/[0-9a-f-]+", path)
+        ):
+            return "register"
         if path.endswith("/submit"):
             return "submit"
         if path == "/v2/batch_status":

@@ -1,0 +1,166 @@
+"""Sweeps through the real ``globus-compute-endpoint`` daemon: registered, fed and answered over a real RabbitMQ.
+
+The daemon (tests/endpoint_daemon.py) is the unmodified endpoint package:
+``globus-compute-endpoint start`` registers with the loopback service
+(tests/loopback_globus.py, its AMQP side in tests/loopback_endpoints.py),
+consumes start commands, forks a user endpoint from its template, which
+consumes Task messages and publishes Result messages and heartbeats. The
+service pushes results to the run's result queue as for every task. The
+daemon, the broker, the service and the hog-batch CLI share a private
+network namespace (tests/netns.py): the daemon's Compute client only knows
+``http://localhost:5000``.
+
+One namespace, broker, service and daemon serve the whole module; each test
+has its own endpoint config (``config: {tag: ...}``), hence its own user
+endpoint and task queue.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import endpoint_daemon
+import netns
+import pytest
+import rabbitmq_server
+from loopback_globus import LoopbackGlobus
+from test_globus_backend import results, side_effects
+
+WAIT_S = 240.0  # the longest any step may take on a loaded machine
+SCRIPT = (
+    '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
+    "import os, time\n"
+    "GATE, LOG, STARTED = {gate!r}, {log!r}, {started!r}\n"
+    "def f(x):\n"
+    "    with open(STARTED, 'a') as started:\n"
+    "        started.write(f'{{x}}\\n')\n"
+    "    deadline = time.time() + 300\n"
+    "    while not os.path.exists(GATE) and time.time() < deadline:\n"
+    "        time.sleep(0.05)\n"
+    "    with open(LOG, 'a') as log:\n"
+    "        log.write(f'{{x}}\\n')\n"
+    "    return {{'x': x, 'square': x * x}}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def daemon_world(loopback_service):
+    """(namespace, service, daemon): the endpoint daemon running against the loopback service, in a namespace."""
+    for why in (netns.available(), rabbitmq_server.available(), endpoint_daemon.available()):
+        if why:
+            pytest.skip(why)
+    namespace = netns.NetNamespace()
+    broker = service = daemon = None
+    try:
+        broker = namespace.call(lambda: rabbitmq_server.RabbitMQ().start())
+        service = namespace.call(lambda: LoopbackGlobus(port=5000, amqp_url=broker.url).start())
+        daemon = endpoint_daemon.EndpointDaemon(service).configure()
+        namespace.call(daemon.start)
+        yield namespace, service, daemon
+    finally:
+        if daemon is not None:
+            daemon.close()
+        if service is not None:
+            service.stop()
+        if broker is not None:
+            broker.stop()
+        namespace.close()
+
+
+class Sweep:
+    """A project whose calls wait at a gate, run by hog-batch inside the namespace."""
+
+    def __init__(self, project, world, n_calls: int, calls_per_task: int) -> None:
+        self.project, (self.namespace, self.service, self.daemon) = project, world
+        self.gate = project.root / "gate"
+        self.log = project.root / "side-effects.txt"
+        self.started = project.root / "started.txt"
+        project.write(
+            "work.py",
+            SCRIPT.format(gate=str(self.gate), log=str(self.log), started=str(self.started)),
+        )
+        project.manifest(
+            f"script: work.py\nfunction: f\nendpoint: {self.daemon.endpoint_id}\n"
+            f"config: {{tag: {uuid.uuid4().hex[:8]}}}\n"  # its own user endpoint and task queue
+            f"calls_per_task: {calls_per_task}\nmax_parallel: {n_calls}\n"
+            f"sweep:\n  product:\n    x: {{range: [0, {n_calls}]}}\n"
+        )
+        self.n_calls = n_calls
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.service.environment(), "HOG_BATCH_GLOBUS_SWEEP_S": "5"}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return self.namespace.call(
+            subprocess.run,
+            [sys.executable, "-m", "groundhog_batch", *args],
+            cwd=self.project.root,
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+            env=self.env(),
+        )
+
+    def submit_in_background(self) -> subprocess.Popen:
+        return self.namespace.call(
+            subprocess.Popen,
+            [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
+            cwd=self.project.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+        )
+
+    def started_calls(self) -> list[int]:
+        return (
+            sorted(int(x) for x in self.started.read_text().split())
+            if self.started.exists()
+            else []
+        )
+
+    def wait_started(self, count: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while len(self.started_calls()) < count:
+            assert time.monotonic() < deadline, (
+                f"no {count} calls started\n{self.daemon.log_tail()}"
+            )
+            time.sleep(0.1)
+
+    def open_gate(self) -> None:
+        self.gate.write_text("go")
+
+    def assert_every_call_finished_once(self) -> None:
+        table = results(self.project)
+        assert list(table["status"]) == ["succeeded"] * self.n_calls
+        assert list(table["result.square"]) == [x * x for x in range(self.n_calls)]
+        assert side_effects(self.log) == list(range(self.n_calls))  # each call ran to its end once
+
+
+def finish(submitter: subprocess.Popen, daemon) -> tuple[int, str]:
+    try:
+        _, stderr = submitter.communicate(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        submitter.kill()
+        _, stderr = submitter.communicate()
+        raise AssertionError(
+            f"the submitter did not finish\n{stderr}\n{daemon.log_tail()}"
+        ) from None
+    return submitter.returncode, stderr
+
+
+def test_a_sweep_on_an_endpoint_run_by_the_daemon_brings_every_result_back_once(
+    project, daemon_world
+):
+    sweep = Sweep(project, daemon_world, n_calls=20, calls_per_task=2)
+    sweep.open_gate()
+    done = sweep.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 0, done.stderr + sweep.daemon.log_tail()
+    sweep.assert_every_call_finished_once()
+    broker = sweep.service.endpoint_broker()
+    assert broker.results >= 10  # each task's Result came from the daemon's user endpoint
+    assert [c["command"] for c in broker.commands] == ["cmd_start_endpoint"]
