@@ -183,7 +183,8 @@ class Executor:
 
         Each task is packed and rendered before a slot frees, so a finished
         task is followed by the next one at once; a batch goes out as soon as
-        it fills the free slots.
+        it fills the free slots (a local task at once: the first one runs
+        while the next is packed).
         """
         for job in self.plan.jobs:
             batch: list[TaskSubmission] = []
@@ -200,7 +201,7 @@ class Executor:
                     if self._cancel_requested() or self._halt_due():
                         return
                 batch.append(prepared)
-                if len(self.in_flight) + len(batch) >= slots:
+                if len(self.in_flight) + len(batch) >= slots or self.backend.submits_each_at_once:
                     self._submit(batch)
                     batch = []
             if batch:

@@ -208,6 +208,9 @@ class Backend(ABC):
         True  # False: the backend sends only payloads (the script is registered once per job)
     )
     queues_tasks: bool = False  # True: it takes every task at once and keeps max_parallel running itself (a batch queue)
+    submits_each_at_once: bool = (
+        False  # True: a task goes out as soon as it is packed, not with the next
+    )
 
     @abstractmethod
     def submit(self, tasks: list[TaskSubmission], on_ids: IdsCallback) -> None:
