@@ -103,6 +103,10 @@ def test_a_call_that_changes_or_drops_its_variables_leaves_the_next_call_its_own
         "    os.environ['HOG_BATCH_JOB'] = 'spoiled'\n"
         "    os.environ.pop('HOG_BATCH_RUN_DIR')\n"
         "    os.environ['HOG_BATCH_ATTEMPT'] = '99'\n"
+        "    if x % 2:\n"
+        "        os.environ.pop('HOG_BATCH_CALL')\n"
+        "    else:\n"
+        "        os.environ['HOG_BATCH_CALL'] = 'spoiled'\n"
         "    return seen + child\n"
     )
     context = {"run_dir": "/runs/r", "job": "j", "attempts": [1, 1, 3, 3], "workdir": None}

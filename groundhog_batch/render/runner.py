@@ -537,8 +537,11 @@ class CallPlace:
 
     A variable is set only when its value changes (the run and the job never
     do; the attempt seldom): each set is a ``setenv``, which costs about a
-    microsecond and which glibc never frees. One changed by a call is set again
-    before the next.
+    microsecond and whose string glibc never frees. One changed by a call is
+    set again before the next. HOG_BATCH_CALL, new for every call, lives in a
+    buffer of this process that the C environment points at (``putenv``: the
+    string becomes part of the environment, and changing it changes the
+    environment): a call's own code, C code and child processes read it there.
     """
 
     def __init__(self, context):
@@ -555,6 +558,20 @@ class CallPlace:
             )
         ]
         self.attempt = None  # the HOG_BATCH_ATTEMPT set last
+        self.call = None  # the HOG_BATCH_CALL value set last (bytes)
+        self.call_buffer = self.putenv = None
+        if self.data is not None and sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                self.putenv = ctypes.CDLL(None).putenv
+                self.putenv.argtypes = [ctypes.c_char_p]
+                self.call_buffer = ctypes.create_string_buffer(
+                    64
+                )  # kept as long as the process lives
+                _CALL_BUFFERS.append(self.call_buffer)
+            except Exception:
+                self.call_buffer = self.putenv = None
 
     def enter(self, position, call_index):
         """Set the call's variables; with ``workdir: call``, make its directory and go there. Returns it, or None."""
@@ -562,7 +579,18 @@ class CallPlace:
         for name, value, name_b, value_b in self.fixed:
             if data is None or data.get(name_b) != value_b:
                 environ[name] = value
-        environ["HOG_BATCH_CALL"] = str(call_index)
+        buffer = self.call_buffer
+        if buffer is None:
+            environ["HOG_BATCH_CALL"] = str(call_index)
+        else:
+            value = b"%d" % call_index
+            if self.call is None or data.get(b"HOG_BATCH_CALL") != self.call:
+                # First, or a call set or dropped the variable: the environment points at the buffer again.
+                buffer.value = b"HOG_BATCH_CALL=" + value
+                self.putenv(buffer)
+            else:
+                buffer.value = b"HOG_BATCH_CALL=" + value
+            data[b"HOG_BATCH_CALL"] = self.call = value
         attempts = self.attempts
         attempt = str(attempts[position] if position < len(attempts) else 1)
         if (
@@ -577,6 +605,9 @@ class CallPlace:
         os.makedirs(call_dir, exist_ok=True)
         os.chdir(call_dir)
         return call_dir
+
+
+_CALL_BUFFERS = []  # the environment points into these: never freed
 
 
 def files_in(call_dir):
