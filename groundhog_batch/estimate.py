@@ -314,9 +314,15 @@ def _samples_path(folder: Path | None) -> Path:
 def remember_samples(
     spec: RunSpec, estimates: list[JobEstimate], folder: Path | None = None
 ) -> None:
-    """Keep each sampled job's time per call for a later ``submit`` (best effort: a folder we cannot write is fine)."""
+    """Keep each sampled job's time per call for a later ``submit``, for the jobs whose tasks it sizes (best
+    effort: a folder we cannot write is fine)."""
+    from .backends.registry import limits_for
     from .run_paths import write_atomic
 
+    limits = limits_for(spec)
+    estimates = [e for e in estimates if e.job in limits and limits[e.job].target_task_s]
+    if not estimates:
+        return
     path = _samples_path(folder)
     try:
         kept = json.loads(path.read_text("utf-8"))
