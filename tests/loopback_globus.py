@@ -222,6 +222,7 @@ class LoopbackGlobus:
             float
         ] = []  # when each request (but token requests) arrived, time.monotonic()
         self.refused_too_large = 0
+        self.submit_arrivals: list[float] = []  # when each submission arrived, time.monotonic()
         self._recent: deque[float] = deque()
         self._faults: dict[str, list[int]] = {}
         self._lost_answers: dict[str, list[int]] = {}
@@ -388,6 +389,7 @@ class LoopbackGlobus:
             self.max_request_bytes = MAX_REQUEST_BYTES
             self.rate_limit_requests, self.rate_window_s = RATE_LIMIT_REQUESTS, RATE_LIMIT_WINDOW_S
             self.arrivals.clear()
+            self.submit_arrivals.clear()
             self.refused_too_large = 0
             self.push_results = True
             self.pushed = 0
@@ -462,11 +464,12 @@ class LoopbackGlobus:
     def executed(self) -> int:
         return self.finished
 
-    def peak_requests(self, window_s: float | None = None) -> int:
-        """The most requests (token requests aside) that arrived in any window of ``window_s``."""
+    def peak_requests(self, window_s: float | None = None, kind: str | None = None) -> int:
+        """The most requests (token requests aside; or only submissions, ``kind="submit"``) that arrived in any
+        window of ``window_s``."""
         window_s = window_s or self.rate_window_s
         with self.lock:
-            times = sorted(self.arrivals)
+            times = sorted(self.submit_arrivals if kind == "submit" else self.arrivals)
         peak, start = 0, 0
         for end, t in enumerate(times):
             while times[start] < t - window_s:
@@ -841,6 +844,8 @@ class LoopbackGlobus:
                     if kind != "token":
                         now = time.monotonic()
                         service.arrivals.append(now)
+                        if kind == "submit":
+                            service.submit_arrivals.append(now)
                         while service._recent and service._recent[0] < now - service.rate_window_s:
                             service._recent.popleft()
                         if len(service._recent) >= service.rate_limit_requests:

@@ -172,3 +172,28 @@ def test_sigterm_while_waiting_for_pushed_results_ends_the_submitter_at_once(pro
     done = project.cli("resume", "run")
     assert done.returncode == 0, done.stderr
     assert side_effects(log) == list(range(4)) and pushed.requests["submit"] == 1
+
+
+def test_results_pushed_close_together_free_their_slots_in_one_submission(
+    project, pushed, monkeypatch
+):
+    # Short one-call tasks run by 8 service threads: without gathering, every result's slot went out in a
+    # request of its own, up to the rate limit (20 per 10 s), leaving nothing for `status --watch` or another run.
+    monkeypatch.setenv(
+        "GC_TASK_SANDBOX_DIR", str(project.root)
+    )  # the service threads' task folders
+    pushed.inline = True
+    pushed.set_workers(8)
+    try:
+        log = remote_project(
+            project, pushed, n_calls=60, calls_per_task=1, extra="max_parallel: 8\n"
+        )
+        done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    finally:
+        pushed.set_workers(2)
+    assert done.returncode == 0, done.stderr
+    assert side_effects(log) == list(range(60))
+    assert pushed.requests["status"] == 0
+    # submissions at least a second apart (HOG_BATCH_GLOBUS_SUBMIT_SPACING_S): at most 11 in any 10 s
+    assert pushed.peak_requests(10.0, kind="submit") <= 11
+    assert pushed.requests["submit"] < 30  # two tasks or more per request, on average

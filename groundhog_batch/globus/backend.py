@@ -86,6 +86,12 @@ def sweep_interval_s() -> float:
     return float(os.environ.get("HOG_BATCH_GLOBUS_SWEEP_S", "300"))
 
 
+def submit_spacing_s() -> float:
+    """With results pushed: results arriving within this long of the last submission are gathered, so the
+    slots they free are submitted together (``HOG_BATCH_GLOBUS_SUBMIT_SPACING_S``; 0 hands each over at once)."""
+    return float(os.environ.get("HOG_BATCH_GLOBUS_SUBMIT_SPACING_S", "1.0"))
+
+
 def poll_bounds_s() -> tuple[float, float]:
     """(first, longest) wait between status requests; the wait grows while nothing finishes."""
     return (
@@ -263,6 +269,8 @@ class GlobusBackend(Backend):
         self._shared = SharedRecords(context.scratch_dir, self.meta)
         self._stream_args: dict[str, dict[str, str] | None] = {}
         self._stream_at = 0.0
+        self._submitted_at = 0.0  # when the last submission went out (time.monotonic)
+        self._submit_spacing_s = submit_spacing_s()
 
     # --- submission -------------------------------------------------------------------
 
@@ -342,6 +350,7 @@ class GlobusBackend(Backend):
                     if pushed:
                         self._pushed.add(task_id)
         self._next_poll = min(self._next_poll, time.monotonic() + self._first_poll_s)
+        self._submitted_at = time.monotonic()
 
     def _submit_once(
         self,
@@ -502,11 +511,11 @@ class GlobusBackend(Backend):
         if self._cycle is None:
             asked, wait_s = self._to_ask()
             if not asked or wait_s > timeout_s:
-                return self._receive(timeout_s)
+                return self._gather(self._receive(timeout_s))
             if wait_s > 0:
                 pushed = self._receive(wait_s)
                 if pushed:
-                    return pushed
+                    return self._gather(pushed)
             self._cycle = self._check(asked, patient=timeout_s > 0)
             self._cycle_found = False
             self._verify -= set(asked)
@@ -527,6 +536,18 @@ class GlobusBackend(Backend):
         )
         self._next_poll = time.monotonic() + self._interval_s
         return reports
+
+    def _gather(self, reports: list[TaskReport]) -> list[TaskReport]:
+        """Pushed results that come within ``submit_spacing_s`` of the last submission are handed over together:
+        the slots they free go out in one request, not one request per result (a run of short tasks
+        would otherwise spend the user's whole rate budget on submissions)."""
+        if not reports or self._submit_spacing_s <= 0:
+            return reports
+        while True:  # with nothing left outstanding this waits too: submissions stay that far apart
+            left = self._submitted_at + self._submit_spacing_s - time.monotonic()
+            if left <= 0:
+                return reports
+            reports += self._receive(left)
 
     def _read_streams(self) -> list[TaskReport]:
         """Records running tasks wrote to the shared folder since the last read (every ``READ_INTERVAL_S``)."""
