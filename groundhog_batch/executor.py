@@ -8,6 +8,7 @@ are pending again (after a backoff) and run in the next round.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import re
@@ -15,6 +16,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from .backends import registry
@@ -133,6 +135,10 @@ class Executor:
 
     def run(self) -> dict[str, int]:
         """Run until no call is pending or in flight; return the final counts."""
+        with fewer_collections():
+            return self._run()
+
+    def _run(self) -> dict[str, int]:
         self.recover_abandoned()
         try:
             while True:
@@ -483,6 +489,26 @@ class Executor:
                 self._absorb(reports)
         self.in_flight.clear()
         return self.ledger.counts()
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Python's cycle collector seldom while calls stream through, as it was afterwards.
+
+    Every planned call is a few dicts, so the collector ran every 700 of them
+    and walked everything the process had imported: a tenth of the submitter's
+    CPU at 100,000 trivial calls. What exists before the run is set aside
+    (``gc.freeze``), and a collection waits for 100,000 new objects; nearly all
+    are freed by their reference counts long before.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 def unreported_lines(lines: bytes, state: bytearray) -> bytes:

@@ -206,3 +206,22 @@ def test_plan_of_a_hundred_million_local_calls_counts_its_tasks_and_estimates_th
     assert done.returncode == 0, done.stderr
     assert "100,000,000 call(s) in 1,000 task(s)" in done.stdout
     assert "(estimated from the first task)" in done.stdout
+
+
+def test_a_run_leaves_pythons_garbage_collector_as_it_found_it(project):
+    """The submitter runs the cycle collector seldom while calls stream through (it was a tenth of its CPU);
+    a notebook that ran a sweep in its own process gets its collector back as it was, frozen objects too."""
+    import gc
+
+    import groundhog_batch as hb
+
+    project.write("work.py", "def f(x):\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep: {product: {x: [0, 1, 2]}}\n")
+    gc.set_threshold(500, 7, 9)
+    try:
+        run = hb.submit(project.root / "sweep.yaml", run_dir=project.root / "run")
+        assert gc.get_threshold() == (500, 7, 9)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(700, 10, 10)
+    assert list(run.results()["result"]) == [0, 1, 2]
