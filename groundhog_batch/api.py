@@ -6,7 +6,6 @@ import getpass
 import hashlib
 import json
 import os
-import platform
 import shlex
 import socket
 import sqlite3
@@ -325,6 +324,21 @@ def _check_ledger_jobs(paths: RunPaths, info: dict, ledger: Ledger) -> None:
         )
 
 
+def _platform_name() -> str:
+    """What ``platform.platform()`` says on Linux ("Linux-6.1.0-18-amd64-x86_64-with-glibc2.36"), without
+    the ``uname -p`` process it starts to ask for a processor name it then leaves out."""
+    if not sys.platform.startswith("linux"):
+        import platform
+
+        return platform.platform()
+    system, _, release, _, machine = os.uname()
+    try:
+        libc = (os.confstr("CS_GNU_LIBC_VERSION") or "").replace(" ", "")
+    except (ValueError, OSError, AttributeError):  # not glibc, or no confstr
+        libc = ""
+    return f"{system}-{release}-{machine}" + (f"-with-{libc}" if libc else "")
+
+
 def _provenance(spec: RunSpec) -> dict:
     def git_commit(folder: Path) -> str | None:
         try:
@@ -355,7 +369,7 @@ def _provenance(spec: RunSpec) -> dict:
     return {
         "hog_batch_version": __version__,
         "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        "platform": _platform_name(),
         "host": socket.gethostname(),
         "user": getpass.getuser(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

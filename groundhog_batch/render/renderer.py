@@ -1,9 +1,10 @@
 """Render a task: the one place where values enter shell text.
 
 The template is filled in one pass (``@@NAME@@`` placeholders, no second
-templating layer). Words are quoted with ``shlex.quote``; file contents go in
-quoted heredocs whose terminators are chosen so no line of the content can
-end them. Call arguments never touch the shell text: they travel as base64.
+templating layer). Words are quoted with ``shlex.quote``; the script and the runner are
+single-quoted words bash's own printf writes (no process started for them);
+what only a build needs goes in quoted heredocs whose terminators are chosen
+so no line of the content can end them. Call arguments never touch the shell text: they travel as base64.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def heredoc_terminator(base: str, text: str) -> str:
         n += 1
         terminator = f"{base}_{n}"
     return terminator
+
+
+def bash_quoted(text: str) -> str:
+    """``text`` as one bash word, byte for byte: single quotes, each ``'`` written ``'\\''``."""
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def toml_value(value: Any) -> str:
@@ -98,12 +104,11 @@ def render_task_script(
     )
     if python_downloads not in ("automatic", "manual", "never"):
         python_downloads = "never"
+    if "'" in payload_text:  # base64 lines: the payload goes between single quotes as it is
+        raise ValueError("a task's payload is base64 text; it holds no quote")
     contents = {
-        "SCRIPT": script_text.rstrip("\n"),
-        "RUNNER": (runner_text or runner_source()).rstrip("\n"),
         "REQUIREMENTS": "\n".join(environment.dependencies),
         "UV_TOML": uv_toml(environment.tool_uv),
-        "PAYLOAD": payload_text,
     }
     values = {
         "JOB_COMMENT": re.sub(r"[^A-Za-z0-9_.-]", "_", job_name),
@@ -116,9 +121,12 @@ def render_task_script(
         "UV_MIN_MAJOR": str(UV_MIN_VERSION[0]),
         "UV_MIN_MINOR": str(UV_MIN_VERSION[1]),
         "UV_BOOTSTRAP_VERSION": UV_BOOTSTRAP_VERSION,
+        "SCRIPT_QUOTED": bash_quoted(script_text.rstrip("\n")),
+        "RUNNER_QUOTED": bash_quoted((runner_text or runner_source()).rstrip("\n")),
+        "PAYLOAD": payload_text,
     }
     for name, text in contents.items():
-        values[f"{name}_TEXT" if name != "PAYLOAD" else name] = text
+        values[f"{name}_TEXT"] = text
         values[f"{name}_EOF"] = heredoc_terminator(f"HOG_{name}_EOF", text)
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], _template())
 

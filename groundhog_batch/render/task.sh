@@ -27,13 +27,9 @@ trap hog_cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-cat > "$hog_tmp"/@@SCRIPT_FILE@@ <<'@@SCRIPT_EOF@@'
-@@SCRIPT_TEXT@@
-@@SCRIPT_EOF@@
-
-cat > "$hog_tmp/hog_runner.py" <<'@@RUNNER_EOF@@'
-@@RUNNER_TEXT@@
-@@RUNNER_EOF@@
+# The files are written by bash itself (printf of a quoted string): a task's start forks only what it must.
+printf '%s\n' @@SCRIPT_QUOTED@@ > "$hog_tmp"/@@SCRIPT_FILE@@
+printf '%s\n' @@RUNNER_QUOTED@@ > "$hog_tmp/hog_runner.py"
 
 hog_env_failed() {
   echo "hog-batch: environment build failed: $*" >&2
@@ -56,16 +52,39 @@ hog_private_dir() {
 
 # A directory you named yourself (HOG_BATCH_CACHE_DIR, UV_CACHE_DIR, ...): it may be a
 # symlink, but what it leads to must be yours and not writable by others.
+# Its mode is read by hog_check_modes, which each use of the directories comes after: one stat for all.
+hog_unchecked=()
 hog_owned_dir() {
-  local dir="$1" mode
-  mkdir -p -m 700 "$dir" 2>/dev/null || [ -d "$dir" ] || hog_env_failed "cannot create $dir"
+  local dir="$1"
+  if [ ! -d "$dir" ]; then
+    mkdir -p -m 700 "$dir" 2>/dev/null || [ -d "$dir" ] || hog_env_failed "cannot create $dir"
+  fi
   if [ ! -O "$dir" ]; then
     hog_env_failed "$dir belongs to another user; remove it, or set HOG_BATCH_CACHE_DIR to a directory of your own"
   fi
-  mode="$(stat -L -c %a "$dir" 2>/dev/null || stat -L -f %Lp "$dir")" || hog_env_failed "cannot read the permissions of $dir"
-  if [ $((8#$mode & 8#022)) -ne 0 ]; then
-    hog_env_failed "$dir is writable by other users (mode $mode); run chmod 700 on it, or set HOG_BATCH_CACHE_DIR to a private directory"
+  hog_unchecked+=("$dir")
+}
+
+# None of the directories hog_owned_dir has seen may be writable by group or others.
+hog_check_modes() {
+  local modes mode i=0
+  [ ${#hog_unchecked[@]} -gt 0 ] || return 0
+  modes="$(stat -L -c %a "${hog_unchecked[@]}" 2>/dev/null)" ||
+    modes="$(stat -L -f %Lp "${hog_unchecked[@]}" 2>/dev/null)" ||
+    hog_env_failed "cannot read the permissions of ${hog_unchecked[*]}"
+  for mode in $modes; do
+    if [[ ! $mode =~ ^[0-7]+$ ]] || [ "$i" -ge ${#hog_unchecked[@]} ]; then
+      hog_env_failed "cannot read the permissions of ${hog_unchecked[*]} (stat said: $modes)"
+    fi
+    if [ $((8#$mode & 8#022)) -ne 0 ]; then
+      hog_env_failed "${hog_unchecked[i]} is writable by other users (mode $mode); run chmod 700 on it, or set HOG_BATCH_CACHE_DIR to a private directory"
+    fi
+    i=$((i + 1))
+  done
+  if [ "$i" -ne ${#hog_unchecked[@]} ]; then
+    hog_env_failed "cannot read the permissions of ${hog_unchecked[*]} (stat said: $modes)"
   fi
+  hog_unchecked=()
 }
 
 # Locks are directories: mkdir is atomic on NFS and Lustre, where flock may do
@@ -249,6 +268,7 @@ hog_build_env() {
     hog_private_dir "$hog_root/uv"
     hog_private_dir "$hog_uv_pythons"
   fi
+  hog_check_modes
   hog_find_uv
   local build python_request
   if [ -n "$hog_requires_python" ]; then
@@ -307,13 +327,13 @@ hog_private_dir "$hog_envs"
 if [ ! -f "$hog_env/.hog-complete" ]; then
   if [ -n "$hog_uv_cache" ]; then hog_owned_dir "$hog_uv_cache"; fi
   if [ -n "$hog_uv_pythons" ]; then hog_owned_dir "$hog_uv_pythons"; fi
+  hog_check_modes
   hog_build_env
 fi
 hog_private_dir "$hog_env"
+hog_check_modes
 
-cat > "$hog_tmp/payload.b64" <<'@@PAYLOAD_EOF@@'
-@@PAYLOAD@@
-@@PAYLOAD_EOF@@
+printf '%s\n' '@@PAYLOAD@@' > "$hog_tmp/payload.b64"
 
 # -s: no user site-packages (nor their .pth files); PYTHONHOME would point the environment's
 # Python at another installation. PYTHONPATH is yours and kept (helper modules beside a script).

@@ -1,0 +1,70 @@
+"""What a short sweep pays before its first call: no build task for a cached environment, a task start
+that runs only the programs it needs, and commands that import only what they use (issue 21).
+
+No timing here: the programs started and the modules imported are counted (benchmarks/run.py times them).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+HEAD = "# /// script\n# dependencies = []\n# ///\n"
+LOGGED = ("bash", "mktemp", "cat", "mkdir", "stat", "rm", "sed", "uname", "id", "mv")
+
+
+def logging_programs(folder: Path) -> tuple[Path, Path]:
+    """A folder of stand-ins for the programs a task may start: each notes its name and arguments, then runs
+    the real one. Put first on PATH, it shows every program a submit starts by name."""
+    bin_dir, log = folder / "bin", folder / "started.log"
+    bin_dir.mkdir()
+    for name in LOGGED:
+        real = subprocess.run(
+            ["bash", "-c", f"type -P {name}"], capture_output=True, text=True
+        ).stdout.strip()
+        wrapper = bin_dir / name
+        wrapper.write_text(
+            f'#!{real if name == "bash" else "/bin/sh"}\nprintf "%s\\n" "{name} $*" >> {log}\nexec {real} "$@"\n'
+        )
+        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return bin_dir, log
+
+
+def started(log: Path) -> list[str]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return lines
+
+
+def test_a_cached_environment_costs_no_build_task_and_a_task_starts_only_what_it_needs(
+    project, tmp_path
+):
+    project.write("work.py", HEAD + "def f(x):\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [1]\n")
+    bin_dir, log = logging_programs(tmp_path)
+    env = {
+        "HOG_BATCH_CACHE_DIR": str(tmp_path / "cache"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    cold = project.cli("submit", "sweep.yaml", "--local", "--run-dir", "cold", env=env)
+    assert cold.returncode == 0, cold.stderr
+    cold_bash = [line for line in started(log) if line.startswith("bash ")]
+    assert any("environment-" in line for line in cold_bash)  # built once, before the tasks
+
+    warm = project.cli("submit", "sweep.yaml", "--local", "--run-dir", "warm", env=env)
+    assert warm.returncode == 0, warm.stderr
+    lines = started(log)
+    bash = [line for line in lines if line.startswith("bash ")]
+    assert len(bash) == 1 and "environment-" not in bash[0], (
+        lines
+    )  # the one task, nothing before it
+    # The task makes its private folder, reads the cache folders' modes with one stat, and removes the
+    # folder at the end: no cat, no mkdir of folders that are there, no stat per folder.
+    assert sorted(line.split()[0] for line in lines if not line.startswith("bash ")) == [
+        "mktemp",
+        "rm",
+        "stat",
+    ], lines
+    assert "1 succeeded" in warm.stderr
