@@ -10,7 +10,6 @@ import functools
 import json
 import os
 import signal
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -99,6 +98,12 @@ def _pipe_closed() -> None:
     sys.exit(EXIT_PIPE_CLOSED)
 
 
+def _sqlite_error() -> type[Exception]:
+    """sqlite3.Error once something imported sqlite3 (nothing else raises it): validate never needs it."""
+    sqlite3 = sys.modules.get("sqlite3")
+    return sqlite3.Error if sqlite3 is not None else OSError
+
+
 def user_errors(command):
     """Turn user errors into messages and exit codes, never tracebacks."""
 
@@ -114,7 +119,7 @@ def user_errors(command):
             _pipe_closed()
         except (
             OSError,
-            sqlite3.Error,
+            _sqlite_error(),
         ) as exc:  # a full disk, a damaged ledger, a path that cannot be made or written
             error = storage_error(exc)
             _fail(error if error is not None else os_error(exc))

@@ -25,10 +25,13 @@ import re
 import sys
 import time
 from enum import Enum
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
-from .ledger import Ledger
-from .run_view import Progress, RateMeter, failed_calls, progress_line
+if (
+    TYPE_CHECKING
+):  # the progress display imports them when a run is shown: validate and --help never do
+    from .ledger import Ledger
+    from .run_view import Progress
 
 DEFAULT_LINE_INTERVAL_S = 30.0
 
@@ -132,6 +135,8 @@ class ProgressDisplay:
         ledger: Ledger | None = None,
         stream: TextIO | None = None,
     ) -> None:
+        from .run_view import RateMeter, failed_calls, progress_line
+
         self.name, self.verbosity, self.ledger = safe_text(name), verbosity, ledger
         self.stream = stream or sys.stderr
         self.meter = RateMeter(start.finished)
@@ -169,6 +174,8 @@ class ProgressDisplay:
         self.bar.start()
 
     def __call__(self, counts: dict[str, int]) -> None:
+        from .run_view import Progress, failed_calls, progress_line
+
         now = Progress(counts)
         if self.verbosity is Verbosity.VERBOSE and now.failed > self._failed_seen:
             self._new_failures()
@@ -193,6 +200,8 @@ class ProgressDisplay:
 
     def _new_failures(self) -> None:
         """The failures not printed yet, in plan order."""
+        from .run_view import failed_calls
+
         if self.ledger is None:
             return
         for job, call, error in failed_calls(self.ledger):
@@ -202,6 +211,8 @@ class ProgressDisplay:
 
     def environments_ready(self) -> None:
         """The calls start now: the rate and time left count from here, not from the environment builds."""
+        from .run_view import RateMeter
+
         self.meter = RateMeter(self.meter.started_finished)
 
     def say(self, line: str) -> None:

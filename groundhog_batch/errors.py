@@ -7,7 +7,7 @@ The CLI turns any :class:`HogError` into one readable block and its
 from __future__ import annotations
 
 import errno
-import sqlite3
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +186,8 @@ _STORAGE_ERRNOS = {
 
 def storage_error(exc: BaseException) -> HogError | None:
     """A disk or permission failure under the run (disk full, read-only, damaged ledger) as a HogError, else None."""
-    if isinstance(exc, sqlite3.Error):
+    sqlite3 = sys.modules.get("sqlite3")  # only what imported it can have raised its errors
+    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
         text = str(exc)
         if "full" in text:
             return RunError(

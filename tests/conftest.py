@@ -156,7 +156,8 @@ def task_processes(run_dir: Path) -> list[tuple[int, int | None, int | None]]:
     """(bash, runner supervisor, worker) pids of each task of the run now running (None: not started yet).
 
     A task is ``bash RUN/tasks/ID.sh``; its supervisor is the Python child of that bash that runs
-    hog_runner.py, its worker the supervisor's child (a fork of it).
+    hog_runner.py (or, once an environment keeps its bytecode, .hog-runner-ID.pyc), its worker the
+    supervisor's child (a fork of it).
     """
     marker = str(run_dir / "tasks").encode()
     pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
@@ -173,7 +174,10 @@ def task_processes(run_dir: Path) -> list[tuple[int, int | None, int | None]]:
                 (
                     child
                     for child in children.get(pid, [])
-                    if b"hog_runner.py" in b" ".join(_argv(child))
+                    if any(
+                        part.endswith((b"/hog_runner.py", b".pyc")) and b"runner" in part
+                        for part in _argv(child)
+                    )
                 ),
                 None,
             )

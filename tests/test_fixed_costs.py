@@ -6,9 +6,11 @@ No timing here: the programs started and the modules imported are counted (bench
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 HEAD = "# /// script\n# dependencies = []\n# ///\n"
@@ -68,3 +70,52 @@ def test_a_cached_environment_costs_no_build_task_and_a_task_starts_only_what_it
         "stat",
     ], lines
     assert "1 succeeded" in warm.stderr
+    # The runner's bytecode, kept in the environment by the first task: later tasks do not compile it.
+    assert len(list((tmp_path / "cache" / "hog-batch" / "envs").glob("*/.hog-runner-*.pyc"))) == 1
+
+
+HEAVY_FOR_VALIDATE = (
+    "sqlite3",
+    "subprocess",
+    "tempfile",
+    "shutil",
+    "platform",
+    "jsonschema",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "plotly",
+    "globus_compute_sdk",
+    "groundhog_batch.ledger",
+    "groundhog_batch.run_view",
+    "groundhog_batch.render.runner",
+    "groundhog_batch.backends.slurm",
+    "groundhog_batch.backends.slurm_commands",
+    "groundhog_batch.globus.kind",
+    "groundhog_batch.executor",
+    "groundhog_batch.api",
+)
+
+LOADED = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
+sys.argv = ["hog-batch", *sys.argv[1:]]
+from groundhog_batch.cli import main
+main()
+"""
+
+
+def test_validate_loads_no_ledger_backend_runner_or_process_machinery(project):
+    """`hog-batch validate` of a valid manifest (the shipped example) imports only what checking it needs."""
+    example = Path(__file__).resolve().parent.parent / "configs" / "01-grid" / "sweep.yaml"
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED, "validate", str(example)],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "valid (1 job(s), 8 call(s))" in done.stdout
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert sorted(name for name in HEAVY_FOR_VALIDATE if name in loaded) == []

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from ..render.payload import unreported_records
 from ..render.runner import DELIMITER
@@ -26,12 +25,16 @@ from ..tools import find_program
 from .base import (
     AbandonedTask,
     Backend,
-    BackendContext,
-    BackendKind,
     IdsCallback,
-    Limits,
     TaskReport,
     TaskSubmission,
+)
+from .local_kind import (  # noqa: F401 - the kind, re-exported where it was
+    KIND,
+    MAX_AUTO_CALLS_PER_TASK,
+    TASKS_PER_SLOT,
+    LocalKind,
+    default_parallelism,
 )
 from .records_file import RecordsFiles, read_when_released, secret_pipe  # noqa: F401 - secret_pipe re-exported
 
@@ -39,17 +42,6 @@ STDERR_TAIL_BYTES = 4000
 GATHER_S = 0.01
 DELIMITER_LINE = (DELIMITER + "\n").encode()
 STOP_GRACE_S = 2.0  # the runner's own grace for the running call, and some
-# One task per core: each task starts bash, Python and the script's imports (NumPy: 0.1 s), and two tasks per
-# core paid that twice (300 calls of 10 ms ran 10-15 % slower than with one). A sweep whose calls grow along it
-# balances less well (its second half is the slower task); set calls_per_task for those.
-TASKS_PER_SLOT = 1
-MAX_AUTO_CALLS_PER_TASK = 100_000
-
-
-def default_parallelism() -> int:
-    return (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
 
 
 def find_uv() -> str | None:
@@ -400,28 +392,3 @@ def _find_line(data: bytes, line: bytes) -> int:
     while at > 0 and data[at - 1 : at] != b"\n":
         at = data.find(line, at + 1)
     return at
-
-
-class LocalKind(BackendKind):
-    """Tasks as subprocesses of the submitter, on this machine's cores."""
-
-    name = "local"
-    where = "locally"
-    service = "this machine"
-    sees_run_dir = True
-
-    def claims(self, target: str) -> bool:
-        return target == "local"
-
-    def limits(self, config: Mapping[str, Any]) -> Limits:
-        return Limits(
-            default_parallelism=default_parallelism(),
-            max_auto_calls_per_task=MAX_AUTO_CALLS_PER_TASK,
-            auto_tasks_per_slot=TASKS_PER_SLOT,
-        )
-
-    def open(self, context: BackendContext) -> LocalBackend:
-        return LocalBackend(context.scratch_dir, context.working_dir)
-
-
-KIND = LocalKind()

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..manifest.spec import JobSpec, RunSpec
 
 KINDS: dict[str, str] = {
-    "local": "groundhog_batch.backends.local:KIND",
+    "local": "groundhog_batch.backends.local_kind:KIND",
     "globus": "groundhog_batch.globus.kind:KIND",
     "slurm": "groundhog_batch.backends.slurm:KIND",
 }
@@ -49,7 +49,8 @@ def kinds() -> list[BackendKind]:
 
 def claiming(target: str) -> BackendKind | None:
     """The kind that serves an endpoint written as ``target`` (first in the registry's order), if any."""
-    for candidate in kinds():
+    for name in KINDS:  # each kind imported only when the ones before it did not claim the target
+        candidate = kind(name)
         if candidate.claims(target):
             return candidate
     return None

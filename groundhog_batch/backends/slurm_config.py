@@ -16,10 +16,10 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from importlib import resources
 from typing import Any
 
 from ..memory import parse_memory_mib
+from ..package_data import read_text
 from .base import parse_walltime_s
 
 SCHEMA_RESOURCE = "schemas/slurm-endpoint.schema.json"
@@ -57,7 +57,7 @@ Locate = Callable[[str, str, str], Exception]
 
 @functools.cache
 def schema() -> dict[str, Any]:
-    text = resources.files("groundhog_batch").joinpath(SCHEMA_RESOURCE).read_text("utf-8")
+    text = read_text(SCHEMA_RESOURCE)
     return json.loads(text)
 
 

@@ -6,10 +6,10 @@ import difflib
 import functools
 import json
 import re
-from importlib import resources
 from typing import Any
 
 from ..errors import ManifestError, shorten
+from ..package_data import read_text
 from .yaml_source import SourceMap
 
 SCHEMA_RESOURCE = "schemas/manifest.schema.json"
@@ -18,7 +18,7 @@ SCHEMA_RESOURCE = "schemas/manifest.schema.json"
 @functools.cache
 def manifest_schema() -> dict[str, Any]:
     """The packaged schema (the same file as ``schemas/`` in the repository)."""
-    text = resources.files("groundhog_batch").joinpath(SCHEMA_RESOURCE).read_text("utf-8")
+    text = read_text(SCHEMA_RESOURCE)
     return json.loads(text)
 
 

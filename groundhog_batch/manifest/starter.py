@@ -12,7 +12,6 @@ import ast
 import json
 import os
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,8 @@ PLACEHOLDERS: dict[str, list[Any]] = {
 
 
 def schema_path() -> Path:
+    from importlib import resources
+
     return Path(str(resources.files("groundhog_batch").joinpath(SCHEMA_RESOURCE)))
 
 

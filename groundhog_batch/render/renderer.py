@@ -9,16 +9,17 @@ so no line of the content can end them. Call arguments never touch the shell tex
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..manifest.spec import EnvironmentSpec
+from ..package_data import read_text
 from .runner import DELIMITER
 
 _PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
@@ -32,12 +33,12 @@ UV_BOOTSTRAP_VERSION = "0.13.9"  # the uv a task installs with pip where it find
 
 @cache
 def _template() -> str:
-    return resources.files("groundhog_batch.render").joinpath("task.sh").read_text("utf-8")
+    return read_text("render/task.sh")
 
 
 @cache
 def runner_source() -> str:
-    return resources.files("groundhog_batch.render").joinpath("runner.py").read_text("utf-8")
+    return read_text("render/runner.py")
 
 
 def heredoc_terminator(base: str, text: str) -> str:
@@ -48,6 +49,12 @@ def heredoc_terminator(base: str, text: str) -> str:
         n += 1
         terminator = f"{base}_{n}"
     return terminator
+
+
+@cache
+def runner_id(runner_text: str) -> str:
+    """Names the runner's bytecode kept in an environment: another runner text, another file."""
+    return hashlib.sha256(runner_text.encode("utf-8")).hexdigest()[:16]
 
 
 def bash_quoted(text: str) -> str:
@@ -123,6 +130,7 @@ def render_task_script(
         "UV_BOOTSTRAP_VERSION": UV_BOOTSTRAP_VERSION,
         "SCRIPT_QUOTED": bash_quoted(script_text.rstrip("\n")),
         "RUNNER_QUOTED": bash_quoted((runner_text or runner_source()).rstrip("\n")),
+        "RUNNER_ID": runner_id(runner_text or runner_source()),
         "PAYLOAD": payload_text,
     }
     for name, text in contents.items():
@@ -133,7 +141,7 @@ def render_task_script(
 
 @cache
 def _array_template() -> str:
-    return resources.files("groundhog_batch.render").joinpath("array.sh").read_text("utf-8")
+    return read_text("render/array.sh")
 
 
 def render_array_script(

@@ -1606,11 +1606,29 @@ class _Watch:
         return rest
 
 
+def keep_compiled(source_path, compiled_path):
+    """This runner's bytecode at ``compiled_path`` (the task script passes a file in the environment, which is
+    private to you and checked): the next tasks there run it without compiling these lines again. Written
+    elsewhere and renamed (py_compile does), so no task runs half a file; a failure only costs the next
+    task the compile."""
+    if os.path.exists(compiled_path):
+        return
+    try:
+        import py_compile
+
+        py_compile.compile(source_path, cfile=compiled_path, doraise=True)
+    except Exception:
+        pass
+
+
 def main(argv):
-    if len(argv) != 3:
-        sys.stderr.write("usage: hog_runner.py SCRIPT.py PAYLOAD.b64\n")
+    if len(argv) not in (3, 4):
+        sys.stderr.write("usage: hog_runner.py SCRIPT.py PAYLOAD.b64 [RUNNER.pyc to write]\n")
         return 2
-    return supervise(argv[1], argv[2])
+    returncode = supervise(argv[1], argv[2])
+    if len(argv) == 4 and returncode == 0:  # after the last record: the calls never wait for it
+        keep_compiled(argv[0], argv[3])
+    return returncode
 
 
 if __name__ == "__main__":

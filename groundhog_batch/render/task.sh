@@ -29,7 +29,6 @@ trap 'exit 130' INT
 
 # The files are written by bash itself (printf of a quoted string): a task's start forks only what it must.
 printf '%s\n' @@SCRIPT_QUOTED@@ > "$hog_tmp"/@@SCRIPT_FILE@@
-printf '%s\n' @@RUNNER_QUOTED@@ > "$hog_tmp/hog_runner.py"
 
 hog_env_failed() {
   echo "hog-batch: environment build failed: $*" >&2
@@ -335,10 +334,20 @@ hog_check_modes
 
 printf '%s\n' '@@PAYLOAD@@' > "$hog_tmp/payload.b64"
 
+# The runner's bytecode is kept in the environment by the first task that runs it there (its name says
+# which runner: one file per version): later tasks start it without compiling it again.
+hog_runner="$hog_env/.hog-runner-@@RUNNER_ID@@.pyc"
+if [ -f "$hog_runner" ] && [ ! -L "$hog_runner" ]; then
+  hog_run=("$hog_runner" "$hog_tmp"/@@SCRIPT_FILE@@ "$hog_tmp/payload.b64")
+else
+  printf '%s\n' @@RUNNER_QUOTED@@ > "$hog_tmp/hog_runner.py"
+  hog_run=("$hog_tmp/hog_runner.py" "$hog_tmp"/@@SCRIPT_FILE@@ "$hog_tmp/payload.b64" "$hog_runner")
+fi
+
 # -s: no user site-packages (nor their .pth files); PYTHONHOME would point the environment's
 # Python at another installation. PYTHONPATH is yours and kept (helper modules beside a script).
 unset PYTHONHOME
 set +e
-"$hog_env/bin/python" -s "$hog_tmp/hog_runner.py" "$hog_tmp"/@@SCRIPT_FILE@@ "$hog_tmp/payload.b64"
+"$hog_env/bin/python" -s "${hog_run[@]}"
 hog_status=$?
 exit "$hog_status"
