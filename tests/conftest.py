@@ -33,6 +33,37 @@ COUNTING_SCRIPT = SCRIPT_HEAD + (
 )
 
 
+_floor_build = []  # the background build of the SDK floor's environment, when the floor test is collected
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
+def pytest_collection_modifyitems(session, config, items):
+    """The floor test's environment takes minutes of downloads and installs and hardly any CPU: start it now, in
+    the background, so it is ready when the test comes (tests/floor_environment.py)."""
+    if any(item.nodeid.startswith("tests/test_globus_floor.py") for item in items):
+        import tempfile
+
+        from floor_environment import BackgroundBuild
+
+        _floor_build.append(BackgroundBuild(Path(tempfile.mkdtemp(prefix="hog-floor-"))))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    for build in _floor_build:
+        build.stop()
+        shutil.rmtree(build.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def floor_environment():
+    """What the background build of the SDK floor's environment made (see tests/floor_environment.py)."""
+    if not _floor_build:
+        pytest.fail("the floor environment's build was not started at collection")
+    return _floor_build[0].outcome()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_environment(tmp_path_factory):
     """Every test shares one uv environment cache; tasks never download a Python."""
