@@ -310,7 +310,8 @@ class Executor:
         return {
             "run_dir": str(self.paths.root),
             "job": task.job.name,
-            "attempts": [before.get(c, 0) + 1 for c in calls],
+            # Empty when every call is on its first attempt (the runner takes a missing one for 1).
+            "attempts": [before.get(c, 0) + 1 for c in calls] if before else [],
             "workdir": call_dirs(task.job, self.paths),
         }
 

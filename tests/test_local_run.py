@@ -225,3 +225,15 @@ def test_a_run_leaves_pythons_garbage_collector_as_it_found_it(project):
     finally:
         gc.set_threshold(700, 10, 10)
     assert list(run.results()["result"]) == [0, 1, 2]
+
+
+def test_a_finished_run_leaves_no_records_file_behind(project):
+    """The records files of finished tasks are removed in a thread of their own (freeing a large one took the
+    submitter's loop 20 ms); the submit waits for them before it returns."""
+    project.write("work.py", "def f(x):\n    return x\n")
+    project.manifest(
+        "script: work.py\nfunction: f\ncalls_per_task: 2\nsweep: {product: {x: {range: [0, 9]}}}\n"
+    )
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (project.root / "run" / "tasks").iterdir()) == ["records.key"]

@@ -289,7 +289,7 @@ class LocalBackend(Backend):
                 path.unlink(missing_ok=True)
 
     def forget(self, task_id: str) -> None:
-        self.records.remove(task_id)
+        self.records.remove_soon(task_id)
 
     def reattach(self, tasks: list[AbandonedTask]) -> list[TaskReport]:
         reports = []
@@ -336,6 +336,7 @@ class LocalBackend(Backend):
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        self.records.close()
 
 
 def _stop_groups(processes: list[subprocess.Popen]) -> None:
