@@ -339,8 +339,23 @@ def _platform_name() -> str:
     return f"{system}-{release}-{machine}" + (f"-with-{libc}" if libc else "")
 
 
+def _may_be_in_git(folder: Path) -> bool:
+    """Whether git could find a repository for ``folder``: a ``.git`` (or a bare repository) in it or a parent,
+    or GIT_DIR set. Where none is, git would only fail: its two processes are not started."""
+    if os.environ.get("GIT_DIR"):
+        return True
+    for place in (folder, *folder.parents):
+        if os.path.lexists(place / ".git") or (
+            os.path.isfile(place / "HEAD") and os.path.isdir(place / "objects")
+        ):
+            return True
+    return False
+
+
 def _provenance(spec: RunSpec) -> dict:
     def git_commit(folder: Path) -> str | None:
+        if not _may_be_in_git(folder.absolute()):
+            return None
         try:
             git = find_program("git")
             done = subprocess.run(

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 HEAD = "# /// script\n# dependencies = []\n# ///\n"
-LOGGED = ("bash", "mktemp", "cat", "mkdir", "stat", "rm", "sed", "uname", "id", "mv")
+LOGGED = ("bash", "mktemp", "cat", "mkdir", "stat", "rm", "sed", "uname", "id", "mv", "git")
 
 
 def logging_programs(folder: Path) -> tuple[Path, Path]:
@@ -81,6 +81,7 @@ HEAVY_FOR_VALIDATE = (
     "shutil",
     "platform",
     "jsonschema",
+    "packaging",
     "pandas",
     "pyarrow",
     "numpy",
@@ -119,3 +120,66 @@ def test_validate_loads_no_ledger_backend_runner_or_process_machinery(project):
     assert "valid (1 job(s), 8 call(s))" in done.stdout
     loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
     assert sorted(name for name in HEAVY_FOR_VALIDATE if name in loaded) == []
+
+
+def test_a_run_outside_git_starts_no_git_and_one_inside_records_the_commit(project, tmp_path):
+    """run.json's provenance names the script's git commit; where no repository can be, git is not asked."""
+    project.write("work.py", HEAD + "def f(x):\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [1]\n")
+    bin_dir, log = logging_programs(tmp_path)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    outside = project.cli("submit", "sweep.yaml", "--local", "--run-dir", "outside", env=env)
+    assert outside.returncode == 0, outside.stderr
+    assert [line for line in started(log) if line.startswith("git ")] == []
+    info = json.loads((project.root / "outside" / "run.json").read_text())
+    assert [s["git_commit"] for s in info["provenance"]["scripts"].values()] == [None]
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    for step in (["init", "-q"], ["add", "work.py"], ["commit", "-q", "-m", "work"]):
+        subprocess.run([*git, *step], cwd=project.root, check=True, capture_output=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True, text=True
+    ).stdout.strip()
+    inside = project.cli("submit", "sweep.yaml", "--local", "--run-dir", "inside", env=env)
+    assert inside.returncode == 0, inside.stderr
+    info = json.loads((project.root / "inside" / "run.json").read_text())
+    # sweep.yaml and the run folder outside are not committed: the commit is marked dirty
+    assert [s["git_commit"] for s in info["provenance"]["scripts"].values()] == [f"{head}-dirty"]
+
+
+def test_the_plain_python_specifiers_told_without_packaging_are_ones_packaging_accepts():
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    from groundhog_batch.manifest.loader import plainly_valid_python_specifier
+
+    def packaging_accepts(text: str) -> bool:
+        try:
+            SpecifierSet(text)
+        except InvalidSpecifier:
+            return False
+        return True
+
+    plain = [">=3.10", "<4", ">=3.10, <3.13", "==3.12.*", "!=3.9.*", " >= 3.8 ", ">3", "==3.12.0.*"]
+    other = [
+        ">=3.10,",
+        "~=3.10",
+        ">=3.*",
+        "3.10",
+        "==3.12.*.1",
+        ">=3.10 <4",
+        "",
+        ">=\u00a03.10",
+        ">=\u0663",
+    ]
+    assert all(plainly_valid_python_specifier(text) for text in plain)
+    assert all(packaging_accepts(text) for text in plain)
+    assert not any(plainly_valid_python_specifier(text) for text in other)
+    # every text of the alphabet the plain forms use, up to 5 characters: plain implies packaging accepts it
+    import itertools
+
+    alphabet = ["3", "1", ".", "*", ",", " ", ">=", "<", "==", "!="]
+    for n in range(1, 5):
+        for parts in itertools.product(alphabet, repeat=n):
+            text = "".join(parts)
+            if plainly_valid_python_specifier(text):
+                assert packaging_accepts(text), text
