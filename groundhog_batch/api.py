@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shlex
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -385,7 +384,7 @@ def _provenance(spec: RunSpec) -> dict:
         "hog_batch_version": __version__,
         "python": sys.version.split()[0],
         "platform": _platform_name(),
-        "host": socket.gethostname(),
+        "host": os.uname().nodename,
         "user": getpass.getuser(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "argv": sys.argv,

@@ -29,9 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import statistics
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -92,6 +90,8 @@ def _extrapolate(
     unknown = job.n_calls - n_known
     if not durations:
         return known_s, 0.0
+    import statistics  # fractions and decimal behind it: only when there are times to estimate from
+
     mean = statistics.fmean(durations)
     spread = statistics.stdev(durations) if len(durations) > 1 else mean
     error = (
@@ -149,6 +149,8 @@ def sample_durations(plan: Plan, job: JobSpec, n_sample: int) -> tuple[list[floa
         uv = find_uv()
         if uv:
             env["HOG_BATCH_UV"] = uv
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="hog-sample.") as folder:
         path = Path(folder) / "task.sh"
         path.write_text(script)

@@ -14,7 +14,6 @@ import os
 import re
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -280,7 +279,7 @@ class Executor:
 
     def _prepare(self, task: Task, attempt: int = 1) -> TaskSubmission:
         """The task as the backend takes it: its id, payload and rendered script."""
-        task_id = f"{task.job.name}-{uuid.uuid4().hex[:10]}"
+        task_id = f"{task.job.name}-{os.urandom(5).hex()}"  # uuid4's first 10 hex digits, without uuid (and platform)
         payload = replace(self.plan.payload(task), context=self._context(task))
         batch_walltime_s = None  # the endpoint's walltime, unless a retry escalates it
         if attempt > 1 and self.retries[task.job.name].escalates:

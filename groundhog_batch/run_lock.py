@@ -10,7 +10,6 @@ import errno
 import fcntl
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -66,7 +65,7 @@ class RunLock:
             ) from None
         info = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": os.uname().nodename,
             "action": action,
             "background": os.environ.get(BACKGROUND_ENV)
             == "1",  # a detached submitter, or hb.submit(wait=False)

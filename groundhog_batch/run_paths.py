@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -144,12 +143,31 @@ def make_private_dir(root: Path) -> None:
     os.chmod(root, 0o700)
 
 
+def _private_temp(folder: Path, prefix: str) -> tuple[int, str]:
+    """A new file of ours in ``folder`` (0600, created exclusively, no symlink followed), as tempfile.mkstemp
+    makes one, without importing tempfile (and shutil, random) on every command's path."""
+    flags = (
+        os.O_RDWR
+        | os.O_CREAT
+        | os.O_EXCL
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_CLOEXEC", 0)
+    )
+    for _ in range(100):
+        name = os.path.join(folder, prefix + os.urandom(4).hex())
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
+
+
 def write_atomic(path: Path, data: bytes | str, shared: bool = False) -> None:
     """Write, then rename: a reader never sees half a file. The file is private (0600): run-directory state;
     ``shared`` gives it the mode the umask gives any file the user writes (a report, to be passed around)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = _private_temp(path.parent, f".{path.name}.")
     try:
         if shared:
             umask = os.umask(0)

@@ -8,7 +8,7 @@ script skips them (docs/running.md, "What a task trusts").
 from __future__ import annotations
 
 import os
-import shutil
+import stat
 
 
 def trusted_path(path: str | None = None) -> str:
@@ -19,4 +19,16 @@ def trusted_path(path: str | None = None) -> str:
 
 def find_program(name: str) -> str:
     """``name``'s absolute path from the trusted PATH, or ``name`` itself (the start then fails as not found)."""
-    return shutil.which(name, path=trusted_path()) or name
+    for folder in trusted_path().split(os.pathsep):
+        if not os.path.isabs(
+            folder
+        ):  # an empty PATH leaves one empty entry: never the current folder
+            continue
+        candidate = os.path.join(folder, name)
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and os.access(candidate, os.X_OK):  # as shutil.which decides
+            return candidate
+    return name

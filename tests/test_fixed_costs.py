@@ -122,6 +122,39 @@ def test_validate_loads_no_ledger_backend_runner_or_process_machinery(project):
     assert sorted(name for name in HEAVY_FOR_VALIDATE if name in loaded) == []
 
 
+def test_a_local_submit_loads_no_module_it_does_not_use(project, tmp_path):
+    """A submit of a plain local sweep imports no temp-file, uuid, socket, statistics or other backend's module:
+    each cost milliseconds of every submit's start."""
+    project.write("work.py", HEAD + "def f(x):\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [1]\n")
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED, "submit", "sweep.yaml", "--local", "--run-dir", "run"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HOG_BATCH_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    unused = (
+        "tempfile",
+        "shutil",
+        "uuid",
+        "platform",
+        "socket",
+        "statistics",
+        "jsonschema",
+        "pandas",
+        "pyarrow",
+        "plotly",
+        "globus_compute_sdk",
+        "groundhog_batch.backends.slurm",
+        "groundhog_batch.globus.kind",
+    )
+    assert sorted(name for name in unused if name in loaded) == []
+
+
 def test_a_run_outside_git_starts_no_git_and_one_inside_records_the_commit(project, tmp_path):
     """run.json's provenance names the script's git commit; where no repository can be, git is not asked."""
     project.write("work.py", HEAD + "def f(x):\n    return x\n")
