@@ -136,58 +136,76 @@ def f(x):
 """
 
 
-def median_wall_s(folder: Path, runs: int, *args: str) -> float:
-    walls = sorted(cli(folder, *args)[0] for _ in range(runs))
-    return walls[len(walls) // 2]
-
-
 def bench_startup(base: Path, quick: bool = False) -> list[tuple]:
-    """Fixed costs a short sweep pays: the CLI's start, and the time from the CLI's start to the first call running."""
-    runs = 5
+    """Fixed costs a short sweep pays: the CLI's start, and the time from the CLI's start to the first call running.
+
+    The three commands are measured in interleaved rounds (one of each per round), so a change in the shared
+    machine's load falls on all of them. Each row gives the wall time (what the target is about) and the CPU
+    time of every process the command started (user + system): on a quiet machine the wall time of these
+    sequential steps is about their CPU time; on a loaded one the wall time also holds the waits for a core.
+    """
+    runs = 5 if quick else 11
     folder = project(base / "startup", "sweep:\n  product:\n    x: [1]\n", STARTUP_SCRIPT)
     os.environ["HOG_BENCH_FIRST_CALL"] = str(folder / "first-call")
     example = Path(__file__).resolve().parent.parent / "configs" / "01-grid" / "sweep.yaml"
-    help_s = median_wall_s(folder, runs, "--help")
-    validate_s = median_wall_s(folder, runs, "validate", str(example))
-    cli(
-        folder, "submit", "sweep.yaml", "--local", "--run-dir", "warmup"
-    )  # the environment, built once
+    for warmup in ("warmup", "warmup-2"):  # the environment, built once; the runner's bytecode kept
+        cli(folder, "submit", "sweep.yaml", "--local", "--run-dir", warmup)
+    measured: dict[str, list[tuple[float, float]]] = {"help": [], "validate": [], "submit": []}
     firsts, submits = [], []
     for attempt in range(runs):
+        _, wall_s, _, cpu_s, _ = cli_usage(folder, "--help")
+        measured["help"].append((wall_s, cpu_s))
+        _, wall_s, _, cpu_s, done = cli_usage(folder, "validate", str(example))
+        assert done.returncode == 0, done.stderr
+        measured["validate"].append((wall_s, cpu_s))
         (folder / "first-call").unlink(missing_ok=True)
-        started, _, _, _, done = cli_usage(
+        started, wall_s, _, cpu_s, done = cli_usage(
             folder, "submit", "sweep.yaml", "--local", "--run-dir", f"run-{attempt}"
         )
         assert done.returncode == 0, done.stderr
+        measured["submit"].append((wall_s, cpu_s))
         firsts.append(float((folder / "first-call").read_text().split()[0]) - started)
         submits.append(task_submitted_s(folder / f"run-{attempt}", started))
-    first_s = sorted(firsts)[len(firsts) // 2]
+    help_s, help_cpu = (median([m[k] for m in measured["help"]]) for k in (0, 1))
+    validate_s, validate_cpu = (median([m[k] for m in measured["validate"]]) for k in (0, 1))
+    submit_cpu = median([m[1] for m in measured["submit"]])
+    first_s = median(firsts)
     # Where it goes: the submitter's part (Python, imports, the manifest, the run directory, the
     # ledger) up to the moment it hands the task to the backend, and the task's (bash, its checks,
     # the environment's Python, the runner, the script's import), in the same runs.
-    submitted_s = sorted(submits)[len(submits) // 2]
-    task_s = sorted(f - s for f, s in zip(firsts, submits, strict=True))[len(firsts) // 2]
+    submitted_s = median(submits)
+    task_s = median([f - s for f, s in zip(firsts, submits, strict=True)])
+    of = f"median of {runs}"
     return [
         (
-            "hog-batch --help (median of 5)",
-            f"{help_s:.3f} s",
+            f"hog-batch --help ({of})",
+            f"{help_s:.3f} s wall",
+            f"{help_cpu:.3f} s CPU",
             "target <= 0.12 s",
             "holds" if help_s <= 0.12 else "MISSED",
         ),
         (
-            "hog-batch validate of the example (median of 5)",
-            f"{validate_s:.3f} s",
+            f"hog-batch validate of the example ({of})",
+            f"{validate_s:.3f} s wall",
+            f"{validate_cpu:.3f} s CPU",
             "target <= 0.12 s",
             "holds" if validate_s <= 0.12 else "MISSED",
         ),
         (
-            "CLI start to the first call running, cached environment (median of 5)",
-            f"{first_s:.3f} s",
+            f"CLI start to the first call running, cached environment ({of})",
+            f"{first_s:.3f} s wall",
+            f"{submit_cpu:.3f} s CPU (the whole submit)",
             "target <= 0.15 s",
             "holds" if first_s <= 0.15 else "MISSED",
         ),
-        ("  of which: CLI start to the task handed to the backend", f"{submitted_s:.3f} s", "", ""),
-        ("  of which: the task's start to its first call running", f"{task_s:.3f} s", "", ""),
+        (
+            "  of which: CLI start to the task handed to the backend",
+            f"{submitted_s:.3f} s",
+            "",
+            "",
+            "",
+        ),
+        ("  of which: the task's start to its first call running", f"{task_s:.3f} s", "", "", ""),
     ]
 
 
