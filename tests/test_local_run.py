@@ -237,3 +237,21 @@ def test_a_finished_run_leaves_no_records_file_behind(project):
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (project.root / "run" / "tasks").iterdir()) == ["records.key"]
+
+
+def test_a_records_file_given_up_is_gone_when_the_process_ends_even_unclosed(tmp_path):
+    """A finished task's records file is removed in the background; a process that never closes its backend
+    (``status`` taking in a dead submitter's tasks) still removes it before it exits."""
+    import subprocess
+    import sys
+
+    (tmp_path / "t1.records").write_bytes(b"x" * 1_000_000)
+    code = (
+        "import sys; from pathlib import Path; from groundhog_batch.backends.records_file import RecordsFiles;"
+        "RecordsFiles(Path(sys.argv[1])).remove_soon('t1')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "t1.records").exists()

@@ -14,6 +14,7 @@ dir, private), so a later submitter that resumes the run knows it too.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import hmac
@@ -100,6 +101,9 @@ class RecordsFiles:
         if self._removals is None:
             self._removals = queue.SimpleQueue()
             threading.Thread(target=_remove_each, args=(self._removals,), daemon=True).start()
+            atexit.register(
+                self.close
+            )  # whoever forgets to close: the files are gone before the process
         self._removals.put(self.path(task_id))
 
     def close(self, wait_s: float = RELEASE_WAIT_S) -> None:
