@@ -39,7 +39,7 @@ Faults: ``fail_next(kind, *statuses)`` answers the next requests of a kind
 with HTTP errors; ``fail_next_tasks(n, message)`` fails the next tasks
 before they run, as the endpoint's machinery does (``Ignoring command from
 server``); ``lose_next_answer(kind, status)`` does the request, then
-answers with an error; ``hold_tasks``/``release()``; ``after_submit`` runs a
+answers with an error; ``hold_tasks``/``release()``; ``strand_held()`` (held tasks never run nor report); ``after_submit`` runs a
 callback right after a submission has been answered; ``kill_workers()``;
 ``forget_tasks()`` drops every task record (the service's expiry).
 
@@ -81,6 +81,14 @@ TESTS_DIR = str(pathlib.Path(__file__).resolve().parent)
 IGNORED_COMMAND = (
     "Ignoring command from server\nCommand too old or skew between system clocks is too large.\n"
     "  Command timestamp:  1700000000\n  Endpoint timestamp: 1700000900"
+)
+# What a user endpoint sends when it refuses to start (cli.py's _pidfile_check inside _SendMessageOnErrorExit):
+# after a kill its PID file, touched every 15 s, looks alive for three heartbeats.
+PID_FILE_NOTICE = (
+    "Failed to start or unexpected error:\n  (MessageSystemExit) \n        PID path: "
+    "/home/u/.globus_compute/uep.x/daemon.pid (PID: 4242)\n\nAnother instance of this endpoint is "
+    "running.  (Perhaps on another login node?)  Refusing to start.  If this is not correct, then "
+    "remove the PID file before starting again."
 )
 # core_endpoint.py counts its start-up steps in ``exit_code``; rendering the template is its 8th step.
 RENDER_STEP_EXIT_CODE = 8
@@ -429,6 +437,12 @@ class LoopbackGlobus:
             held, self._held = self._held, []
         for task_id in held:
             self._start(task_id)
+
+    def strand_held(self) -> None:
+        """Drop the held tasks unrun, pending for ever: an endpoint took them and died without a word."""
+        with self.lock:
+            self.hold_tasks = False
+            self._held = []
 
     def kill_workers(self) -> int:
         """SIGKILL every running worker (a node lost, an OOM kill); returns how many."""

@@ -30,7 +30,8 @@ import rabbitmq_server
 from loopback_globus import LoopbackGlobus
 from test_globus_backend import results, side_effects
 
-WAIT_S = 240.0  # the longest any step may take on a loaded machine
+WAIT_S = 150.0
+STRANDED_S = 40  # above the time the calls wait at the gate before the kill, however loaded the machine  # the longest any step may take on a loaded machine
 SCRIPT = (
     '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
     "import os, time\n"
@@ -92,7 +93,13 @@ class Sweep:
         self.n_calls = n_calls
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, **self.service.environment(), "HOG_BATCH_GLOBUS_SWEEP_S": "5"}
+        return {
+            **os.environ,
+            **self.service.environment(),
+            "HOG_BATCH_GLOBUS_SWEEP_S": "5",
+            # a task the killed endpoint had taken never reports: looked up after this much silence
+            "HOG_BATCH_GLOBUS_STRANDED_S": str(STRANDED_S),
+        }
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return self.namespace.call(
@@ -164,3 +171,37 @@ def test_a_sweep_on_an_endpoint_run_by_the_daemon_brings_every_result_back_once(
     broker = sweep.service.endpoint_broker()
     assert broker.results >= 10  # each task's Result came from the daemon's user endpoint
     assert [c["command"] for c in broker.commands] == ["cmd_start_endpoint"]
+
+
+def test_the_daemon_killed_mid_run_and_restarted_finishes_every_call_once_with_no_retry(
+    project, daemon_world
+):
+    sweep = Sweep(project, daemon_world, n_calls=20, calls_per_task=1)
+    submitter = sweep.submit_in_background()
+    sweep.wait_started(2)  # two calls at the gate; the user endpoint's engine holds the rest
+    sweep.daemon.kill()  # the host lost: daemon, user endpoint and running calls
+    # Every PID file gone (an administrator's clean-up, or a restart long after): the user endpoint starts
+    # cleanly, and the tasks the killed one had taken are gone without a word. Only the silence says so.
+    sweep.daemon.remove_stale_pid_files(user_endpoints=True)
+    sweep.namespace.call(sweep.daemon.start)
+    sweep.open_gate()
+    returncode, stderr = finish(submitter, sweep.daemon)
+    assert returncode == 0, stderr
+    sweep.assert_every_call_finished_once()
+    assert not sweep.service.endpoint_broker().failure_notices
+
+
+def test_the_daemon_stopped_mid_run_and_started_again_finishes_every_call_once_with_no_retry(
+    project, daemon_world
+):
+    sweep = Sweep(project, daemon_world, n_calls=20, calls_per_task=1)
+    submitter = sweep.submit_in_background()
+    sweep.wait_started(2)
+    # `globus-compute-endpoint stop`: the busy user endpoint outlives stop's 10 s (exit 255), then is killed.
+    sweep.daemon.stop()
+    sweep.daemon.remove_stale_pid_files()  # the core endpoint's, as its refusal to start asks
+    sweep.namespace.call(sweep.daemon.start)
+    sweep.open_gate()
+    returncode, stderr = finish(submitter, sweep.daemon)
+    assert returncode == 0, stderr
+    sweep.assert_every_call_finished_once()

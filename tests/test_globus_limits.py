@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+from loopback_globus import PID_FILE_NOTICE
 from test_globus_backend import HEAD, remote_project, results, side_effects, wait_for
 
 from groundhog_batch.globus import transport
@@ -197,6 +198,33 @@ def test_calls_the_endpoint_machinery_failed_run_again_by_themselves_exactly_onc
     assert list(table["status"]) == ["succeeded"] * 12 and list(table["attempts"]) == [1] * 12
     globus.wait_idle()
     assert side_effects(log) == list(range(12))  # each call ran exactly once
+
+
+def test_calls_failed_by_a_user_endpoint_that_would_not_start_run_again_by_themselves(
+    project, globus
+):
+    log = remote_project(project, globus, n_calls=8, calls_per_task=2, extra="max_parallel: 4\n")
+    globus.fail_next_tasks(4, PID_FILE_NOTICE)  # the restarted endpoint's failure notice
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 0, done.stderr  # no `retry` needed
+    assert list(results(project)["status"]) == ["succeeded"] * 8
+    globus.wait_idle()
+    assert side_effects(log) == list(range(8))
+
+
+def test_tasks_an_endpoint_took_and_lost_without_a_word_run_again_after_a_silence(project, globus):
+    log = remote_project(project, globus, n_calls=4, calls_per_task=2, extra="max_parallel: 2\n")
+    globus.hold_tasks = True
+    globus.after_submit = globus.strand_held  # the first tasks stay pending at the service for ever
+    # the silence allowed: longer than a task takes here, however loaded the machine
+    stranded_s = "15"
+    done = project.cli(
+        "submit", "sweep.yaml", "--run-dir", "run", env={"HOG_BATCH_GLOBUS_STRANDED_S": stranded_s}
+    )
+    assert done.returncode == 0, done.stderr  # no `retry` needed
+    assert list(results(project)["status"]) == ["succeeded"] * 4
+    assert side_effects(log) == list(range(4))  # the stranded tasks never run: each call ran once
+    assert globus.requests["submit"] == 2  # the two stranded tasks, submitted again once
 
 
 def test_a_machinery_failure_that_keeps_coming_back_fails_the_calls_after_three_reruns(

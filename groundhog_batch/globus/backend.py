@@ -72,8 +72,14 @@ SWEEP_LONGEST_S = 3600.0
 MACHINERY_META_KEY = "machinery_reruns"  # job -> {call: times re-run after a machinery failure}
 MACHINERY_RERUNS = 3
 # What the endpoint says when the machinery, not the call, failed, before the task ran: a restarted
-# endpoint refusing a stale command, a task cancelled by `globus-compute-endpoint stop`.
-MACHINERY_SIGNS = ("Ignoring command from server", "CancelledError", "TaskCancelled")
+# endpoint refusing a stale command, a task cancelled by `globus-compute-endpoint stop`, a user endpoint
+# that could not start (its failure notice; after a kill, its PID file still looks alive).
+MACHINERY_SIGNS = (
+    "Ignoring command from server",
+    "CancelledError",
+    "TaskCancelled",
+    "Failed to start or unexpected error",
+)
 
 
 def push_wanted() -> bool:
@@ -90,6 +96,19 @@ def submit_spacing_s() -> float:
     """With results pushed: results arriving within this long of the last submission are gathered, so the
     slots they free are submitted together (``HOG_BATCH_GLOBUS_SUBMIT_SPACING_S``; 0 hands each over at once)."""
     return float(os.environ.get("HOG_BATCH_GLOBUS_SUBMIT_SPACING_S", "1.0"))
+
+
+def stranded_after_s() -> float:
+    """How long a run with tasks in flight may go without any result before those tasks count as stranded.
+
+    The endpoint acknowledges a task once its engine holds it; an endpoint
+    killed then (a lost host, an OOM kill) never reports the task, and the
+    service keeps it pending for ever. Past this silence the tasks the service
+    still holds as pending run again (a machinery rerun). A task that really
+    runs this long with nothing else finishing would run twice: the deadline is
+    at least twice the longest ``walltime`` of the tasks in flight.
+    """
+    return float(os.environ.get("HOG_BATCH_GLOBUS_STRANDED_S", str(6 * 3600)))
 
 
 def poll_bounds_s() -> tuple[float, float]:
@@ -168,6 +187,8 @@ def too_large_report(task_id: str, refused: RequestTooLarge) -> TaskReport:
 
 def machinery_failure(status: dict[str, Any]) -> bool:
     """True when the endpoint's machinery failed the task before it ran (not the function, not the call)."""
+    if status.get("stranded"):  # taken by an endpoint that died: no result will ever come
+        return True
     if str(status.get("status", "")).lower() in ("cancelled", "canceled"):
         return True
     text = str(status.get("exception") or "")
@@ -262,6 +283,11 @@ class GlobusBackend(Backend):
         self._sweep_s = sweep_interval_s()
         self._sweep_at = time.monotonic() + self._sweep_s
         self.sweeps = 0
+        # Stranded tasks: the last time a task was submitted or a result came, and the silence allowed after it.
+        self._progress_at = time.monotonic()
+        self._stranded_s = stranded_after_s()
+        self._stranding = False  # the next status cycle reruns what is still pending
+        self.stranded_checks = 0
         self._resumed_groups: list[
             str
         ] = []  # queues of a previous submitter, consumed on the first wait
@@ -351,6 +377,10 @@ class GlobusBackend(Backend):
                         self._pushed.add(task_id)
         self._next_poll = min(self._next_poll, time.monotonic() + self._first_poll_s)
         self._submitted_at = time.monotonic()
+        self._progress_at = time.monotonic()
+        walltimes = [t.walltime_s for t in tasks if t.walltime_s]
+        if walltimes:
+            self._stranded_s = max(self._stranded_s, 2 * max(walltimes))
 
     def _submit_once(
         self,
@@ -469,6 +499,7 @@ class GlobusBackend(Backend):
         if reports:
             self._sweep_s = sweep_interval_s()
             self._sweep_at = time.monotonic() + self._sweep_s
+            self._progress_at = time.monotonic()
         if not self._queue.working:
             self._pushed.clear()
         return reports
@@ -480,8 +511,15 @@ class GlobusBackend(Backend):
         them, only what pushes do not cover: tasks whose group has no queue,
         reattached tasks (once), and, when the queue has been silent for the
         sweep interval, every task (the interval then doubles, up to an hour).
+        After ``stranded_after_s`` without any result, every task, and those
+        still pending run again.
         """
         now = time.monotonic()
+        if self._followed and now - self._progress_at >= self._stranded_s:
+            self._progress_at = now
+            self._stranding = True
+            self.stranded_checks += 1
+            return list(self._followed), 0.0
         asked = [sid for sid in self._followed if sid not in self._pushed or sid in self._verify]
         if asked:
             return asked, self._next_poll - now
@@ -516,7 +554,8 @@ class GlobusBackend(Backend):
                 pushed = self._receive(wait_s)
                 if pushed:
                     return self._gather(pushed)
-            self._cycle = self._check(asked, patient=timeout_s > 0)
+            self._cycle = self._check(asked, patient=timeout_s > 0, stranded=self._stranding)
+            self._stranding = False
             self._cycle_found = False
             self._verify -= set(asked)
         reports: list[TaskReport] = []
@@ -606,9 +645,11 @@ class GlobusBackend(Backend):
         """Task ids per status request: as many as fit ``ANSWER_BUDGET_BYTES`` at the largest result seen."""
         return max(1, min(STATUS_CHUNK, ANSWER_BUDGET_BYTES // max(self._largest_result_bytes, 1)))
 
-    def _check(self, service_ids: list[str], patient: bool = True) -> Iterator[TaskReport]:
+    def _check(
+        self, service_ids: list[str], patient: bool = True, stranded: bool = False
+    ) -> Iterator[TaskReport]:
         """States of the followed tasks, read as they arrive; ``patient`` rides out an outage (a submitter),
-        else fails fast (``status``)."""
+        else fails fast (``status``); ``stranded``: a task still pending is reported stranded."""
         start = 0
         while start < len(service_ids):
             chunk = service_ids[start : start + self.status_chunk()]
@@ -623,8 +664,20 @@ class GlobusBackend(Backend):
                 report = report_from_status(
                     task_id, status, self.service.deserialize, self._shared.warn_unused
                 )
-                if report is None:
+                if report is None and stranded:
+                    report = TaskReport(
+                        task_id,
+                        finished=True,
+                        saw_delimiter=False,
+                        failure=f"no result came for {self._stranded_s:.0f} s and the service still holds "
+                        f"the task as {status.get('status', 'pending')!r}: the endpoint took it and was "
+                        "lost (killed or restarted)",
+                    )
+                    status = {**status, "stranded": True}
+                elif report is None:
                     continue
+                else:
+                    self._progress_at = time.monotonic()
                 del self._followed[service_id]
                 self._pushed.discard(service_id)
                 yield self._settle(report, status)
@@ -711,6 +764,7 @@ class GlobusBackend(Backend):
             else:  # the service never took it (or cannot say which tasks it took): its calls run again
                 reports.append(TaskReport(task_id, finished=True, lost=True))
         self._next_poll = 0.0
+        self._progress_at = time.monotonic()
         self._verify |= set(
             self._followed
         )  # asked once: what finished while nobody listened may not be in a queue
