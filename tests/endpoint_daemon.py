@@ -16,6 +16,16 @@ hog-batch's test settings).
 ``kill()`` SIGKILLs the daemon and everything under it (its user endpoints and
 their tasks), as a lost host or an OOM kill would; ``stop()`` is
 ``globus-compute-endpoint stop <name>``.
+
+Every 4.x endpoint is templated: ``config.yaml`` holds no engine, and each
+user endpoint is rendered from ``user_config_template.yaml.j2`` with the
+submission's ``user_endpoint_config``, checked first against
+``user_config_schema.json`` (both published at registration). Not tried
+here: a root endpoint mapping Globus identities to *other* local users
+(``identity_mapping_config_path``), whose user endpoints run as those users.
+On this machine the venv's interpreter lives under ``/root`` (mode 0700):
+``su nobody -c '.venv/bin/python -c 1'`` is "Permission denied", so a mapped
+user could not even start ``globus-compute-endpoint``.
 """
 
 from __future__ import annotations
@@ -32,13 +42,26 @@ import time
 BIN = pathlib.Path(sys.executable).parent / "globus-compute-endpoint"
 HEARTBEAT_S = 5  # the endpoint's minimum
 START_TIMEOUT_S = 120.0
-# A user endpoint that runs tasks in threads of its own process: light on a small machine.
+# A user endpoint that runs tasks in threads of its own process (light on a small machine), rendered from
+# each user's config: ``endpoint_setup`` runs as the user endpoint starts, ``max_workers`` sizes its pool.
 THREAD_TEMPLATE = """\
 heartbeat_period: {heartbeat_s}
+endpoint_setup: {{{{ endpoint_setup | default("") }}}}
 engine:
   type: ThreadPoolEngine
   max_workers: {{{{ max_workers | default({workers}) }}}}
 """
+# The keys a user may set (checked by the endpoint before rendering, and by hog-batch before submitting).
+THREAD_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "tag": {"type": "string"},
+        "endpoint_setup": {"type": "string"},
+        "worker_init": {"type": "string"},
+        "max_workers": {"type": "integer", "minimum": 1},
+    },
+    "additionalProperties": False,
+}
 PASSED_ENV_PREFIXES = ("HOG_BATCH_", "UV_", "SIDE_EFFECTS")
 
 
@@ -83,6 +106,7 @@ class EndpointDaemon:
         service,
         name: str = "hog-test-ep",
         template: str | None = None,
+        schema: dict | None = None,
         workers: int = 2,
         extra_config: str = "",
         environment: dict[str, str] | None = None,
@@ -92,6 +116,7 @@ class EndpointDaemon:
         self.compute_dir = self.root / "globus_compute"
         self.dir = self.compute_dir / name
         self.template = template or THREAD_TEMPLATE.format(heartbeat_s=HEARTBEAT_S, workers=workers)
+        self.schema = THREAD_SCHEMA if schema is None else schema
         self.extra_config = extra_config
         self.environment = environment or {}
         self.process: subprocess.Popen | None = None
@@ -131,6 +156,7 @@ class EndpointDaemon:
             f"heartbeat_period: {HEARTBEAT_S}\n{self.extra_config}"
         )
         (self.dir / "user_config_template.yaml.j2").write_text(self.template)
+        (self.dir / "user_config_schema.json").write_text(json.dumps(self.schema, indent=1))
         (self.dir / "user_environment.yaml").write_text(json.dumps(self.user_environment()))
         return self
 

@@ -51,6 +51,14 @@ endpoint's packed ``Result`` (they stay fetchable by status too), and
 ``push_results = False`` loses the pushes, ``delete_queues()`` drops the
 queues. ``inline = True`` runs pure-Python functions in the service's own
 threads (no worker process) for load tests of the service and the queue.
+
+Real endpoints: an endpoint that ``globus-compute-endpoint start`` registered
+(``POST``/``PUT /v3/endpoints``, with ``amqp_url``) runs its tasks itself. The
+service then sends it start commands and Task messages over RabbitMQ and
+takes its Results and heartbeats (tests/loopback_endpoints.py); the daemon is
+run by tests/endpoint_daemon.py, in a private network namespace
+(tests/netns.py) where this service listens on ``localhost:5000``, the only
+address the daemon's Compute client knows besides Globus's own.
 """
 
 from __future__ import annotations

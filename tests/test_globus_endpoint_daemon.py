@@ -17,7 +17,9 @@ endpoint and task queue.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -75,7 +77,7 @@ def daemon_world(loopback_service):
 class Sweep:
     """A project whose calls wait at a gate, run by hog-batch inside the namespace."""
 
-    def __init__(self, project, world, n_calls: int, calls_per_task: int) -> None:
+    def __init__(self, project, world, n_calls: int, calls_per_task: int, config: str = "") -> None:
         self.project, (self.namespace, self.service, self.daemon) = project, world
         self.gate = project.root / "gate"
         self.log = project.root / "side-effects.txt"
@@ -86,7 +88,7 @@ class Sweep:
         )
         project.manifest(
             f"script: work.py\nfunction: f\nendpoint: {self.daemon.endpoint_id}\n"
-            f"config: {{tag: {uuid.uuid4().hex[:8]}}}\n"  # its own user endpoint and task queue
+            f"config:\n  tag: {uuid.uuid4().hex[:8]}\n{config}"  # its own user endpoint and task queue
             f"calls_per_task: {calls_per_task}\nmax_parallel: {n_calls}\n"
             f"sweep:\n  product:\n    x: {{range: [0, {n_calls}]}}\n"
         )
@@ -205,3 +207,29 @@ def test_the_daemon_stopped_mid_run_and_started_again_finishes_every_call_once_w
     returncode, stderr = finish(submitter, sweep.daemon)
     assert returncode == 0, stderr
     sweep.assert_every_call_finished_once()
+
+
+def test_a_templated_endpoint_renders_each_users_config_and_its_schema_names_a_misspelt_key(
+    project, daemon_world
+):
+    setup_ran = project.root / "endpoint-setup-ran"
+    sweep = Sweep(
+        project,
+        daemon_world,
+        n_calls=4,
+        calls_per_task=2,
+        config=f"  endpoint_setup: {json.dumps(f'touch {shlex.quote(str(setup_ran))}')}\n"
+        "  max_workers: 1\n",
+    )
+    sweep.open_gate()
+    # The schema the daemon published at registration: hog-batch refuses before anything is submitted.
+    misspelt = sweep.cli("submit", "sweep.yaml", "--run-dir", "run", "--set", "config.max_worker=2")
+    assert misspelt.returncode == 2, misspelt.stderr
+    assert "'max_worker'" in misspelt.stderr and "did you mean 'max_workers'" in misspelt.stderr
+    assert not (project.root / "run").exists()
+    done = sweep.cli("submit", "sweep.yaml", "--run-dir", "run")
+    assert done.returncode == 0, done.stderr + sweep.daemon.log_tail()
+    sweep.assert_every_call_finished_once()
+    assert (
+        setup_ran.exists()
+    )  # the user's endpoint_setup, rendered into the template, ran as it started

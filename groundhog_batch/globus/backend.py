@@ -545,6 +545,7 @@ class GlobusBackend(Backend):
             return ready
         streamed = self._read_streams()
         if streamed:
+            self._progress_at = time.monotonic()  # a task writing records is alive, not stranded
             return streamed
         if self._cycle is None:
             asked, wait_s = self._to_ask()
