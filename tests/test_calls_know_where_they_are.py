@@ -103,17 +103,22 @@ def test_a_call_that_changes_or_drops_its_variables_leaves_the_next_call_its_own
         "    os.environ['HOG_BATCH_JOB'] = 'spoiled'\n"
         "    os.environ.pop('HOG_BATCH_RUN_DIR')\n"
         "    os.environ['HOG_BATCH_ATTEMPT'] = '99'\n"
-        "    if x % 2:\n"
+        "    if x % 3 == 1:\n"
         "        os.environ.pop('HOG_BATCH_CALL')\n"
-        "    else:\n"
+        "    elif x % 3 == 2:\n"
         "        os.environ['HOG_BATCH_CALL'] = 'spoiled'\n"
+        "    saved = dict(os.environ)\n"  # as mock.patch.dict restores it: cleared, then the same values set
+        "    os.environ.clear()\n"
+        "    os.environ.update(saved)\n"
         "    return seen + child\n"
     )
-    context = {"run_dir": "/runs/r", "job": "j", "attempts": [1, 1, 3, 3], "workdir": None}
-    records = run_runner(tmp_path, body, 4, context=context)
+    context = {"run_dir": "/runs/r", "job": "j", "attempts": [1, 1, 3, 3, 3, 3], "workdir": None}
+    records = run_runner(tmp_path, body, 6, context=context)
     assert [r["value"] for r in records] == [
         ["/runs/r", "j", "1", "0", "j", "1"],
         ["/runs/r", "j", "1", "1", "j", "1"],
         ["/runs/r", "j", "3", "2", "j", "3"],
         ["/runs/r", "j", "3", "3", "j", "3"],
+        ["/runs/r", "j", "3", "4", "j", "3"],
+        ["/runs/r", "j", "3", "5", "j", "3"],
     ]

@@ -583,13 +583,12 @@ class CallPlace:
         if buffer is None:
             environ["HOG_BATCH_CALL"] = str(call_index)
         else:
-            value = b"%d" % call_index
-            if self.call is None or data.get(b"HOG_BATCH_CALL") != self.call:
-                # First, or a call set or dropped the variable: the environment points at the buffer again.
-                buffer.value = b"HOG_BATCH_CALL=" + value
+            value = _OwnValue(b"%d" % call_index)
+            buffer.value = b"HOG_BATCH_CALL=" + value
+            if self.call is None or data.get(b"HOG_BATCH_CALL") is not self.call:
+                # First, or a call set the variable (even to the same value: os.environ holds another object
+                # then, and the C environment a copy) or dropped it: the environment points at the buffer again.
                 self.putenv(buffer)
-            else:
-                buffer.value = b"HOG_BATCH_CALL=" + value
             data[b"HOG_BATCH_CALL"] = self.call = value
         attempts = self.attempts
         attempt = str(attempts[position] if position < len(attempts) else 1)
@@ -608,6 +607,10 @@ class CallPlace:
 
 
 _CALL_BUFFERS = []  # the environment points into these: never freed
+
+
+class _OwnValue(bytes):
+    """A value the runner put in os.environ: never the same object as one anybody else put there."""
 
 
 def files_in(call_dir):
