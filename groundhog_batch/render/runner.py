@@ -1614,12 +1614,13 @@ def keep_compiled(source_path, compiled_path):
     private to you and checked): the next tasks there run it without compiling these lines again. Written
     elsewhere and renamed (py_compile does), so no task runs half a file; a failure only costs the next
     task the compile."""
-    if os.path.exists(compiled_path):
-        return
+    if os.path.exists(compiled_path) or not os.access(os.path.dirname(compiled_path), os.W_OK):
+        return  # kept already, or nowhere to keep it (a read-only cache): never compiled twice for nothing
     try:
         import py_compile
 
-        py_compile.compile(source_path, cfile=compiled_path, doraise=True)
+        # dfile: tracebacks name the runner, not the temporary folder of the task that compiled it
+        py_compile.compile(source_path, cfile=compiled_path, dfile="hog_runner.py", doraise=True)
     except Exception:
         pass
 
