@@ -46,6 +46,7 @@ START_TIMEOUT_S = 120.0
 # each user's config: ``endpoint_setup`` runs as the user endpoint starts, ``max_workers`` sizes its pool.
 THREAD_TEMPLATE = """\
 heartbeat_period: {heartbeat_s}
+debug: {{{{ debug | default(false) | tojson }}}}
 endpoint_setup: {{{{ endpoint_setup | default("") }}}}
 engine:
   type: ThreadPoolEngine
@@ -59,6 +60,7 @@ THREAD_SCHEMA = {
         "endpoint_setup": {"type": "string"},
         "worker_init": {"type": "string"},
         "max_workers": {"type": "integer", "minimum": 1},
+        "debug": {"type": "boolean"},
     },
     "additionalProperties": False,
 }

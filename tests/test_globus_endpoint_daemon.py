@@ -79,6 +79,7 @@ class Sweep:
 
     def __init__(self, project, world, n_calls: int, calls_per_task: int, config: str = "") -> None:
         self.project, (self.namespace, self.service, self.daemon) = project, world
+        self.tag = uuid.uuid4().hex[:8]
         self.gate = project.root / "gate"
         self.log = project.root / "side-effects.txt"
         self.started = project.root / "started.txt"
@@ -88,7 +89,7 @@ class Sweep:
         )
         project.manifest(
             f"script: work.py\nfunction: f\nendpoint: {self.daemon.endpoint_id}\n"
-            f"config:\n  tag: {uuid.uuid4().hex[:8]}\n{config}"  # its own user endpoint and task queue
+            f"config:\n  tag: {self.tag}\n{config}"  # its own user endpoint and task queue
             f"calls_per_task: {calls_per_task}\nmax_parallel: {n_calls}\n"
             f"sweep:\n  product:\n    x: {{range: [0, {n_calls}]}}\n"
         )
@@ -140,6 +141,24 @@ class Sweep:
             )
             time.sleep(0.1)
 
+    def wait_acknowledged(self, count: int) -> None:
+        """Until the user endpoint has acknowledged ``count`` tasks to the broker (its debug log says so)."""
+        line = f"Acknowledged through message: {count}\n"
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            names = [
+                u["name"]
+                for u in self.service.endpoint_broker().user_endpoints.values()
+                if u["user_opts"].get("tag") == self.tag
+            ]
+            logs = [self.daemon.compute_dir / name / "endpoint.log" for name in names]
+            if any(log.exists() and line in log.read_text(errors="replace") for log in logs):
+                return
+            assert time.monotonic() < deadline, (
+                f"no {count} tasks acknowledged\n{self.daemon.log_tail()}"
+            )
+            time.sleep(0.1)
+
     def open_gate(self) -> None:
         self.gate.write_text("go")
 
@@ -178,9 +197,10 @@ def test_a_sweep_on_an_endpoint_run_by_the_daemon_brings_every_result_back_once(
 def test_the_daemon_killed_mid_run_and_restarted_finishes_every_call_once_with_no_retry(
     project, daemon_world
 ):
-    sweep = Sweep(project, daemon_world, n_calls=20, calls_per_task=1)
+    sweep = Sweep(project, daemon_world, n_calls=20, calls_per_task=1, config="  debug: true\n")
     submitter = sweep.submit_in_background()
     sweep.wait_started(2)  # two calls at the gate; the user endpoint's engine holds the rest
+    sweep.wait_acknowledged(20)  # taken off the broker: no redelivery will come
     sweep.daemon.kill()  # the host lost: daemon, user endpoint and running calls
     # Every PID file gone (an administrator's clean-up, or a restart long after): the user endpoint starts
     # cleanly, and the tasks the killed one had taken are gone without a word. Only the silence says so.
