@@ -62,9 +62,12 @@ def test_a_cached_environment_costs_no_build_task_and_a_task_starts_only_what_it
     assert len(bash) == 1 and "environment-" not in bash[0], (
         lines
     )  # the one task, nothing before it
-    # The task makes its private folder, reads the cache folders' modes with one stat, and removes the
-    # folder at the end: no cat, no mkdir of folders that are there, no stat per folder.
+    # The task makes its private folder, reads the cache folders' modes with one stat, writes the payload
+    # (cat from a heredoc: the endpoint fills the same text, and a payload can be megabytes) and removes the
+    # folder at the end: no cat for the script or the runner, no mkdir of folders that are there, no stat
+    # per folder.
     assert sorted(line.split()[0] for line in lines if not line.startswith("bash ")) == [
+        "cat",
         "mktemp",
         "rm",
         "stat",
@@ -216,3 +219,24 @@ def test_the_plain_python_specifiers_told_without_packaging_are_ones_packaging_a
             text = "".join(parts)
             if plainly_valid_python_specifier(text):
                 assert packaging_accepts(text), text
+
+
+def test_a_small_file_is_written_by_printf_and_a_large_one_from_a_heredoc(project):
+    """printf of a quoted word costs no process, but bash reads a long word three times slower than a
+    heredoc: a small script goes by printf; the payload (here of 5,000 calls) always by cat, and every
+    call of it runs."""
+    from groundhog_batch.render.renderer import file_writer
+
+    assert file_writer('"$f"', "it's", "HOG_X_EOF") == "printf '%s\\n' 'it'\\''s' > \"$f\""
+    large = file_writer('"$f"', "a\nHOG_X_EOF\n" + "b" * 20_000, "HOG_X_EOF")
+    assert large.startswith("cat > \"$f\" <<'HOG_X_EOF_1'\n") and large.endswith("\nHOG_X_EOF_1")
+    project.write("work.py", HEAD + "def f(x):\n    return x\n")
+    project.manifest(
+        "script: work.py\nfunction: f\ncalls_per_task: 5000\nsweep:\n  product:\n    x: {range: [0, 5000]}\n"
+    )
+    rendered = project.cli("plan", "sweep.yaml", "--local", "--render", "0")
+    assert rendered.returncode == 0, rendered.stderr
+    assert "cat > \"$hog_tmp/payload.b64\" <<'HOG_PAYLOAD_EOF'" in rendered.stdout
+    done = project.cli("submit", "sweep.yaml", "--local", "--run-dir", "run", "-o", "out.csv")
+    assert done.returncode == 0, done.stderr
+    assert (project.root / "out.csv").read_text().count("\n") == 5001

@@ -1,9 +1,10 @@
 """Render a task: the one place where values enter shell text.
 
 The template is filled in one pass (``@@NAME@@`` placeholders, no second
-templating layer). Words are quoted with ``shlex.quote``; the script and the runner are
-single-quoted words bash's own printf writes (no process started for them);
-what only a build needs goes in quoted heredocs whose terminators are chosen
+templating layer). Words are quoted with ``shlex.quote``. A small script is a single-quoted
+word bash's own printf writes (no process started for it); the runner, a
+large script, the payload (which the endpoint fills in, of any size) and
+what only a build needs go in quoted heredocs whose terminators are chosen
 so no line of the content can end them. Call arguments never touch the shell text: they travel as base64.
 """
 
@@ -62,6 +63,20 @@ def bash_quoted(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
+SMALL_FILE_BYTES = (
+    16 * 1024
+)  # below this, printf (no process) is cheaper than cat; above, the heredoc is
+
+
+def file_writer(path: str, text: str, terminator: str, small: bool = True) -> str:
+    """The shell line(s) writing ``text`` and a newline to ``path`` (a shell word): bash's printf of the
+    quoted text when it is small, else cat from a quoted heredoc no line of it can end."""
+    if small and len(text) <= SMALL_FILE_BYTES:
+        return f"printf '%s\\n' {bash_quoted(text)} > {path}"
+    end = heredoc_terminator(terminator, text)
+    return f"cat > {path} <<'{end}'\n{text}\n{end}"
+
+
 def toml_value(value: Any) -> str:
     """A TOML inline value (strings as JSON strings, which TOML reads the same)."""
     if isinstance(value, bool):
@@ -111,8 +126,6 @@ def render_task_script(
     )
     if python_downloads not in ("automatic", "manual", "never"):
         python_downloads = "never"
-    if "'" in payload_text:  # base64 lines: the payload goes between single quotes as it is
-        raise ValueError("a task's payload is base64 text; it holds no quote")
     contents = {
         "REQUIREMENTS": "\n".join(environment.dependencies),
         "UV_TOML": uv_toml(environment.tool_uv),
@@ -128,10 +141,22 @@ def render_task_script(
         "UV_MIN_MAJOR": str(UV_MIN_VERSION[0]),
         "UV_MIN_MINOR": str(UV_MIN_VERSION[1]),
         "UV_BOOTSTRAP_VERSION": UV_BOOTSTRAP_VERSION,
-        "SCRIPT_QUOTED": bash_quoted(script_text.rstrip("\n")),
-        "RUNNER_QUOTED": bash_quoted((runner_text or runner_source()).rstrip("\n")),
+        "WRITE_SCRIPT": file_writer(
+            f'"$hog_tmp"/{shlex.quote(script_file_name(script_path))}',
+            script_text.rstrip("\n"),
+            "HOG_SCRIPT_EOF",
+        ),
+        "WRITE_RUNNER": file_writer(
+            '"$hog_tmp/hog_runner.py"',
+            (runner_text or runner_source()).rstrip("\n"),
+            "HOG_RUNNER_EOF",
+        ),
         "RUNNER_ID": runner_id(runner_text or runner_source()),
-        "PAYLOAD": payload_text,
+        # Always a heredoc: the endpoint fills the payload's place (PAYLOAD_SENTINEL) into the same text,
+        # byte for byte the script run here, and a payload can be megabytes.
+        "WRITE_PAYLOAD": file_writer(
+            '"$hog_tmp/payload.b64"', payload_text, "HOG_PAYLOAD_EOF", small=False
+        ),
     }
     for name, text in contents.items():
         values[f"{name}_TEXT"] = text
