@@ -42,15 +42,26 @@ import time
 BIN = pathlib.Path(sys.executable).parent / "globus-compute-endpoint"
 HEARTBEAT_S = 5  # the endpoint's minimum
 START_TIMEOUT_S = 120.0
-# A user endpoint that runs tasks in threads of its own process (light on a small machine), rendered from
-# each user's config: ``endpoint_setup`` runs as the user endpoint starts, ``max_workers`` sizes its pool.
+# A user endpoint rendered from each user's config: ``endpoint_setup`` runs as it starts, ``max_workers``
+# sizes its pool, ``engine`` picks threads of its own process (light on a small machine) or the
+# GlobusComputeEngine real endpoints run (parsl's HighThroughputExecutor, a block of worker processes).
 THREAD_TEMPLATE = """\
 heartbeat_period: {heartbeat_s}
 debug: {{{{ debug | default(false) | tojson }}}}
 endpoint_setup: {{{{ endpoint_setup | default("") }}}}
 engine:
+{{%- if engine | default("threads") == "globus" %}}
+  type: GlobusComputeEngine
+  max_workers_per_node: {{{{ max_workers | default({workers}) }}}}
+  provider:
+    type: LocalProvider
+    init_blocks: 1
+    min_blocks: 1
+    max_blocks: 1
+{{%- else %}}
   type: ThreadPoolEngine
   max_workers: {{{{ max_workers | default({workers}) }}}}
+{{%- endif %}}
 """
 # The keys a user may set (checked by the endpoint before rendering, and by hog-batch before submitting).
 THREAD_SCHEMA = {
@@ -61,6 +72,7 @@ THREAD_SCHEMA = {
         "worker_init": {"type": "string"},
         "max_workers": {"type": "integer", "minimum": 1},
         "debug": {"type": "boolean"},
+        "engine": {"enum": ["threads", "globus"]},
     },
     "additionalProperties": False,
 }

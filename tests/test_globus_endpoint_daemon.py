@@ -216,7 +216,8 @@ def test_the_daemon_killed_mid_run_and_restarted_finishes_every_call_once_with_n
 def test_the_daemon_stopped_mid_run_and_started_again_finishes_every_call_once_with_no_retry(
     project, daemon_world
 ):
-    sweep = Sweep(project, daemon_world, n_calls=20, calls_per_task=1)
+    # The engine real endpoints run (the shipped template's): parsl's HighThroughputExecutor, workers in blocks.
+    sweep = Sweep(project, daemon_world, n_calls=12, calls_per_task=1, config="  engine: globus\n")
     submitter = sweep.submit_in_background()
     sweep.wait_started(2)
     # `globus-compute-endpoint stop`: the busy user endpoint outlives stop's 10 s (exit 255), then is killed.
