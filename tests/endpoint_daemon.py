@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -269,5 +270,6 @@ class EndpointDaemon:
         return [] if self.process is None else descendants(self.process.pid)
 
     def close(self) -> None:
-        """The test's cleanup: nothing of the daemon stays."""
+        """The test's cleanup: nothing of the daemon stays, its directory neither."""
         self.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
