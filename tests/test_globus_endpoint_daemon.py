@@ -166,6 +166,9 @@ class Sweep:
         table = results(self.project)
         assert list(table["status"]) == ["succeeded"] * self.n_calls
         assert list(table["result.square"]) == [x * x for x in range(self.n_calls)]
+        assert (
+            list(table["attempts"]) == [1] * self.n_calls
+        )  # a rerun the endpoint caused is no attempt
         assert side_effects(self.log) == list(range(self.n_calls))  # each call ran to its end once
 
 
