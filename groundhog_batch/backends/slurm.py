@@ -33,7 +33,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,16 +314,25 @@ class SlurmBackend(Backend):
             memory_mib,
         )
 
+    @staticmethod
+    def _of_partition(
+        target: JobTarget, known: dict, look_up: Callable[[str | None], Any]
+    ) -> tuple[str | None, Any]:
+        """The job's partition (None: the default) and what ``look_up`` says of it, asked once a partition."""
+        partition = target.endpoint.config.get("partition") or None
+        if partition not in known:
+            known[partition] = look_up(partition)
+        return partition, known[partition]
+
     def _walltime_within_partition(
         self, target: JobTarget, walltime_s: float | None
     ) -> float | None:
         """A retry's escalated ``walltime_s``, or the partition's ``MaxTime`` when it grew past that."""
         if not walltime_s:
             return walltime_s
-        partition = target.endpoint.config.get("partition") or None
-        if partition not in self._max_time:
-            self._max_time[partition] = self.commands.partition_max_time_s(partition)
-        longest = self._max_time[partition]
+        partition, longest = self._of_partition(
+            target, self._max_time, self.commands.partition_max_time_s
+        )
         if longest is None or walltime_s <= longest:
             return walltime_s
         print(
@@ -341,10 +350,9 @@ class SlurmBackend(Backend):
         before the run, by ``check``)."""
         if not memory_mib:
             return memory_mib
-        partition = target.endpoint.config.get("partition") or None
-        if partition not in self._node_memory:
-            self._node_memory[partition] = self.commands.largest_node_memory_mib(partition)
-        largest = self._node_memory[partition]
+        partition, largest = self._of_partition(
+            target, self._node_memory, self.commands.largest_node_memory_mib
+        )
         if largest is None or memory_mib <= largest:
             return memory_mib
         print(
