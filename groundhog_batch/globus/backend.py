@@ -251,6 +251,19 @@ def report_from_status(
     return None
 
 
+def _run_again(report: TaskReport, calls: list[int], reason: str, lost: bool = False) -> TaskReport:
+    """``report``'s task finished with ``calls`` deferred (pending again, no attempt counted) for ``reason``."""
+    return TaskReport(
+        report.task_id,
+        records=[{"call": c, "deferred": True, "reason": reason} for c in calls],
+        lines=report.lines,
+        finished=True,
+        saw_delimiter=True,
+        failure=report.failure,
+        lost=lost,
+    )
+
+
 class GlobusBackend(Backend):
     name = "globus"
     needs_script = False
@@ -710,14 +723,7 @@ class GlobusBackend(Backend):
         self.meta.set(MACHINERY_META_KEY, counts)
         times = max(done[str(call)] for call in again)
         reason = f"{report.failure} (a failure of the endpoint, not of the call); running it again ({times} of {MACHINERY_RERUNS})"
-        return TaskReport(
-            report.task_id,
-            records=[{"call": c, "deferred": True, "reason": reason} for c in again],
-            lines=report.lines,
-            finished=True,
-            saw_delimiter=True,
-            failure=report.failure,
-        )
+        return _run_again(report, again, reason)
 
     def _rerun_lost_once(self, report: TaskReport) -> TaskReport:
         """A lost task's calls run again (deferred, no attempt counted) the first time; the second time they fail."""
@@ -732,16 +738,7 @@ class GlobusBackend(Backend):
             return report
         lost_before[job] = sorted(seen | set(again))
         self.meta.set(LOST_META_KEY, lost_before)
-        reason = f"{report.failure}; running it again"
-        return TaskReport(
-            report.task_id,
-            records=[{"call": c, "deferred": True, "reason": reason} for c in again],
-            lines=report.lines,
-            finished=True,
-            saw_delimiter=True,
-            failure=report.failure,
-            lost=True,
-        )
+        return _run_again(report, again, f"{report.failure}; running it again", lost=True)
 
     def reattach(self, tasks: list[tuple[str, str, str | None, list[int]]]) -> list[TaskReport]:
         """Follow again the tasks a previous submitter left; adopt those of its unanswered request.
