@@ -319,20 +319,30 @@ class Ledger:
         if self._in_transaction:
             yield self.db
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        self._in_transaction = True
+        if self.db.in_transaction:
+            # Left open by a Ctrl-C or SIGTERM that struck between BEGIN and its end (the signal's
+            # exception can be raised at any bytecode, even inside the ROLLBACK below): nothing of it
+            # was committed, so drop it whole, and what memory holds with it.
+            self._roll_back()
         try:
+            self._in_transaction = True
+            self.db.execute("BEGIN IMMEDIATE")
             yield self.db
             self.db.execute("COMMIT")
         except BaseException:
-            try:
-                self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # SQLite rolled back already (disk full, I/O error): the error to show is the first one
-            self._states = None  # memory may be ahead of the disk: read it again
+            self._roll_back()
             raise
         finally:
             self._in_transaction = False
+
+    def _roll_back(self) -> None:
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolled back already (disk full, I/O error): the error to show is the first one
+        finally:
+            self._states = None  # memory may be ahead of the disk: read it again
 
     # --- metadata -----------------------------------------------------------------------
 

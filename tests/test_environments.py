@@ -216,17 +216,23 @@ def test_a_builder_killed_mid_build_leaves_no_environment_and_the_next_task_buil
 ):
     script, env_id = rendered_task(project)
     envs = tmp_path / "cache" / "hog-batch" / "envs"
+    built = tmp_path / "venv-built"  # uv's exit status, once `uv venv` has returned
     stuck = tmp_path / "uv-stuck"  # builds the venv, then hangs before the environment is complete
     stuck.write_text(
-        f'#!/usr/bin/env bash\n\'{find_uv()}\' "$@"\nfor a in "$@"; do [ "$a" = venv ] && sleep 300; done\n'
+        f"#!/usr/bin/env bash\n'{find_uv()}' \"$@\"\nstatus=$?\n"
+        f'for a in "$@"; do [ "$a" = venv ] && {{ echo $status > \'{built}\'; sleep 300; }}; done\n'
+        "exit $status\n"
     )
     stuck.chmod(0o755)
     first = start_task(script, task_env(tmp_path / "cache", stuck))
-    deadline = time.monotonic() + 120
-    while not list(envs.glob(f".build-{env_id}.*/env/bin/python")) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 180
+    while not built.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     os.killpg(first.pid, signal.SIGKILL)
-    first.communicate(timeout=30)
+    _, first_err = first.communicate(timeout=30)
+    assert built.exists() and built.read_text().strip() == "0", (
+        f"`uv venv` did not finish: {built.exists() and built.read_text()!r}; task: {first_err}"
+    )
     assert list(envs.glob(f".build-{env_id}.*/env/bin/python"))  # it was killed mid-build
     assert not (envs / env_id).exists()  # half an environment is never where a task looks
     log = tmp_path / "builds.log"
