@@ -147,6 +147,7 @@ def test_a_local_submit_loads_no_module_it_does_not_use(project, tmp_path):
         "platform",
         "socket",
         "statistics",
+        "sysconfig",  # uv.find_uv_bin's import: the environment's own bin/uv is looked at first
         "jsonschema",
         "pandas",
         "pyarrow",
@@ -156,6 +157,15 @@ def test_a_local_submit_loads_no_module_it_does_not_use(project, tmp_path):
         "groundhog_batch.globus.kind",
     )
     assert sorted(name for name in unused if name in loaded) == []
+
+
+def test_the_uv_a_task_is_given_is_the_one_the_uv_package_finds():
+    """find_uv looks in the virtual environment's bin without importing the uv package: same answer."""
+    import uv
+
+    from groundhog_batch.backends.local import find_uv
+
+    assert find_uv() == uv.find_uv_bin()
 
 
 def test_a_run_outside_git_starts_no_git_and_one_inside_records_the_commit(project, tmp_path):
