@@ -8,6 +8,6 @@ if sys.path and sys.path[0] in ("", os.getcwd()):
     # must not stand in for the standard library module hog-batch itself imports.
     del sys.path[0]
 
-from .cli import main  # noqa: E402
+from .launch import main  # noqa: E402
 
 main(prog_name="hog-batch")

@@ -94,6 +94,50 @@ def install() -> None:
         sys.stderr = SafeStream(sys.stderr)
 
 
+# click's own pattern for the ANSI codes its echo strips from text not going to a terminal
+_ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")
+
+
+def echo(text: str, err: bool = False, nl: bool = True) -> None:
+    """``click.echo(text, err=err, nl=nl)``: click's own once click is loaded (every command but the plain
+    ``validate`` and ``submit`` that ``launch.py`` runs without it); otherwise the same bytes written the same
+    way (``plain_streams`` holds: no stream click would wrap): ANSI codes stripped unless to a terminal
+    (``SafeStream`` escapes any other control), then written and flushed."""
+    click = sys.modules.get("click")
+    if click is not None:
+        click.echo(text, err=err, nl=nl)
+        return
+    stream = sys.stderr if err else sys.stdout
+    out = text + "\n" if nl else text
+    if not out:
+        stream.flush()
+        return
+    try:
+        terminal = stream.isatty()
+    except Exception:
+        terminal = False
+    if not terminal:
+        out = _ANSI.sub("", out)
+    stream.write(out)
+    stream.flush()
+
+
+def plain_streams() -> bool:
+    """Whether stdout and stderr are text streams click's ``echo`` writes to as they are (not missing, not
+    ASCII, which click rewraps as UTF-8): then ``echo`` without click prints what click would."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is None or codecs.lookup(stream.encoding or "ascii").name == "ascii":
+                return False
+            if stream.errors is None:
+                return False
+        except (LookupError, AttributeError):
+            return False
+    return True
+
+
 def unwrapped(stream: TextIO) -> TextIO:
     """The stream under a ``SafeStream`` (for a progress bar's own cursor moves), else ``stream``."""
     return stream.raw if isinstance(stream, SafeStream) else stream

@@ -78,6 +78,7 @@ def test_a_cached_environment_costs_no_build_task_and_a_task_starts_only_what_it
 
 
 HEAVY_FOR_VALIDATE = (
+    "click",  # a plain validate or submit is read without it (launch.py)
     "sqlite3",
     "subprocess",
     "tempfile",
@@ -104,7 +105,7 @@ LOADED = """
 import atexit, json, sys
 atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
 sys.argv = ["hog-batch", *sys.argv[1:]]
-from groundhog_batch.cli import main
+from groundhog_batch.launch import main
 main()
 """
 
@@ -141,6 +142,7 @@ def test_a_local_submit_loads_no_module_it_does_not_use(project, tmp_path):
     assert done.returncode == 0, done.stderr
     loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
     unused = (
+        "click",
         "tempfile",
         "shutil",
         "uuid",
