@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -46,8 +47,13 @@ def test_a_cached_environment_costs_no_build_task_and_a_task_starts_only_what_it
     project.write("work.py", HEAD + "def f(x):\n    return x\n")
     project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [1]\n")
     bin_dir, log = logging_programs(tmp_path)
+    (tmp_path / "cache").mkdir()
+    # The cache in the user's folder under GROUNDHOG_CACHE_DIR, with no USER set: the user's name is bash's
+    # own (\u), not `id -un`'s.
     env = {
-        "HOG_BATCH_CACHE_DIR": str(tmp_path / "cache"),
+        "HOG_BATCH_CACHE_DIR": "",
+        "GROUNDHOG_CACHE_DIR": str(tmp_path / "cache"),
+        "USER": "",
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
     }
     cold = project.cli("submit", "sweep.yaml", "--local", "--run-dir", "cold", env=env)
@@ -74,7 +80,9 @@ def test_a_cached_environment_costs_no_build_task_and_a_task_starts_only_what_it
     ], lines
     assert "1 succeeded" in warm.stderr
     # The runner's bytecode, kept in the environment by the first task: later tasks do not compile it.
-    assert len(list((tmp_path / "cache" / "hog-batch" / "envs").glob("*/.hog-runner-*.pyc"))) == 1
+    user = pwd.getpwuid(os.getuid()).pw_name
+    envs = tmp_path / "cache" / user / "hog-batch" / "envs"
+    assert len(list(envs.glob("*/.hog-runner-*.pyc"))) == 1
 
 
 HEAVY_FOR_VALIDATE = (

@@ -314,7 +314,15 @@ if [ -n "${HOG_BATCH_CACHE_DIR:-}" ]; then
   hog_root="$HOG_BATCH_CACHE_DIR"
   hog_owned_dir "$hog_root"
 else
-  hog_root="${GROUNDHOG_CACHE_DIR:-${SCRATCH:-${TMPDIR:-/tmp}}}/${USER:-$(id -un)}"
+  # $USER, else this user's name as bash's prompt expansion of \u reads it (bash 4.4 on: no process
+  # started for it); `id -un` on an older bash, or when the user database has no name for the uid.
+  hog_user="${USER:-}"
+  if [ -z "$hog_user" ] && ((BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 4))); then
+    hog_user='\u'
+    hog_user="${hog_user@P}"
+    if [ "$hog_user" = "I have no name!" ]; then hog_user=""; fi
+  fi
+  hog_root="${GROUNDHOG_CACHE_DIR:-${SCRATCH:-${TMPDIR:-/tmp}}}/${hog_user:-$(id -un)}"
   hog_private_dir "$hog_root"
 fi
 hog_uv_cache="${UV_CACHE_DIR:-}"
