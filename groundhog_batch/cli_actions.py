@@ -25,6 +25,9 @@ from .errors import (
 )
 
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as `cat` exits when its reader goes away
+# Set by the entry point (launch.main): the command line runs this process, not a caller's main(args=...),
+# so a command that ran calls may end it through process_end.exit_now.
+OWN_PROCESS = [False]
 
 
 def _warn_placeholders(spec) -> None:
@@ -198,7 +201,14 @@ def _drive(
         display.close()
     if report:
         _write_report(run)
-    _report_end(run, counts, max_failures)
+    try:
+        _report_end(run, counts, max_failures)
+    except SystemExit as done:
+        if OWN_PROCESS[0]:  # what exit shows, without freeing the run's heap object by object
+            from .process_end import exit_now
+
+            exit_now(done.code)
+        raise
 
 
 def _write_report(run, path: str | None = None, options: dict | None = None) -> None:

@@ -122,8 +122,12 @@ def _completing() -> bool:
 
 def main(prog_name: str | None = None) -> None:
     """Run ``hog-batch`` with ``sys.argv``: a plain validate or submit directly, anything else through click."""
+    from . import cli_actions
     from .console import plain_streams
 
+    cli_actions.OWN_PROCESS[0] = (
+        True  # this process is the command's own: its end may skip the teardown
+    )
     plain = None if _completing() or not plain_streams() else plain_arguments(sys.argv[1:])
     if plain is None:
         from .cli import main as click_main
@@ -134,8 +138,6 @@ def main(prog_name: str | None = None) -> None:
     # What click's main does around a command: Ctrl-C outside the command's own handling is "Aborted!",
     # exit 1; a closed pipe there exits 1 quietly; a command that returns exits 0.
     try:
-        from . import cli_actions
-
         cli_actions.start()
         getattr(cli_actions, command)(**params)
     except (EOFError, KeyboardInterrupt):

@@ -33,6 +33,7 @@ import json
 import re
 import sqlite3
 import time
+import weakref
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator
@@ -244,6 +245,15 @@ CREATE TABLE cancelled (job TEXT PRIMARY KEY, ranges TEXT NOT NULL);
 """
 
 
+_OPEN: weakref.WeakSet[Ledger] = weakref.WeakSet()  # the ledgers this process has open
+
+
+def close_all() -> None:
+    """Close every ledger still open: the last connection to a ledger checkpoints its WAL into the file."""
+    for ledger in list(_OPEN):
+        ledger.close()
+
+
 class Ledger:
     """A run's ledger. Only ``submit`` creates one (``create=True``); everything else opens an existing one."""
 
@@ -309,9 +319,11 @@ class Ledger:
         self._in_transaction = False
         self._states: dict[str, bytearray] | None = None
         self._not_before: dict[tuple[str, int], float] = {}
+        _OPEN.add(self)
 
     def close(self) -> None:
         self.db.close()
+        _OPEN.discard(self)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
