@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import hashlib
 import itertools
 import math
@@ -611,6 +610,8 @@ def _rows_axis(
         columns = spec.get("columns")
         missing = [c for c in columns or [] if c not in available]
         if missing:
+            import difflib  # only for a mistake: the did-you-mean
+
             close = [difflib.get_close_matches(c, available, n=1, cutoff=0.6) for c in missing]
             meant = [f"{c!r} -> {m[0]!r}" for c, m in zip(missing, close, strict=True) if m]
             hint = (

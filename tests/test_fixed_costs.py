@@ -87,6 +87,8 @@ def test_a_cached_environment_costs_no_build_task_and_a_task_starts_only_what_it
 
 HEAVY_FOR_VALIDATE = (
     "click",  # a plain validate or submit is read without it (launch.py)
+    "tomllib",  # a plain `# /// script` block is read without it (pep723.plain_toml)
+    "difflib",  # only a mistake's did-you-mean needs it
     "sqlite3",
     "subprocess",
     "tempfile",
@@ -151,6 +153,8 @@ def test_a_local_submit_loads_no_module_it_does_not_use(project, tmp_path):
     loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
     unused = (
         "click",
+        "tomllib",
+        "difflib",
         "tempfile",
         "shutil",
         "uuid",
@@ -260,3 +264,73 @@ def test_a_small_file_is_written_by_printf_and_a_large_one_from_a_heredoc(projec
     done = project.cli("submit", "sweep.yaml", "--local", "--run-dir", "run", "-o", "out.csv")
     assert done.returncode == 0, done.stderr
     assert (project.root / "out.csv").read_text().count("\n") == 5001
+
+
+PLAIN_BLOCKS = [
+    "",
+    "\n",
+    "dependencies = []\n",
+    'requires-python = ">=3.10"\ndependencies = []\n',
+    ' \tdependencies=["numpy>=1.24", "pandas" , ]\t\n\nrequires-python =  "<4"',
+    'dependencies = ["é ü", "a\u0085b", ""]\n',
+]
+TOMLLIB_BLOCKS = [
+    "# a comment\ndependencies = []\n",
+    "dependencies = []\ndependencies = []\n",
+    'dependencies = ["a",\n  "b"]\n',
+    'dependencies = ["a\\u0041"]\n',
+    "dependencies = ['a']\n",
+    'dependencies = ["a"]\r\n',
+    'dependencies = ["a\tb"]\n',
+    "dependencies = [,]\n",
+    'dependencies = ["a" "b"]\n',
+    'requires-python = [">=3"]\n',
+    'dependencies = ">=3"\n',
+    "[tool.uv]\nexclude-newer = 2024-01-01\n",
+    '"dependencies" = []\n',
+    "\x0c\n",
+]
+
+
+def test_a_plain_metadata_block_is_read_as_tomllib_reads_it_and_any_other_by_tomllib():
+    """validate and submit read the usual `# /// script` block without importing tomllib (and typing with it):
+    every block read that way is one tomllib reads the same; any other goes to tomllib, errors and all."""
+    import tomllib
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from groundhog_batch.manifest.pep723 import plain_toml
+
+    for block in PLAIN_BLOCKS:
+        assert plain_toml(block) == tomllib.loads(block), block
+    for block in TOMLLIB_BLOCKS:
+        assert plain_toml(block) is None, block
+
+    pieces = st.sampled_from(
+        ["dependencies", "requires-python", "tool", " ", "\t", "=", "[", "]", ",", '"', "'", "a", ">=3.1",
+         "\\", "\\n", "\n", "\r", "#", "\x00", "\x7f", "é", "\x85", "x = 1", '""', '"a"']
+    )  # fmt: skip
+
+    blank = st.sampled_from(["", " ", "\t", "  "])
+    string = st.text(st.sampled_from('ab"\\\t\x00\x1f\x7fé\x85 ,[]='), max_size=4).map(
+        lambda t: f'"{t}"'
+    )
+    value = st.one_of(
+        string,
+        st.lists(st.tuples(blank, string, blank), max_size=3).map(
+            lambda items: "[" + ",".join(a + s + b for a, s, b in items) + "]"
+        ),
+    )
+    line = st.tuples(
+        blank, st.sampled_from(["dependencies", "requires-python"]), blank, blank, value, blank
+    )
+    structured = st.lists(line.map(lambda p: f"{p[0]}{p[1]}{p[2]}={p[3]}{p[4]}{p[5]}"), max_size=3)
+
+    @settings(max_examples=1500, deadline=None, database=None)
+    @given(st.one_of(st.lists(pieces, max_size=14).map("".join), structured.map("\n".join)))
+    def read_alike(block):
+        plain = plain_toml(block)
+        if plain is not None:
+            assert tomllib.loads(block) == plain
+
+    read_alike()

@@ -48,21 +48,26 @@ def test_script_metadata_is_read_with_tomli_where_tomllib_is_missing(tmp_path):
     """What Python 3.10 does: no tomllib, so pep723 must take tomli."""
     script = tmp_path / "s.py"
     script.write_text(
-        '# /// script\n# requires-python = ">=3.10"\n# dependencies = ["numpy>=2"]\n# ///\n'
-    )
+        '# /// script\n# requires-python = ">=3.10"\n# dependencies = ["numpy>=2"]\n'
+        "# [tool.uv]\n# exclude-newer = 2025-01-01T00:00:00Z\n# ///\n"
+    )  # a [tool.uv] table: read by the TOML parser, not by the plain-lines reader
     probe = textwrap.dedent(f"""
         import sys
         sys.modules["tomllib"] = None  # import tomllib now fails, as on 3.10
         sys.version_info = (3, 10, 13, "final", 0)
         from pathlib import Path
-        from groundhog_batch.manifest.pep723 import parse_script_metadata, tomllib
-        assert tomllib.__name__ == "tomli", tomllib.__name__
+        from groundhog_batch.manifest.pep723 import parse_script_metadata, toml_reader
+        assert toml_reader().__name__ == "tomli", toml_reader().__name__
         path = Path({str(script)!r})
-        print(parse_script_metadata(path.read_text(), path).dependencies)
+        metadata = parse_script_metadata(path.read_text(), path)
+        print(metadata.dependencies, metadata.tool_uv)
     """)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "('numpy>=2',)"
+    assert (
+        done.stdout.strip()
+        == "('numpy>=2',) {'exclude-newer': datetime.datetime(2025, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)}"
+    )
 
 
 def test_the_task_runner_runs_calls_on_python_3_8(tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
 import hashlib
 import math
 import re
@@ -176,6 +175,8 @@ def _set_aside(data: dict[str, Any], errors: list[HogError]) -> set[KeyPath]:
 def _closest(name: str, candidates: list[str]) -> str | None:
     """The candidate ``name`` most likely misspells (ignoring case first), or None."""
     same_case = [c for c in candidates if c.lower() == name.lower()]
+    import difflib  # only for a mistake: the did-you-mean
+
     close = same_case or difflib.get_close_matches(name, candidates, n=1)
     return close[0] if close else None
 
@@ -362,6 +363,8 @@ class _ManifestChecks:
         shape = find_function(tree, job["function"]) if function_known else None
         if function_known and shape is None:
             candidates = defined_callables(tree)
+            import difflib  # only for a mistake: the did-you-mean
+
             close = difflib.get_close_matches(job["function"], candidates, n=1, cutoff=0.5)
             hint = (
                 f"did you mean {close[0]!r}?"

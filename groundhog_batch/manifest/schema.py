@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -79,6 +78,8 @@ def _unknown_keys_error(error, source: SourceMap) -> list[ManifestError]:
     unknown = [key for key in error.instance if key not in allowed]
     found = []
     for key in unknown:
+        import difflib  # only for a mistake: the did-you-mean
+
         close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
         hint = (
             f"did you mean {close[0]!r}?"
