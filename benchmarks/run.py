@@ -145,6 +145,13 @@ def bench_startup(base: Path, quick: bool = False) -> list[tuple]:
     sequential steps is about their CPU time; on a loaded one the wall time also holds the waits for a core.
     """
     runs = 5 if quick else 11
+    # Bytecode for every module first, as `pip install` writes it: an editable checkout run with
+    # PYTHONDONTWRITEBYTECODE=1 would otherwise compile each module changed since its .pyc on every start.
+    import compileall
+
+    import groundhog_batch
+
+    compileall.compile_dir(Path(groundhog_batch.__file__).parent, quiet=1)
     folder = project(base / "startup", "sweep:\n  product:\n    x: [1]\n", STARTUP_SCRIPT)
     os.environ["HOG_BENCH_FIRST_CALL"] = str(folder / "first-call")
     example = Path(__file__).resolve().parent.parent / "configs" / "01-grid" / "sweep.yaml"
