@@ -662,10 +662,14 @@ def execute(
                 spec = run.spec()  # with the retry's settings
             if on_progress is not None:  # where this execution starts from, after the reset
                 on_progress(run.counts())
-            from .estimate import sizing_call_times
+            # `auto` tasks sized by a call's time where one is known (earlier runs here, a `plan --sample`);
+            # a kind without a target task length (local) needs none, nor the estimate module
+            call_times = {}
+            if registry.sized_by_call_times(spec):
+                from .estimate import sizing_call_times
 
-            # `auto` tasks sized by a call's time where one is known (earlier runs here, a `plan --sample`)
-            plan = Plan(spec, call_times=sizing_call_times(spec))
+                call_times = sizing_call_times(spec)
+            plan = Plan(spec, call_times=call_times)
             backend = make_backend(run, plan)
             try:
                 if hasattr(

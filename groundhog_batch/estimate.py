@@ -365,12 +365,9 @@ def call_times(
 
 def sizing_call_times(spec: RunSpec, folder: Path | None = None) -> dict[str, CallTime]:
     """``call_times`` for the jobs whose ``auto`` tasks are sized by them (none: nothing is read)."""
-    from .backends.registry import limits_for
+    from .backends.registry import sized_by_call_times
 
-    limits = limits_for(spec)
-    if not any(
-        job.calls_per_task == "auto" and limits[job.name].target_task_s for job in spec.jobs
-    ):
+    if not sized_by_call_times(spec):
         return {}
     try:
         return call_times(spec, folder)

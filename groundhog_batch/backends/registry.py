@@ -69,6 +69,13 @@ def limits_for(spec: RunSpec) -> dict[str, Limits]:
     return {job.name: job_limits(job) for job in spec.jobs}
 
 
+def sized_by_call_times(spec: RunSpec) -> bool:
+    """Whether some job's ``auto`` tasks are sized by a call's time (its kind sets a target task length): only
+    then are earlier runs read for one (``estimate.sizing_call_times``)."""
+    limits = limits_for(spec)
+    return any(job.calls_per_task == "auto" and limits[job.name].target_task_s for job in spec.jobs)
+
+
 def of_run(spec: RunSpec) -> BackendKind:
     """The one kind a run's jobs run on; jobs on two kinds are refused (a run has one backend)."""
     by_kind: dict[str, list[str]] = {}
