@@ -27,7 +27,14 @@ from .ledger import CallState, Ledger
 from .manifest import RunSpec, load_manifest
 from .plan import Plan, iter_calls
 from .run_lock import RunLock
-from .run_paths import RUNS_FOLDER, RunPaths, make_private_dir, new_run_dir, write_atomic
+from .run_paths import (
+    RUNS_FOLDER,
+    RunPaths,
+    fsync_file,
+    make_private_dir,
+    new_run_dir,
+    write_atomic,
+)
 from .run_view import selected_failures
 from .sweep import planning_from_run_records
 from .tools import find_program
@@ -531,7 +538,8 @@ def create_run(
     try:
         ledger.add_jobs((job.name, job.n_calls) for job in spec.jobs)
     finally:
-        ledger.close()
+        ledger.close()  # its WAL folded into state.sqlite, which is made durable now, whole, before run.json
+    fsync_file(paths.ledger)
     write_atomic(
         paths.run_info, json.dumps(info, indent=2, default=str)
     )  # last: its presence marks a complete run dir

@@ -162,6 +162,15 @@ def _private_temp(folder: Path, prefix: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name in {folder}")
 
 
+def fsync_file(path: Path) -> None:
+    """``path``'s contents on disk before anything written after this call (as write_atomic's are)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, data: bytes | str, shared: bool = False) -> None:
     """Write, then rename: a reader never sees half a file. The file is private (0600): run-directory state;
     ``shared`` gives it the mode the umask gives any file the user writes (a report, to be passed around)."""

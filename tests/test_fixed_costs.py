@@ -335,3 +335,38 @@ def test_a_plain_metadata_block_is_read_as_tomllib_reads_it_and_any_other_by_tom
             assert tomllib.loads(block) == plain
 
     read_alike()
+
+
+def test_a_new_runs_ledger_is_on_disk_before_its_run_json_and_syncs_once(project, monkeypatch):
+    """create_run: the ledger is created without syncs of its own (SQLite's switch to WAL and its checkpoint
+    took seven), then its file is synced whole, before run.json, which marks the run complete, is written."""
+    from groundhog_batch import api
+    from groundhog_batch.manifest import load_manifest
+
+    project.write("work.py", HEAD + "def f(x):\n    return x\n")
+    manifest = project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [1, 2]\n")
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    run = api.create_run(load_manifest(str(manifest)), project.root / "run")
+    assert [name for name in synced if not name.startswith(".")] == ["state.sqlite"]
+    ledger_at, run_json_at = (
+        synced.index("state.sqlite"),
+        next(i for i, name in enumerate(synced) if name.startswith(".run.json.")),
+    )
+    assert ledger_at < run_json_at
+    assert run.ledger.jobs() == {"f": 2}
+    assert run.ledger.db.execute("PRAGMA synchronous").fetchone() == (
+        1,
+    )  # NORMAL once it is a run's
+    run.ledger.close()
+    from groundhog_batch.ledger import Ledger
+
+    fresh = Ledger(project.root / "fresh.sqlite", create=True)
+    assert fresh.db.execute("PRAGMA synchronous").fetchone() == (0,)  # OFF while it is being made
+    fresh.close()
