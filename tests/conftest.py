@@ -31,6 +31,21 @@ COUNTING_SCRIPT = SCRIPT_HEAD + (
     "        log.write(f'{x}\\n')\n"
     "    return x\n"
 )
+# The same, but a call with x >= $HELD_FROM first waits (at most 120 s) for the file $GO: a test that stops a run
+# part-way knows the run cannot have finished before it stopped it, however slowly the machine runs.
+HELD_COUNTING_SCRIPT = SCRIPT_HEAD + (
+    "import os, time\n"
+    "def f(x):\n"
+    "    time.sleep(0.05)\n"
+    "    deadline = time.monotonic() + 120\n"
+    "    while x >= int(os.environ['HELD_FROM']) and not os.path.exists(os.environ['GO']):\n"
+    "        if time.monotonic() > deadline:\n"
+    "            raise TimeoutError('the test never created ' + os.environ['GO'])\n"
+    "        time.sleep(0.02)\n"
+    "    with open(os.environ['SIDE_EFFECTS'], 'a') as log:\n"
+    "        log.write(f'{x}\\n')\n"
+    "    return x\n"
+)
 
 
 _floor_build = []  # the background build of the SDK floor's environment, when the floor test is collected

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import COUNTING_SCRIPT as COUNTING
+from conftest import HELD_COUNTING_SCRIPT as HELD_COUNTING
 from conftest import SCRIPT_HEAD as HEAD
 
 
@@ -51,11 +51,12 @@ def test_without_any_run_a_command_says_how_to_name_one(project):
 
 
 def test_after_kill_9_status_and_runs_say_interrupted_and_how_to_finish(project):
-    project.write("work.py", COUNTING)
+    project.write("work.py", HELD_COUNTING)  # calls 4 on wait for `go`: the kill lands mid-run
     project.manifest(
         "script: work.py\nfunction: f\ncalls_per_task: 5\nsweep:\n  product:\n    x: {range: [0, 40]}\n"
     )
-    side_effects = project.root / "side-effects.txt"
+    side_effects, go = project.root / "side-effects.txt", project.root / "go"
+    env = {"SIDE_EFFECTS": str(side_effects), "HELD_FROM": "4", "GO": str(go)}
     submitter = subprocess.Popen(
         [
             sys.executable,
@@ -67,16 +68,19 @@ def test_after_kill_9_status_and_runs_say_interrupted_and_how_to_finish(project)
             "hog-runs/killed",
         ],
         cwd=project.root,
-        env={**os.environ, "SIDE_EFFECTS": str(side_effects)},
+        env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline and not (
+    deadline = time.monotonic() + 120
+    while submitter.poll() is None and not (
         side_effects.exists() and len(side_effects.read_text().split()) >= 4
     ):
+        assert time.monotonic() < deadline, "calls 0-3 never ran"
         time.sleep(0.05)
+    assert submitter.poll() is None, submitter.communicate()[1]
     os.killpg(submitter.pid, signal.SIGKILL)
     submitter.wait()
     status = project.cli("status", "hog-runs/killed")
@@ -88,18 +92,28 @@ def test_after_kill_9_status_and_runs_say_interrupted_and_how_to_finish(project)
     assert "not running" not in status.stdout
     runs = project.cli("runs")
     assert "interrupted (" in runs.stdout and "finishes it" in runs.stdout
-    finished = project.cli("resume", env={"SIDE_EFFECTS": str(side_effects)})
+    go.touch()
+    finished = project.cli("resume", env=env)
     assert finished.returncode == 0, finished.stderr
     assert "finished: no call is left to run" in project.cli("status").stdout
 
 
 def test_a_detached_run_says_it_runs_in_the_background(project):
-    project.write("work.py", HEAD + "import time\ndef f(x):\n    time.sleep(1.5)\n    return x\n")
+    go = (
+        project.root / "go"
+    )  # the call waits for it: the run is surely still going when status looks
+    project.write(
+        "work.py",
+        HEAD + "import os, time\ndef f(x):\n    deadline = time.monotonic() + 120\n"
+        f"    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.02)\n    return x\n",
+    )
     project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0]\n")
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
     assert done.returncode == 0 and "running in the background (pid " in done.stderr
     status = project.cli("status", "run")
     assert "running in the background (pid " in status.stdout and "resume by" not in status.stdout
+    go.touch()
     project.cli("status", "run", "--watch")
 
 

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import COUNTING_SCRIPT as COUNTING
+from conftest import HELD_COUNTING_SCRIPT as HELD_COUNTING
 from conftest import SCRIPT_HEAD as HEAD
 from conftest import small_filesystem
 
@@ -268,26 +268,30 @@ def test_a_full_disk_is_reported_as_such_with_exit_2(project):
 
 
 def test_sigterm_stops_the_submitter_like_ctrl_c_and_the_run_resumes(project):
-    side_effects = project.root / "side-effects.txt"
-    project.write("work.py", COUNTING)
+    side_effects, go = project.root / "side-effects.txt", project.root / "go"
+    project.write(
+        "work.py", HELD_COUNTING
+    )  # calls 4 on wait for `go`: the run is surely running at the SIGTERM
     project.manifest(
         "script: work.py\nfunction: f\ncalls_per_task: 2\nmax_parallel: 2\nsweep:\n  product:\n"
         "    x: {range: [0, 40]}\n"
     )
-    env = {**os.environ, "SIDE_EFFECTS": str(side_effects)}
+    env = {"SIDE_EFFECTS": str(side_effects), "HELD_FROM": "4", "GO": str(go)}
     submitter = subprocess.Popen(
         [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
         cwd=project.root,
-        env=env,
+        env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline and not (
+    deadline = time.monotonic() + 120
+    while submitter.poll() is None and not (
         side_effects.exists() and len(side_effects.read_text().split()) >= 4
     ):
+        assert time.monotonic() < deadline, "calls 0-3 never ran"
         time.sleep(0.05)
+    assert submitter.poll() is None, submitter.communicate()[1]
     submitter.send_signal(signal.SIGTERM)
     _, stderr = submitter.communicate(timeout=60)
     assert submitter.returncode == 143, stderr
@@ -296,7 +300,8 @@ def test_sigterm_stops_the_submitter_like_ctrl_c_and_the_run_resumes(project):
         and "hog-batch resume" in stderr
         and "Traceback" not in stderr
     )
-    done = project.cli("resume", "run", env={"SIDE_EFFECTS": str(side_effects)})
+    go.touch()
+    done = project.cli("resume", "run", env=env)
     assert done.returncode == 0, done.stderr
     assert Counter(side_effects.read_text().split()) == Counter(
         str(x) for x in range(40)
