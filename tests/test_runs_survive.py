@@ -146,13 +146,33 @@ def test_cancel_of_a_running_run_stops_it_and_marks_pending_calls_cancelled(proj
 
 
 def test_a_second_process_on_a_running_run_follows_it_with_the_holder_named(project):
-    project.write("work.py", HEAD + "import time\ndef f(x):\n    time.sleep(3)\n    return x\n")
+    go = (
+        project.root / "go"
+    )  # the call waits for it: the run is surely still going when resume looks
+    project.write(
+        "work.py",
+        HEAD + "import os, time\ndef f(x):\n    deadline = time.monotonic() + 120\n"
+        f"    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.02)\n    return x\n",
+    )
     project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0]\n")
-    project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
+    assert project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach").returncode == 0
     holder = open_run(project.root / "run").holder()
-    followed = project.cli("resume", "run")
-    assert followed.returncode == 0 and f"(pid {holder['pid']} on " in followed.stderr
-    assert "work: 1 succeeded" not in followed.stderr and "sweep: 1 succeeded" in followed.stderr
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "groundhog_batch", "resume", "run"],
+        cwd=project.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    said = ""
+    while "following: " not in said and (line := follower.stderr.readline()):
+        said += line
+    assert f"(pid {holder['pid']} on " in said, said
+    go.touch()
+    _, rest = follower.communicate(timeout=120)
+    assert follower.returncode == 0, said + rest
+    assert "work: 1 succeeded" not in said + rest and "sweep: 1 succeeded" in rest
     assert open_run(project.root / "run").counts()["succeeded"] == 1
 
 
@@ -180,7 +200,11 @@ def test_cancel_after_a_killed_submitter_keeps_what_its_tasks_recorded(project):
         time.sleep(0.05)
     os.killpg(submitter.pid, signal.SIGKILL)
     submitter.wait()
-    time.sleep(0.3)  # the orphaned tasks finish their current call, record it, and stop
+    deadline = time.monotonic() + 60
+    while left := task_processes(project.root / "run"):
+        # the orphaned tasks finish their current call, record it, and stop
+        assert time.monotonic() < deadline, f"orphaned tasks still running: {left}"
+        time.sleep(0.05)
     assert project.cli("cancel", "run").returncode == 0
     ran = Counter(int(line) for line in side_effects.read_text().split())
     table = open_run(project.root / "run").results()
