@@ -22,10 +22,12 @@ from conftest import SCRIPT_HEAD
 pytestmark = pytest.mark.slurm
 
 # f(x) appends "start x" to $SIDE_EFFECTS, then x when it is done; x in SLOW sleeps for ever (until a walltime
-# stops it); with CALL_BARRIER_N set, a call waits (up to 2 minutes) until that many calls have started.
+# stops it); with CALL_BARRIER_N set, a call waits (up to 2 minutes) until that many calls have started; x in
+# HELD waits (up to 2 minutes) for the file $CALL_GO_FILE (a test that stops the run part-way knows it still runs).
 SCRIPT = SCRIPT_HEAD + (
     "import os, time\n"
     "SLOW = {int(v) for v in os.environ.get('SLOW_CALLS', '').split(',') if v}\n"
+    "HELD = {int(v) for v in os.environ.get('HELD_CALLS', '').split(',') if v}\n"
     "PAUSE = float(os.environ.get('CALL_PAUSE_S', '0'))\n"
     "BARRIER = int(os.environ.get('CALL_BARRIER_N', '0'))\n"
     "def started():\n"
@@ -36,6 +38,10 @@ SCRIPT = SCRIPT_HEAD + (
     "        log.write(f'start {x}\\n')\n"
     "    deadline = time.monotonic() + 120\n"
     "    while started() < BARRIER and time.monotonic() < deadline:\n"
+    "        time.sleep(0.05)\n"
+    "    while x in HELD and not os.path.exists(os.environ['CALL_GO_FILE']):\n"
+    "        if time.monotonic() > deadline:\n"
+    "            raise TimeoutError('the test never created ' + os.environ['CALL_GO_FILE'])\n"
     "        time.sleep(0.05)\n"
     "    if x in SLOW:\n"
     "        time.sleep(3600)\n"
@@ -131,6 +137,11 @@ class Sweep:
         return {
             line.split("|")[0] for line in lines if line.split("|")[1].startswith(f"hog-{key}-")
         }
+
+
+def held(calls, go: Path) -> dict[str, str]:
+    """The environment that makes ``calls`` wait for the file ``go``."""
+    return {"HELD_CALLS": ",".join(str(x) for x in calls), "CALL_GO_FILE": str(go)}
 
 
 def wait_for(predicate, what: str, timeout_s: float = 60.0):
@@ -232,13 +243,20 @@ def test_detached_submit_returns_once_the_arrays_are_accepted_and_status_watch_f
 
 def test_cancel_mid_run_keeps_finished_calls_and_cancels_the_rest(project, slurm):
     sweep = Sweep(project, n_calls=40, calls_per_task=10, max_parallel=2)
+    go = project.root / "go"  # calls 3 on wait for it: the cancel surely lands mid-run
     done = sweep.cli(
-        "submit", "sweep.yaml", "--run-dir", "run", "--detach", env={"CALL_PAUSE_S": "0.3"}
+        "submit",
+        "sweep.yaml",
+        "--run-dir",
+        "run",
+        "--detach",
+        env={"CALL_PAUSE_S": "0.3", **held(range(3, 40), go)},
     )
     assert done.returncode == 0, done.stderr
     wait_for(lambda: sum(sweep.finished().values()) >= 3, "three calls to finish")
     cancelled = sweep.cli("cancel", "run")
     assert cancelled.returncode == 0, cancelled.stderr
+    go.touch()  # a held call the cancel missed would finish now
     assert not slurm.run(
         "squeue", "-h", "-t", "PD,R,CG", "-o", "%i"
     ).stdout.strip()  # nothing left on Slurm
@@ -489,10 +507,18 @@ def test_ctrl_c_on_a_foreground_submit_stops_its_arrays_and_resume_runs_the_rest
     import signal
 
     sweep = Sweep(project, n_calls=30, calls_per_task=10, max_parallel=3)
+    go = (
+        project.root / "go"
+    )  # all but each element's first call wait for it: Ctrl-C surely lands mid-run
     submitter = subprocess.Popen(
         [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--run-dir", "run"],
         cwd=project.root,
-        env={**os.environ, **sweep.env, "CALL_PAUSE_S": "0.3"},
+        env={
+            **os.environ,
+            **sweep.env,
+            "CALL_PAUSE_S": "0.3",
+            **held((x for x in range(30) if x % 10), go),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -504,6 +530,7 @@ def test_ctrl_c_on_a_foreground_submit_stops_its_arrays_and_resume_runs_the_rest
     finally:
         submitter.kill()
     assert submitter.returncode == 130, stderr
+    go.touch()  # a held call Ctrl-C left running would finish now
     [array] = sweep.arrays(slurm)
     assert not slurm.run(
         "squeue", "-h", "-r", "-t", "PD,R,CG", "-j", array, "-o", "%i"
