@@ -25,7 +25,8 @@ import re
 import sys
 import time
 from enum import Enum
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+
+from .type_names import TYPE_CHECKING, BinaryIO, TextIO
 
 if (
     TYPE_CHECKING

@@ -6,9 +6,9 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Any
 
 from .errors import HogError, RunError
+from .type_names import Any
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl")
 CHUNK_SUFFIXES = (*TABLE_SUFFIXES, ".npy")

@@ -20,12 +20,12 @@ import contextlib
 import hashlib
 from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Any
 
 from .datafiles import file_sha256
 from .errors import RunError
 from .ids import canonical_json
 from .manifest import RunSpec
+from .type_names import Any
 
 MAX_HELPER_FILES = 200
 

@@ -41,9 +41,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 from .errors import RunError
+from .type_names import Any
 
 SCHEMA_VERSION = 2
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections import namedtuple
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, NamedTuple
 
 from . import datafiles
 from .backends.base import Limits
@@ -28,6 +28,7 @@ from .render.payload import PICKLE_PROTOCOL, TaskPayload
 from .render.renderer import PAYLOAD_SENTINEL, render_task_script
 from .render.runner import TIMEOUT_GRACE_S
 from .sweep import ChunkRef, ChunkSource
+from .type_names import Any
 
 AUTO = "auto"
 WALLTIME_SLACK_S = 60.0
@@ -36,18 +37,13 @@ PAYLOAD_HEADER_BYTES_PER_CALL = 12  # the call's index in the payload header
 PAYLOAD_FIXED_BYTES = 1024  # the header's other fields, the pickle's own framing
 
 
-class CallTime(NamedTuple):
-    """What one call of a job is expected to take, and where that comes from (for ``plan``'s sizing line)."""
-
-    seconds: float
-    source: str  # "earlier runs", "sample", ...
-
-
-class PlannedCall(NamedTuple):
-    job: str
-    index: int  # 0-based, within its job
-    params: dict[str, Any]  # the swept values as the results table shows them
-    kwargs: dict[str, Any]  # the swept keyword arguments (chunks still as references)
+# What one call of a job is expected to take, and where that comes from (for ``plan``'s sizing line):
+# seconds (float), source ("earlier runs", "sample", ...). Plain namedtuples: typing's NamedTuple would
+# import typing at every start (type_names.py).
+CallTime = namedtuple("CallTime", ["seconds", "source"], module=__name__)
+# One call: its job (str), index (0-based, within its job), params (the swept values as the results table
+# shows them) and kwargs (the swept keyword arguments, chunks still as references).
+PlannedCall = namedtuple("PlannedCall", ["job", "index", "params", "kwargs"], module=__name__)
 
 
 @dataclass

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+
+from .type_names import Any
 
 FACTOR_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*x\s*$"
 SCALED = ("timeout", "memory", "walltime")

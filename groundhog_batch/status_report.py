@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from calendar import timegm
-from typing import Any
 
 from .run_view import (
     CallLog,
@@ -17,6 +16,7 @@ from .run_view import (
     progress_by_job,
     summary,
 )
+from .type_names import Any
 
 GROUPS_SHOWN = 10  # kinds of error listed without --all
 CALLS_SHOWN = 5  # call numbers listed per kind without --all

@@ -14,14 +14,15 @@ import contextvars
 import hashlib
 import itertools
 import math
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from . import datafiles
 from .columns import meaning, reserved, reserved_names_text
 from .errors import KeyPath, ManifestError, unreadable_file
+from .type_names import Any
 
 # A fragment of a point: (parameter name, value in the results table, value passed to the function).
 Fragment = tuple[tuple[str, Any, Any], ...]
@@ -51,9 +52,9 @@ class ChunkSource:
     key_path: KeyPath = ()  # where the manifest defines it
 
 
-class Point(NamedTuple):
-    params: dict[str, Any]  # what the results table shows (a chunk's index for chunks)
-    kwargs: dict[str, Any]  # what the function receives (ChunkRef for chunks passed by value)
+# params: what the results table shows (a chunk's index for chunks); kwargs: what the function receives
+# (ChunkRef for chunks passed by value). A plain namedtuple: typing's NamedTuple imports typing (type_names.py).
+Point = namedtuple("Point", ["params", "kwargs"], module=__name__)
 
 
 @dataclass

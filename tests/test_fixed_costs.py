@@ -89,6 +89,7 @@ HEAVY_FOR_VALIDATE = (
     "click",  # a plain validate or submit is read without it (launch.py)
     "tomllib",  # a plain `# /// script` block is read without it (pep723.plain_toml)
     "difflib",  # only a mistake's did-you-mean needs it
+    "typing",  # annotations name typing's types through type_names.py, never importing it
     "sqlite3",
     "subprocess",
     "tempfile",
@@ -155,6 +156,7 @@ def test_a_local_submit_loads_no_module_it_does_not_use(project, tmp_path):
         "click",
         "tomllib",
         "difflib",
+        "typing",
         "tempfile",
         "shutil",
         "uuid",

@@ -23,7 +23,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..type_names import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ..errors import HogError

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
+from ..type_names import TYPE_CHECKING, Any
 from .base import BackendContext, BackendKind, Limits
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ kind costs nothing (and heavy SDKs stay behind their own seams).
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
 
 from ..errors import BackendError
+from ..type_names import TYPE_CHECKING
 from .base import BackendKind, Limits
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Any
+
+from ..type_names import Any
 
 _KINDS = {
     "int": "int",

@@ -28,7 +28,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from ..type_names import Any
 
 LOCAL = "local"
 CONCATENATED_KEYS = ("worker_init", "endpoint_setup")

@@ -13,7 +13,6 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from ..backends import registry
 from ..errors import (
@@ -29,6 +28,7 @@ from ..errors import (
 from ..memory import parse_memory_mib
 from ..retry_policy import RetryPolicy
 from ..sweep import build_sweep
+from ..type_names import Any
 from .annotations import fix_for, type_name, with_article
 from .endpoint_config import LOCAL, EndpointNotFound, resolve_endpoint
 from .groundhog_compat import missing_groundhog

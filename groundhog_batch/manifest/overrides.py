@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import ManifestError, shorten
+from ..type_names import Any
 from .yaml_source import parse_yaml_value
 
 HINT = (

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any
 
 from ..errors import ManifestError, shorten
 from ..package_data import read_text
+from ..type_names import Any
 from .yaml_source import SourceMap
 
 SCHEMA_RESOURCE = "schemas/manifest.schema.json"

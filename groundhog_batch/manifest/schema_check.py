@@ -13,7 +13,8 @@ compares the two verdicts on generated manifests).
 from __future__ import annotations
 
 import re
-from typing import Any
+
+from ..type_names import Any
 
 # Keywords that only annotate: they never make a value invalid.
 _ANNOTATIONS = frozenset(

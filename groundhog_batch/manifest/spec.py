@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..ids import content_id
 from ..sweep import Sweep
+from ..type_names import Any
 from .endpoint_config import ResolvedEndpoint
 from .script_shape import Signature
 

@@ -13,10 +13,10 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from ..columns import reserved
 from ..errors import ManifestError
+from ..type_names import Any
 from .schema import SCHEMA_RESOURCE
 from .script_shape import defined_callables, find_function
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from ..errors import KeyPath, ManifestError, format_key_path
+from ..type_names import Any
 
 
 @dataclass

@@ -12,8 +12,8 @@ import json
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
+from ..type_names import Any
 from .runner import DELIMITER, unframe
 
 PICKLE_PROTOCOL = 4  # readable by every Python a task may run on (3.8+)

@@ -16,11 +16,11 @@ import re
 import shlex
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from .. import __version__
 from ..manifest.spec import EnvironmentSpec
 from ..package_data import read_text
+from ..type_names import Any
 from .runner import DELIMITER
 
 _PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
