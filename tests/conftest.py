@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,12 @@ def square(x, offset=0):
     return x * x + offset
 """
 
+
+# Started as a background job of a shell without job control (`nohup pytest &`, `sh -c '... &'`), this process
+# ignores SIGINT, and so would every process a test starts: the tests that send a submitter Ctrl-C would see it
+# ignored (exit 0, not 130). A handler here is reset to the default in each child, where Python installs its own.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SCRIPT_HEAD = '# /// script\n# requires-python = ">=3.10"\n# dependencies = []\n# ///\n'
 # One call of f(x) appends x to the file $SIDE_EFFECTS: counts how often each call really ran.
