@@ -32,12 +32,18 @@ from groundhog_batch.render.payload import iter_records
 from groundhog_batch.render.runner import DELIMITER
 
 WAIT_S = 120.0
-# f(x) sleeps ``pause``, fails when x == fail, else appends x to LOG (one line per call that really ran).
+# f(x) sleeps ``pause``, fails when x == fail, else appends x to LOG (one line per call that really ran); from
+# x == held_from on, a call first waits (up to 2 minutes) for the file ``go``: a run stopped part-way surely runs.
 WORK = SCRIPT_HEAD + (
-    "import time\n"
+    "import os, time\n"
     "LOG = {log!r}\n"
-    "def f(x, pause=0.0, fail=-1):\n"
+    "def f(x, pause=0.0, fail=-1, held_from=None, go=None):\n"
     "    time.sleep(pause)\n"
+    "    deadline = time.monotonic() + 120\n"
+    "    while held_from is not None and x >= held_from and not os.path.exists(go):\n"
+    "        if time.monotonic() > deadline:\n"
+    "            raise TimeoutError('the test never created ' + go)\n"
+    "        time.sleep(0.05)\n"
     "    if x == fail:\n"
     "        raise ValueError(f'call {{x}} fails')\n"
     "    with open(LOG, 'a') as log:\n"
@@ -248,14 +254,20 @@ def test_a_failing_call_fails_alone_with_its_error_and_exit_1(project, target):
 
 
 def test_cancel_mid_run_keeps_finished_calls_and_cancels_the_rest(project, target):
+    go = project.root / "go"  # calls 2 on wait for it: the cancel surely lands mid-run
     log = write_project(
-        project, target, 20, "calls_per_task: 1\nmax_parallel: 1\nkwargs: {pause: 0.3}\n"
+        project,
+        target,
+        20,
+        "calls_per_task: 1\nmax_parallel: 1\n"
+        f"kwargs: {{pause: 0.3, held_from: 2, go: {json.dumps(str(go))}}}\n",
     )
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
     assert done.returncode == 0, done.stderr
     wait_until(lambda: sum(ran(log).values()) >= 2, "two calls to run")
     cancelled = project.cli("cancel", "run")
     assert cancelled.returncode == 0, cancelled.stderr
+    go.touch()  # a held call the cancel left running finishes now (and must not count as succeeded)
     results, _ = table(project)
     statuses = Counter(results["status"])
     assert set(statuses) <= {"succeeded", "cancelled"} and statuses["cancelled"] > 0, statuses
