@@ -27,7 +27,7 @@ _API = {
     "retry": ("groundhog_batch.api", "retry"),
     "cancel": ("groundhog_batch.api", "cancel"),
     "follow": ("groundhog_batch.api", "follow"),
-    "RetrySelection": ("groundhog_batch.api", "RetrySelection"),
+    "RetrySelection": ("groundhog_batch.retry_selection", "RetrySelection"),
     "write_starter": ("groundhog_batch.manifest.starter", "write_starter"),
     "list_runs": ("groundhog_batch.api", "list_runs"),
     "Run": ("groundhog_batch.handle", "Run"),

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, inputs
@@ -38,6 +37,10 @@ from .run_paths import (
 from .run_view import selected_failures
 from .sweep import planning_from_run_records
 from .tools import find_program
+from .type_names import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .retry_selection import RetrySelection
 
 Progress = Callable[[dict[str, int]], None]
 
@@ -629,18 +632,6 @@ def refresh(run: Run) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class RetrySelection:
-    """Which failed calls ``retry`` runs again (all by default), and settings changed for them (``--set``)."""
-
-    job: str | None = None
-    error_type: str | None = None  # ValueError, TimeoutError, TaskFailed, ...
-    settings: tuple[str, ...] = ()
-    accept_changed_script: bool = (
-        False  # run them with the script as it is now (a new version of the run's script)
-    )
-
-
 def execute(
     run: Run,
     on_progress: Progress | None = None,
@@ -666,6 +657,8 @@ def execute(
             if action == "resume":
                 run.ledger.reset_cancelled()
             elif action == "retry":
+                from .retry_selection import RetrySelection
+
                 _reset_for_retry(run, selection or RetrySelection())
                 spec = run.spec()  # with the retry's settings
             if on_progress is not None:  # where this execution starts from, after the reset
@@ -1114,6 +1107,15 @@ def list_runs(folder: str | Path | None = None) -> list[dict]:
                 }
             )
     return found
+
+
+def __getattr__(name: str):
+    """``api.RetrySelection`` as before; it lives in retry_selection (a submit's start never makes it)."""
+    if name == "RetrySelection":
+        from .retry_selection import RetrySelection
+
+        return RetrySelection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -385,7 +385,8 @@ def retry(
     run_dir: str, settings, job, error_type, accept_changed_script, max_failures, quiet, verbose
 ) -> None:
     """Run a run's failed calls again: all, or those --job and --error select, optionally with --set changes."""
-    from .api import RetrySelection, Run
+    from .api import Run
+    from .retry_selection import RetrySelection
 
     run, verbosity = Run(_run_dir(run_dir, "retry")), _verbosity(quiet, verbose)
     selection = RetrySelection(job, error_type, tuple(settings), accept_changed_script)

@@ -317,7 +317,7 @@ class Executor:
     def _record_escalation(
         self, task_id: str, task: Task, attempt: int, payload, batch_walltime_s: float | None
     ) -> None:
-        from .retry_policy import Escalation
+        from .escalation import Escalation
 
         escalation = Escalation(
             task_id,

@@ -13,7 +13,7 @@ limits are recorded in the ledger (``escalations``, per attempt).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from .type_names import Any
 
@@ -87,31 +87,4 @@ class RetryPolicy(int):
         return replace(payload, **changes) if changes else payload
 
 
-@dataclass(frozen=True)
-class Escalation:
-    """What one escalated task ran with: recorded per attempt."""
-
-    task_id: str
-    job: str
-    attempt: int
-    calls: int
-    timeout_s: float | None
-    memory_mib: float | None
-    walltime_s: float | None  # the task's own deadline (the runner's)
-    batch_walltime_s: float | None = None  # the batch job's (a Slurm array's --time), when it grew
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {
-            "task_id": self.task_id,
-            "job": self.job,
-            "attempt": self.attempt,
-            "calls": self.calls,
-            "timeout_s": self.timeout_s,
-            "memory_mib": self.memory_mib,
-            "walltime_s": self.walltime_s,
-            "batch_walltime_s": self.batch_walltime_s,
-        }
-
-
-__all__ = ["Escalation", "RetryPolicy", "parse_factor"]
+__all__ = ["RetryPolicy", "parse_factor"]

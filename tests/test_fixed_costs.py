@@ -172,6 +172,8 @@ def test_a_local_submit_loads_no_module_it_does_not_use(project, tmp_path):
         "groundhog_batch.backends.slurm",
         "groundhog_batch.globus.kind",
         "groundhog_batch.estimate",  # local tasks are not sized by a call's time: no earlier run is read
+        "groundhog_batch.retry_selection",  # a retry's dataclass (and an escalated attempt's, below)
+        "groundhog_batch.escalation",
     )
     assert sorted(name for name in unused if name in loaded) == []
 

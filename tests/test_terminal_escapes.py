@@ -67,6 +67,41 @@ def test_safe_text_escapes_every_control_but_tab_and_newline():
     )
 
 
+def test_ascii_text_is_escaped_as_the_whole_pattern_escapes_it_and_other_text_by_that_pattern():
+    """ASCII text goes through a short pattern (the whole one is compiled on the first other text): the same
+    characters are escaped either way, controls and surrogates among them."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from groundhog_batch import console
+
+    whole = re.compile(console._UNSAFE_TEXT)
+    wanted = "\n\r\t\x00\x1b\x7f\x80\x9b\x9f\xa0\u061c\u200e\u202e\u2066\u2069\ud800\udce9\udfff\U0001f600a"
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.text(st.sampled_from(wanted) | st.characters(codec=None), max_size=30))
+    def same(text):
+        expected = whole.sub(console._escaped, text.replace("\r\n", "\n"))
+        assert console.safe_text(text) == expected
+
+    same()
+
+
+def test_ascii_output_never_compiles_the_unicode_pattern():
+    script = (
+        "import sys\n"
+        "from groundhog_batch import console\n"
+        "print(console.safe_text('plain \\x1b[2J text\\r\\n'))\n"
+        "print(console._unsafe is None)\n"
+        "console.safe_text('caf\\u00e9')\n"
+        "print(console._unsafe is None)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == ["plain \\x1b[2J text", "", "True", "False"]
+
+
 def test_the_submit_summary_and_progress_lines_show_escapes_not_act_on_them(project):
     manifest = hostile_run(project)
     done = project.cli("submit", manifest, "-v", env={"HOG_BATCH_PROGRESS_S": "0"})
