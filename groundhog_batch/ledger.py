@@ -43,7 +43,10 @@ from enum import Enum
 from pathlib import Path
 
 from .errors import RunError
-from .type_names import Any
+from .type_names import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .ledger_reads import CallWindow, TaskTimes
 
 SCHEMA_VERSION = 2
 
@@ -132,48 +135,6 @@ class CallRecord(RecordText):
     @property
     def finished_at(self) -> float | None:
         return self.record.get("t1") if self.record else None
-
-
-@dataclass(frozen=True)
-class CallWindow:
-    """Calls ``start``..``stop - 1`` of a job: their state codes, success records and failures (attempts, record)."""
-
-    job: str
-    start: int
-    stop: int
-    states: bytes
-    successes: dict[int, dict]
-    failures: dict[int, tuple[int, dict]]
-
-    def record(self, call: int) -> dict | None:
-        if self.states[call - self.start] == SUCCEEDED:
-            return self.successes.get(call)
-        failure = self.failures.get(call)
-        return failure[1] if failure else None
-
-    def attempts(self, call: int) -> int:
-        failure = self.failures.get(call)
-        return (failure[0] if failure else 0) + (self.states[call - self.start] == SUCCEEDED)
-
-    def records(self) -> Iterator[CallRecord]:
-        for call in range(self.start, self.stop):
-            yield CallRecord(
-                self.job,
-                call,
-                CODE_STATES[self.states[call - self.start]],
-                self.attempts(call),
-                self.record(call),
-            )
-
-
-@dataclass(frozen=True)
-class TaskTimes:
-    task_id: str
-    job: str
-    state: str  # submitted | done | abandoned | cancelled
-    n_calls: int
-    submitted_at: float | None
-    finished_at: float | None
 
 
 def encode_ranges(calls: list[int]) -> str:
@@ -557,6 +518,8 @@ class Ledger:
 
     def task_times(self) -> list[TaskTimes]:
         """Every task: its job, state, number of calls, and when it was submitted and finished (epoch seconds)."""
+        from .ledger_reads import TaskTimes
+
         return [
             TaskTimes(*row)
             for row in self.db.execute(
@@ -566,6 +529,8 @@ class Ledger:
 
     def iter_windows(self, job: str, window: int = 20_000) -> Iterator[CallWindow]:
         """The calls of ``job`` in plan order, a window at a time: memory is bounded by ``window`` calls."""
+        from .ledger_reads import CallWindow
+
         state = self.states()[job]
         spans = sorted(
             self.db.execute("SELECT lo, hi, block FROM blocks WHERE job = ?", (job,)).fetchall()
@@ -921,6 +886,16 @@ def _sort_block(lines: bytes, state: bytearray) -> tuple[bytes, list[int], list[
         else:
             other.append(record)
     return b"".join(line + b"\n" for line in kept), ok_calls, other
+
+
+def __getattr__(name: str):
+    """``ledger.CallWindow`` and ``ledger.TaskTimes`` as before: they live in ledger_reads (a submit's start
+    never makes their dataclasses)."""
+    if name in ("CallWindow", "TaskTimes"):
+        from . import ledger_reads
+
+        return getattr(ledger_reads, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING, Any
 
 from .columns import TEXT_COLUMNS, reserved
 from .errors import HogError
-from .ledger import CODE_STATES, SUCCEEDED, CallWindow
+from .ledger import CODE_STATES, SUCCEEDED
+from .ledger_reads import CallWindow
 
 if TYPE_CHECKING:
     from .api import Run

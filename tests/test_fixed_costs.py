@@ -174,6 +174,7 @@ def test_a_local_submit_loads_no_module_it_does_not_use(project, tmp_path):
         "groundhog_batch.estimate",  # local tasks are not sized by a call's time: no earlier run is read
         "groundhog_batch.retry_selection",  # a retry's dataclass (and an escalated attempt's, below)
         "groundhog_batch.escalation",
+        "groundhog_batch.ledger_reads",  # a window of calls, a task's times: read by results and reports
     )
     assert sorted(name for name in unused if name in loaded) == []
 

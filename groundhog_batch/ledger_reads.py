@@ -1,0 +1,56 @@
+"""What the ledger's bulk reads return: a window of a job's calls (results, exports) and a task's times.
+
+Their own module: only reading a run's results or its tasks makes them, so a submit's start never makes
+the dataclasses (``ledger.CallWindow`` and ``ledger.TaskTimes`` still name them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .ledger import CODE_STATES, SUCCEEDED, CallRecord
+
+
+@dataclass(frozen=True)
+class CallWindow:
+    """Calls ``start``..``stop - 1`` of a job: their state codes, success records and failures (attempts, record)."""
+
+    job: str
+    start: int
+    stop: int
+    states: bytes
+    successes: dict[int, dict]
+    failures: dict[int, tuple[int, dict]]
+
+    def record(self, call: int) -> dict | None:
+        if self.states[call - self.start] == SUCCEEDED:
+            return self.successes.get(call)
+        failure = self.failures.get(call)
+        return failure[1] if failure else None
+
+    def attempts(self, call: int) -> int:
+        failure = self.failures.get(call)
+        return (failure[0] if failure else 0) + (self.states[call - self.start] == SUCCEEDED)
+
+    def records(self) -> Iterator[CallRecord]:
+        for call in range(self.start, self.stop):
+            yield CallRecord(
+                self.job,
+                call,
+                CODE_STATES[self.states[call - self.start]],
+                self.attempts(call),
+                self.record(call),
+            )
+
+
+@dataclass(frozen=True)
+class TaskTimes:
+    task_id: str
+    job: str
+    state: str  # submitted | done | abandoned | cancelled
+    n_calls: int
+    submitted_at: float | None
+    finished_at: float | None
+
+
+__all__ = ["CallWindow", "TaskTimes"]
