@@ -27,8 +27,10 @@ from .manifest.spec import JobSpec, RunSpec
 from .render.payload import PICKLE_PROTOCOL, TaskPayload
 from .render.renderer import PAYLOAD_SENTINEL, render_task_script
 from .render.runner import TIMEOUT_GRACE_S
-from .sweep import ChunkRef, ChunkSource
-from .type_names import Any
+from .type_names import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .sweep_data import ChunkSource
 
 AUTO = "auto"
 WALLTIME_SLACK_S = 60.0
@@ -73,6 +75,8 @@ class ChunkResolver:
     def resolve(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         if not self.sources:
             return kwargs
+        from .sweep_data import ChunkRef
+
         resolved = dict(kwargs)
         for name, value in kwargs.items():
             if isinstance(value, ChunkRef):

@@ -22,34 +22,15 @@ from pathlib import Path
 from . import datafiles
 from .columns import meaning, reserved, reserved_names_text
 from .errors import KeyPath, ManifestError, unreadable_file
-from .type_names import Any
+from .type_names import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # made only by a sweep that reads a file or cuts a list in chunks
+    from .sweep_data import ChunkSource, RowsFile
 
 # A fragment of a point: (parameter name, value in the results table, value passed to the function).
 Fragment = tuple[tuple[str, Any, Any], ...]
 Locate = Callable[[KeyPath, str, str], ManifestError]
 MAX_CALLS_PER_JOB = 100_000_000
-
-
-@dataclass(frozen=True)
-class ChunkRef:
-    """Piece ``index`` of a chunked parameter; the data is read when the payload is built."""
-
-    param: str
-    index: int
-    start: int
-    stop: int
-
-
-@dataclass(frozen=True)
-class ChunkSource:
-    """Where a chunked parameter's data comes from and how it is cut."""
-
-    param: str
-    file: Path | None  # None: an inline list
-    inline_values: tuple[Any, ...] | None
-    bounds: tuple[tuple[int, int], ...]
-    pass_as: str  # value | path
-    key_path: KeyPath = ()  # where the manifest defines it
 
 
 # params: what the results table shows (a chunk's index for chunks); kwargs: what the function receives
@@ -107,14 +88,6 @@ class SweepPart:
             ):
                 excluded += math.prod(count for _, count in combination)
         return size - excluded * untouched
-
-
-@dataclass(frozen=True)
-class RowsFile:
-    """A rows file as the sweep read it: the calls' arguments come from exactly these bytes."""
-
-    sha256: str
-    content: bytes
 
 
 @dataclass
@@ -520,6 +493,8 @@ def _data_file(
 def _chunk_source(
     name: str, spec: dict[str, Any], base_dir: Path, where: KeyPath, locate: Locate
 ) -> ChunkSource:
+    from .sweep_data import ChunkSource
+
     sizing = [key for key in ("rows", "size", "parts") if key in spec]
     if len(sizing) != 1:
         raise locate(
@@ -571,6 +546,8 @@ def _chunk_source(
 
 
 def _chunk_axis(source: ChunkSource) -> list[Fragment]:
+    from .sweep_data import ChunkRef
+
     axis: list[Fragment] = []
     for index, (start, stop) in enumerate(source.bounds):
         if source.pass_as == "path":
@@ -592,6 +569,8 @@ def _rows_axis(
     locate: Locate,
     rows_files: dict[str, RowsFile],
 ) -> tuple[list[Fragment], list[str]]:
+    from .sweep_data import RowsFile
+
     path = _data_file(spec["file"], base_dir, where, locate, "rows file", datafiles.TABLE_SUFFIXES)
     try:
         content = (

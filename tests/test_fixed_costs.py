@@ -89,6 +89,7 @@ HEAVY_FOR_VALIDATE = (
     "click",  # a plain validate or submit is read without it (launch.py)
     "tomllib",  # a plain `# /// script` block is read without it (pep723.plain_toml)
     "difflib",  # only a mistake's did-you-mean needs it
+    "groundhog_batch.sweep_data",  # only chunks and rows files need it; the example has neither
     "typing",  # annotations name typing's types through type_names.py, never importing it
     "sqlite3",
     "subprocess",
@@ -174,7 +175,8 @@ def test_a_local_submit_loads_no_module_it_does_not_use(project, tmp_path):
         "groundhog_batch.estimate",  # local tasks are not sized by a call's time: no earlier run is read
         "groundhog_batch.retry_selection",  # a retry's dataclass (and an escalated attempt's, below)
         "groundhog_batch.escalation",
-        "groundhog_batch.ledger_reads",  # a window of calls, a task's times: read by results and reports
+        "groundhog_batch.ledger_reads",
+        "groundhog_batch.sweep_data",  # chunks and rows files: a plain product sweep has neither  # a window of calls, a task's times: read by results and reports
     )
     assert sorted(name for name in unused if name in loaded) == []
 
