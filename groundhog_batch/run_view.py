@@ -8,6 +8,7 @@ while they look (SQLite's WAL lets both happen at once).
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,10 @@ from dataclasses import dataclass, field
 
 from .errors import RunError
 from .ledger import CallRecord, CallState, Ledger
+from .type_names import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .run_view_records import CallLog, FailureGroup
 
 FINISHED = (CallState.SUCCEEDED.value, CallState.FAILED.value, CallState.CANCELLED.value)
 STREAMS = ("stdout", "stderr", "traceback")
@@ -145,34 +150,6 @@ def progress_line(name: str, now: Progress, meter: RateMeter) -> str:
 # --- failures ---------------------------------------------------------------------------
 
 
-@dataclass
-class FailureGroup:
-    """Failed calls of one job with the same type of error (``ValueError``, ``TimeoutError``, ``TaskFailed``)."""
-
-    job: str
-    error_type: str
-    calls: list[int] = field(default_factory=list)
-    messages: dict[str, int] = field(
-        default_factory=dict
-    )  # first line of the error -> how many calls
-
-    @property
-    def count(self) -> int:
-        return len(self.calls)
-
-    @property
-    def example(self) -> str:
-        """The most frequent first line (the earliest in plan order on ties)."""
-        return max(self.messages, key=self.messages.__getitem__)
-
-    @property
-    def error(self) -> str:
-        """The shared first line, or ``TYPE (N different messages), e.g. <example>``."""
-        if len(self.messages) == 1:
-            return self.example
-        return f"{self.error_type} ({len(self.messages)} different messages), e.g. {self.example}"
-
-
 def _failed_rows(ledger: Ledger) -> Iterator[tuple[str, int, str]]:
     """(job, call, error) of every call failed for good, in plan order, without loading its output."""
     yield from ledger.db.execute(
@@ -189,8 +166,16 @@ def failed_calls(ledger: Ledger) -> Iterator[tuple[str, int, str]]:
 
 def failure_groups(ledger: Ledger) -> list[FailureGroup]:
     """Every failed call, grouped by job and type of error; the largest group first (plan order on ties)."""
+    rows = _failed_rows(ledger)
+    first = next(rows, None)
+    if (
+        first is None
+    ):  # nothing failed (a submit's summary asks too): no FailureGroup module to import
+        return []
+    from .run_view_records import FailureGroup
+
     groups: dict[tuple[str, str], FailureGroup] = {}
-    for job, call, error in _failed_rows(ledger):
+    for job, call, error in itertools.chain([first], rows):
         line = first_line(error) or "(no error recorded)"
         group = groups.setdefault((job, error_type(error)), FailureGroup(job, error_type(error)))
         group.calls.append(call)
@@ -210,24 +195,6 @@ def selected_failures(
 
 
 # --- one call's output ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CallLog:
-    """What one call printed and raised, with enough to name it."""
-
-    job: str
-    call: int
-    state: str
-    attempts: int
-    params: dict
-    error: str | None
-    stdout: str
-    stderr: str
-    traceback: str
-
-    def stream(self, name: str) -> str:
-        return getattr(self, name) or ""
 
 
 def job_sizes(ledger: Ledger) -> dict[str, int]:
@@ -298,6 +265,8 @@ def _params_of(run, calls: set[tuple[str, int]]) -> dict[tuple[str, int], dict]:
 
 
 def _call_log(record: CallRecord, params: dict) -> CallLog:
+    from .run_view_records import CallLog
+
     return CallLog(
         record.job,
         record.call,
@@ -347,3 +316,13 @@ def parse_call_refs(
             )
         found.append((name, index))
     return found
+
+
+def __getattr__(name: str):
+    """``run_view.FailureGroup`` and ``run_view.CallLog`` as before: they live in run_view_records (the
+    progress display, which a submit starts with, needs neither dataclass)."""
+    if name in ("FailureGroup", "CallLog"):
+        from . import run_view_records
+
+        return getattr(run_view_records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,8 +6,6 @@ import time
 from calendar import timegm
 
 from .run_view import (
-    CallLog,
-    FailureGroup,
     duration_text,
     failed_calls,
     failure_groups,
@@ -16,7 +14,10 @@ from .run_view import (
     progress_by_job,
     summary,
 )
-from .type_names import Any
+from .type_names import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .run_view_records import CallLog, FailureGroup
 
 GROUPS_SHOWN = 10  # kinds of error listed without --all
 CALLS_SHOWN = 5  # call numbers listed per kind without --all

@@ -176,7 +176,8 @@ def test_a_local_submit_loads_no_module_it_does_not_use(project, tmp_path):
         "groundhog_batch.retry_selection",  # a retry's dataclass (and an escalated attempt's, below)
         "groundhog_batch.escalation",
         "groundhog_batch.ledger_reads",
-        "groundhog_batch.sweep_data",  # chunks and rows files: a plain product sweep has neither  # a window of calls, a task's times: read by results and reports
+        "groundhog_batch.sweep_data",  # chunks and rows files: a plain product sweep has neither
+        "groundhog_batch.run_view_records",  # failures grouped, a call's output: status and logs  # a window of calls, a task's times: read by results and reports
     )
     assert sorted(name for name in unused if name in loaded) == []
 
