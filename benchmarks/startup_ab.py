@@ -5,8 +5,9 @@
 
 The earlier commit's package is taken out of git into a temporary folder (bytecode compiled) and run from
 this virtual environment on ``PYTHONPATH``; each round runs ``--help``, ``validate`` of the example and a
-1-call submit with each code in turn, so a change in a shared machine's load falls on both. It prints the
-best and the median of each measure: on a loaded machine the best round is the nearest to a quiet one.
+1-call submit with each code in turn (and the submit once more, noting its CPU time as it starts the task),
+so a change in a shared machine's load falls on both. It prints the best and the median of each measure: on
+a loaded machine the best round is the nearest to a quiet one, and CPU times move least with the load.
 """
 
 from __future__ import annotations
@@ -22,6 +23,20 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# A submit that notes its own CPU time (Python's start included) when it starts its first process, the
+# task: the submitter's part of the first call's start, without the waits for a core of a loaded machine.
+CPU_TO_TASK = """\
+import os, runpy, subprocess, sys, time
+start = subprocess.Popen.__init__
+def noted(self, *args, **kwargs):
+    if "HOG_AB_CPU_FILE" in os.environ:
+        with open(os.environ.pop("HOG_AB_CPU_FILE"), "w") as handle:
+            handle.write(str(time.process_time()))
+    start(self, *args, **kwargs)
+subprocess.Popen.__init__ = noted
+sys.argv = ["hog-batch", *sys.argv[1:]]
+runpy.run_module("groundhog_batch", run_name="__main__")
+"""
 sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402
@@ -55,7 +70,15 @@ def main() -> None:
                     folder, "submit", "sweep.yaml", "--local", "--run-dir", warmup, env=env
                 )
             folders[name] = folder
-        keys = ("--help", "validate", "validate CPU", "first call", "to the task", "in the task")
+        keys = (
+            "--help",
+            "validate",
+            "validate CPU",
+            "first call",
+            "to the task",
+            "in the task",
+            "submit CPU to the task",
+        )
         found = {name: {key: [] for key in keys} for name in codes}
         load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else "?"
         for attempt in range(rounds):
@@ -84,6 +107,17 @@ def main() -> None:
                 got["first call"].append(first)
                 got["to the task"].append(handed)
                 got["in the task"].append(first - handed)
+                noted = folder / "cpu-to-the-task"
+                done = subprocess.run(
+                    [sys.executable, "-c", CPU_TO_TASK, "submit", "sweep.yaml", "--local"]
+                    + ["--run-dir", f"cpu-run-{attempt}"],
+                    cwd=folder,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, **env, "HOG_AB_CPU_FILE": str(noted)},
+                )
+                assert done.returncode == 0, done.stderr
+                got["submit CPU to the task"].append(float(noted.read_text()))
         end = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else "?"
         print(
             f"load average {' '.join(load)} at the start, {' '.join(end)} at the end; {rounds} rounds"
