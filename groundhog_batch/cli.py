@@ -300,37 +300,11 @@ def plan(
     "--report", "with_report", is_flag=True, help="Also write the HTML report, RUN_DIR/report.html."
 )
 @running_options
-def submit(
-    manifest,
-    local,
-    endpoint,
-    overrides,
-    run_dir,
-    output,
-    reuse,
-    reuse_by,
-    detach,
-    with_report,
-    max_failures,
-    quiet,
-    verbose,
-) -> None:
+def submit(**params) -> None:
     """Run a manifest. Exit 0 all calls succeeded, 1 some failed, 2 invalid input, 130 interrupted."""
     cli_actions.submit(
-        manifest,
-        local,
-        endpoint,
-        overrides,
-        run_dir,
-        output,
-        reuse,
-        reuse_by,
-        detach,
-        with_report,
-        max_failures,
-        quiet,
-        verbose,
-    )
+        **params
+    )  # the parameters click declares above, by name (launch.py reads the same)
 
 
 @main.command()
