@@ -94,7 +94,7 @@ def test_timeout_fails_the_call_and_its_neighbours_go_on(project):
         "import signal, time\n"
         "def f(x):\n"
         "    if x == 1:\n        time.sleep(60)\n"
-        "    if x == 2:\n        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n        time.sleep(60)\n"
+        "    if x == 2:\n        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n        time.sleep(300)\n"
         "    return x\n"
     )
     _, table = run(
@@ -107,7 +107,9 @@ def test_timeout_fails_the_call_and_its_neighbours_go_on(project):
     assert list(table["status"]) == ["succeeded", "failed", "failed", "succeeded"]
     assert table["error"][1].startswith("TimeoutError: the call exceeded its timeout of 1 s")
     assert "was killed" in table["error"][2]  # stuck with the alarm blocked: killed after the grace
-    assert table["duration_s"][2] < 1 + 3 + 2
+    # killed after the timeout and its grace (1 + 3 s), not left to sleep its 300 s: bounded loosely, the
+    # machine may be loaded
+    assert table["duration_s"][2] < 60
 
 
 def test_retries_rerun_a_failing_call(project):
