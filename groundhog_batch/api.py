@@ -1109,17 +1109,7 @@ def list_runs(folder: str | Path | None = None) -> list[dict]:
     return found
 
 
-def __getattr__(name: str):
-    """``api.RetrySelection`` as before; it lives in retry_selection (a submit's start never makes it)."""
-    if name == "RetrySelection":
-        from .retry_selection import RetrySelection
-
-        return RetrySelection
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
-    "RetrySelection",
     "Run",
     "cancel",
     "create_run",

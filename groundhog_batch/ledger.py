@@ -888,24 +888,12 @@ def _sort_block(lines: bytes, state: bytearray) -> tuple[bytes, list[int], list[
     return b"".join(line + b"\n" for line in kept), ok_calls, other
 
 
-def __getattr__(name: str):
-    """``ledger.CallWindow`` and ``ledger.TaskTimes`` as before: they live in ledger_reads (a submit's start
-    never makes their dataclasses)."""
-    if name in ("CallWindow", "TaskTimes"):
-        from . import ledger_reads
-
-        return getattr(ledger_reads, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "CODE_STATES",
     "CallRecord",
-    "CallWindow",
     "CallState",
     "Ledger",
     "SCHEMA_VERSION",
-    "TaskTimes",
     "decode_ranges",
     "encode_ranges",
     "expand_ranges",

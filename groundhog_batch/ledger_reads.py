@@ -1,7 +1,7 @@
 """What the ledger's bulk reads return: a window of a job's calls (results, exports) and a task's times.
 
 Their own module: only reading a run's results or its tasks makes them, so a submit's start never makes
-the dataclasses (``ledger.CallWindow`` and ``ledger.TaskTimes`` still name them)."""
+the dataclasses."""
 
 from __future__ import annotations
 

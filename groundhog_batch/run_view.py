@@ -316,13 +316,3 @@ def parse_call_refs(
             )
         found.append((name, index))
     return found
-
-
-def __getattr__(name: str):
-    """``run_view.FailureGroup`` and ``run_view.CallLog`` as before: they live in run_view_records (the
-    progress display, which a submit starts with, needs neither dataclass)."""
-    if name in ("FailureGroup", "CallLog"):
-        from . import run_view_records
-
-        return getattr(run_view_records, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """What run_view answers ``status`` and ``logs`` with: failed calls grouped by error, one call's output.
 
 Their own module: the progress display a submit starts with needs neither, so a submit's start never makes
-these dataclasses (``run_view.FailureGroup`` and ``run_view.CallLog`` still name them)."""
+these dataclasses."""
 
 from __future__ import annotations
 

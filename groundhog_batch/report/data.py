@@ -51,7 +51,7 @@ class ReportData:
     holder: dict | None  # the live submitter, if any
     settings: ReportSettings = field(default_factory=ReportSettings)
     failure_groups: list | None = (
-        None  # run_view.FailureGroup: failed calls grouped as ``status`` groups them
+        None  # run_view_records.FailureGroup: failed calls grouped as ``status`` groups them
     )
     generated_at: float = field(default_factory=time.time)
 

@@ -28,8 +28,8 @@ def failure_groups(
     if not len(failed):
         return []
     if grouped is None:
-        from ..run_view import FailureGroup as Grouped
         from ..run_view import error_type as type_of
+        from ..run_view_records import FailureGroup as Grouped
 
         found: dict = {}
         for job, call, error in failed[["job", "call", "error"]].itertuples(index=False):
