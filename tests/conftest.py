@@ -55,6 +55,19 @@ HELD_COUNTING_SCRIPT = SCRIPT_HEAD + (
 )
 
 
+def waiting_script(go: Path) -> str:
+    """A script whose f(x) returns x once the file ``go`` exists (waiting at most 120 s): the run is surely
+    still going while a test looks at it."""
+    return SCRIPT_HEAD + (
+        "import os, time\n"
+        "def f(x):\n"
+        "    deadline = time.monotonic() + 120\n"
+        f"    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.02)\n"
+        "    return x\n"
+    )
+
+
 _floor_build = []  # the background build of the SDK floor's environment, when the floor test is collected
 
 

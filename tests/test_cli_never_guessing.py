@@ -11,6 +11,7 @@ import time
 
 from conftest import HELD_COUNTING_SCRIPT as HELD_COUNTING
 from conftest import SCRIPT_HEAD as HEAD
+from conftest import waiting_script
 
 
 def two_runs(project):
@@ -102,12 +103,7 @@ def test_a_detached_run_says_it_runs_in_the_background(project):
     go = (
         project.root / "go"
     )  # the call waits for it: the run is surely still going when status looks
-    project.write(
-        "work.py",
-        HEAD + "import os, time\ndef f(x):\n    deadline = time.monotonic() + 120\n"
-        f"    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
-        "        time.sleep(0.02)\n    return x\n",
-    )
+    project.write("work.py", waiting_script(go))
     project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0]\n")
     done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach")
     assert done.returncode == 0 and "running in the background (pid " in done.stderr

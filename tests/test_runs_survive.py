@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 from conftest import COUNTING_SCRIPT as COUNTING
 from conftest import SCRIPT_HEAD as HEAD
-from conftest import task_processes
+from conftest import task_processes, waiting_script
 
 from groundhog_batch.api import open_run
 from groundhog_batch.render.payload import unframe_records
@@ -149,12 +149,7 @@ def test_a_second_process_on_a_running_run_follows_it_with_the_holder_named(proj
     go = (
         project.root / "go"
     )  # the call waits for it: the run is surely still going when resume looks
-    project.write(
-        "work.py",
-        HEAD + "import os, time\ndef f(x):\n    deadline = time.monotonic() + 120\n"
-        f"    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
-        "        time.sleep(0.02)\n    return x\n",
-    )
+    project.write("work.py", waiting_script(go))
     project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: [0]\n")
     assert project.cli("submit", "sweep.yaml", "--run-dir", "run", "--detach").returncode == 0
     holder = open_run(project.root / "run").holder()
