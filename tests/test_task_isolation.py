@@ -386,3 +386,45 @@ def test_sigterm_lets_the_running_call_finish_and_record_then_starts_nothing_mor
     ]
     ran = [int(line) for line in side_effects.read_text().split()]
     assert ran == recorded and len(ran) < 20
+
+
+class _RecordsFileSoFar:
+    """What a supervisor reads of a records file (its ``read_new``), and what it hands on to stdout."""
+
+    def __init__(self, data: bytes):
+        self.data, self.handed_on = data, b""
+
+    def read_new(self) -> bytes:
+        data, self.data = self.data, b""
+        return data[: data.rfind(b"\n") + 1]
+
+    def write(self, data: bytes) -> None:
+        self.handed_on += data
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"", b"xyz", b"\n", b"not ours\n", b"SECRET 1 {}"],
+    ids=["none", "no-newline", "bare-newline", "a-line", "a-guess-at-the-frame"],
+)
+@pytest.mark.parametrize("where", [0, 1, 3])
+def test_the_supervisor_hands_on_exactly_the_workers_records_whatever_a_call_wrote_between_them(
+    garbage, where, monkeypatch
+):
+    from groundhog_batch.render import runner
+    from groundhog_batch.render.runner import _Task, frame
+
+    if not garbage:  # whole records only: taken at one go, no line looked at alone
+        monkeypatch.setattr(runner, "unframe", None)
+
+    secret = b"s3cr3t" * 6
+    bodies = [
+        b'{"call": %d, "ok": true, "kind": "json", "value": %d}' % (c, c * 2) for c in (7, 8, 9)
+    ]
+    lines = [frame(secret + b" ", body) for body in bodies]
+    lines.insert(where, garbage)
+    records = _RecordsFileSoFar(b"".join(lines))
+    task = _Task("work.py", "payload", {"calls": [7, 8, 9]}, secret, records)
+    task.take_records()
+    assert task.position == 3
+    assert records.handed_on == b"".join(body + b"\n" for body in bodies)

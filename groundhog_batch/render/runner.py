@@ -43,7 +43,6 @@ import binascii  # noqa: E402
 import errno  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import re  # noqa: E402
 import select  # noqa: E402
 import signal  # noqa: E402
 import time  # noqa: E402
@@ -1334,7 +1333,6 @@ class _Task:
         self.last_finished = (
             None  # the last record handed on (the next call started when it finished)
         )
-        self.frames = None  # the pattern of a whole record line in the records file
 
     def emit_own(self, record):
         line = json.dumps(record).encode()
@@ -1386,22 +1384,31 @@ class _Task:
 
     def clean_run(self, data):
         """The records in ``data`` at one go when it is nothing but whole records of the next calls, in
-        order (the usual case); None otherwise, and the caller looks at each line."""
-        if self.frames is None:
-            self.frames = re.compile(
-                rb"^" + re.escape(self.prefix) + rb'(\d+) (\{"call": (\d+), [^\n]*)$', re.M
-            )
-        found = self.frames.findall(data)
-        n, position = len(found), self.position
+        order (the usual case); None otherwise, and the caller looks at each line.
+
+        Every line starts with the frame's prefix (the task's secret, which no call knows) and holds it once,
+        so every line is one the worker wrote whole, with one ``write``, in call order; the first and last
+        name the calls expected there.
+        """
+        prefix, position, calls = self.prefix, self.position, self.calls
+        n = data.count(b"\n")
+        parts = data[:-1].split(b"\n" + prefix)
         if (
-            n != data.count(b"\n")
-            or [int(call) for _, _, call in found] != self.calls[position : position + n]
+            len(parts) != n
+            or not parts[0].startswith(prefix)
+            or data.count(prefix) != n
+            or position + n > len(calls)
         ):
             return None
-        if any(int(length) != len(body) for length, body, _ in found):
+        parts[0] = parts[0][len(prefix) :]
+        bodies = [part[part.find(b" ") + 1 :] for part in parts]
+        if not (
+            bodies[0].startswith(b'{"call": %d, ' % calls[position])
+            and bodies[-1].startswith(b'{"call": %d, ' % calls[position + n - 1])
+        ):
             return None
         self.position = position + n
-        return [body for _, body, _ in found]
+        return bodies
 
     def reader_left(self):
         self.reader_gone = True
