@@ -43,6 +43,7 @@ from enum import Enum
 from pathlib import Path
 
 from .errors import RunError
+from .render.runner import decode_ranges, encode_ranges, expand_ranges
 from .type_names import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -135,35 +136,6 @@ class CallRecord(RecordText):
     @property
     def finished_at(self) -> float | None:
         return self.record.get("t1") if self.record else None
-
-
-def encode_ranges(calls: list[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2,5"``: a task's calls, compactly."""
-    if not calls:
-        return ""
-    if calls[-1] - calls[0] + 1 == len(calls) and calls == list(range(calls[0], calls[-1] + 1)):
-        return f"{calls[0]}-{calls[-1]}"
-    parts, start, prev = [], calls[0], calls[0]
-    for call in calls[1:]:
-        if call != prev + 1:
-            parts.append(f"{start}-{prev}" if prev > start else str(start))
-            start = call
-        prev = call
-    parts.append(f"{start}-{prev}" if prev > start else str(start))
-    return ",".join(parts)
-
-
-def decode_ranges(text: str) -> list[tuple[int, int]]:
-    """``"0-2,5"`` -> ``[(0, 3), (5, 6)]`` (half-open)."""
-    spans = []
-    for part in text.split(",") if text else ():
-        first, _, last = part.partition("-")
-        spans.append((int(first), int(last or first) + 1))
-    return spans
-
-
-def expand_ranges(text: str) -> list[int]:
-    return [call for start, stop in decode_ranges(text) for call in range(start, stop)]
 
 
 _SCHEMA = """

@@ -1,6 +1,6 @@
 """The payload a task carries in, and the records it prints back.
 
-A payload is two base64 lines: a JSON header (function, call indices, limits),
+A payload is two base64 lines: a JSON header (function, call indices as ranges, limits),
 which the runner's supervisor reads without unpickling anything, and a pickle
 of the arguments, which only the worker (in the user's environment) loads.
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..type_names import Any
-from .runner import DELIMITER, unframe
+from .runner import DELIMITER, encode_ranges, unframe
 
 PICKLE_PROTOCOL = 4  # readable by every Python a task may run on (3.8+)
 
@@ -42,7 +42,7 @@ class TaskPayload:
     def encode(self) -> str:
         header = {
             "function": self.function,
-            "calls": self.call_indices,
+            "calls": encode_ranges(self.call_indices),
             "timeout_s": self.timeout_s,
             "max_output_bytes": self.max_output_bytes,
             "max_result_bytes": self.max_result_bytes,

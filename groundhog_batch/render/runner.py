@@ -311,10 +311,46 @@ def _on_alarm(signum, frame):
     raise CallTimeout()
 
 
+def encode_ranges(calls):
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``: call indices, compactly (a payload's header, the ledger's tasks)."""
+    if not calls:
+        return ""
+    if calls[-1] - calls[0] + 1 == len(calls) and calls == list(range(calls[0], calls[-1] + 1)):
+        return "%d-%d" % (calls[0], calls[-1])
+    parts, start, prev = [], calls[0], calls[0]
+    for call in calls[1:]:
+        if call != prev + 1:
+            parts.append("%d-%d" % (start, prev) if prev > start else str(start))
+            start = call
+        prev = call
+    parts.append("%d-%d" % (start, prev) if prev > start else str(start))
+    return ",".join(parts)
+
+
+def decode_ranges(text):
+    """``"0-2,5"`` -> ``[(0, 3), (5, 6)]`` (half-open)."""
+    spans = []
+    for part in text.split(",") if text else ():
+        first, _, last = part.partition("-")
+        spans.append((int(first), int(last or first) + 1))
+    return spans
+
+
+def expand_ranges(text):
+    """``"0-2,5"`` -> ``[0, 1, 2, 5]``."""
+    return [call for start, stop in decode_ranges(text) for call in range(start, stop)]
+
+
 def read_header(path):
-    """The payload file's first line: its base64 JSON header (function, calls, limits); nothing unpickled."""
+    """The payload file's first line: its base64 JSON header (function, calls, limits); nothing unpickled.
+
+    The header names its calls as ranges (``"0-49999"``); here they become the list of call indices.
+    """
     with open(path, "rb") as handle:
-        return json.loads(binascii.a2b_base64(handle.readline()))
+        header = json.loads(binascii.a2b_base64(handle.readline()))
+    if isinstance(header.get("calls"), str):
+        header["calls"] = expand_ranges(header["calls"])
+    return header
 
 
 def read_arguments(path):
