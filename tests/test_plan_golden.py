@@ -5,7 +5,8 @@ gave their own limits: locally, on a Globus Compute endpoint, and on one with a
 walltime and a timeout (tasks sized to it). Paths are written as <ROOT>, and the
 machine is pinned to 2 cores (the local default parallelism). The local goldens were
 taken again when local ``auto`` became one task per core (issue 21): only their task
-counts and payload sizes changed.
+counts and payload sizes changed; and all of them when a payload's header came to name its calls
+as ranges (issue 21): only payload sizes changed.
 """
 
 from __future__ import annotations
