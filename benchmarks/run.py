@@ -110,6 +110,43 @@ with multiprocessing.Pool(2) as pool:
     assert len(pool.map(f, range(n), chunksize=max(1, n // 16))) == n
 print(loop_s, time.perf_counter() - started)
 """
+# The per-call bookkeeping hog-batch's guarantees need, and nothing else: in one process, no supervisor, no
+# submitter, no task. Before the next call the record is on disk (one write of a framed record), with the
+# call's start and end, its CPU time and peak memory (getrusage), and what it printed to each stream (both
+# flushed, both descriptors' ends looked at). The arguments arrive pickled, a task's worth at once.
+FLOOR = """\
+import os, pickle, sys, time
+from resource import RUSAGE_SELF, getrusage
+sys.path.insert(0, ".")
+from work import f
+n = int(sys.argv[1])
+flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+records = os.open("floor.records", flags | os.O_APPEND, 0o600)
+out, err = os.open("floor.out", flags, 0o600), os.open("floor.err", flags, 0o600)
+prefix = os.urandom(16).hex().encode() + b" "
+pickled = pickle.dumps([{"x": x} for x in range(n)])
+now, lseek, write = time.time, os.lseek, os.write
+started_all = time.perf_counter()
+swept = pickle.loads(pickled)
+before = getrusage(RUSAGE_SELF)
+for position in range(n):
+    started = now()
+    value = f(**swept[position])
+    finished = now()
+    after = getrusage(RUSAGE_SELF)
+    cpu_s = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    sys.stdout.flush()
+    sys.stderr.flush()
+    lseek(out, 0, os.SEEK_END)
+    lseek(err, 0, os.SEEK_END)
+    line = (
+        b'{"call": %d, "ok": true, "kind": "json", "value": %d, "t0": %.6f, "t1": %.6f, "cpu_s": %.6f, '
+        b'"max_rss_mib": %.1f}' % (position, value, started, finished, cpu_s, after.ru_maxrss / 1024.0)
+    )
+    write(records, b"%s%d %s\\n" % (prefix, len(line), line))
+    before = after
+print(time.perf_counter() - started_all)
+"""
 SUBMITTER_CPU = """\
 import atexit, os, resource, runpy, sys
 def report():
@@ -241,6 +278,16 @@ def loop_and_pool(
     return loop_s, pool_s
 
 
+def floor_s(folder: Path, n: int) -> float:
+    """Seconds the guarantees' own per-call bookkeeping takes for ``n`` calls in one process (``FLOOR``)."""
+    (folder / "floor.py").write_text(FLOOR)
+    done = subprocess.run(
+        [sys.executable, "floor.py", str(n)], cwd=folder, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return float(done.stdout.split()[-1])
+
+
 def submit_measured(folder: Path, run_dir: str, *extra: str) -> tuple[float, float, float]:
     """Wall seconds of ``submit --local`` (CLI start included), and the submitter's own CPU seconds and peak MiB."""
     (folder / "submitter_cpu.py").write_text(SUBMITTER_CPU)
@@ -333,6 +380,7 @@ def bench_scale(base: Path, quick: bool = False) -> list[tuple]:
                 "peak": peak_mib,
                 "loop": loop_s,
                 "pool": pool_s,
+                "floor": floor_s(folder, n),
             }
             if isinstance(joblib, Path):
                 figures["joblib"] = joblib_s(joblib, folder, n)
@@ -344,6 +392,9 @@ def bench_scale(base: Path, quick: bool = False) -> list[tuple]:
         # Ratios are taken within each round (the load moves between rounds), then their median.
         SCALE[n]["ratio"] = median(
             [ours / loop for ours, loop in zip(measured["submit"], measured["loop"], strict=True)]
+        )
+        SCALE[n]["floor_ratio"] = median(
+            [own / loop for own, loop in zip(measured["floor"], measured["loop"], strict=True)]
         )
         if "joblib" in measured:
             SCALE[n]["joblib_ratio"] = median(
@@ -403,6 +454,13 @@ def scale_targets() -> list[tuple]:
                     f"target: {n:,} calls, submit <= 3x the loop",
                     f"{ratio:.1f}x",
                     "holds" if ratio <= 3 else "MISSED",
+                )
+            )
+            floor = SCALE[n]["floor_ratio"]
+            rows.append(
+                (
+                    f"  {n:,} calls: the guarantees' own bookkeeping, one process, nothing else (no target)",
+                    f"{SCALE[n]['floor']:.2f} s, {floor:.1f}x the loop (split over two cores: {floor / 2:.1f}x)",
                 )
             )
     if 100_000 in SCALE and "joblib" in SCALE[100_000]:
