@@ -266,7 +266,11 @@ class Executor:
         """The ready calls packed into tasks, with their attempt; with escalating retries, one attempt per task."""
         policy = self.retries[job.name]
         if not policy.escalates:
-            for task in self.plan.tasks(job, self._ready_calls(job)):
+            state = self.ledger.states()[job.name]
+            everything = state.count(PENDING) == len(
+                state
+            )  # nothing has run yet: the plan packs it all
+            for task in self.plan.tasks(job, None if everything else self._ready_calls(job)):
                 yield task, 1
             return
         made = self.ledger.waiting_attempts(job.name)
@@ -295,7 +299,7 @@ class Executor:
         return TaskSubmission(
             task_id,
             task.job.name,
-            [c.index for c in task.calls],
+            list(task.indices),
             script,
             payload,
             walltime_s=batch_walltime_s,
@@ -304,7 +308,7 @@ class Executor:
 
     def _context(self, task: Task) -> dict:
         """What each call is told of where it is (HOG_BATCH_RUN_DIR, _JOB, _CALL, _ATTEMPT), and its directory."""
-        calls = [c.index for c in task.calls]
+        calls = list(task.indices)
         before = self.ledger.attempts_so_far(task.job.name, calls)
         return {
             "run_dir": str(self.paths.root),

@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 import pickle
 from collections import namedtuple
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
 from . import datafiles
 from .backends.base import Limits
+from .call_span import CallSpan, listed_values, span_axes
 from .errors import ManifestError
 from .manifest.spec import JobSpec, RunSpec
 from .render.payload import PICKLE_PROTOCOL, TaskPayload
@@ -51,7 +52,16 @@ PlannedCall = namedtuple("PlannedCall", ["job", "index", "params", "kwargs"], mo
 @dataclass
 class Task:
     job: JobSpec
-    calls: list[PlannedCall]
+    calls: Sequence[
+        PlannedCall
+    ]  # a list, or a CallSpan (consecutive calls, made only if asked for)
+
+    @property
+    def indices(self) -> Sequence[int]:
+        """The calls' indices, without making the calls of a span."""
+        if isinstance(self.calls, CallSpan):
+            return self.calls.indices
+        return [call.index for call in self.calls]
 
 
 class ChunkResolver:
@@ -273,6 +283,16 @@ class Plan:
         """Pack calls (all of the job's, or the given ones) into tasks, in order."""
         per_task = self.calls_per_task(job)
         budget = self.payload_budget_bytes(job)
+        axes = span_axes(job) if calls is None else None
+        if axes is not None and listed_values(axes) <= min(per_task, job.n_calls):
+            spans = [
+                CallSpan(job, axes, first, min(first + per_task, job.n_calls))
+                for first in range(0, job.n_calls, per_task)
+            ]
+            if not budget or len(self.payload(Task(job, spans[0])).encode()) <= budget:
+                for span in spans:
+                    yield Task(job, span)
+                return
         if not budget:  # no byte limit: just cut the calls into runs of per_task
             remaining = iter(iter_calls(job) if calls is None else calls)
             while batch := list(islice(remaining, per_task)):
@@ -325,12 +345,16 @@ class Plan:
         job = task.job
         resolver = self._resolvers[job.name]
         limits = self.limits(job)
+        span = task.calls if isinstance(task.calls, CallSpan) else None
         return TaskPayload(
             function=job.function,
-            call_indices=[call.index for call in task.calls],
-            swept_kwargs=[resolver.resolve(call.kwargs) for call in task.calls]
+            call_indices=list(task.indices),
+            swept_kwargs=[]
+            if span is not None
+            else [resolver.resolve(call.kwargs) for call in task.calls]
             if resolver.sources
             else [call.kwargs for call in task.calls],
+            grid=span.grid() if span is not None else None,
             args=job.args,
             kwargs=job.kwargs,
             timeout_s=job.timeout_s,

@@ -38,6 +38,8 @@ class TaskPayload:
     # where each call is (HOG_BATCH_RUN_DIR, _JOB, _CALL, _ATTEMPT) and, with workdir: call, its directory's parent
     context: dict[str, Any] | None = None
     memory_mib: float | None = None  # each call's memory limit (the worker's RLIMIT_AS)
+    # instead of swept_kwargs, the calls as a span of the sweep's axes (call_span.py), expanded by the runner
+    grid: dict[str, Any] | None = None
 
     def encode(self) -> str:
         header = {
@@ -53,7 +55,11 @@ class TaskPayload:
             header["context"] = self.context
         if self.memory_mib:
             header["memory_mib"] = self.memory_mib
-        body = {"swept": self.swept_kwargs, "args": self.args, "kwargs": self.kwargs}
+        body = {"args": self.args, "kwargs": self.kwargs}
+        if self.grid is not None:
+            body["grid"] = self.grid
+        else:
+            body["swept"] = self.swept_kwargs
         header_line = base64.b64encode(json.dumps(header, separators=(",", ":")).encode()).decode()
         body_line = base64.b64encode(pickle.dumps(body, protocol=PICKLE_PROTOCOL)).decode()
         return f"{header_line}\n{body_line}"

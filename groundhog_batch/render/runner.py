@@ -354,12 +354,63 @@ def read_header(path):
 
 
 def read_arguments(path):
-    """The payload file's second line: the base64 pickle of the arguments (``swept``, ``args``, ``kwargs``)."""
+    """The payload file's second line: the base64 pickle of the arguments (``args``, ``kwargs``, and the swept
+    keyword arguments of each call: ``swept``, a list, or ``grid``, the sweep's axes, expanded here)."""
     import pickle
 
     with open(path, "rb") as handle:
         handle.readline()
-        return pickle.loads(binascii.a2b_base64(handle.read()))
+        arguments = pickle.loads(binascii.a2b_base64(handle.read()))
+    if "swept" not in arguments:
+        arguments["swept"] = expand_grid(arguments["grid"])
+    return arguments
+
+
+def expand_grid(grid):
+    """The swept keyword arguments of calls ``first`` .. ``first + n - 1`` of a product of axes, the last axis
+    fastest: what planning gives those calls (``call_span.py``), made here rather than carried one by one.
+
+    An axis is ``[name, values]`` (one keyword, a value each) or ``[None, entries]`` (each entry a dict of
+    keywords: a zip group, a table's rows). A task of a million calls carries a few short lists.
+    """
+    axes, first, n = grid["axes"], grid["first"], grid["n"]
+    if not axes:
+        return [{} for _ in range(n)]
+    sizes = [len(values) for _, values in axes]
+    digits, rest = [], first
+    for size in reversed(sizes):
+        rest, digit = divmod(rest, size)
+        digits.append(digit)
+    digits.reverse()
+    *outer, (last_name, last_values) = axes
+    out = []
+    while len(out) < n:
+        base = {}
+        for position, (name, values) in enumerate(outer):
+            if name is None:
+                base.update(values[digits[position]])
+            else:
+                base[name] = values[digits[position]]
+        run = last_values[digits[-1] : digits[-1] + n - len(out)]
+        if last_name is None:
+            for entry in run:
+                kwargs = base.copy()
+                kwargs.update(entry)
+                out.append(kwargs)
+        else:
+            for value in run:
+                kwargs = base.copy()
+                kwargs[last_name] = value
+                out.append(kwargs)
+        digits[-1] = 0
+        position = len(outer) - 1
+        while position >= 0:
+            digits[position] += 1
+            if digits[position] < sizes[position]:
+                break
+            digits[position] = 0
+            position -= 1
+    return out
 
 
 class Channel:
