@@ -636,14 +636,14 @@ class CallPlace:
         # os.environ's own store of encoded names and values (POSIX): a look there costs no encoding.
         data = getattr(os.environ, "_data", None)
         self.data = data if isinstance(data, dict) and os.name == "posix" else None
-        self.fixed = [
-            (name, value, os.fsencode(name), os.fsencode(value))
-            for name, value in (
-                ("HOG_BATCH_RUN_DIR", context.get("run_dir") or ""),
-                ("HOG_BATCH_JOB", context.get("job") or ""),
-            )
-        ]
-        self.attempt = None  # the HOG_BATCH_ATTEMPT set last
+        self.fixed = {
+            "HOG_BATCH_RUN_DIR": context.get("run_dir") or "",
+            "HOG_BATCH_JOB": context.get("job") or "",
+        }
+        self.attempt = None  # the HOG_BATCH_ATTEMPT set last (an int)
+        # What this process last put in os.environ's store for the run, the job and the attempt: a call that
+        # sets, restores or drops one leaves another object there (or none), which a look by identity sees.
+        self.put = None
         self.call = None  # the HOG_BATCH_CALL value set last (bytes)
         self.call_buffer = self.putenv = None
         if self.data is not None and sys.platform.startswith("linux"):
@@ -659,31 +659,45 @@ class CallPlace:
             except Exception:
                 self.call_buffer = self.putenv = None
 
+    def _set_fixed(self, attempt):
+        environ = os.environ
+        environ.update(self.fixed)
+        environ["HOG_BATCH_ATTEMPT"] = str(attempt)
+        self.attempt = attempt
+        if self.data is not None:
+            get = self.data.get
+            self.put = (get(b"HOG_BATCH_RUN_DIR"), get(b"HOG_BATCH_JOB"), get(b"HOG_BATCH_ATTEMPT"))
+
     def enter(self, position, call_index):
         """Set the call's variables; with ``workdir: call``, make its directory and go there. Returns it, or None."""
-        environ, data = os.environ, self.data
-        for name, value, name_b, value_b in self.fixed:
-            if data is None or data.get(name_b) != value_b:
-                environ[name] = value
-        buffer = self.call_buffer
-        if buffer is None:
-            environ["HOG_BATCH_CALL"] = str(call_index)
-        else:
-            value = _OwnValue(b"%d" % call_index)
-            buffer.value = b"HOG_BATCH_CALL=" + value
-            if self.call is None or data.get(b"HOG_BATCH_CALL") is not self.call:
-                # First, or a call set the variable (even to the same value: os.environ holds another object
-                # then, and the C environment a copy) or dropped it: the environment points at the buffer again.
-                self.putenv(buffer)
-            data[b"HOG_BATCH_CALL"] = self.call = value
         attempts = self.attempts
-        attempt = str(attempts[position] if position < len(attempts) else 1)
-        if (
-            attempt != self.attempt
-            or data is None
-            or data.get(b"HOG_BATCH_ATTEMPT") != attempt.encode()
-        ):
-            environ["HOG_BATCH_ATTEMPT"] = self.attempt = attempt
+        attempt = attempts[position] if position < len(attempts) else 1
+        data, put = self.data, self.put
+        if data is None:
+            self._set_fixed(attempt)
+            os.environ["HOG_BATCH_CALL"] = str(call_index)
+        else:
+            get = data.get
+            if (
+                put is None
+                or attempt != self.attempt
+                or get(b"HOG_BATCH_RUN_DIR") is not put[0]
+                or get(b"HOG_BATCH_JOB") is not put[1]
+                or get(b"HOG_BATCH_ATTEMPT") is not put[2]
+            ):
+                self._set_fixed(attempt)
+            buffer = self.call_buffer
+            if buffer is None:
+                os.environ["HOG_BATCH_CALL"] = str(call_index)
+            else:
+                value = _OwnValue(b"%d" % call_index)
+                buffer.value = b"HOG_BATCH_CALL=" + value
+                if self.call is None or get(b"HOG_BATCH_CALL") is not self.call:
+                    # First, or a call set the variable (even to the same value: os.environ holds another
+                    # object then, and the C environment a copy) or dropped it: the environment points at
+                    # the buffer again.
+                    self.putenv(buffer)
+                data[b"HOG_BATCH_CALL"] = self.call = value
         if not self.base:
             return None
         call_dir = os.path.join(os.path.expanduser(os.path.expandvars(self.base)), str(call_index))
