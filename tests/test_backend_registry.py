@@ -243,8 +243,10 @@ def test_jobs_on_two_kinds_are_refused_naming_both(project):
 
 def test_plan_packs_against_the_limits_it_is_handed_and_names_them_in_its_error(project):
     project.write("work.py", SCRIPT)
+    # An exclusion keeps the calls one by one in the payload (a plain sweep's tasks carry only its axes).
     project.manifest(
-        "script: work.py\nfunction: f\nmax_parallel: 1\nsweep:\n  product:\n    x: {range: [0, 40]}\n"
+        "script: work.py\nfunction: f\nmax_parallel: 1\nsweep:\n  product:\n    x: {range: [0, 41]}\n"
+        "  exclude:\n    - {x: 40}\n"
     )
     spec = load_manifest(project.root / "sweep.yaml")
     job = spec.jobs[0]
