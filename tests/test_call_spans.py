@@ -25,6 +25,9 @@ SHAPES = {
     "rows": "  rows: {file: rows.csv}\n  product:\n    x: [10, 11, 12]\n",
     "linspace": "  product:\n    t: {linspace: [0, 1, 9]}\n    s: [a]\n",
     "one value": "  product:\n    only: 7\n",
+    "a range counting down": "  product:\n    x: {range: [10, -11, -3]}\n    y: {geomspace: [1, 1000, 4]}\n",
+    "values that are lists and dicts": "  product:\n    v: {values: [[1, 2], {a: 1}, null]}\n    w: [x]\n",
+    "a date and big numbers": "  product:\n    d: [2024-02-29, 2025-01-01]\n    n: [12345678901234567890, -1.5e300]\n",
 }
 
 
@@ -57,6 +60,15 @@ def test_every_span_expands_to_the_calls_planning_gives_in_order(project, shape,
     assert [list(kwargs) for kwargs in made] == [
         list(kwargs) for kwargs in planned
     ]  # key order too
+
+
+def test_a_job_with_no_sweep_is_one_call_with_no_swept_arguments(project):
+    project.write("s.py", "def f():\n    return 1\n")
+    plan = Plan(load_manifest(project.manifest("script: s.py\nfunction: f\n")))
+    (task,) = plan.tasks(plan.jobs[0])
+    payload = plan.payload(task)
+    kwargs = expand_grid(payload.grid) if payload.grid is not None else payload.swept_kwargs
+    assert kwargs == [{}] and payload.call_indices == [0]
 
 
 def test_a_large_sweep_goes_as_spans_and_a_task_carries_its_axes_not_its_calls(project):
@@ -96,3 +108,21 @@ def test_other_sweeps_carry_their_calls_one_by_one(project, sweep):
     tasks = list(plan.tasks(plan.jobs[0]))
     assert not any(isinstance(task.calls, CallSpan) for task in tasks)
     assert [c for t in tasks for c in plan.payload(t).call_indices] == list(range(job.n_calls))
+
+
+def test_each_call_of_a_submitted_span_receives_the_parameters_its_row_shows(project):
+    import pandas as pd
+
+    project.write("s.py", "def f(**kwargs):\n    return kwargs\n")
+    project.write("rows.csv", "a,b\n1,x\n2,y\n3,w\n")
+    project.manifest(
+        "script: s.py\nfunction: f\ncalls_per_task: 5\nsweep:\n"
+        "  product:\n    n: {range: [0, 4]}\n  zip:\n    p: [1.5, 2.5]\n    q: [u, v]\n"
+        "  rows: {file: rows.csv}\n"
+    )
+    done = project.cli("submit", "sweep.yaml", "--run-dir", "run", "-o", "results.csv")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(project.root / "results.csv")
+    assert len(table) == 4 * 2 * 3 and list(table["call"]) == list(range(24))
+    for name in ("n", "p", "q", "a", "b"):
+        assert list(table[f"result.{name}"]) == list(table[name]), name
