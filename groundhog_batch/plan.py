@@ -52,9 +52,8 @@ PlannedCall = namedtuple("PlannedCall", ["job", "index", "params", "kwargs"], mo
 @dataclass
 class Task:
     job: JobSpec
-    calls: Sequence[
-        PlannedCall
-    ]  # a list, or a CallSpan (consecutive calls, made only if asked for)
+    # a list, or a CallSpan (consecutive calls of a plain sweep, made only if asked for)
+    calls: Sequence[PlannedCall]
 
     @property
     def indices(self) -> Sequence[int]:

@@ -126,3 +126,10 @@ def test_each_call_of_a_submitted_span_receives_the_parameters_its_row_shows(pro
     assert len(table) == 4 * 2 * 3 and list(table["call"]) == list(range(24))
     for name in ("n", "p", "q", "a", "b"):
         assert list(table[f"result.{name}"]) == list(table[name]), name
+
+
+def test_a_span_past_the_end_of_its_sweep_is_refused_not_wrapped_around():
+    grid = {"axes": [["x", range(3)], ["y", ["a", "b"]]], "first": 4, "n": 3}
+    with pytest.raises(ValueError, match="calls 4 to 6 are not in a sweep of 6"):
+        expand_grid(grid)
+    assert expand_grid({**grid, "n": 2}) == [{"x": 2, "y": "a"}, {"x": 2, "y": "b"}]

@@ -376,7 +376,11 @@ def expand_grid(grid):
     axes, first, n = grid["axes"], grid["first"], grid["n"]
     if not axes:
         return [{} for _ in range(n)]
-    sizes = [len(values) for _, values in axes]
+    sizes, total = [len(values) for _, values in axes], 1
+    for size in sizes:
+        total *= size
+    if first < 0 or first + n > total:
+        raise ValueError("calls %d to %d are not in a sweep of %d" % (first, first + n - 1, total))
     digits, rest = [], first
     for size in reversed(sizes):
         rest, digit = divmod(rest, size)
