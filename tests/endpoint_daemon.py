@@ -139,8 +139,12 @@ class EndpointDaemon:
 
     @property
     def endpoint_id(self) -> str | None:
-        path = self.dir / "endpoint.json"
-        return json.loads(path.read_text())["endpoint_id"] if path.exists() else None
+        """The id in the daemon's endpoint.json; None until it has written the whole file (a starting daemon
+        writes it again in place, so a look can find it empty or half written)."""
+        try:
+            return json.loads((self.dir / "endpoint.json").read_text())["endpoint_id"]
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
 
     def env(self) -> dict[str, str]:
         return {
