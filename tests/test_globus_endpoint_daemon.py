@@ -79,7 +79,7 @@ class Sweep:
 
     def __init__(self, project, world, n_calls: int, calls_per_task: int, config: str = "") -> None:
         self.project, (self.namespace, self.service, self.daemon) = project, world
-        self.tag = uuid.uuid4().hex[:8]
+        self.tag = "t" + uuid.uuid4().hex[:8]  # never all digits, which YAML would read as a number
         self.gate = project.root / "gate"
         self.log = project.root / "side-effects.txt"
         self.started = project.root / "started.txt"
