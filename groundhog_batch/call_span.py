@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from itertools import islice
 
 from .manifest.spec import JobSpec
-from .sweep import _LazyAxis
 from .type_names import Any
 
 # An axis as the runner expands it: [name, values] (one keyword) or [None, entries] (dicts of keywords).
@@ -23,21 +22,8 @@ Axis = list
 
 
 def span_axes(job: JobSpec) -> list[Axis] | None:
-    """The job's sweep as axes a task expands itself, or None where it cannot be (exclusions, chunks of a data
-    file, a sweep of several objects)."""
-    sweep = job.sweep
-    if len(sweep.parts) != 1 or sweep.chunk_sources:
-        return None
-    part = sweep.parts[0]
-    if part.exclude or any(len(axis) == 0 for axis in part.axes):
-        return None
-    axes: list[Axis] = []
-    for axis in part.axes:
-        if isinstance(axis, _LazyAxis):
-            axes.append([axis.name, axis.values])
-        else:
-            axes.append([None, [{name: passed for name, _, passed in entry} for entry in axis]])
-    return axes
+    """The job's sweep as axes a task expands itself, or None where it cannot be (``Sweep.product_axes``)."""
+    return job.sweep.product_axes()
 
 
 def listed_values(axes: list[Axis]) -> int:

@@ -184,6 +184,22 @@ class Sweep:
                 column.extend(found.get(name) or [None] * (last - first))
         return out
 
+    def product_axes(self) -> list[list] | None:
+        """The sweep as one product of axes a task can expand itself (``runner.expand_grid``): ``[name, values]``
+        for one keyword, ``[None, entries]`` (dicts of keywords passed) for a group; None where it is not one
+        (several sweep objects, exclusions, chunks of a data file, an empty axis)."""
+        if len(self.parts) != 1 or self.chunk_sources:
+            return None
+        part = self.parts[0]
+        if part.exclude or any(len(axis) == 0 for axis in part.axes):
+            return None
+        return [
+            [axis.name, axis.values]
+            if isinstance(axis, _LazyAxis)
+            else [None, [{name: passed for name, _, passed in entry} for entry in axis]]
+            for axis in part.axes
+        ]
+
     def count(self) -> int:
         """The number of points, counted arithmetically: an exclude over 10**8 points takes no longer than over 10."""
         return sum(part.count() for part in self.parts)
