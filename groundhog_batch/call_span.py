@@ -17,13 +17,9 @@ from itertools import islice
 from .manifest.spec import JobSpec
 from .type_names import Any
 
-# An axis as the runner expands it: [name, values] (one keyword) or [None, entries] (dicts of keywords).
+# An axis as the runner expands it (``Sweep.product_axes``): [name, values] (one keyword) or [None, entries]
+# (dicts of keywords).
 Axis = list
-
-
-def span_axes(job: JobSpec) -> list[Axis] | None:
-    """The job's sweep as axes a task expands itself, or None where it cannot be (``Sweep.product_axes``)."""
-    return job.sweep.product_axes()
 
 
 def listed_values(axes: list[Axis]) -> int:

@@ -245,14 +245,17 @@ class Executor:
         self.on_progress(counts)
         return counts
 
+    def _nothing_ran(self, job) -> bool:
+        """Every call of the job is pending: none has run, failed or been handed to a task."""
+        state = self.ledger.states()[job.name]
+        return state.count(PENDING) == len(state)
+
     def _ready_calls(self, job) -> Iterator[PlannedCall]:
         """The job's calls that should run now, regenerated from its sweep (the plan is not stored)."""
         state = self.ledger.states()[job.name]
         if PENDING not in state and WAITING not in state:
             return
-        if state.count(PENDING) == len(
-            state
-        ):  # nothing has run yet: every call, without looking at each
+        if self._nothing_ran(job):  # every call, without looking at each
             yield from iter_calls(job)
             return
         ready = self.ledger.ready
@@ -266,11 +269,9 @@ class Executor:
         """The ready calls packed into tasks, with their attempt; with escalating retries, one attempt per task."""
         policy = self.retries[job.name]
         if not policy.escalates:
-            state = self.ledger.states()[job.name]
-            everything = state.count(PENDING) == len(
-                state
-            )  # nothing has run yet: the plan packs it all
-            for task in self.plan.tasks(job, None if everything else self._ready_calls(job)):
+            # Nothing has run yet: the plan packs the whole job (a plain sweep's tasks as spans of it).
+            ready = None if self._nothing_ran(job) else self._ready_calls(job)
+            for task in self.plan.tasks(job, ready):
                 yield task, 1
             return
         made = self.ledger.waiting_attempts(job.name)

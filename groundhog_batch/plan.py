@@ -22,7 +22,7 @@ from itertools import islice
 
 from . import datafiles
 from .backends.base import Limits
-from .call_span import CallSpan, listed_values, span_axes
+from .call_span import CallSpan, listed_values
 from .errors import ManifestError
 from .manifest.spec import JobSpec, RunSpec
 from .render.payload import PICKLE_PROTOCOL, TaskPayload
@@ -282,7 +282,7 @@ class Plan:
         """Pack calls (all of the job's, or the given ones) into tasks, in order."""
         per_task = self.calls_per_task(job)
         budget = self.payload_budget_bytes(job)
-        axes = span_axes(job) if calls is None else None
+        axes = job.sweep.product_axes() if calls is None else None
         if axes is not None and listed_values(axes) <= min(per_task, job.n_calls):
             spans = [
                 CallSpan(job, axes, first, min(first + per_task, job.n_calls))
