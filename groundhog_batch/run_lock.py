@@ -21,29 +21,48 @@ _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC  # never through a planted symlink, n
 BACKGROUND_ENV = "HOG_BATCH_BACKGROUND"  # set to 1 for a submitter that runs in the background
 
 
+# How long a held lock's file may stay empty: its holder writes it just after the flock.
+HOLDER_INFO_WAIT_S = 1.0
+
+
 class RunLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
 
     def holder(self) -> dict | None:
-        """Who holds the lock now, or None when nobody does (read-only: works on a read-only run directory)."""
+        """Who holds the lock now (pid, host, action, since), or None when nobody does (read-only: works on a
+        read-only run directory).
+
+        A holder takes the lock, then writes who it is, and empties the file before it lets go: a look that
+        finds the lock held and the file empty or half written looks again (for up to
+        ``HOLDER_INFO_WAIT_S``), rather than answer "held by nobody knows whom"; {} if it never says.
+        """
         try:
             fd = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise self._cannot_open(exc) from None
+        deadline = time.monotonic() + HOLDER_INFO_WAIT_S
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                return json.loads(os.pread(fd, 4096, 0) or b"{}")
-            except (OSError, ValueError):
-                return {}
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass
+                else:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    return None
+                try:
+                    info = json.loads(os.pread(fd, 4096, 0))
+                    if isinstance(info, dict) and info:
+                        return info
+                except (OSError, ValueError):
+                    pass
+                if time.monotonic() >= deadline:
+                    return {}
+                time.sleep(0.01)
         finally:
             os.close(fd)
 

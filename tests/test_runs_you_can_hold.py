@@ -163,3 +163,30 @@ def test_progress_outside_jupyter_is_one_plain_line(gated, capsys):
     run = hb.submit(_manifest(2), wait=True)
     run.progress()
     assert capsys.readouterr().out.startswith("f: 2/2 finished (1 succeeded, 1 failed)")
+
+
+def test_who_holds_a_run_is_read_once_the_holder_has_written_it_not_while_the_lock_file_is_empty(
+    tmp_path,
+):
+    """The holder takes the lock, then writes who it is: a look in between waits for it (CI saw ``{}``)."""
+    import fcntl
+    import json
+    import os
+    import threading
+
+    from groundhog_batch.run_lock import RunLock
+
+    path = tmp_path / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, nothing written yet
+    writer = threading.Timer(0.2, os.pwrite, (fd, json.dumps({"pid": 4242}).encode(), 0))
+    writer.start()
+    try:
+        assert RunLock(path).holder() == {"pid": 4242}
+    finally:
+        writer.join()
+        os.ftruncate(fd, 0)
+    assert RunLock(path).holder() == {}  # a holder that never says who it is: held, by nobody known
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    assert RunLock(path).holder() is None
