@@ -61,11 +61,14 @@ class RecordsFiles:
         return hmac.new(self._key, task_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     def environment(self, task_id: str, secret_fd: int) -> dict[str, str]:
-        """What the task's runner needs in its environment to write its records here; ``secret_fd`` is
-        ``secret_pipe(task_id)``, passed to the task (``pass_fds``) and closed here once it started."""
+        """What the task's runner, on this machine, needs in its environment to write its records here;
+        ``secret_fd`` is ``secret_pipe(task_id)``, passed to the task (``pass_fds``) and closed here once it
+        started. Only this machine reads the file, so the worker may write it through a mapping
+        (``runner.records_mapped``)."""
         return {
             "HOG_BATCH_RECORDS_FILE": str(self.path(task_id)),
             "HOG_BATCH_RECORDS_SECRET_FD": str(secret_fd),
+            "HOG_BATCH_RECORDS_MAPPED": "1",
         }
 
     def secret_pipe(self, task_id: str) -> int:
@@ -139,7 +142,7 @@ def secret_pipe(secret: str) -> int:
         os.close(read_fd)
 
 
-def read_when_released(path: Path, wait_s: float = RELEASE_WAIT_S) -> bytes:
+def read_when_released(path: Path, wait_s: float = RELEASE_WAIT_S, mapped: bool = False) -> bytes:
     """A killed task's records file, once its runner and worker are gone: they hold a shared lock on it while
     they live (a worker killed with its supervisor may still be finishing the write of a record). A process the
     call forked may hold it for ever: after ``wait_s`` the file is read as it is."""
@@ -159,6 +162,12 @@ def read_when_released(path: Path, wait_s: float = RELEASE_WAIT_S) -> bytes:
                 time.sleep(0.01)
         chunks = []
         while block := os.read(fd, 1 << 20):
+            zero = block.find(b"\0") if mapped else -1
+            if (
+                zero >= 0
+            ):  # a worker that mapped the file (``environment``) wrote its records up to here
+                chunks.append(block[:zero])
+                break
             chunks.append(block)
         return b"".join(chunks)
     finally:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..type_names import Any
-from .runner import DELIMITER, encode_ranges, unframe
+from .runner import DELIMITER, clean_records, encode_ranges, unframe
 
 PICKLE_PROTOCOL = 4  # readable by every Python a task may run on (3.8+)
 
@@ -83,10 +83,13 @@ def iter_records(lines: Iterator[str] | list[str]) -> Iterator[dict[str, Any]]:
 def unframe_records(data: bytes, secret: str) -> bytes:
     """The records in a task's records file, as plain JSON lines.
 
-    Each line the runner wrote there is ``SECRET LENGTH RECORD``; anything else
+    Each line the runner wrote there is ``SECRET RECORD`` (``runner.frame``); anything else
     (bytes user code wrote into the file, a line cut short by a kill) is left out.
     """
     prefix = secret.encode() + b" "
+    text = clean_records(data[: data.rfind(b"\n") + 1], prefix)
+    if text is not None:
+        return text
     kept = []
     for line in data.split(b"\n")[:-1]:
         body = unframe(line, prefix)
