@@ -41,19 +41,7 @@ from .records_file import RecordsFiles, read_when_released, secret_pipe  # noqa:
 STDERR_TAIL_BYTES = 4000
 GATHER_S = 0.01
 DELIMITER_LINE = (DELIMITER + "\n").encode()
-PIPE_BYTES = 1 << 20  # a task's stdout pipe holds this much, and is read this much at a time
 STOP_GRACE_S = 2.0  # the runner's own grace for the running call, and some
-
-
-def _widen_pipe(fd: int) -> None:
-    """Let a task's stdout pipe hold PIPE_BYTES (Linux; 64 KiB otherwise): its runner hands on a burst of records in
-    one write, and the submitter takes them in one read and one ledger transaction."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-    except OSError:
-        pass
 
 
 def find_uv() -> str | None:
@@ -167,7 +155,6 @@ class LocalBackend(Backend):
                     )
             finally:
                 os.close(secret_fd)
-            _widen_pipe(process.stdout.fileno())
             with self._lock:
                 self._processes[task.task_id] = process
             threading.Thread(
@@ -198,7 +185,7 @@ class LocalBackend(Backend):
         reported = 0
         fd = process.stdout.fileno()
         while True:
-            block = os.read(fd, PIPE_BYTES)
+            block = os.read(fd, 1 << 16)
             if not block:
                 break
             pending += block

@@ -507,10 +507,11 @@ class Channel:
         it holds zeros until records fill it. Bytes past the records that are not theirs (stray writes, see
         ``_own_description``) are cut off first."""
         fd = self.records_fd
+        mapped_to = max(self.limit, self.end)
         if self.view is not None:
             self.unmap()
             self.view, self.limit = None, -1
-        if os.fstat(fd).st_size != self.end:
+        if os.fstat(fd).st_size > mapped_to:
             os.ftruncate(fd, self.end)
         self.room_to = self.end
         for length in (max(MAP_WINDOW_BYTES, 4 * n_bytes), n_bytes + 64):
