@@ -13,9 +13,11 @@ reason and the calls after it go on in a fresh worker; a call over its timeout
 gets a TimeoutError raised inside it and, if it does not return within a short
 grace (stuck in C code), its worker is killed.
 
-The worker appends each call's record to the records file
+The worker puts each call's record into the records file
 (``HOG_BATCH_RECORDS_FILE``, or an anonymous one) before it starts the next
-call, so nothing runs without the record of what ran before it being on disk;
+call, stored through a mapping of the file where only this machine reads it
+and appended with one write where another does (``Channel.put``), so nothing
+runs without the record of what ran before it being in the file;
 it needs nobody's go-ahead, so a call that returns at once costs a few
 microseconds. Before each call it looks at its control pipe: the supervisor
 says stop there when it is told to (SIGTERM) or when the submitter stops
@@ -23,9 +25,9 @@ reading the task's stdout, and the pipe closes if the supervisor dies, so a
 task whose submitter died stops after the call it was running. The supervisor
 follows the records file and hands each record on to stdout; it decides which
 call a record belongs to (its own count, never the record's). Each line of the
-file is framed with a secret the worker got on its control pipe and with its
-own length, so bytes user code writes to a stray descriptor, or a line cut
-short by a kill, are never taken for a record; the worker's descriptors are
+file is framed with a secret the worker got on its control pipe, and a line a
+kill cut short is marked (``CUT``), so bytes user code writes to a stray
+descriptor, or a cut line, are never taken for a record; the worker's descriptors are
 not inherited by what the call starts (a background child cannot hold the
 task open).
 
@@ -420,9 +422,10 @@ def expand_grid(grid):
 class Channel:
     """The worker's ends of its channels to the supervisor.
 
-    Records go to the records file, one append each, framed with the task's
-    secret and their length: a record is on disk before the next call starts,
-    and bytes user code writes into the file are never taken for one. Short
+    Records go to the records file (``put``: stored into a mapped window of it,
+    or one write each), framed with the task's secret: a record is in the file
+    before the next call starts, and bytes user code writes into the file are
+    never taken for one. Short
     messages (ready, a call's start, over budget, news) go through a pipe. The
     supervisor says stop on the control pipe (a read end: user code cannot
     write into it), whose other end also closes if the supervisor dies; it
@@ -1236,7 +1239,7 @@ class SubmitterGone(Exception):
 class Records:
     """The task's records file (HOG_BATCH_RECORDS_FILE, or an anonymous one) and its stdout.
 
-    The worker appends its records to the file; this process appends only the
+    The worker puts its records into the file; this process appends only the
     ones it makes itself (a call whose worker died, deferred calls), and hands
     every record on to stdout, in order, as it follows the file.
     """
