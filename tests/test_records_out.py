@@ -17,6 +17,12 @@ from groundhog_batch.render.runner import MAP_WINDOW_BYTES, STRAY_OFFSET, Channe
 SECRET = b"0123456789abcdef" * 2
 
 
+@pytest.fixture(autouse=True)
+def fresh_runner(monkeypatch):
+    """Each test is a task of its own: the runner reads whether it may map the file once a task."""
+    monkeypatch.setattr(runner, "_records_mapped", [None])
+
+
 @pytest.fixture
 def records_file(tmp_path, monkeypatch):
     """A task's records file on this machine (the local backend's environment: the worker may map it)."""

@@ -103,6 +103,21 @@ def test_bytes_with_nuls_a_call_writes_into_every_descriptor_lose_no_record_acro
         ]
 
 
+def test_a_call_does_not_see_how_its_records_are_written_nor_pass_it_on(tmp_path, monkeypatch):
+    """The runner takes HOG_BATCH_RECORDS_MAPPED (and the secret's descriptor) out of the environment before
+    any call runs: a call that submits a sweep of its own (a Slurm job inherits its environment) cannot make
+    that job's runner map a file another machine reads."""
+    monkeypatch.setenv("HOG_BATCH_RECORDS_FILE", str(tmp_path / "task.records"))
+    monkeypatch.setenv("HOG_BATCH_RECORDS_MAPPED", "1")
+    body = (
+        "import os\n"
+        "def f(x):\n"
+        "    return [os.environ.get('HOG_BATCH_RECORDS_MAPPED'), os.environ.get('HOG_BATCH_RECORDS_SECRET_FD')]\n"
+    )
+    records = run_runner(tmp_path, body, 2)
+    assert [r["value"] for r in records] == [[None, None], [None, None]]
+
+
 def test_a_call_cannot_forge_records_with_anything_in_its_own_or_its_parents_environment(project):
     """Call 0 frames fake results (999) for calls 0-2 with every value in the environment of its process and of
     each of its parents (``/proc/PID/environ``) and appends them to the task's records file: none is taken."""

@@ -67,6 +67,7 @@ def {name}(payload, records=None):
     env = dict(os.environ, HOG_BATCH_ENDPOINT_PYTHON=sys.executable)  # a Python to install uv with
     env.pop("HOG_BATCH_RECORDS_FILE", None)
     env.pop("HOG_BATCH_RECORDS_SECRET_FD", None)
+    env.pop("HOG_BATCH_RECORDS_MAPPED", None)  # this task's file may be read from another machine
     refused, fds = "", ()
     if records:
         folder = os.path.dirname(records["file"])

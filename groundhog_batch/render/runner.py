@@ -582,12 +582,20 @@ STRAY_OFFSET = (
 
 def records_mapped():
     """Whether this task's worker may write its records through a mapping of the file: when only this
-    machine reads the file (a file of the task's own, or one the submitter here reads, which says so). A
-    file another machine reads over a shared file system gets one ``write`` per record: a mapping's stores
-    reach such a machine only when the kernel writes them back."""
-    if not os.environ.get("HOG_BATCH_RECORDS_FILE"):
-        return True
-    return os.environ.get("HOG_BATCH_RECORDS_MAPPED") == "1"
+    machine reads the file (a file of the task's own, or one the submitter here reads, which says so with
+    ``HOG_BATCH_RECORDS_MAPPED=1``). A file another machine reads over a shared file system gets one
+    ``write`` per record: a mapping's stores reach such a machine only when the kernel writes them back.
+
+    Read once, by the supervisor, which takes the variable out of the environment before any call runs:
+    a call that submits a sweep of its own (a Slurm job that inherits its environment) never passes it on.
+    """
+    if _records_mapped[0] is None:
+        said = os.environ.pop("HOG_BATCH_RECORDS_MAPPED", None) == "1"
+        _records_mapped[0] = said or not os.environ.get("HOG_BATCH_RECORDS_FILE")
+    return _records_mapped[0]
+
+
+_records_mapped = [None]  # records_mapped(), once read
 
 
 def _file_mapper():
@@ -1603,6 +1611,7 @@ def supervise(script_path, payload_path):
     service's size limit).
     """
     payload = read_header(payload_path)
+    records_mapped()  # read, and taken out of the environment, before any call
     signal.signal(signal.SIGTERM, _on_terminate)
     signal.signal(signal.SIGINT, _on_terminate)
     if hasattr(signal, "SIGUSR1"):
