@@ -145,7 +145,8 @@ def secret_pipe(secret: str) -> int:
 def read_when_released(path: Path, wait_s: float = RELEASE_WAIT_S, mapped: bool = False) -> bytes:
     """A killed task's records file, once its runner and worker are gone: they hold a shared lock on it while
     they live (a worker killed with its supervisor may still be finishing the write of a record). A process the
-    call forked may hold it for ever: after ``wait_s`` the file is read as it is."""
+    call forked may hold it for ever: after ``wait_s`` the file is read as it is. ``mapped``: a file a worker
+    on this machine mapped (``environment``), whose records end at its first NUL byte."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -163,9 +164,7 @@ def read_when_released(path: Path, wait_s: float = RELEASE_WAIT_S, mapped: bool 
         chunks = []
         while block := os.read(fd, 1 << 20):
             zero = block.find(b"\0") if mapped else -1
-            if (
-                zero >= 0
-            ):  # a worker that mapped the file (``environment``) wrote its records up to here
+            if zero >= 0:
                 chunks.append(block[:zero])
                 break
             chunks.append(block)

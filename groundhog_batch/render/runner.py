@@ -27,8 +27,8 @@ follows the records file and hands each record on to stdout; it decides which
 call a record belongs to (its own count, never the record's). Each line of the
 file is framed with a secret the worker got on its control pipe, and a line a
 kill cut short is marked (``CUT``), so bytes user code writes to a stray
-descriptor, or a cut line, are never taken for a record; the worker's descriptors are
-not inherited by what the call starts (a background child cannot hold the
+descriptor, or a cut line, are never taken for a record; the worker's
+descriptors are not inherited by what the call starts (a background child cannot hold the
 task open).
 
 It must run on any Python from 3.8 on, with nothing installed.
@@ -528,9 +528,8 @@ class Channel:
                 return None
             mapped = self.mapper(fd, self.end, length)
             if mapped is None:
-                os.ftruncate(
-                    fd, self.end
-                )  # the window allocated, not mapped: no zeros left past the records
+                # The window allocated, not mapped: no zeros left past the records.
+                os.ftruncate(fd, self.end)
                 self.mapper = None
                 return None
             self.view, self.base, self.unmap = mapped
@@ -543,7 +542,8 @@ class Channel:
 
         A store into a shared mapping of the file is in the file once made: the kernel keeps it if the
         worker is killed the next instant, as it keeps a ``write``, and the supervisor reading the file sees
-        it, for no system call. A reader takes the file up to its first NUL byte, which no record holds, so it reads only bytes already stored, whatever the order they became visible in.
+        it, for no system call. A reader takes the file up to its first NUL byte, which no record holds,
+        so it reads only bytes already stored, whatever the order they became visible in.
         """
         end = self.end + len(framed)
         if end > self.limit and not (self.mapper is not None and self.map_window(len(framed))):
@@ -568,16 +568,15 @@ class Channel:
         write_all(self.messages_fd, self.prefix + message + b"\n")
 
     def record(self, body):
-        self.put(self.prefix + body + b"\n")
+        self.put(frame(self.prefix, body))
 
 
 CUT = b"\x01\n"  # ends a line a killed worker left cut short, and marks it: no record holds the byte (JSON escapes it)
 # How much of the records file a worker maps at a time, ahead of its records: the pages it stores into count in
 # its resident memory, which a call's max_rss_mib reports, so a small window.
 MAP_WINDOW_BYTES = 256 << 10
-STRAY_OFFSET = (
-    1 << 40
-)  # where the worker's descriptor of its records file writes, if a call writes into it
+# Where the worker's descriptor of its records file writes, if a call writes into it.
+STRAY_OFFSET = 1 << 40
 
 
 def records_mapped():
@@ -645,8 +644,8 @@ def _file_mapper():
 
 
 def frame(prefix, body):
-    """A record's line in the records file: ``SECRET BODY``, written whole with one ``write``. A line a kill cut
-    short never ends in a newline of its own: the supervisor ends it with ``CUT``, whose NUL marks it."""
+    """A record's line in the records file: ``SECRET BODY``, put whole before the next call. A line a kill cut
+    short never ends in a newline of its own: the supervisor ends it with ``CUT``, whose first byte marks it."""
     return prefix + body + b"\n"
 
 
@@ -899,9 +898,8 @@ class CallPlace:
             else:
                 value = b"%d" % call_index  # a new object: no two-digit bytes is shared
                 if call_index < 10:
-                    value = _OwnValue(
-                        value
-                    )  # one-byte bytes are: one a call sets may be this very object
+                    # One-byte bytes are shared: one a call sets may be this very object.
+                    value = _OwnValue(value)
                 buffer.value = b"HOG_BATCH_CALL=" + value
                 if self.call is None or get(b"HOG_BATCH_CALL") is not self.call:
                     # First, or a call set the variable (even to the same value: os.environ holds another
