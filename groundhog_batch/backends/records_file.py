@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from ..render.payload import unframe_records
+from ..render.runner import read_written
 from ..run_paths import write_atomic
 
 RELEASE_WAIT_S = 5.0
@@ -161,14 +162,7 @@ def read_when_released(path: Path, wait_s: float = RELEASE_WAIT_S, mapped: bool 
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(0.01)
-        chunks = []
-        while block := os.read(fd, 1 << 20):
-            zero = block.find(b"\0") if mapped else -1
-            if zero >= 0:
-                chunks.append(block[:zero])
-                break
-            chunks.append(block)
-        return b"".join(chunks)
+        return read_written(fd, 0, mapped)
     finally:
         os.close(fd)
 

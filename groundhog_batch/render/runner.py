@@ -567,9 +567,6 @@ class Channel:
     def tell(self, message):
         write_all(self.messages_fd, self.prefix + message + b"\n")
 
-    def record(self, body):
-        self.put(frame(self.prefix, body))
-
 
 CUT = b"\x01\n"  # ends a line a killed worker left cut short, and marks it: no record holds the byte (JSON escapes it)
 # How much of the records file a worker maps at a time, ahead of its records: the pages it stores into count in
@@ -595,6 +592,23 @@ def records_mapped():
 
 
 _records_mapped = [None]  # records_mapped(), once read
+
+
+def read_written(fd, offset, mapped):
+    """A records file's bytes from ``offset`` on: to its end, or, where a worker maps it (``mapped``), to its
+    first NUL byte: past its records, the window it maps holds zeros, and no record holds one."""
+    chunks = []
+    while True:
+        block = os.pread(fd, 1 << 20, offset)
+        if not block:
+            break
+        zero = block.find(b"\0") if mapped else -1
+        if zero >= 0:
+            chunks.append(block[:zero])
+            break
+        chunks.append(block)
+        offset += len(block)
+    return b"".join(chunks)
 
 
 def _file_mapper():
@@ -1269,24 +1283,9 @@ class Records:
         self.offset = os.fstat(self.fd).st_size  # what was read of the file (complete lines only)
         self.mapped = records_mapped()  # the worker's records end at the first NUL (Channel.put)
 
-    def _written_since(self, offset):
-        """The bytes written to the file from ``offset`` on: up to the first NUL when the worker maps it."""
-        chunks = []
-        while True:
-            block = os.pread(self.fd, 1 << 20, offset)
-            if not block:
-                break
-            zero = block.find(b"\0") if self.mapped else -1
-            if zero >= 0:
-                chunks.append(block[:zero])
-                break
-            chunks.append(block)
-            offset += len(block)
-        return b"".join(chunks)
-
     def read_new(self):
         """The complete lines appended since the last read."""
-        data = self._written_since(self.offset)
+        data = read_written(self.fd, self.offset, self.mapped)
         end = data.rfind(b"\n") + 1
         self.offset += end
         return data[:end]
@@ -1295,7 +1294,7 @@ class Records:
         """Once no worker runs: cut off the zeros a mapped worker left unwritten past its records, and end a
         line a killed worker left cut short with ``CUT``, which marks it and skips it. The next record (this
         process's own, or the next worker's) starts a line of its own, right after the records."""
-        rest = self._written_since(self.offset)
+        rest = read_written(self.fd, self.offset, self.mapped)
         end = self.offset + len(rest)
         if os.fstat(self.fd).st_size > end:
             os.ftruncate(self.fd, end)
