@@ -499,18 +499,23 @@ class Ledger:
             )
         ]
 
-    def iter_windows(self, job: str, window: int = 20_000) -> Iterator[CallWindow]:
-        """The calls of ``job`` in plan order, a window at a time: memory is bounded by ``window`` calls."""
-        from .ledger_reads import CallWindow
+    def iter_windows(
+        self, job: str, window: int = 20_000, columnar: bool = False
+    ) -> Iterator[CallWindow]:
+        """The calls of ``job`` in plan order, a window at a time: memory is bounded by ``window`` calls.
+
+        With ``columnar``, a window whose calls all succeeded with short records (``success_columns``) comes
+        with its records as one Arrow table (``CallWindow.columns``) and no dicts.
+        """
+        from .ledger_reads import CallWindow, StoredBlock
 
         state = self.states()[job]
         spans = sorted(
             self.db.execute("SELECT lo, hi, block FROM blocks WHERE job = ?", (job,)).fetchall()
         )
-        parsed: dict[
-            int, tuple[int, dict[int, dict]]
-        ] = {}  # block -> (hi, its success records), while needed
+        parsed: dict[int, StoredBlock] = {}  # block -> its success records, while needed
         next_span = 0
+        all_succeeded = bytes([SUCCEEDED]) * window
         for start in range(0, len(state), window):
             stop = min(start + window, len(state))
             while next_span < len(spans) and spans[next_span][0] < stop:
@@ -518,17 +523,10 @@ class Ledger:
                 (records,) = self.db.execute(
                     "SELECT records FROM blocks WHERE block = ?", (block,)
                 ).fetchone()
-                parsed[block] = (hi, dict(_success_records(records, self.path)))
+                parsed[block] = StoredBlock(hi, records, self.path, columnar)
                 next_span += 1
-            successes: dict[int, dict] = {}
-            for hi, records in parsed.values():
-                if hi >= start:
-                    if hi < stop and (not records or min(records) >= start):
-                        successes.update(records)
-                    else:
-                        successes.update((c, r) for c, r in records.items() if start <= c < stop)
-            for block in [b for b, (hi, _) in parsed.items() if hi < stop]:
-                del parsed[block]
+            needed = [stored for stored in parsed.values() if stored.hi >= start]
+            states = bytes(state[start:stop])
             failures = {
                 call: (attempts, json.loads(record))
                 for call, attempts, record in self.db.execute(
@@ -536,7 +534,28 @@ class Ledger:
                     (job, start, stop),
                 )
             }
-            yield CallWindow(job, start, stop, bytes(state[start:stop]), successes, failures)
+            table = None
+            if (
+                columnar
+                and needed
+                and not failures
+                and states == all_succeeded[: stop - start]
+                and all(stored.table is not None for stored in needed)
+            ):
+                from .success_columns import window_table
+
+                table = window_table([stored.table for stored in needed], start, stop)
+            successes: dict[int, dict] = {}
+            if table is None:
+                for stored in needed:
+                    records = stored.records()
+                    if stored.hi < stop and (not records or min(records) >= start):
+                        successes.update(records)
+                    else:
+                        successes.update((c, r) for c, r in records.items() if start <= c < stop)
+            for block in [b for b, stored in parsed.items() if stored.hi < stop]:
+                del parsed[block]
+            yield CallWindow(job, start, stop, states, successes, failures, table)
 
     def iter_calls(self, job: str) -> Iterator[CallRecord]:
         """Every call of ``job`` in plan order, with its state, attempts and last record (streamed)."""

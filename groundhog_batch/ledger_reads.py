@@ -5,10 +5,13 @@ the dataclasses."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from .ledger import CODE_STATES, SUCCEEDED, CallRecord
+from .ledger import CODE_STATES, SUCCEEDED, CallRecord, _success_records
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class CallWindow:
     states: bytes
     successes: dict[int, dict]
     failures: dict[int, tuple[int, dict]]
+    columns: Any = (
+        None  # with every call succeeded and short: the records as a pyarrow Table, no successes
+    )
 
     def record(self, call: int) -> dict | None:
         if self.states[call - self.start] == SUCCEEDED:
@@ -43,6 +49,29 @@ class CallWindow:
             )
 
 
+class StoredBlock:
+    """One stored block of success records while a window needs it: decoded as an Arrow table (``columnar``
+    and every record short) or as dicts, each once, when first asked."""
+
+    def __init__(self, hi: int, compressed: bytes, path: Path | None, columnar: bool) -> None:
+        self.hi, self._compressed, self._path = hi, compressed, path
+        self._records: dict[int, dict] | None = None
+        self.table = None
+        if columnar:
+            from .success_columns import block_table
+
+            try:
+                data = zlib.decompress(compressed)
+            except zlib.error:
+                return  # records() says the ledger is damaged
+            self.table = block_table(data)
+
+    def records(self) -> dict[int, dict]:
+        if self._records is None:
+            self._records = dict(_success_records(self._compressed, self._path))
+        return self._records
+
+
 @dataclass(frozen=True)
 class TaskTimes:
     task_id: str
@@ -53,4 +82,4 @@ class TaskTimes:
     finished_at: float | None
 
 
-__all__ = ["CallWindow", "TaskTimes"]
+__all__ = ["CallWindow", "StoredBlock", "TaskTimes"]

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 EXPORT_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl")
 BATCH_ROWS = 20_000
+COLUMNAR = (
+    True  # exports read blocks of short success records as Arrow columns (``success_columns``)
+)
 MAX_RESTARTS = 8
 
 
@@ -117,18 +120,22 @@ def decode_result(record: dict | None, unpickle: bool = False) -> Any:
 # --- rows, in batches of columns ----------------------------------------------------------
 
 
-def iter_row_batches(run: Run, batch_size: int = BATCH_ROWS) -> Iterator[dict[str, list]]:
+def iter_row_batches(
+    run: Run, batch_size: int = BATCH_ROWS, columnar: bool = False
+) -> Iterator[dict[str, list]]:
     """The table's rows in plan order, as batches of columns (name -> list of Python values), one job per batch.
 
     Swept parameters are keyed ``param:<name>``; timestamps are epoch seconds;
-    pickles are shown, not unpickled.
+    pickles are shown, not unpickled. With ``columnar`` (the exports), a batch
+    whose calls all succeeded with short records holds pyarrow arrays instead of
+    lists for the columns read from those records (``success_columns``).
     """
     from .script_versions import versions
 
     for job in run.sweep_spec().jobs:
         points = job.sweep.points()
         job_versions = versions(run.info, job.name)
-        for window in run.ledger.iter_windows(job.name, batch_size):
+        for window in run.ledger.iter_windows(job.name, batch_size, columnar):
             params = job.sweep.columns(window.start, window.stop)
             if params is None:  # exclusions: walk the points
                 chosen = list(islice(points, window.stop - window.start))
@@ -149,6 +156,8 @@ def _window_columns(
 ) -> dict[str, list]:
     from .script_versions import version_of
 
+    if window.columns is not None and len(job_versions) == 1:
+        return _short_window_columns(job, params, window, job_versions[0][1])
     n = window.stop - window.start
     calls = range(window.start, window.stop)
     records = (
@@ -205,6 +214,33 @@ def _window_columns(
         ]
     else:
         columns["script_sha256"] = [version_of(r, job_versions) for r in records]
+    return columns
+
+
+def _short_window_columns(
+    job: str, params: dict[str, list], window: CallWindow, script_sha256: str | None
+) -> dict[str, Any]:
+    """``_window_columns`` of a window whose calls all succeeded with short records (``window.columns``, an
+    Arrow table): the same columns, those read from the records as arrays."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = window.stop - window.start
+    table = window.columns
+    t0, t1 = table.column("t0").chunk(0), table.column("t1").chunk(0)
+    columns: dict[str, Any] = {"job": [job] * n, "call": table.column("call").chunk(0)}
+    for name, values in params.items():
+        columns[f"param:{name}"] = values
+    columns["status"] = [_PUBLIC[SUCCEEDED]] * n
+    columns["result"] = table.column("value").chunk(0)
+    columns["error"] = columns["traceback"] = pa.nulls(n, pa.string())
+    columns["stdout"] = columns["stderr"] = [""] * n
+    columns["attempts"] = [1] * n
+    columns["started_at"], columns["finished_at"] = t0, t1
+    columns["duration_s"] = pc.subtract(t1, t0)
+    columns["cpu_s"] = table.column("cpu_s").chunk(0)
+    columns["max_rss_mib"] = table.column("max_rss_mib").chunk(0)
+    columns["script_sha256"] = [script_sha256] * n
     return columns
 
 
@@ -277,7 +313,12 @@ def _infer(values: list) -> tuple[str, Any]:
     import pyarrow as pa
 
     try:
-        array = pa.array(values)
+        if isinstance(
+            values, pa.Array
+        ):  # a column of short records: as pa.array() of its values would be
+            array = pa.nulls(len(values)) if values.null_count == len(values) else values
+        else:
+            array = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError, TypeError):
         return "text", None
     kind = {
@@ -372,9 +413,9 @@ def _variable_column(shape: Shape, name: str, values: list):
     wanted = _combine(shape.kinds.get(name), kind)
     shape.widen(name, wanted)
     arrow_type = getattr(pa, _ARROW_KINDS[wanted])()
-    if wanted == "text" and (kind != "text" or array is None):
-        return text_array(_as_text(values))
-    if array is None:
+    if wanted == "text" and (kind != "text" or array is None) or array is None:
+        if isinstance(values, pa.Array):
+            values = values.to_pylist()
         return text_array(_as_text(values))
     return array if array.type == arrow_type else array.cast(arrow_type)
 
@@ -383,9 +424,12 @@ def _timestamps(values: list):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    seconds = pa.array(values, pa.float64())
+    seconds = values if isinstance(values, pa.Array) else pa.array(values, pa.float64())
     micros = pc.cast(pc.round(pc.multiply(seconds, 1_000_000.0)), pa.int64())
     return micros.cast(pa.timestamp("us", tz="UTC"))
+
+
+_VARIABLE_FROM_RECORDS = ("result",)  # typed by the shape, even as an array (``_variable_column``)
 
 
 def _arrow_batch(shape: Shape, columns: dict[str, list]):
@@ -405,7 +449,9 @@ def _arrow_batch(shape: Shape, columns: dict[str, list]):
         values = columns.get(source)
         if values is None:
             values = [None] * n
-        if name in ("job", "status", "files", "script_sha256", *TEXT_COLUMNS):
+        if isinstance(values, pa.Array) and name not in _VARIABLE_FROM_RECORDS:
+            arrays.append(_timestamps(values) if name in ("started_at", "finished_at") else values)
+        elif name in ("job", "status", "files", "script_sha256", *TEXT_COLUMNS):
             arrays.append(text_array(values))
         elif name in ("call", "attempts"):
             arrays.append(pa.array(values, pa.int64()))
@@ -420,7 +466,7 @@ def _arrow_batch(shape: Shape, columns: dict[str, list]):
 
 def _batches(run: Run, shape: Shape) -> Iterator:
     """Arrow batches of the table; raises _Widen when a batch needs a shape the written ones lack."""
-    for columns in iter_row_batches(run):
+    for columns in iter_row_batches(run, BATCH_ROWS, columnar=COLUMNAR):
         shape.changed = False
         batch = _arrow_batch(shape, columns)
         if shape.changed and shape.frozen:
