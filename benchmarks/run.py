@@ -2,7 +2,7 @@
 
     python benchmarks/run.py            # the default set (all but groundhog, which takes over 10 minutes)
     python benchmarks/run.py --quick    # smaller sizes (10k and 100k calls), for development
-    python benchmarks/run.py scale peers   # only some: startup report plan scale numpy peers throughput remote remote-big coldstart slurm groundhog
+    python benchmarks/run.py scale peers   # only some: startup report plan scale budget numpy peers throughput remote remote-big coldstart slurm groundhog
 
 ``HOG_BENCH_ROUNDS`` (default 3): how many interleaved rounds scale, numpy and joblib run; figures are
 medians, and a ratio is the median of each round's own ratio (the load of a shared machine moves between rounds).
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,8 @@ for x in range(0 if sys.argv[2:] == ["pool-only"] else n):
     kwargs = pickle.loads(pickle.dumps({"x": x}))
     pickle.loads(pickle.dumps(f(**kwargs)))
 loop_s = time.perf_counter() - started
+if sys.argv[2:] == ["loop-only"]:
+    sys.exit(print(loop_s))
 started = time.perf_counter()
 with multiprocessing.Pool(2) as pool:
     assert len(pool.map(f, range(n), chunksize=max(1, n // 16))) == n
@@ -564,6 +567,96 @@ def pool_from_terminal_s(python: Path, folder: Path, n: int) -> float:
     started = time.perf_counter()
     subprocess.run([str(python), "pool_script.py", str(n)], cwd=folder, check=True)
     return time.perf_counter() - started
+
+
+def tree_cpu_s(command: list[str], cwd: Path) -> float:
+    """User + system CPU seconds of ``command`` and every process under it (from ``wait4``, as each parent waits)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def runner_alone_command(folder: Path, n: int) -> list[str]:
+    """One task's runner on ``n`` calls of work.py's f, as a task starts it (script, runner, payload written
+    to ``folder``): its worker and its supervisor, with no submitter and no task script."""
+    from groundhog_batch.render.payload import TaskPayload
+    from groundhog_batch.render.renderer import runner_source
+
+    payload = TaskPayload(
+        function="f",
+        call_indices=list(range(n)),
+        swept_kwargs=[],
+        args=[],
+        kwargs={},
+        grid={"axes": [["x", list(range(n))]], "first": 0, "n": n},
+    )
+    (folder / "hog_runner.py").write_text(runner_source())
+    (folder / "payload.b64").write_text(payload.encode())
+    return [sys.executable, "hog_runner.py", "work.py", "payload.b64"]
+
+
+def bench_budget(base: Path, quick: bool = False) -> list[tuple]:
+    """Where 1,000,000 calls' CPU goes: the whole submit, the runner alone (one task: worker and supervisor),
+    and the guarantees' bookkeeping alone (``FLOOR``), whole-tree CPU, interleaved rounds."""
+    n = 100_000 if quick else 1_000_000
+    script = "# /// script\n# dependencies = []\n# ///\ndef f(x):\n    return x * 2\n"
+    folder = project(
+        base / f"budget-{n}", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n", script
+    )
+    (folder / "floor.py").write_text(FLOOR)
+    (folder / "loop_pool.py").write_text(LOOP_AND_POOL)
+    runner = runner_alone_command(folder, n)
+    submit = [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--local"]
+    cli(
+        folder,
+        "submit",
+        "sweep.yaml",
+        "--local",
+        "--run-dir",
+        "warmup",
+        "--set",
+        "sweep.product.x=[0]",
+    )
+    measured: dict[str, list[float]] = {}
+    for round_ in range(ROUNDS):
+        figures = {
+            "submit": tree_cpu_s([*submit, "--run-dir", f"run{round_}"], folder),
+            "runner": tree_cpu_s(runner, folder),
+            "floor": tree_cpu_s([sys.executable, "floor.py", str(n)], folder),
+            "loop": tree_cpu_s([sys.executable, "loop_pool.py", str(n), "loop-only"], folder),
+        }
+        for name, value in figures.items():
+            measured.setdefault(name, []).append(value)
+        shutil.rmtree(folder / f"run{round_}")
+    cpu = {name: median(values) for name, values in measured.items()}
+    per_call = {name: value / n * 1e6 for name, value in cpu.items()}
+    return [
+        (
+            f"{n:,} trivial calls: whole-tree CPU (median of {ROUNDS} interleaved rounds)",
+            "CPU",
+            "a call",
+        ),
+        *(
+            (label, f"{cpu[name]:.2f} s", f"{per_call[name]:.1f} µs")
+            for name, label in (
+                ("submit", "submit --local (CLI, submitter, tasks: workers and supervisors)"),
+                ("runner", "  the runner alone, one task (its worker and its supervisor)"),
+                ("floor", "  the guarantees' bookkeeping alone, one process (FLOOR)"),
+                ("loop", "  the in-process loop, its interpreter's start included"),
+            )
+        ),
+        (
+            "  submit beyond the runner alone (submitter, task starts, the pipe)",
+            f"{cpu['submit'] - cpu['runner']:.2f} s",
+            f"{per_call['submit'] - per_call['runner']:.1f} µs",
+        ),
+        (
+            "  3x the loop on two cores allows (loop's CPU x 3 x 2)",
+            f"{cpu['loop'] * 6:.2f} s",
+            f"{per_call['loop'] * 6:.1f} µs",
+        ),
+    ]
 
 
 def bench_numpy(base: Path, quick: bool = False) -> list[tuple]:
@@ -1198,6 +1291,7 @@ BENCHMARKS = {
     "report": bench_report,
     "plan": bench_plan,
     "scale": bench_scale,
+    "budget": bench_budget,
     "numpy": bench_numpy,
     "peers": bench_peers,
     "throughput": bench_throughput,
@@ -1212,6 +1306,7 @@ DEFAULT = [
     "report",
     "plan",
     "scale",
+    "budget",
     "numpy",
     "peers",
     "throughput",
