@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 TRIVIAL = "# /// script\n# dependencies = []\n# ///\ndef f(x):\n    return x\n"
+TRIVIAL_X2 = "# /// script\n# dependencies = []\n# ///\ndef f(x):\n    return x * 2\n"
 
 
 def cli(folder: Path, *args: str) -> tuple[float, float, subprocess.CompletedProcess]:
@@ -361,25 +362,29 @@ def median(values: list[float]) -> float:
     return values[len(values) // 2]
 
 
+def trivial_sweep(folder: Path, n: int, script: str = TRIVIAL_X2) -> Path:
+    """A project sweeping ``f(x)`` (``x * 2`` unless ``script`` says otherwise) over ``n`` calls, its
+    environment built by a one-call submit."""
+    folder = project(folder, f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n", script)
+    cli(
+        folder,
+        "submit",
+        "sweep.yaml",
+        "--local",
+        "--run-dir",
+        "warmup",
+        "--set",
+        "sweep.product.x=[0]",
+    )
+    return folder
+
+
 def bench_scale(base: Path, quick: bool = False) -> list[tuple]:
     """The issue's table: trivial calls x*2 at 10k, 100k, 1M, against the loop and Pool (and joblib at 100k),
     side by side: ``ROUNDS`` interleaved rounds of each, medians (the machine is shared)."""
     rows: list[tuple] = [SCALE_HEADER]
-    script = "# /// script\n# dependencies = []\n# ///\ndef f(x):\n    return x * 2\n"
     for n in QUICK_SIZES if quick else SIZES:
-        folder = project(
-            base / f"scale-{n}", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n", script
-        )
-        cli(
-            folder,
-            "submit",
-            "sweep.yaml",
-            "--local",
-            "--run-dir",
-            "warmup",
-            "--set",
-            "sweep.product.x=[0]",
-        )
+        folder = trivial_sweep(base / f"scale-{n}", n)
         joblib = joblib_python(base) if n == 100_000 else None
         measured: dict[str, list[float]] = {}
         for round_ in range(ROUNDS):
@@ -600,24 +605,11 @@ def bench_budget(base: Path, quick: bool = False) -> list[tuple]:
     """Where 1,000,000 calls' CPU goes: the whole submit, the runner alone (one task: worker and supervisor),
     and the guarantees' bookkeeping alone (``FLOOR``), whole-tree CPU, interleaved rounds."""
     n = 100_000 if quick else 1_000_000
-    script = "# /// script\n# dependencies = []\n# ///\ndef f(x):\n    return x * 2\n"
-    folder = project(
-        base / f"budget-{n}", f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n", script
-    )
+    folder = trivial_sweep(base / f"budget-{n}", n)
     (folder / "floor.py").write_text(FLOOR)
     (folder / "loop_pool.py").write_text(LOOP_AND_POOL)
     runner = runner_alone_command(folder, n)
     submit = [sys.executable, "-m", "groundhog_batch", "submit", "sweep.yaml", "--local"]
-    cli(
-        folder,
-        "submit",
-        "sweep.yaml",
-        "--local",
-        "--run-dir",
-        "warmup",
-        "--set",
-        "sweep.product.x=[0]",
-    )
     measured: dict[str, list[float]] = {}
     for round_ in range(ROUNDS):
         figures = {
@@ -662,21 +654,7 @@ def bench_budget(base: Path, quick: bool = False) -> list[tuple]:
 def bench_numpy(base: Path, quick: bool = False) -> list[tuple]:
     """Calls of ~10 ms of NumPy each: hog-batch against multiprocessing.Pool(2) in the same environment."""
     n = 300  # issue 21: 300 calls of 10 ms, a 3 s workload, where start-up costs show
-    folder = project(
-        base / "numpy",
-        f"sweep:\n  product:\n    x: {{range: [0, {n}]}}\n",
-        NUMPY_SCRIPT.format(size=250_000),
-    )
-    cli(
-        folder,
-        "submit",
-        "sweep.yaml",
-        "--local",
-        "--run-dir",
-        "warmup",
-        "--set",
-        "sweep.product.x=[0]",
-    )  # builds the env
+    folder = trivial_sweep(base / "numpy", n, NUMPY_SCRIPT.format(size=250_000))  # env built
     env_python = next(Path(os.environ["HOG_BATCH_CACHE_DIR"]).glob("**/envs/*/bin/python"))
     size = int(
         250_000 * NUMPY_CALL_S / seconds_per_call(env_python, folder)
