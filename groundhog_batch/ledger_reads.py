@@ -62,7 +62,7 @@ class StoredBlock:
 
             try:
                 data = zlib.decompress(compressed)
-            except zlib.error:
+            except (zlib.error, TypeError):
                 return  # records() says the ledger is damaged
             self.table = block_table(data)
 

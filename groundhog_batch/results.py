@@ -156,8 +156,8 @@ def _window_columns(
 ) -> dict[str, list]:
     from .script_versions import version_of
 
-    if window.columns is not None and len(job_versions) == 1:
-        return _short_window_columns(job, params, window, job_versions[0][1])
+    if window.columns is not None:
+        return _short_window_columns(job, params, window, job_versions)
     n = window.stop - window.start
     calls = range(window.start, window.stop)
     records = (
@@ -170,7 +170,7 @@ def _window_columns(
         columns[f"param:{name}"] = values
     columns["status"] = [_PUBLIC[code] for code in window.states]
     values = [
-        r["value"]
+        r.get("value")
         if r is not None and r.get("kind") == "json" and r.get("ok")
         else decode_result(r)
         for r in records
@@ -218,7 +218,10 @@ def _window_columns(
 
 
 def _short_window_columns(
-    job: str, params: dict[str, list], window: CallWindow, script_sha256: str | None
+    job: str,
+    params: dict[str, list],
+    window: CallWindow,
+    job_versions: list[tuple[float, str | None]],
 ) -> dict[str, Any]:
     """``_window_columns`` of a window whose calls all succeeded with short records (``window.columns``, an
     Arrow table): the same columns, those read from the records as arrays."""
@@ -240,7 +243,15 @@ def _short_window_columns(
     columns["duration_s"] = pc.subtract(t1, t0)
     columns["cpu_s"] = table.column("cpu_s").chunk(0)
     columns["max_rss_mib"] = table.column("max_rss_mib").chunk(0)
-    columns["script_sha256"] = [script_sha256] * n
+    if len(job_versions) == 1:
+        columns["script_sha256"] = [job_versions[0][1]] * n
+    else:  # which version ran each call: by its start (``version_of``; a short record names none)
+        from .script_versions import version_of
+
+        columns["script_sha256"] = [
+            version_of({"t0": a, "t1": b}, job_versions)
+            for a, b in zip(t0.to_pylist(), t1.to_pylist(), strict=True)
+        ]
     return columns
 
 

@@ -43,6 +43,8 @@ def block_table(data: bytes) -> Any | None:
         ("cpu_s", pa.float64()),
         ("max_rss_mib", pa.float64()),
     ]
+    if not _plain(data):
+        return None
     for value_type in (pa.int64(), pa.bool_(), pa.float64()):
         schema = pa.schema([*fixed[:3], ("value", value_type), *fixed[3:]])
         try:
@@ -57,8 +59,8 @@ def block_table(data: bytes) -> Any | None:
         break
     else:
         return None
-    if table.num_rows == 0 or table.num_rows != data.count(b"\n") + (not data.endswith(b"\n")):
-        return None  # a line Arrow skipped (blank) or joined is not a record we can vouch for
+    if table.num_rows != data.count(b"\n") + (not data.endswith(b"\n")):
+        return None  # two records on a line: json.loads reads neither
     table = table.combine_chunks()
     ok, kind, call = table.column("ok"), table.column("kind"), table.column("call")
     if ok.null_count or call.null_count or not pc.all(ok).as_py():
@@ -68,6 +70,19 @@ def block_table(data: bytes) -> Any | None:
     if value_type == pa.float64() and _INTEGER_VALUE.search(data):
         return None  # an integer among floats: json.loads keeps it an int, which text columns show as such
     return table
+
+
+def _plain(data: bytes) -> bool:
+    """Whether ``data`` is written as the runner writes short records, in nothing Arrow's reader takes and
+    ``json.loads`` does not: every line an object (no blank line, no byte order mark), no escape (a key
+    spelled ``"valu\\u0065"``), no ``-NaN``, ``Inf`` or ``-Inf`` (Python spells them ``NaN``, ``Infinity``)."""
+    return (
+        data.startswith(b"{")
+        and data.count(b"\n{") == data.count(b"\n") - data.endswith(b"\n")
+        and b"\\" not in data
+        and b"-NaN" not in data
+        and data.count(b"Inf") == data.count(b"Infinity")
+    )
 
 
 def window_table(tables: list[Any], start: int, stop: int) -> Any | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
+import zlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +21,8 @@ from hypothesis import strategies as st
 
 from groundhog_batch import results, success_columns
 from groundhog_batch.api import open_run
+from groundhog_batch.errors import HogError
+from groundhog_batch.ledger import _success_records
 from groundhog_batch.render.runner import success_line
 from groundhog_batch.success_columns import block_table
 
@@ -41,6 +45,21 @@ def same(a: list, b: list) -> bool:
         or (type(x) is type(y) and x == y and (not isinstance(x, float) or repr(x) == repr(y)))
         for x, y in zip(a, b, strict=True)
     )
+
+
+def both_tables(run, root, monkeypatch):
+    """The run's table exported with and without columns."""
+    monkeypatch.setattr(results, "COLUMNAR", True)
+    fast = pq.read_table(run.export(root / "fast.parquet"))
+    monkeypatch.setattr(results, "COLUMNAR", False)
+    slow = pq.read_table(run.export(root / "slow.parquet"))
+    return fast, slow
+
+
+def assert_same_table(fast, slow):
+    assert fast.schema == slow.schema
+    for name in slow.column_names:
+        assert same(fast.column(name).to_pylist(), slow.column(name).to_pylist()), name
 
 
 def typed(values) -> tuple[str, list]:
@@ -166,12 +185,110 @@ def test_an_export_is_the_same_table_with_and_without_columns(project, monkeypat
         return table
 
     monkeypatch.setattr(success_columns, "window_table", counted)
-    fast = pq.read_table(run.export(project.root / "fast.parquet"))
-    monkeypatch.setattr(results, "COLUMNAR", False)
-    slow = pq.read_table(run.export(project.root / "slow.parquet"))
-    assert fast.schema == slow.schema
-    for name in slow.column_names:
-        assert same(fast.column(name).to_pylist(), slow.column(name).to_pylist()), name
+    assert_same_table(*both_tables(run, project.root, monkeypatch))
     if case != "everything":
         assert any(taken), "no window was read as columns"
     assert pa.Table.from_pandas(run.results()).num_rows == 70
+
+
+# --- found by review: each failed on the first version of the columnar reader ----------------------
+
+
+def test_a_job_whose_script_changed_keeps_its_results(project, monkeypatch):
+    """Job a's script changed (a comment) and was accepted by a retry of job b's failure: job a has two
+    script versions, and each row still has its result, times and the version that ran it."""
+    project.write("a.py", HEAD + "def f(x):\n    return x * 3\n")
+    project.write(
+        "b.py",
+        HEAD + "def g(x):\n    if x == 5:\n        raise ValueError('boom')\n    return x + 0.5\n",
+    )
+    project.manifest(
+        "sweep:\n  product:\n    x: {range: [0, 10]}\n"
+        "jobs:\n  - {name: a, script: a.py, function: f}\n  - {name: b, script: b.py, function: g}\n"
+    )
+    done = project.cli("submit", "sweep.yaml", "--local", "--run-dir", "run", "-q")
+    assert done.returncode == 1, done.stderr
+    project.write("a.py", HEAD + "def f(x):\n    return x * 3\n# edited\n")
+    project.cli("retry", "run", "--accept-changed-script", "-q")
+    run = open_run(project.root / "run")
+    fast, slow = both_tables(run, project.root, monkeypatch)
+    assert slow.column("result").to_pylist()[:3] == [0.0, 3.0, 6.0]
+    assert_same_table(fast, slow)
+    monkeypatch.setattr(results, "COLUMNAR", True)
+    assert run.results()["result"].tolist()[:3] == [0.0, 3.0, 6.0]
+
+
+def _damage(run_dir, value):
+    db = sqlite3.connect(run_dir / "state.sqlite")
+    db.execute("UPDATE blocks SET records = ?", (value,))
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("value", ["not a blob", 12345], ids=["text", "integer"])
+def test_a_block_that_is_not_bytes_is_the_located_damage_error(project, monkeypatch, value):
+    """Both paths say "the run directory is damaged ... cannot be decompressed", never a traceback."""
+    project.write("work.py", HEAD + "def f(x):\n    return x\n")
+    project.manifest("script: work.py\nfunction: f\nsweep:\n  product:\n    x: {range: [0, 5]}\n")
+    assert project.cli("submit", "sweep.yaml", "--local", "--run-dir", "run", "-q").returncode == 0
+    _damage(project.root / "run", value)
+    run = open_run(project.root / "run")
+    monkeypatch.setattr(results, "COLUMNAR", False)
+    with pytest.raises(HogError, match="damaged"):
+        run.export(project.root / "slow.parquet")
+    monkeypatch.setattr(results, "COLUMNAR", True)
+    with pytest.raises(HogError, match="damaged"):
+        run.export(project.root / "fast.parquet")
+
+
+def _line(call: int, value: bytes = b"1.5", cpu: bytes = b"0.1") -> bytes:
+    return (
+        b'{"call": %d, "ok": true, "kind": "json", "value": %s, "t0": 1.5, "t1": 2.5, "cpu_s": %s, '
+        b'"max_rss_mib": 30.5}' % (call, value, cpu)
+    )
+
+
+DAMAGED_BLOCKS = {
+    # RapidJSON's NaN/Inf flag takes more than Python's json does
+    "minus-nan-value": _line(0) + b"\n" + _line(1, b"-NaN") + b"\n",
+    "inf-value": _line(0) + b"\n" + _line(1, b"Inf") + b"\n",
+    "minus-inf-value": _line(0) + b"\n" + _line(1, b"-Inf") + b"\n",
+    "minus-nan-cpu": _line(0) + b"\n" + _line(1, cpu=b"-NaN") + b"\n",
+    # a UTF-8 byte order mark: Arrow skips it; the old path drops the first line (it does not start with "{")
+    "bom": b"\xef\xbb\xbf" + _line(0) + b"\n" + _line(1) + b"\n",
+    # two records on one line and a blank line: as many rows as newlines, but json.loads drops both records
+    "joined-and-blank": _line(0) + _line(1) + b"\n" + _line(2) + b"\n\n",
+}
+
+
+@pytest.mark.parametrize("data", list(DAMAGED_BLOCKS.values()), ids=list(DAMAGED_BLOCKS))
+def test_a_block_json_loads_cannot_read_is_not_read_as_columns(data):
+    old = dict(_success_records(zlib.compress(data)))
+    table = block_table(data)
+    read = [] if table is None else table.column("call").to_pylist()
+    assert sorted(read) == sorted(old) or table is None, (read, sorted(old))
+
+
+def test_an_integer_under_an_escaped_value_key_stays_an_integer_in_a_text_column(
+    project, monkeypatch
+):
+    """``"valu\\u0065": 3`` is the key "value" to json.loads and to Arrow (not to a search for the key): where
+    the result column is text (another window holds strings) the row shows "3", not "3.0"."""
+    project.write("work.py", HEAD + "def f(x):\n    return 0.5 if x < 10 else 'a'\n")
+    project.manifest(
+        "script: work.py\nfunction: f\ncalls_per_task: 10\nsweep:\n  product:\n    x: {range: [0, 20]}\n"
+    )
+    assert project.cli("submit", "sweep.yaml", "--local", "--run-dir", "run", "-q").returncode == 0
+    db = sqlite3.connect(project.root / "run" / "state.sqlite")
+    block, records = db.execute("SELECT block, records FROM blocks ORDER BY lo").fetchone()
+    lines = zlib.decompress(records).splitlines(keepends=True)
+    lines[3] = lines[3].replace(b'"value": 0.5', b'"valu\\u0065": 3')
+    db.execute(
+        "UPDATE blocks SET records = ? WHERE block = ?", (zlib.compress(b"".join(lines)), block)
+    )
+    db.commit()
+    db.close()
+    monkeypatch.setattr(results, "BATCH_ROWS", 10)
+    fast, slow = both_tables(open_run(project.root / "run"), project.root, monkeypatch)
+    assert slow.column("result").to_pylist()[3] == "3"
+    assert_same_table(fast, slow)
