@@ -54,9 +54,8 @@ if TYPE_CHECKING:
 
 EXPORT_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl")
 BATCH_ROWS = 20_000
-COLUMNAR = (
-    True  # exports read blocks of short success records as Arrow columns (``success_columns``)
-)
+# Exports read blocks of short success records as Arrow columns (``success_columns``).
+COLUMNAR = True
 MAX_RESTARTS = 8
 
 
@@ -324,9 +323,8 @@ def _infer(values: list) -> tuple[str, Any]:
     import pyarrow as pa
 
     try:
-        if isinstance(
-            values, pa.Array
-        ):  # a column of short records: as pa.array() of its values would be
+        # A column of short records (an Arrow array) is typed as pa.array() of its values would be.
+        if isinstance(values, pa.Array):
             array = pa.nulls(len(values)) if values.null_count == len(values) else values
         else:
             array = pa.array(values)
@@ -424,7 +422,7 @@ def _variable_column(shape: Shape, name: str, values: list):
     wanted = _combine(shape.kinds.get(name), kind)
     shape.widen(name, wanted)
     arrow_type = getattr(pa, _ARROW_KINDS[wanted])()
-    if wanted == "text" and (kind != "text" or array is None) or array is None:
+    if array is None or (wanted == "text" and kind != "text"):
         if isinstance(values, pa.Array):
             values = values.to_pylist()
         return text_array(_as_text(values))

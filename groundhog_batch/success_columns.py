@@ -22,14 +22,16 @@ import io
 import re
 from typing import Any
 
-SHORT_KEYS = ("call", "ok", "kind", "value", "t0", "t1", "cpu_s", "max_rss_mib")
 # A value written as an integer. In a block of short records "value" is a key and nothing else: the only
 # text a short record holds is its kind, "json".
 _INTEGER_VALUE = re.compile(rb'"value"\s*:\s*-?[0-9]+\s*[,}]')
 
 
 def block_table(data: bytes) -> Any | None:
-    """The records of one block (JSON lines) as a pyarrow Table of ``SHORT_KEYS``, or None (not all short)."""
+    """The records of one block (JSON lines) as a pyarrow Table of the short record's eight keys, or None (not
+    all short)."""
+    if not _plain(data):
+        return None
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
@@ -43,8 +45,6 @@ def block_table(data: bytes) -> Any | None:
         ("cpu_s", pa.float64()),
         ("max_rss_mib", pa.float64()),
     ]
-    if not _plain(data):
-        return None
     for value_type in (pa.int64(), pa.bool_(), pa.float64()):
         schema = pa.schema([*fixed[:3], ("value", value_type), *fixed[3:]])
         try:
@@ -121,4 +121,4 @@ def _ascending_by_one(calls: Any) -> bool:
     return bool((np.diff(values) == 1).all())
 
 
-__all__ = ["SHORT_KEYS", "block_table", "window_table"]
+__all__ = ["block_table", "window_table"]
