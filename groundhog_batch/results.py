@@ -229,21 +229,25 @@ def _short_window_columns(
 
     n = window.stop - window.start
     table = window.columns
+
+    def same(text: str | None):  # one text n times, made in Arrow
+        return pa.repeat(text_array([text])[0], n)
+
     t0, t1 = table.column("t0").chunk(0), table.column("t1").chunk(0)
-    columns: dict[str, Any] = {"job": [job] * n, "call": table.column("call").chunk(0)}
+    columns: dict[str, Any] = {"job": same(job), "call": table.column("call").chunk(0)}
     for name, values in params.items():
         columns[f"param:{name}"] = values
-    columns["status"] = [_PUBLIC[SUCCEEDED]] * n
+    columns["status"] = same(_PUBLIC[SUCCEEDED])
     columns["result"] = table.column("value").chunk(0)
     columns["error"] = columns["traceback"] = pa.nulls(n, pa.string())
-    columns["stdout"] = columns["stderr"] = [""] * n
-    columns["attempts"] = [1] * n
+    columns["stdout"] = columns["stderr"] = same("")
+    columns["attempts"] = pa.repeat(pa.scalar(1, pa.int64()), n)
     columns["started_at"], columns["finished_at"] = t0, t1
     columns["duration_s"] = pc.subtract(t1, t0)
     columns["cpu_s"] = table.column("cpu_s").chunk(0)
     columns["max_rss_mib"] = table.column("max_rss_mib").chunk(0)
     if len(job_versions) == 1:
-        columns["script_sha256"] = [job_versions[0][1]] * n
+        columns["script_sha256"] = same(job_versions[0][1])
     else:  # which version ran each call: by its start (``version_of``; a short record names none)
         from .script_versions import version_of
 

@@ -10,6 +10,8 @@ import stat
 
 import pytest
 from conftest import Project
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import groundhog_batch as hb
 
@@ -288,3 +290,34 @@ def test_a_report_choice_naming_no_parameter_is_a_warning_at_validate(grid):
     assert done.returncode == 0
     assert "warning: report.x: 'bb' is not a swept parameter of any job (a, b, seed)" in done.stderr
     assert "warning: report.figures.0.replicates: 'sead' is not a swept parameter" in done.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([0.0, -0.0, 0.1, 1 / 3, 2.5e-7, 1e300, float("nan"), float("inf")]),
+            st.floats(allow_nan=True, allow_infinity=True),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.integers(min_value=1, max_value=5),
+)
+def test_a_column_tidied_once_per_distinct_value_is_each_value_tidied(values, repeats):
+    """A parameter's column holds a few values a million times: tidying each distinct value once gives what
+    tidying every value gives, bit for bit (NaN, infinities, and the sign of zero included)."""
+    import numpy as np
+    import pandas as pd
+
+    from groundhog_batch.report.numbers import tidy, tidy_column
+
+    column = pd.Series(values * repeats, name="x", index=range(5, 5 + len(values) * repeats))
+    tidied = tidy_column(column)
+    expected = column.map(tidy)
+    assert tidied.dtype == expected.dtype and list(tidied.index) == list(expected.index)
+    assert tidied.name == "x"
+    got, want = tidied.to_numpy(), expected.to_numpy()
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    kept = ~np.isnan(want)
+    assert np.array_equal(got[kept].view(np.int64), want[kept].view(np.int64))

@@ -28,9 +28,15 @@ class JobView:
     kinds: dict[str, str] = field(
         default_factory=dict
     )  # parameter -> range | linspace | geomspace | values | list | rows | chunks
+    counted: dict[str, int] = field(
+        default_factory=dict, repr=False
+    )  # parameter -> its distinct values
 
     def n_values(self, param: str) -> int:
-        return int(self.frame[param].nunique(dropna=True))
+        """How many distinct values ``param`` takes (counted once: a million rows take a while to hash)."""
+        if param not in self.counted:
+            self.counted[param] = int(self.frame[param].nunique(dropna=True))
+        return self.counted[param]
 
     def is_numeric(self, column: str) -> bool:
         return is_numeric(self.frame[column])
@@ -95,12 +101,13 @@ def job_views(frame, kinds: dict[str, dict[str, str]] | None = None) -> list[Job
     params = param_columns(frame)
     results = result_columns(frame)
     views = []
-    for name in dict.fromkeys(frame["job"]):
+    for name in frame["job"].unique():  # in order of appearance
         rows = frame[frame["job"] == name].copy()
         own = [p for p in params if rows[p].notna().any()]
         for p in own:
             rows[p] = _hashable(rows[p])
-        varying = [p for p in own if rows[p].nunique(dropna=True) > 1]
+        counted = {p: int(rows[p].nunique(dropna=True)) for p in own}
+        varying = [p for p in own if counted[p] > 1]
         done = rows[rows["status"] == "succeeded"]
         typed = [r for r in results if is_numeric(rows[r])]
         present = (
@@ -108,7 +115,9 @@ def job_views(frame, kinds: dict[str, dict[str, str]] | None = None) -> list[Job
         )  # one pass over a wide table, not one per column
         numeric = [r for r in typed if bool(present[r])]
         views.append(
-            JobView(str(name), rows, own, varying, numeric, (kinds or {}).get(str(name), {}))
+            JobView(
+                str(name), rows, own, varying, numeric, (kinds or {}).get(str(name), {}), counted
+            )
         )
     return views
 

@@ -73,12 +73,26 @@ def tidy(value: Any) -> Any:
 
 
 def tidy_column(column):
-    """A pandas column with its floats tidied (for drawing; never for the table)."""
+    """A pandas column with its floats tidied (for drawing; never for the table).
+
+    A parameter's column holds a few values a million times: each distinct value is tidied once.
+    """
+    import numpy as np
     import pandas as pd
 
-    if pd.api.types.is_float_dtype(column):
+    if not pd.api.types.is_float_dtype(column):
+        return column
+    if column.dtype != np.float64:
         return column.map(tidy)
-    return column
+    codes, distinct = pd.factorize(column)  # NaN: code -1
+    if len(distinct) * 2 > len(column):
+        return column.map(tidy)
+    tidied = np.array([tidy(value) for value in distinct] + [np.nan], dtype=np.float64)
+    values, out = column.to_numpy(), tidied[codes]
+    # -0.0 and 0.0 are one distinct value to factorize: each keeps its own sign, as tidy() leaves it.
+    zeros = values == 0
+    out[zeros] = values[zeros]
+    return pd.Series(out, index=column.index, name=column.name)
 
 
 def number_text(value: Any) -> str:

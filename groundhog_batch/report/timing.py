@@ -45,7 +45,7 @@ def duration_figure(data: ReportData) -> ReportFigure | None:
     tallest = np.histogram(np.clip(seconds, edges[0], edges[-1]), bins=edges)[
         0
     ].max()  # the stacked bars' height
-    jobs = list(dict.fromkeys(done["job"]))
+    jobs = [str(job) for job in done["job"].unique()]  # in order of appearance
     for j, job in enumerate(jobs):
         for status in ("succeeded", "failed"):
             part = done[(done["job"] == job) & (done["status"] == status)]["duration_s"].to_numpy(
