@@ -1169,63 +1169,47 @@ def bench_coldstart(base: Path, quick: bool = False) -> list[tuple]:
     ]
 
 
+def report_row(folder: Path, what: str, *submit_options: str) -> tuple:
+    """Submit ``folder``'s sweep, then time ``hog-batch report`` of it against the 10 s target."""
+    assert (
+        cli(folder, "submit", "sweep.yaml", *submit_options, "--run-dir", "run")[2].returncode == 0
+    )
+    wall_s, peak_mib, done = cli(folder, "report", "run")
+    assert done.returncode == 0, done.stderr
+    return (
+        f"report, {what}",
+        f"{wall_s:.1f} s",
+        f"{peak_mib:.0f} MiB peak",
+        "target < 10 s",
+        "holds" if wall_s < 10 else "MISSED",
+    )
+
+
 def bench_report(base: Path, quick: bool = False) -> list[tuple]:
     """The report of 3 calls returning dicts of 1,000 and 5,000 numbers (one figure per key would take minutes),
     of a 10,000-call grid with replicates, and of 1,000,000 trivial calls: each must build in under 10 s."""
-    rows = []
     wide = "def f(x):\n    return {f'k{i}': x * i for i in range(%d)}\n"
-    for keys in (1_000, 5_000):
-        folder = project(
-            base / f"report-{keys}", "sweep:\n  product:\n    x: [1, 2, 3]\n", wide % keys
+    rows = [
+        report_row(
+            project(base / f"report-{keys}", "sweep:\n  product:\n    x: [1, 2, 3]\n", wide % keys),
+            f"3 calls of {keys:,} keys",
         )
-        assert cli(folder, "submit", "sweep.yaml", "--run-dir", "run")[2].returncode == 0
-        wall_s, peak_mib, done = cli(folder, "report", "run")
-        assert done.returncode == 0, done.stderr
-        rows.append(
-            (
-                f"report, 3 calls of {keys:,} keys",
-                f"{wall_s:.1f} s",
-                f"{peak_mib:.0f} MiB peak",
-                "target < 10 s",
-                "holds" if wall_s < 10 else "MISSED",
-            )
-        )
+        for keys in (1_000, 5_000)
+    ]
     n_seeds = 10 if quick else 100
     grid = (
         "sweep:\n  product:\n    a: {geomspace: [1, 1000, 10]}\n    b: {linspace: [0, 1, 10]}\n"
         f"    seed: {{range: [0, {n_seeds}]}}\n"
     )
-    folder = project(
-        base / "report-grid",
-        grid,
-        "def f(a, b, seed):\n    return {'y': a * b + seed % 7, 'z': a - b}\n",
-    )
-    assert cli(folder, "submit", "sweep.yaml", "--run-dir", "run")[2].returncode == 0
-    wall_s, peak_mib, done = cli(folder, "report", "run")
-    assert done.returncode == 0, done.stderr
+    script = "def f(a, b, seed):\n    return {'y': a * b + seed % 7, 'z': a - b}\n"
     rows.append(
-        (
-            f"report, {100 * n_seeds:,} calls, replicates",
-            f"{wall_s:.1f} s",
-            f"{peak_mib:.0f} MiB peak",
-            "target < 10 s",
-            "holds" if wall_s < 10 else "MISSED",
+        report_row(
+            project(base / "report-grid", grid, script), f"{100 * n_seeds:,} calls, replicates"
         )
     )
     n_big = 100_000 if quick else 1_000_000
     folder = trivial_sweep(base / f"report-{n_big}", n_big)
-    assert cli(folder, "submit", "sweep.yaml", "--local", "--run-dir", "run")[2].returncode == 0
-    wall_s, peak_mib, done = cli(folder, "report", "run")
-    assert done.returncode == 0, done.stderr
-    rows.append(
-        (
-            f"report, {n_big:,} trivial calls",
-            f"{wall_s:.1f} s",
-            f"{peak_mib:.0f} MiB peak",
-            "target < 10 s",
-            "holds" if wall_s < 10 else "MISSED",
-        )
-    )
+    rows.append(report_row(folder, f"{n_big:,} trivial calls", "--local"))
     return rows
 
 
