@@ -826,14 +826,24 @@ def _retried(policy: int, record: dict) -> bool:
 
 def _success_records(compressed: bytes, path: Path | None = None) -> Iterator[tuple[int, dict]]:
     """The success records of one stored block (zlib-compressed JSON lines), decoded in one go."""
+    yield from success_records_in(block_text(compressed, path))
+
+
+def block_text(compressed: bytes, path: Path | None = None) -> bytes:
+    """One stored block's JSON lines, or the run directory is damaged."""
     try:
-        data = zlib.decompress(compressed)
+        return zlib.decompress(compressed)
     except (zlib.error, TypeError) as exc:
         raise RunError(
             message=f"the run directory is damaged: a block of results in its ledger {path} cannot be "
             f"decompressed ({exc})",
             hint="its results cannot be trusted: submit the manifest again into a new run directory",
         ) from None
+
+
+def success_records_in(data: bytes) -> Iterator[tuple[int, dict]]:
+    """(call, record) of the success records in a block's JSON lines: all at once, or line by line where a
+    line is not a record."""
     try:
         records = json.loads(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")
         for record in records:

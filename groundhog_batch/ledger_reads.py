@@ -5,13 +5,12 @@ the dataclasses."""
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .ledger import CODE_STATES, SUCCEEDED, CallRecord, _success_records
+from .ledger import CODE_STATES, SUCCEEDED, CallRecord, block_text, success_records_in
 
 
 @dataclass(frozen=True)
@@ -50,25 +49,31 @@ class CallWindow:
 
 
 class StoredBlock:
-    """One stored block of success records while a window needs it: decoded as an Arrow table (``columnar``
-    and every record short) or as dicts, each once, when first asked."""
+    """One stored block of success records while a window needs it: read as an Arrow table (``columnar`` and
+    every record short), else decoded as dicts when first asked, from the text decompressed once. A window
+    that cannot take a block's table (a failure in it, a neighbour block of another shape) asks for dicts."""
 
     def __init__(self, hi: int, compressed: bytes, path: Path | None, columnar: bool) -> None:
         self.hi, self._compressed, self._path = hi, compressed, path
+        self._data: bytes | None = block_text(compressed, path)
         self._records: dict[int, dict] | None = None
         self.table = None
         if columnar:
             from .success_columns import block_table
 
-            try:
-                data = zlib.decompress(compressed)
-            except (zlib.error, TypeError):
-                return  # records() says the ledger is damaged
-            self.table = block_table(data)
+            self.table = block_table(self._data)
+            if self.table is not None:
+                self._data = (
+                    None  # the table holds the records: the text again only if a window asks
+                )
 
     def records(self) -> dict[int, dict]:
         if self._records is None:
-            self._records = dict(_success_records(self._compressed, self._path))
+            data = (
+                self._data if self._data is not None else block_text(self._compressed, self._path)
+            )
+            self._records = dict(success_records_in(data))
+            self._data = None
         return self._records
 
 

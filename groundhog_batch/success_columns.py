@@ -47,7 +47,8 @@ def block_table(data: bytes) -> Any | None:
         ("cpu_s", pa.float64()),
         ("max_rss_mib", pa.float64()),
     ]
-    for value_type in (pa.int64(), pa.bool_(), pa.float64()):
+    arrow_types = {"int": pa.int64(), "bool": pa.bool_(), "float": pa.float64()}
+    for value_type in (arrow_types[kind] for kind in _value_kinds(data)):
         schema = pa.schema([*fixed[:3], ("value", value_type), *fixed[3:]])
         try:
             table = pj.read_json(
@@ -72,6 +73,24 @@ def block_table(data: bytes) -> Any | None:
     if value_type == pa.float64() and _INTEGER_VALUE.search(data):
         return None  # an integer among floats: json.loads keeps it an int, which text columns show as such
     return table
+
+
+def _value_kinds(data: bytes) -> tuple[str, ...]:
+    """The value types the block may be read as, told from its first value: an integer, a boolean or a float
+    leaves one (an integer next to a float is refused anyway, see ``_INTEGER_VALUE``); a null leaves all three;
+    anything else (a string, a dict, a list) none, before Arrow parses anything."""
+    at = data.find(b'"value": ')
+    if at < 0:
+        return ()
+    first = data[at + 9 : at + 10]
+    if first == b"n":
+        return ("int", "bool", "float")
+    if first in (b"t", b"f"):
+        return ("bool",)
+    if first in (b"N", b"I") or first.isdigit() or first == b"-":
+        token = re.match(rb"-?([^,}\s]*)", data[at + 9 : at + 64]).group(1)
+        return ("int",) if token.isdigit() else ("float",)
+    return ()
 
 
 def _plain(data: bytes, newlines: int) -> bool:

@@ -683,14 +683,16 @@ def unframe(line, prefix):
         return None
 
 
-def clean_records(data, prefix, calls=None, position=0):
+def clean_records(data, prefix, calls=None, position=0, n=None):
     """The records in ``data`` (lines of a records file) as plain lines, when it is nothing but whole records
-    (of ``calls[position:]``, in order, if given); else None: look at each line with ``unframe``.
+    (of ``calls[position:]``, in order, if given); else None: look at each line with ``unframe``. ``n``: the
+    lines in ``data``, where the caller has counted them.
 
     Whole records: every line starts with ``prefix`` and holds it once, and none was cut short (``CUT``); in
     order: the first and last lines name the calls expected there (a worker writes its records in call order).
     """
-    n = data.count(b"\n")
+    if n is None:
+        n = data.count(b"\n")
     sep = b"\n" + prefix
     if (
         not n
@@ -1724,9 +1726,10 @@ class _Task:
         in call order; the first and last name the calls expected there. Counted and cut in C, a few passes
         over the block: no object per record.
         """
-        text = clean_records(data, self.prefix, self.calls, self.position)
+        n = data.count(b"\n")
+        text = clean_records(data, self.prefix, self.calls, self.position, n)
         if text is not None:
-            self.position += data.count(b"\n")
+            self.position += n
         return text
 
     def reader_left(self):
